@@ -1,0 +1,83 @@
+"""Errors a user can cause, each mapped to an exit code by the CLI.
+
+Keeping them in one module lets the CLI turn any of them into one line on
+stderr without knowing where it came from.
+"""
+
+from __future__ import annotations
+
+
+class ChronctlError(Exception):
+    """Base for every error chronctl reports to a user; exit code 1."""
+
+    exit_code = 1
+
+
+class UsageError(ChronctlError):
+    """Arguments that do not parse (bad JSON, bad duration): exit code 2."""
+
+    exit_code = 2
+
+
+class ManifestError(UsageError):
+    """A manifest that cannot be used: names file, line, job and key where known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        job: str | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = path
+        self.line = line
+        self.job = job
+        self.key = key
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = ""
+        if self.path:
+            where = self.path + (f":{self.line}" if self.line else "")
+        subject = ""
+        if self.job and self.key:
+            subject = f"job '{self.job}', key '{self.key}': "
+        elif self.job:
+            subject = f"job '{self.job}': "
+        elif self.key:
+            subject = f"key '{self.key}': "
+        text = f"{where}: {subject}{self.message}" if where else f"{subject}{self.message}"
+        if self.hint:
+            text += f" (did you mean '{self.hint}'?)"
+        return text
+
+
+class TriggerError(UsageError):
+    """A cron string, interval or date that cannot fire."""
+
+
+class UnknownJobError(ChronctlError):
+    """A task or command names a job the manifest does not define."""
+
+    def __init__(self, job: str) -> None:
+        self.job = job
+        super().__init__(f"unknown job '{job}'")
+
+
+class TaskNotFoundError(ChronctlError):
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"task '{task_id}' not found")
+
+
+class BackendError(ChronctlError):
+    """The backend failed or cannot be reached; the message never carries credentials."""
+
+
+class BackendUnavailableError(BackendError):
+    pass

@@ -1,0 +1,115 @@
+"""Job definitions: what to run, with which defaults, on which trigger.
+
+A JobSpec is built from the manifest or from `@scheduler.job`; workers look
+jobs up by name only, so a task can never name an arbitrary import path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import ManifestError
+from .triggers import Trigger
+
+Executor = Literal["auto", "async", "thread", "process"]
+Backoff = Literal["exponential", "fixed"]
+
+
+@dataclass(slots=True)
+class RetryPolicy:
+    max_retries: int = 3
+    backoff: Backoff = "exponential"
+    delay: float = 1.0
+    max_delay: float = 3600.0
+    jitter: bool = True
+
+    def delay_for(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` (1 for the first retry)."""
+        import random
+
+        growth = 1 if self.backoff == "fixed" else 2 ** max(0, attempt - 1)
+        base = self.delay * growth
+        base = min(base, self.max_delay)
+        if self.jitter and base > 0:
+            # +-10%: spreads a burst of retries without changing the expected delay.
+            base *= random.uniform(0.9, 1.1)
+        return min(base, self.max_delay)
+
+
+@dataclass(slots=True)
+class JobSpec:
+    name: str
+    entrypoint: str | None = None
+    func: Callable[..., Any] | None = None
+    command: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    trigger: Trigger | None = None
+    timezone: str = "UTC"
+    queue: str = "default"
+    priority: int = 5
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float | None = 600.0
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    max_instances: int | None = None  # None: 1 for triggered jobs, unlimited otherwise
+    jitter: float = 0.0
+    rate_limit: tuple[int, float] | None = None  # (count, per seconds)
+    executor: Executor = "auto"
+    misfire_grace_time: float | None = None  # None: the scheduler's
+    coalesce: bool | None = None
+    pythonpath: list[str] = field(default_factory=list)
+
+    @property
+    def is_shell(self) -> bool:
+        return self.command is not None
+
+    @property
+    def effective_max_instances(self) -> int | None:
+        if self.max_instances is not None:
+            return self.max_instances
+        return 1 if self.trigger is not None else None
+
+    def resolve(self) -> Callable[..., Any]:
+        """Import the entrypoint once; errors name the job, never run other code."""
+        if self.func is not None:
+            return self.func
+        if self.entrypoint is None:
+            raise ManifestError("has neither entrypoint nor command", job=self.name)
+        self.func = import_entrypoint(self.entrypoint, self.pythonpath, job=self.name)
+        return self.func
+
+
+def import_entrypoint(entrypoint: str, pythonpath: list[str] | None = None, *,
+                      job: str | None = None) -> Callable[..., Any]:
+    module_name, sep, attr = entrypoint.partition(":")
+    if not sep or not module_name or not attr:
+        raise ManifestError(
+            f"bad entrypoint '{entrypoint}': expected 'package.module:function'",
+            job=job, key="entrypoint",
+        )
+    for path in pythonpath or []:
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ManifestError(
+            f"cannot import '{module_name}': {type(exc).__name__}: {exc}",
+            job=job, key="entrypoint",
+        ) from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise ManifestError(
+                f"'{module_name}' has no attribute '{attr}'", job=job, key="entrypoint"
+            ) from exc
+    if not callable(obj):
+        raise ManifestError(f"'{entrypoint}' is not callable", job=job, key="entrypoint")
+    return obj

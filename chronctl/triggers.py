@@ -1,0 +1,201 @@
+"""When jobs fire: cron, fixed interval, or once at a date.
+
+Triggers are pure: `next_fire(after)` returns the first fire strictly after
+`after` (an aware datetime) or None when the trigger is exhausted. They hold
+no state; the scheduler keeps the last fire in the backend.
+
+Cron is evaluated on the job's local wall clock and only then turned into an
+instant, which is what makes DST behave like cron users expect:
+- spring forward: wall times in the skipped hour do not exist; every such fire
+  maps to the first instant after the jump (03:00 in New York), so a job
+  scheduled at 02:30 runs once, right after the jump;
+- fall back: wall times in the repeated hour exist twice; a fire takes the
+  first of them only (fold=0), so it runs once.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
+
+from .durations import format_duration
+from .errors import TriggerError
+
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def get_timezone(name: str) -> tzinfo:
+    if name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        raise TriggerError(f"unknown timezone '{name}'") from exc
+
+
+def _exists(naive: datetime, tz: tzinfo) -> bool:
+    aware = naive.replace(tzinfo=tz)
+    return aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == naive
+
+
+def resolve_wall_time(naive: datetime, tz: tzinfo) -> datetime:
+    """Turn a local wall time into an instant, per the DST rules above."""
+    if _exists(naive, tz):
+        return naive.replace(tzinfo=tz, fold=0)
+    # In a gap: walk back to the last existing minute; the gap starts one
+    # minute later, and that wall time read with the pre-jump offset is the
+    # instant of the jump.
+    probe = naive.replace(second=0, microsecond=0)
+    for _ in range(24 * 60):
+        probe -= timedelta(minutes=1)
+        if _exists(probe, tz):
+            gap_start = probe + timedelta(minutes=1)
+            return gap_start.replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
+    return naive.replace(tzinfo=tz)  # pragma: no cover - no zone has a day-long gap
+
+
+class Trigger:
+    """A rule for fire times. `describe()` is the SPEC's `trigger` string."""
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def fires(self, after: datetime, count: int) -> list[datetime]:
+        out: list[datetime] = []
+        current = after
+        while len(out) < count:
+            nxt = self.next_fire(current)
+            if nxt is None:
+                break
+            out.append(nxt)
+            current = nxt
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CronTrigger(Trigger):
+    expression: str
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        fields = self._normalized().split()
+        if len(fields) not in (5, 6):
+            raise TriggerError(
+                f"bad cron '{self.expression}': expected 5 fields (6 with seconds first) "
+                "or a macro like @daily"
+            )
+        get_timezone(self.timezone)
+        try:
+            itr = self._iter(datetime(2000, 1, 1))
+            itr.get_next(datetime)
+        except (CroniterBadCronError, CroniterBadDateError, CroniterError, ValueError,
+                KeyError, IndexError) as exc:
+            reason = str(exc).split("\n")[0] or type(exc).__name__
+            if isinstance(exc, CroniterBadDateError):
+                reason = "it never fires"
+            raise TriggerError(f"bad cron '{self.expression}': {reason}") from exc
+
+    def _normalized(self) -> str:
+        expr = " ".join(self.expression.split())
+        return _MACROS.get(expr.lower(), expr)
+
+    def _iter(self, start: datetime) -> croniter:
+        expr = self._normalized()
+        return croniter(
+            expr,
+            start,
+            day_or=True,  # classic cron: restricted day-of-month OR day-of-week
+            second_at_beginning=len(expr.split()) == 6,
+            max_years_between_matches=50,
+        )
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        tz = get_timezone(self.timezone)
+        local = after.astimezone(tz)
+        itr = self._iter(local.replace(tzinfo=None, fold=0))
+        for _ in range(10_000):
+            try:
+                candidate = itr.get_next(datetime)
+            except CroniterBadDateError:
+                return None
+            instant = resolve_wall_time(candidate, tz)
+            if instant > after:
+                return instant.astimezone(UTC).astimezone(tz)
+        return None  # pragma: no cover
+
+    def describe(self) -> str:
+        return f"cron {self.expression}"
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalTrigger(Trigger):
+    """Every N seconds from an anchor (the first time any scheduler saw the job)."""
+
+    seconds: float
+    anchor: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.seconds <= 0:
+            raise TriggerError("'every' must be a positive duration")
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        ts = after.timestamp()
+        if ts < self.anchor + self.seconds:
+            return datetime.fromtimestamp(self.anchor + self.seconds, UTC)
+        periods = int((ts - self.anchor) // self.seconds) + 1
+        nxt = self.anchor + periods * self.seconds
+        if nxt <= ts:  # float rounding
+            nxt += self.seconds
+        return datetime.fromtimestamp(nxt, UTC)
+
+    def with_anchor(self, anchor: float) -> IntervalTrigger:
+        return IntervalTrigger(self.seconds, anchor)
+
+    def describe(self) -> str:
+        return f"every {format_duration(self.seconds)}"
+
+
+@dataclass(frozen=True, slots=True)
+class DateTrigger(Trigger):
+    when: datetime
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        return self.when if self.when > after else None
+
+    def describe(self) -> str:
+        return f"at {self.when.isoformat()}"
+
+
+def parse_at(value: str | datetime, timezone: str = "UTC") -> datetime:
+    """ISO 8601; a value without offset is in the job's timezone."""
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        try:
+            dt = datetime.fromisoformat(str(value).strip())
+        except ValueError as exc:
+            raise TriggerError(
+                f"bad date '{value}': expected ISO 8601 like 2026-12-24T18:00:00"
+            ) from exc
+    if dt.tzinfo is None:
+        dt = resolve_wall_time(dt, get_timezone(timezone))
+    return dt
+
+
+def jitter_delay(jitter: float) -> float:
+    return random.uniform(0.0, jitter) if jitter > 0 else 0.0
