@@ -1,0 +1,67 @@
+"""Backends and the URL table that picks one (SPEC §3)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from .base import QueueBackend, QueueInfo
+
+if TYPE_CHECKING:
+    from .memory import MemoryBackend
+    from .sqlite import SQLiteBackend
+
+__all__ = ["MemoryBackend", "QueueBackend", "QueueInfo", "SQLiteBackend", "from_url",
+           "redact_url"]
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^@/\s]+)@", re.I)
+
+
+def redact_url(url: str) -> str:
+    """`redis://user:pass@host/0` -> `redis://***@host/0`: credentials never reach output."""
+    return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", url)
+
+
+def sqlite_path(url: str, base: Path | None = None) -> Path:
+    """`sqlite:///rel.db` is relative (to `base`), `sqlite:////abs.db` absolute."""
+    rest = url[len("sqlite://"):]
+    if not rest.startswith("/") or rest == "/":
+        raise UsageError(f"bad backend URL '{redact_url(url)}': expected sqlite:///path.db")
+    path = Path(rest[1:])  # "/rel.db" -> rel.db, "//abs.db" -> /abs.db
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return path
+
+
+def from_url(url: str, *, base: Path | None = None, **options: Any) -> QueueBackend:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        from .memory import MemoryBackend
+
+        return MemoryBackend()
+    if scheme == "sqlite":
+        from .sqlite import SQLiteBackend
+
+        return SQLiteBackend(sqlite_path(url, base), **options)
+    if scheme in ("redis", "rediss", "redis+sentinel", "amqp", "amqps"):
+        raise UsageError(
+            f"backend '{scheme}://' is not available in this version of chronctl "
+            "(memory:// and sqlite:// are)")
+    raise UsageError(
+        f"unknown backend URL '{redact_url(url)}': expected memory://, sqlite:///path.db, "
+        "redis://host:6379/0 or amqp://host:5672/vhost")
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing a backend pulls its client library; `chronctl --version` must stay fast.
+    if name == "MemoryBackend":
+        from .memory import MemoryBackend
+
+        return MemoryBackend
+    if name == "SQLiteBackend":
+        from .sqlite import SQLiteBackend
+
+        return SQLiteBackend
+    raise AttributeError(name)

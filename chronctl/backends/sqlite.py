@@ -1,0 +1,633 @@
+"""SQLite backend: the embedded default, shared by processes on one host.
+
+WAL lets the CLI read while `chronctl run` writes; a busy timeout makes
+writers queue instead of failing. Every state change is one transaction
+(BEGIN IMMEDIATE) run as a single function on aiosqlite's thread, so a
+crash at any point leaves either the old or the new state. Claims take a
+batch in one UPDATE ... RETURNING.
+
+Tables: `tasks` (one row per task, its current state), `runs` (history, one
+row per finished execution), `jobs` (paused, first_seen, last_fire),
+`queues` (paused), `meta` (schema version).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from ..errors import BackendError, BackendUnavailableError
+from ..models import FireOutcome, JobState, Run, Task, TaskStatus, dumps, loads
+from .base import LEASE_EXPIRED_ERROR, QueueBackend, QueueInfo
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    scheduled_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_retries INTEGER NOT NULL DEFAULT 3,
+    key TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    lease_until REAL,
+    worker TEXT,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    fire_time REAL,
+    args TEXT NOT NULL,
+    kwargs TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    traceback TEXT,
+    output TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_claim ON tasks(status, queue, priority DESC, scheduled_at);
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks(status, scheduled_at);
+CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job, status);
+CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at);
+CREATE INDEX IF NOT EXISTS tasks_lease ON tasks(lease_until) WHERE status = 'running';
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_key ON tasks(key)
+    WHERE key IS NOT NULL AND status IN ('pending', 'running');
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT NOT NULL,
+    job TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    args TEXT NOT NULL,
+    kwargs TEXT NOT NULL,
+    scheduled_at REAL,
+    started_at REAL,
+    finished_at REAL NOT NULL,
+    result TEXT,
+    error TEXT,
+    traceback TEXT,
+    output TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_job ON runs(job, id);
+CREATE INDEX IF NOT EXISTS runs_finished ON runs(finished_at);
+CREATE TABLE IF NOT EXISTS jobs (
+    name TEXT PRIMARY KEY,
+    first_seen REAL NOT NULL,
+    last_fire REAL,
+    paused INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_TASK_COLUMNS = (
+    "id", "job", "queue", "priority", "scheduled_at", "status", "attempt", "max_retries", "key",
+    "created_at", "started_at", "finished_at", "lease_until", "worker", "deliveries", "fire_time",
+    "args", "kwargs", "result", "error", "traceback", "output",
+)
+_INSERT_TASK = (
+    f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _TASK_COLUMNS)})"
+)
+_RUN_COLUMNS = (
+    "task_id", "job", "queue", "priority", "attempt", "status", "args", "kwargs",
+    "scheduled_at", "started_at", "finished_at", "result", "error", "traceback", "output",
+)
+_INSERT_RUN = (
+    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
+)
+_ACTIVE = "('pending', 'running')"
+_OWNED = "id = ? AND status = 'running' AND worker IS ? AND deliveries = ?"
+_RECOVER_EVERY = 1.0  # seconds between scans for expired leases on the claim path
+
+
+def _task_row(task: Task) -> tuple[Any, ...]:
+    return (
+        task.id, task.job, task.queue, task.priority, task.scheduled_at, task.status.value,
+        task.attempt, task.max_retries, task.key, task.created_at, task.started_at,
+        task.finished_at, task.lease_until, task.worker, task.deliveries, task.fire_time,
+        dumps(task.args), dumps(task.kwargs),
+        None if task.result is None else dumps(task.result),
+        task.error, task.traceback, task.output,
+    )
+
+
+def _row_task(row: sqlite3.Row) -> Task:
+    data = {k: row[k] for k in _TASK_COLUMNS}
+    data["args"] = loads(data["args"])
+    data["kwargs"] = loads(data["kwargs"])
+    data["result"] = loads(data["result"])
+    data["status"] = TaskStatus(data["status"])
+    return Task(**data)
+
+
+def _run_values(run: Run) -> tuple[Any, ...]:
+    return (
+        run.task_id, run.job, run.queue, run.priority, run.attempt, TaskStatus(run.status).value,
+        dumps(run.args), dumps(run.kwargs), run.scheduled_at, run.started_at, run.finished_at,
+        None if run.result is None else dumps(run.result), run.error, run.traceback, run.output,
+    )
+
+
+def _row_run(row: sqlite3.Row) -> Run:
+    return Run(
+        task_id=row["task_id"], job=row["job"], queue=row["queue"], attempt=row["attempt"],
+        status=TaskStatus(row["status"]), started_at=row["started_at"],
+        finished_at=row["finished_at"], args=loads(row["args"]), kwargs=loads(row["kwargs"]),
+        priority=row["priority"], scheduled_at=row["scheduled_at"], result=loads(row["result"]),
+        error=row["error"], traceback=row["traceback"], output=row["output"],
+    )
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` mode 0600 if absent; refuse to follow a symlink."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if path.is_symlink():
+            raise BackendError(f"refusing to open {path}: it is a symbolic link") from exc
+        raise BackendUnavailableError(f"cannot open {path}: {exc.strerror}") from exc
+    os.close(fd)
+
+
+class SQLiteBackend(QueueBackend):
+    def __init__(self, db_path: str | Path = "chronctl.db", max_retries: int = 5,
+                 timeout: float = 10.0) -> None:
+        super().__init__()
+        self.db_path = Path(db_path)
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.display_url = f"sqlite:///{self.db_path}"
+        self._conn: aiosqlite.Connection | None = None
+        self._last_recover = 0.0
+
+    # -- plumbing ----------------------------------------------------------
+    async def connect(self) -> None:
+        if self._conn is not None:
+            return
+        if self.db_path.name != ":memory:":
+            if not self.db_path.parent.exists():
+                raise BackendUnavailableError(
+                    f"cannot open {self.db_path}: directory {self.db_path.parent} does not exist")
+            create_private_file(self.db_path)
+        try:
+            conn = await aiosqlite.connect(str(self.db_path), timeout=self.timeout,
+                                           isolation_level=None)
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(f"cannot open {self.db_path}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        self._conn = conn
+        try:
+            await self._call(self._init_schema)
+        except BaseException:
+            await self.disconnect()
+            raise
+
+    def _init_schema(self, db: sqlite3.Connection) -> None:
+        db.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal" and self.db_path.name != ":memory:":
+            raise BackendError(f"cannot use WAL journal on {self.db_path}")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise BackendError(
+                    f"{self.db_path} was written by a newer chronctl (schema {row[0]})")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on the connection's thread (one hop per operation, not per statement)."""
+        if self._conn is None:
+            await self.connect()
+        assert self._conn is not None
+        raw = self._conn._conn  # aiosqlite's sqlite3.Connection, only touched on its thread
+        try:
+            return await self._conn._execute(fn, raw)
+        except sqlite3.OperationalError as exc:
+            raise BackendError(f"sqlite {self.db_path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise BackendError(f"sqlite {self.db_path}: {exc}") from exc
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` inside BEGIN IMMEDIATE ... COMMIT, retried when the file stays locked."""
+
+        def run(db: sqlite3.Connection) -> T:
+            for attempt in range(self.max_retries + 1):
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if "locked" in str(exc) and attempt < self.max_retries:
+                        continue
+                    raise
+                try:
+                    out = fn(db)
+                    db.execute("COMMIT")
+                    return out
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            raise AssertionError("unreachable")
+
+        return await self._call(run)
+
+    async def health_check(self) -> bool:
+        try:
+            return await self._call(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
+        except BackendError:
+            return False
+
+    # -- the queue ---------------------------------------------------------
+    @staticmethod
+    def _insert(db: sqlite3.Connection, task: Task) -> tuple[str, bool]:
+        if task.key is not None:
+            row = db.execute(
+                f"SELECT id FROM tasks WHERE key = ? AND status IN {_ACTIVE}", (task.key,)
+            ).fetchone()
+            if row is not None:
+                return row[0], False
+        task.status = TaskStatus.PENDING
+        db.execute(_INSERT_TASK, _task_row(task))
+        return task.id, True
+
+    async def enqueue(self, task: Task) -> tuple[str, bool]:
+        out = await self._tx(lambda db: self._insert(db, task))
+        self.notify()
+        return out
+
+    async def enqueue_many(self, tasks: Sequence[Task]) -> list[tuple[str, bool]]:
+        out = await self._tx(lambda db: [self._insert(db, t) for t in tasks])
+        self.notify()
+        return out
+
+    async def dequeue(
+        self,
+        max_items: int = 1,
+        *,
+        queues: Sequence[str] | None = None,
+        lease: float = 30.0,
+        worker: str = "",
+    ) -> list[Task]:
+        def claim(db: sqlite3.Connection) -> list[Task]:
+            now = time.time()
+            if now - self._last_recover >= _RECOVER_EVERY:
+                self._recover(db, now)
+                self._last_recover = now
+            params: list[Any] = [now, now + lease, worker, now]
+            where = "status = 'pending' AND scheduled_at <= ?"
+            if queues is not None:
+                where += f" AND queue IN ({', '.join('?' for _ in queues)})"
+                params.extend(queues)
+            params.append(max_items)
+            rows = db.execute(
+                "UPDATE tasks SET status = 'running', started_at = ?, lease_until = ?, "
+                "worker = ?, deliveries = deliveries + 1 WHERE rowid IN ("
+                f"SELECT rowid FROM tasks WHERE {where} "
+                "AND queue NOT IN (SELECT name FROM queues WHERE paused = 1) "
+                "ORDER BY priority DESC, scheduled_at, rowid LIMIT ?) RETURNING rowid, *",
+                params,
+            ).fetchall()
+            rows.sort(key=lambda r: (-r["priority"], r["scheduled_at"], r["rowid"]))
+            return [_row_task(r) for r in rows]
+
+        return await self._tx(claim)
+
+    @staticmethod
+    def _recover(db: sqlite3.Connection, now: float) -> int:
+        expired = db.execute(
+            "SELECT * FROM tasks WHERE status = 'running' AND lease_until <= ?", (now,)
+        ).fetchall()
+        for row in expired:
+            task = _row_task(row)
+            task.finished_at = now
+            task.error = LEASE_EXPIRED_ERROR
+            task.traceback = None
+            db.execute(_INSERT_RUN, _run_values(Run.of(task, TaskStatus.FAILED)))
+            dead = task.attempt + 1 > task.max_retries
+            db.execute(
+                "UPDATE tasks SET attempt = attempt + 1, error = ?, traceback = NULL, "
+                "lease_until = NULL, worker = NULL, started_at = NULL, status = ?, "
+                "finished_at = ?, scheduled_at = ? WHERE id = ?",
+                (LEASE_EXPIRED_ERROR, "dead" if dead else "pending", now if dead else None,
+                 task.scheduled_at if dead else now, task.id),
+            )
+        return len(expired)
+
+    async def recover_expired(self) -> int:
+        out = await self._tx(lambda db: self._recover(db, time.time()))
+        if out:
+            self.notify()
+        return out
+
+    async def acknowledge(self, task: Task) -> bool:
+        finished = task.finished_at or time.time()
+
+        def ack(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE tasks SET status = 'succeeded', result = ?, output = ?, error = NULL, "
+                f"traceback = NULL, finished_at = ?, lease_until = NULL WHERE {_OWNED} "
+                "RETURNING *",
+                (None if task.result is None else dumps(task.result), task.output, finished,
+                 task.id, task.worker, task.deliveries),
+            )
+            row = cur.fetchone()
+            if row is None:
+                return False
+            db.execute(_INSERT_RUN, _run_values(Run.of(_row_task(row), TaskStatus.SUCCEEDED)))
+            return True
+
+        return await self._tx(ack)
+
+    async def reject(self, task: Task, *, requeue: bool, retry_at: float | None = None) -> bool:
+        finished = task.finished_at or time.time()
+
+        def rej(db: sqlite3.Connection) -> bool:
+            row = db.execute(f"SELECT * FROM tasks WHERE {_OWNED}",
+                             (task.id, task.worker, task.deliveries)).fetchone()
+            if row is None:
+                return False
+            stored = _row_task(row)
+            stored.error, stored.traceback, stored.output = task.error, task.traceback, task.output
+            stored.finished_at = finished
+            db.execute(_INSERT_RUN, _run_values(Run.of(stored, TaskStatus.FAILED)))
+            if requeue:
+                db.execute(
+                    "UPDATE tasks SET status = 'pending', attempt = attempt + 1, error = ?, "
+                    "traceback = ?, output = ?, scheduled_at = ?, started_at = NULL, "
+                    "finished_at = NULL, lease_until = NULL, worker = NULL WHERE id = ?",
+                    (task.error, task.traceback, task.output,
+                     retry_at if retry_at is not None else finished, task.id),
+                )
+            else:
+                db.execute(
+                    "UPDATE tasks SET status = 'dead', attempt = attempt + 1, error = ?, "
+                    "traceback = ?, output = ?, finished_at = ?, lease_until = NULL "
+                    "WHERE id = ?",
+                    (task.error, task.traceback, task.output, finished, task.id),
+                )
+            return True
+
+        out = await self._tx(rej)
+        if requeue:
+            self.notify()
+        return out
+
+    async def release(self, tasks: Iterable[Task]) -> None:
+        items = [(t.id, t.worker, t.deliveries) for t in tasks]
+
+        def rel(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "UPDATE tasks SET status = 'pending', started_at = NULL, lease_until = NULL, "
+                f"worker = NULL WHERE {_OWNED}",
+                items,
+            )
+
+        await self._tx(rel)
+        self.notify()
+
+    async def extend_leases(self, tasks: Sequence[Task], lease: float) -> set[str]:
+        def extend(db: sqlite3.Connection) -> set[str]:
+            until = time.time() + lease
+            lost = set()
+            for task in tasks:
+                cur = db.execute(f"UPDATE tasks SET lease_until = ? WHERE {_OWNED}",
+                                 (until, task.id, task.worker, task.deliveries))
+                if cur.rowcount == 0:
+                    lost.add(task.id)
+            return lost
+
+        if not tasks:
+            return set()
+        return await self._tx(extend)
+
+    async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
+        params: list[Any] = []
+        where = "status = 'pending' AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)"
+        if queues is not None:
+            where += f" AND queue IN ({', '.join('?' for _ in queues)})"
+            params.extend(queues)
+
+        def query(db: sqlite3.Connection) -> float | None:
+            return db.execute(f"SELECT MIN(scheduled_at) FROM tasks WHERE {where}",
+                              params).fetchone()[0]
+
+        return await self._call(query)
+
+    async def get_queue_size(self, queue: str = "default") -> int:
+        return await self._call(lambda db: db.execute(
+            "SELECT COUNT(*) FROM tasks WHERE status = 'pending' AND queue = ?", (queue,)
+        ).fetchone()[0])
+
+    async def clear(self, queue: str | None = None) -> int:
+        def clr(db: sqlite3.Connection) -> int:
+            if queue is None:
+                return db.execute("DELETE FROM tasks WHERE status = 'pending'").rowcount
+            return db.execute("DELETE FROM tasks WHERE status = 'pending' AND queue = ?",
+                              (queue,)).rowcount
+
+        return await self._tx(clr)
+
+    # -- state -------------------------------------------------------------
+    async def get_task(self, task_id: str) -> Task | None:
+        def get(db: sqlite3.Connection) -> Task | None:
+            row = db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            return _row_task(row) if row else None
+
+        return await self._call(get)
+
+    async def list_tasks(
+        self,
+        *,
+        status: TaskStatus | Sequence[TaskStatus] | None = None,
+        job: str | None = None,
+        queue: str | None = None,
+        limit: int | None = 100,
+    ) -> list[Task]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if status:
+            statuses = [status] if isinstance(status, str) else list(status)
+            clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            params.extend(TaskStatus(s).value for s in statuses)
+        if job:
+            clauses.append("job = ?")
+            params.append(job)
+        if queue:
+            clauses.append("queue = ?")
+            params.append(queue)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT * FROM tasks {where} ORDER BY created_at DESC, rowid DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return await self._call(lambda db: [_row_task(r) for r in db.execute(sql, params)])
+
+    async def cancel_task(self, task_id: str) -> bool:
+        return await self._tx(lambda db: db.execute(
+            "UPDATE tasks SET status = 'cancelled', finished_at = ?, lease_until = NULL "
+            f"WHERE id = ? AND status IN {_ACTIVE}", (time.time(), task_id)
+        ).rowcount == 1)
+
+    async def history(self, job: str | None = None, limit: int | None = 50) -> list[Run]:
+        sql = "SELECT * FROM runs"
+        params: list[Any] = []
+        if job:
+            sql += " WHERE job = ?"
+            params.append(job)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return await self._call(lambda db: [_row_run(r) for r in db.execute(sql, params)])
+
+    async def retry_dead(self, task_ids: Sequence[str] | None = None) -> int:
+        def retry(db: sqlite3.Connection) -> int:
+            now = time.time()
+            # A key already taken by a newer active task is dropped, not duplicated.
+            sets = (
+                "status = 'pending', attempt = 0, scheduled_at = ?, started_at = NULL, "
+                "finished_at = NULL, key = CASE WHEN key IS NOT NULL AND EXISTS (SELECT 1 FROM "
+                f"tasks AS t WHERE t.key = tasks.key AND t.status IN {_ACTIVE}) THEN NULL "
+                "ELSE key END"
+            )
+            if task_ids is None:
+                return db.execute(f"UPDATE tasks SET {sets} WHERE status = 'dead'",
+                                  (now,)).rowcount
+            count = 0
+            for task_id in task_ids:
+                count += db.execute(f"UPDATE tasks SET {sets} WHERE id = ? AND status = 'dead'",
+                                    (now, task_id)).rowcount
+            return count
+
+        out = await self._tx(retry)
+        self.notify()
+        return out
+
+    async def purge_dead(self, older_than: float | None = None) -> int:
+        cutoff = older_than if older_than is not None else float("inf")
+        return await self._tx(lambda db: db.execute(
+            "DELETE FROM tasks WHERE status = 'dead' AND COALESCE(finished_at, created_at) < ?",
+            (cutoff,)).rowcount)
+
+    async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
+        wanted = [TaskStatus(s).value for s in statuses] if statuses else [
+            "succeeded", "dead", "cancelled"]
+        run_statuses = [*wanted, "failed"] if "dead" in wanted else wanted
+        marks = ", ".join("?" for _ in wanted)
+        run_marks = ", ".join("?" for _ in run_statuses)
+
+        def clean(db: sqlite3.Connection) -> int:
+            count = db.execute(
+                f"DELETE FROM tasks WHERE status IN ({marks}) "
+                "AND COALESCE(finished_at, created_at) < ?", (*wanted, older_than)).rowcount
+            db.execute(f"DELETE FROM runs WHERE status IN ({run_marks}) AND finished_at < ?",
+                       (*run_statuses, older_than))
+            return count
+
+        return await self._tx(clean)
+
+    async def list_queues(self) -> list[QueueInfo]:
+        def query(db: sqlite3.Connection) -> list[QueueInfo]:
+            out: dict[str, QueueInfo] = {}
+            for name, status, count in db.execute(
+                f"SELECT queue, status, COUNT(*) FROM tasks WHERE status IN {_ACTIVE} "
+                "GROUP BY queue, status"
+            ):
+                info = out.setdefault(name, QueueInfo(name))
+                setattr(info, status, count)
+            for (name,) in db.execute("SELECT name FROM queues WHERE paused = 1"):
+                out.setdefault(name, QueueInfo(name)).paused = True
+            return [out[k] for k in sorted(out)]
+
+        return await self._call(query)
+
+    async def set_queue_paused(self, queue: str, paused: bool) -> None:
+        await self._tx(lambda db: db.execute(
+            "INSERT INTO queues (name, paused) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET paused = excluded.paused", (queue, int(paused))))
+        if not paused:
+            self.notify()
+
+    # -- job state ---------------------------------------------------------
+    @staticmethod
+    def _row_state(row: sqlite3.Row) -> JobState:
+        return JobState(row["name"], row["first_seen"], row["last_fire"], bool(row["paused"]))
+
+    async def job_state(self, job: str, now: float) -> JobState:
+        def get(db: sqlite3.Connection) -> JobState:
+            db.execute("INSERT OR IGNORE INTO jobs (name, first_seen) VALUES (?, ?)", (job, now))
+            return self._row_state(
+                db.execute("SELECT * FROM jobs WHERE name = ?", (job,)).fetchone())
+
+        return await self._tx(get)
+
+    async def list_job_states(self) -> list[JobState]:
+        return await self._call(lambda db: [
+            self._row_state(r) for r in db.execute("SELECT * FROM jobs ORDER BY name")])
+
+    async def set_job_paused(self, job: str, paused: bool) -> None:
+        await self._tx(lambda db: db.execute(
+            "INSERT INTO jobs (name, first_seen, paused) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET paused = excluded.paused",
+            (job, time.time(), int(paused))))
+
+    async def record_fire(
+        self, job: str, fire_time: float, task: Task | None, max_instances: int | None
+    ) -> FireOutcome:
+        def fire(db: sqlite3.Connection) -> FireOutcome:
+            db.execute("INSERT OR IGNORE INTO jobs (name, first_seen) VALUES (?, ?)",
+                       (job, fire_time))
+            row = db.execute(
+                "UPDATE jobs SET last_fire = ? WHERE name = ? "
+                "AND (last_fire IS NULL OR last_fire < ?) RETURNING paused",
+                (fire_time, job, fire_time)).fetchone()
+            if row is None:
+                return FireOutcome.DUPLICATE
+            if task is None:
+                return FireOutcome.MISSED
+            if row[0]:
+                return FireOutcome.PAUSED
+            if max_instances is not None:
+                active = db.execute(
+                    f"SELECT COUNT(*) FROM tasks WHERE job = ? AND status IN {_ACTIVE}", (job,)
+                ).fetchone()[0]
+                if active >= max_instances:
+                    return FireOutcome.SKIPPED
+            self._insert(db, task)
+            return FireOutcome.ENQUEUED
+
+        out = await self._tx(fire)
+        if out is FireOutcome.ENQUEUED:
+            self.notify()
+        return out
+
+    async def count_active(self, job: str) -> int:
+        return await self._call(lambda db: db.execute(
+            f"SELECT COUNT(*) FROM tasks WHERE job = ? AND status IN {_ACTIVE}", (job,)
+        ).fetchone()[0])

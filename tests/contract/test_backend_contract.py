@@ -1,0 +1,262 @@
+"""The backend contract (chronctl/backends/base.py), one suite for every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from chronctl.backends.base import LEASE_EXPIRED_ERROR, QueueBackend
+from chronctl.models import FireOutcome, Task, TaskStatus
+
+
+def task(job: str = "j", **fields: object) -> Task:
+    return Task(job=job, **fields)  # type: ignore[arg-type]
+
+
+async def claim_all(backend: QueueBackend, **kw: object) -> list[Task]:
+    return await backend.dequeue(1000, **kw)  # type: ignore[arg-type]
+
+
+async def test_roundtrip_keeps_args_and_kwargs(backend: QueueBackend) -> None:
+    t = task(args=[1, "two", [3]], kwargs={"a": {"b": None}}, queue="q", priority=7)
+    task_id, created = await backend.enqueue(t)
+    assert created and task_id == t.id
+    [got] = await backend.dequeue(5, worker="w1")
+    assert (got.id, got.args, got.kwargs, got.queue, got.priority) == (
+        t.id, [1, "two", [3]], {"a": {"b": None}}, "q", 7)
+    assert got.status is TaskStatus.RUNNING and got.worker == "w1" and got.deliveries == 1
+    assert await backend.dequeue(5) == []
+
+
+async def test_priority_then_time_then_fifo(backend: QueueBackend) -> None:
+    now = time.time()
+    low = task(priority=1, scheduled_at=now - 10)
+    high_late = task(priority=9, scheduled_at=now - 1)
+    high_early = task(priority=9, scheduled_at=now - 5)
+    mid_a = task(priority=5, scheduled_at=now - 3)
+    mid_b = task(priority=5, scheduled_at=now - 3)
+    future_top = task(priority=9, scheduled_at=now + 3600)
+    for t in (low, high_late, high_early, mid_a, mid_b, future_top):
+        await backend.enqueue(t)
+    got = await claim_all(backend)
+    assert [t.id for t in got] == [high_early.id, high_late.id, mid_a.id, mid_b.id, low.id]
+    assert await backend.next_due() == pytest.approx(future_top.scheduled_at)
+
+
+async def test_batches_never_overlap(backend: QueueBackend) -> None:
+    await backend.enqueue_many([task(args=[i]) for i in range(50)])
+    batches = await asyncio.gather(*(backend.dequeue(7, worker=f"w{i}") for i in range(10)))
+    ids = [t.id for batch in batches for t in batch]
+    assert len(ids) == 50 and len(set(ids)) == 50
+    assert all(len(b) <= 7 for b in batches)
+
+
+async def test_key_is_idempotent_while_active(backend: QueueBackend) -> None:
+    first = task(key="k1")
+    assert await backend.enqueue(first) == (first.id, True)
+    assert await backend.enqueue(task(key="k1")) == (first.id, False)
+    [got] = await backend.dequeue(1)
+    assert await backend.enqueue(task(key="k1")) == (first.id, False)
+    got.result = {"ok": True}
+    assert await backend.acknowledge(got)
+    again = task(key="k1")
+    assert await backend.enqueue(again) == (again.id, True)
+
+
+async def test_acknowledge_records_success_and_history(backend: QueueBackend) -> None:
+    t = task(args=[2])
+    await backend.enqueue(t)
+    [got] = await backend.dequeue(1)
+    got.result = [4, "four"]
+    assert await backend.acknowledge(got)
+    stored = await backend.get_task(t.id)
+    assert stored is not None
+    assert stored.status is TaskStatus.SUCCEEDED and stored.result == [4, "four"]
+    assert stored.attempt == 0 and stored.finished_at is not None
+    [run] = await backend.history()
+    assert (run.task_id, run.status, run.attempt, run.result) == (
+        t.id, TaskStatus.SUCCEEDED, 0, [4, "four"])
+
+
+async def test_reject_with_requeue_waits_for_retry_at(backend: QueueBackend) -> None:
+    t = task(max_retries=1)
+    await backend.enqueue(t)
+    [got] = await backend.dequeue(1)
+    got.error = "ValueError: boom"
+    retry_at = time.time() + 3600
+    assert await backend.reject(got, requeue=True, retry_at=retry_at)
+    stored = await backend.get_task(t.id)
+    assert stored is not None
+    assert (stored.status, stored.attempt, stored.error) == (
+        TaskStatus.PENDING, 1, "ValueError: boom")
+    assert stored.scheduled_at == pytest.approx(retry_at)
+    assert await backend.dequeue(1) == []  # not due yet
+    assert not await backend.reject(got, requeue=False)  # no longer running: ignored
+    assert (await backend.get_task(t.id)).status is TaskStatus.PENDING  # type: ignore[union-attr]
+
+
+async def test_dead_letter_then_retry_keeps_id_and_history(backend: QueueBackend) -> None:
+    t = task(max_retries=0)
+    await backend.enqueue(t)
+    [got] = await backend.dequeue(1)
+    got.error = "RuntimeError: always"
+    got.traceback = "Traceback: ..."
+    assert await backend.reject(got, requeue=False)
+    [letter] = await backend.list_tasks(status=TaskStatus.DEAD)
+    assert (letter.id, letter.attempt, letter.error) == (t.id, 1, "RuntimeError: always")
+    assert await backend.retry_dead([t.id, "no-such-id"]) == 1
+    again = await backend.get_task(t.id)
+    assert again is not None and (again.status, again.attempt) == (TaskStatus.PENDING, 0)
+    [run] = await backend.history()
+    assert (run.task_id, run.status, run.error) == (t.id, TaskStatus.FAILED, "RuntimeError: always")
+    assert [x.id for x in await backend.dequeue(1)] == [t.id]
+
+
+async def test_retry_all_dead_and_purge(backend: QueueBackend) -> None:
+    ids = []
+    for i in range(3):
+        t = task(args=[i], max_retries=0)
+        ids.append(t.id)
+        await backend.enqueue(t)
+    for got in await claim_all(backend):
+        got.error = "x"
+        await backend.reject(got, requeue=False)
+    assert len(await backend.list_tasks(status=TaskStatus.DEAD)) == 3
+    assert await backend.retry_dead([ids[0]]) == 1
+    assert await backend.purge_dead(older_than=time.time() - 3600) == 0
+    assert await backend.purge_dead() == 2
+    assert await backend.retry_dead() == 0
+    assert [t.id for t in await backend.list_tasks(status=TaskStatus.PENDING)] == [ids[0]]
+
+
+async def test_expired_lease_comes_back_then_dead_letters(backend: QueueBackend) -> None:
+    t = task(max_retries=1)
+    await backend.enqueue(t)
+    [first] = await backend.dequeue(1, lease=0, worker="crashed")
+    assert await backend.recover_expired() == 1
+    stored = await backend.get_task(t.id)
+    assert stored is not None
+    assert (stored.status, stored.attempt, stored.error) == (
+        TaskStatus.PENDING, 1, LEASE_EXPIRED_ERROR)
+    [second] = await backend.dequeue(1, lease=0, worker="crashed-again")
+    assert second.deliveries == 2
+    # The first worker's late outcome must not overwrite the newer delivery.
+    first.result = "late"
+    assert not await backend.acknowledge(first)
+    assert await backend.recover_expired() == 1
+    final = await backend.get_task(t.id)
+    assert final is not None and final.status is TaskStatus.DEAD and final.attempt == 2
+    assert [r.error for r in await backend.history()] == [LEASE_EXPIRED_ERROR] * 2
+
+
+async def test_extend_lease_keeps_task_and_reports_lost(backend: QueueBackend) -> None:
+    a, b = task(), task()
+    await backend.enqueue_many([a, b])
+    got = await backend.dequeue(2, lease=0, worker="w")
+    assert await backend.extend_leases(got, 60) == set()
+    assert await backend.recover_expired() == 0
+    assert await backend.cancel_task(a.id)
+    assert await backend.extend_leases(got, 60) == {a.id}
+    assert (await backend.get_task(a.id)).status is TaskStatus.CANCELLED  # type: ignore[union-attr]
+
+
+async def test_release_returns_without_counting_a_failure(backend: QueueBackend) -> None:
+    t = task()
+    await backend.enqueue(t)
+    got = await backend.dequeue(1, worker="w")
+    await backend.release(got)
+    stored = await backend.get_task(t.id)
+    assert stored is not None and (stored.status, stored.attempt) == (TaskStatus.PENDING, 0)
+    assert [x.id for x in await backend.dequeue(1)] == [t.id]
+
+
+async def test_cancel_pending_is_never_claimed(backend: QueueBackend) -> None:
+    t = task()
+    await backend.enqueue(t)
+    assert await backend.cancel_task(t.id)
+    assert not await backend.cancel_task(t.id)
+    assert not await backend.cancel_task("no-such-id")
+    assert await backend.dequeue(10) == []
+    assert (await backend.get_task(t.id)).status is TaskStatus.CANCELLED  # type: ignore[union-attr]
+
+
+async def test_paused_queue_is_not_claimed(backend: QueueBackend) -> None:
+    a, b = task(queue="mail"), task(queue="default")
+    await backend.enqueue_many([a, b])
+    await backend.set_queue_paused("mail", True)
+    assert [t.id for t in await claim_all(backend)] == [b.id]
+    queues = {q.name: q for q in await backend.list_queues()}
+    assert (queues["mail"].pending, queues["mail"].paused) == (1, True)
+    assert (queues["default"].running, queues["default"].paused) == (1, False)
+    await backend.set_queue_paused("mail", False)
+    assert [t.id for t in await claim_all(backend, queues=["mail"])] == [a.id]
+
+
+async def test_queue_filter_size_and_clear(backend: QueueBackend) -> None:
+    await backend.enqueue_many([task(queue="a") for _ in range(3)] + [task(queue="b")])
+    assert await backend.get_queue_size("a") == 3
+    assert [t.queue for t in await claim_all(backend, queues=["b"])] == ["b"]
+    assert await backend.clear("a") == 3
+    assert await backend.get_queue_size("a") == 0
+
+
+async def test_record_fire_is_exactly_once(backend: QueueBackend) -> None:
+    fire = time.time() - 1
+    outcomes = await asyncio.gather(*(
+        backend.record_fire("cronjob", fire, task("cronjob", key=f"cronjob@{fire}"), 1)
+        for _ in range(5)))
+    assert sorted(outcomes) == sorted([FireOutcome.ENQUEUED] + [FireOutcome.DUPLICATE] * 4)
+    assert await backend.record_fire("cronjob", fire - 60, task("cronjob"), 1) is (
+        FireOutcome.DUPLICATE)
+    # The first fire's task is still pending: max_instances=1 skips the next one.
+    assert await backend.record_fire("cronjob", fire + 60, task("cronjob"), 1) is (
+        FireOutcome.SKIPPED)
+    assert await backend.record_fire("cronjob", fire + 120, None, 1) is FireOutcome.MISSED
+    await backend.set_job_paused("cronjob", True)
+    assert await backend.record_fire("cronjob", fire + 180, task("cronjob"), None) is (
+        FireOutcome.PAUSED)
+    assert len(await backend.list_tasks(job="cronjob")) == 1
+    state = await backend.job_state("cronjob", time.time())
+    assert state.paused and state.last_fire == pytest.approx(fire + 180)
+
+
+async def test_job_state_first_seen_is_kept(backend: QueueBackend) -> None:
+    first = await backend.job_state("j", 1000.0)
+    again = await backend.job_state("j", 2000.0)
+    assert first.first_seen == again.first_seen == 1000.0
+    await backend.set_job_paused("j", True)
+    [state] = [s for s in await backend.list_job_states() if s.name == "j"]
+    assert state.paused and state.first_seen == 1000.0
+
+
+async def test_list_tasks_filters_newest_first(backend: QueueBackend) -> None:
+    a = task(job="a", created_at=100.0)
+    b = task(job="b", created_at=200.0, queue="q")
+    c = task(job="a", created_at=300.0)
+    await backend.enqueue_many([a, b, c])
+    assert [t.id for t in await backend.list_tasks()] == [c.id, b.id, a.id]
+    assert [t.id for t in await backend.list_tasks(job="a")] == [c.id, a.id]
+    assert [t.id for t in await backend.list_tasks(queue="q")] == [b.id]
+    assert [t.id for t in await backend.list_tasks(limit=1)] == [c.id]
+    assert await backend.list_tasks(status=TaskStatus.DEAD) == []
+
+
+async def test_cleanup_removes_old_finished_only(backend: QueueBackend) -> None:
+    done, waiting = task(), task(scheduled_at=time.time() + 3600)
+    await backend.enqueue_many([done, waiting])
+    [got] = await backend.dequeue(1)
+    got.finished_at = time.time() - 10 * 86400
+    await backend.acknowledge(got)
+    assert await backend.cleanup(time.time() - 7 * 86400) == 1
+    assert await backend.get_task(done.id) is None
+    assert await backend.history() == []
+    assert await backend.get_task(waiting.id) is not None
+
+
+async def test_wakeup_on_enqueue(backend: QueueBackend) -> None:
+    waiter = asyncio.create_task(backend.wait_for_work(30))
+    await asyncio.sleep(0)
+    await backend.enqueue(task())
+    await asyncio.wait_for(waiter, 5)
