@@ -21,6 +21,8 @@ def parse_duration(value: str | int | float, *, what: str = "duration") -> float
     if isinstance(value, int | float):
         if value < 0:
             raise UsageError(f"bad {what} {value!r}: must not be negative")
+        if value != value or value == float("inf"):  # TOML has nan and inf literals
+            raise UsageError(f"bad {what} {value!r}: must be a finite, non-negative number")
         return float(value)
     if not isinstance(value, str):
         raise UsageError(f"bad {what} {value!r}: expected e.g. '30s', '10m', '6h30m', '7d'")

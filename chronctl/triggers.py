@@ -156,15 +156,19 @@ class IntervalTrigger(Trigger):
     def next_fire(self, after: datetime) -> datetime | None:
         ts = after.timestamp()
         if ts < self.anchor + self.seconds:
-            return datetime.fromtimestamp(self.anchor + self.seconds, UTC)
-        periods = int((ts - self.anchor) // self.seconds) + 1
-        nxt = self.anchor + periods * self.seconds
-        if nxt <= ts:  # float rounding
+            nxt = self.anchor + self.seconds
+        else:
+            nxt = self.anchor + (int((ts - self.anchor) // self.seconds) + 1) * self.seconds
+        # Datetimes hold microseconds, floats do not: step until the rounded value is
+        # strictly later, or a caller walking fire after fire would never advance.
+        result = datetime.fromtimestamp(nxt, UTC)
+        while result <= after:
             nxt += self.seconds
-        return datetime.fromtimestamp(nxt, UTC)
+            result = datetime.fromtimestamp(nxt, UTC)
+        return result
 
     def with_anchor(self, anchor: float) -> IntervalTrigger:
-        return IntervalTrigger(self.seconds, anchor)
+        return IntervalTrigger(self.seconds, round(anchor, 6))
 
     def describe(self) -> str:
         return f"every {format_duration(self.seconds)}"
