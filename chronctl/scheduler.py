@@ -1,0 +1,523 @@
+"""The engine: a job registry, a firing loop, and the worker, on one backend.
+
+One data path: every fire becomes a task through `backend.record_fire`, the
+atomic step that makes several schedulers on one backend fire each
+occurrence once. The firing loop sleeps until the earliest next fire and is
+woken early when jobs change; it never polls.
+
+Misfires: when the loop (or a restarted process) finds fires in the past,
+those within `misfire_grace_time` run — once when `coalesce` — and the older
+ones are recorded as missed (`job_missed`), never run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .errors import ChronctlError, TaskNotFoundError, UnknownJobError, UsageError
+from .events import EventBus, Handler
+from .jobs import JobSpec, RetryPolicy
+from .models import FireOutcome, Task, TaskStatus, iso
+from .triggers import (
+    CronTrigger,
+    DateTrigger,
+    IntervalTrigger,
+    Trigger,
+    jitter_delay,
+    parse_at,
+)
+
+if TYPE_CHECKING:
+    from .backends.base import QueueBackend, QueueInfo
+    from .manifest import Manifest
+    from .models import Run
+
+log = logging.getLogger("chronctl.scheduler")
+
+MAX_CATCHUP = 10_000  # fires examined per job per wake before skipping ahead
+
+
+class Scheduler:
+    def __init__(
+        self,
+        backend: QueueBackend | None = None,
+        *,
+        timezone: str = "UTC",
+        workers: int = 8,
+        misfire_grace_time: float = 60.0,
+        coalesce: bool = True,
+        shutdown_timeout: float = 30.0,
+        lease: float = 30.0,
+        queues: list[str] | None = None,
+        role: str = "all",
+        default_max_retries: int = 3,
+    ) -> None:
+        if backend is None:
+            from .backends.memory import MemoryBackend
+
+            backend = MemoryBackend()
+        if role not in ("all", "scheduler", "worker"):
+            raise UsageError(f"bad role '{role}': expected all, scheduler or worker")
+        self.backend = backend
+        self.timezone = timezone
+        self.workers = workers
+        self.misfire_grace_time = misfire_grace_time
+        self.coalesce = coalesce
+        self.shutdown_timeout = shutdown_timeout
+        self.lease = lease
+        self.queues = queues
+        self.role = role
+        self.default_max_retries = default_max_retries
+        self.jobs: dict[str, JobSpec] = {}
+        self.events = EventBus()
+        self._next: dict[str, datetime | None] = {}
+        self._triggers: dict[str, Trigger] = {}
+        self._wake = asyncio.Event()
+        self._connected = False
+        self._started = False
+        self._stopped = asyncio.Event()
+        self._fire_task: asyncio.Task[None] | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self._worker: Any = None
+        self._executors: Any = None
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest, backend: QueueBackend | None = None,
+                      **overrides: Any) -> Scheduler:
+        from .backends import from_url
+
+        cfg = manifest.config
+        if backend is None:
+            base = manifest.path.parent if manifest.path else None
+            backend = from_url(cfg.backend, base=base)
+        options: dict[str, Any] = dict(
+            timezone=cfg.timezone, workers=cfg.workers,
+            misfire_grace_time=cfg.misfire_grace_time, coalesce=cfg.coalesce,
+            shutdown_timeout=cfg.shutdown_timeout, lease=cfg.lease, queues=cfg.queues,
+        )
+        options.update({k: v for k, v in overrides.items() if v is not None})
+        scheduler = cls(backend, **options)
+        for spec in manifest.jobs.values():
+            scheduler.add_job(spec)
+        return scheduler
+
+    # -- jobs --------------------------------------------------------------
+    def add_job(self, spec: JobSpec) -> JobSpec:
+        self.jobs[spec.name] = spec
+        self._next.pop(spec.name, None)
+        self._triggers.pop(spec.name, None)
+        self._wake.set()
+        return spec
+
+    def remove_job(self, name: str) -> None:
+        self.jobs.pop(name, None)
+        self._next.pop(name, None)
+        self._triggers.pop(name, None)
+        self._wake.set()
+
+    def job(
+        self,
+        name: str | None = None,
+        *,
+        cron: str | None = None,
+        every: float | str | None = None,
+        at: str | datetime | None = None,
+        timezone: str | None = None,
+        **options: Any,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator: register a function as a job, optionally with a trigger."""
+
+        def register(func: Callable[..., Any]) -> Callable[..., Any]:
+            tz = timezone or self.timezone
+            spec = JobSpec(name=name or func.__name__, func=func, timezone=tz,
+                           trigger=_make_trigger(cron, every, at, tz))
+            retry = RetryPolicy(max_retries=self.default_max_retries)
+            for key, value in options.items():
+                if key in ("max_retries", "retry_backoff", "retry_delay", "retry_max_delay"):
+                    setattr(retry, {"max_retries": "max_retries", "retry_backoff": "backoff",
+                                    "retry_delay": "delay", "retry_max_delay": "max_delay"}[key],
+                            _seconds(value) if key in ("retry_delay", "retry_max_delay")
+                            else value)
+                elif key in ("timeout", "jitter", "misfire_grace_time"):
+                    setattr(spec, key, _seconds(value) if value is not None else None)
+                elif hasattr(spec, key) and key not in ("name", "func", "trigger"):
+                    setattr(spec, key, value)
+                else:
+                    raise UsageError(f"job '{spec.name}': unknown option '{key}'")
+            spec.retry = retry
+            self.add_job(spec)
+            return func
+
+        return register
+
+    def get_job(self, name: str) -> JobSpec | None:
+        return self.jobs.get(name)
+
+    def _job(self, name: str) -> JobSpec:
+        spec = self.jobs.get(name)
+        if spec is None:
+            raise UnknownJobError(name)
+        return spec
+
+    # -- lifecycle ---------------------------------------------------------
+    async def _connect(self) -> None:
+        if not self._connected:
+            await self.backend.connect()
+            self._connected = True
+
+    async def start(self) -> None:
+        """Start firing triggers and running tasks in the background of this loop."""
+        if self._started:
+            return
+        await self._connect()
+        self._started = True
+        self._stopped.clear()
+        if self.role in ("all", "scheduler"):
+            self._fire_task = asyncio.create_task(self._fire_loop(), name="chronctl-fire-loop")
+        if self.role in ("all", "worker"):
+            self._worker = self._make_worker()
+            self._worker_task = asyncio.create_task(self._worker.run(), name="chronctl-worker")
+
+    def _make_worker(self) -> Any:
+        from .executors import Executors
+        from .worker import Worker
+
+        if self._executors is None:
+            self._executors = Executors(threads=self.workers, processes=min(self.workers, 4))
+        return Worker(self.backend, self.get_job, self._executors, concurrency=self.workers,
+                      queues=self.queues, lease=self.lease, events=self.events)
+
+    async def stop(self, *, now: bool = False) -> None:
+        """Graceful: stop firing and claiming, let runs finish, return the rest."""
+        if self._fire_task is not None:
+            self._fire_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fire_task
+            self._fire_task = None
+        if self._worker is not None:
+            await self._worker.stop(self.shutdown_timeout, now=now)
+            if self._worker_task is not None:
+                await asyncio.gather(self._worker_task, return_exceptions=True)
+            self._worker = self._worker_task = None
+        if self._executors is not None:
+            await self._executors.shutdown(wait=not now)
+            self._executors = None
+        if self._connected:
+            await self.backend.disconnect()
+            self._connected = False
+        self._started = False
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Block until stop(); surfaces a crash of the worker or fire loop."""
+        waiters = [t for t in (self._fire_task, self._worker_task) if t is not None]
+        stopped = asyncio.create_task(self._stopped.wait())
+        try:
+            done, _ = await asyncio.wait([stopped, *waiters], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        for task in done:
+            if task is not stopped and not task.cancelled() and task.exception():
+                raise task.exception()  # type: ignore[misc]
+
+    async def __aenter__(self) -> Scheduler:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def run_once(self) -> None:
+        """Fire what is due now, run every due task, wait for them; retries later are left."""
+        await self._connect()
+        try:
+            if self.role in ("all", "scheduler"):
+                await self.fire_due()
+            if self.role in ("all", "worker"):
+                worker = self._make_worker()
+                await worker.run_until_idle()
+                await worker.stop(self.shutdown_timeout)
+        finally:
+            if self._executors is not None:
+                await self._executors.shutdown(wait=True)
+                self._executors = None
+            await self.backend.disconnect()
+            self._connected = False
+
+    # -- firing ------------------------------------------------------------
+    def on(self, event: str, handler: Handler) -> Handler:
+        return self.events.on(event, handler)
+
+    async def _trigger_for(self, spec: JobSpec) -> Trigger | None:
+        trigger = self._triggers.get(spec.name)
+        if trigger is None and spec.trigger is not None:
+            trigger = spec.trigger
+            if isinstance(trigger, IntervalTrigger):
+                # Anchored at the first time any process saw the job: restarts don't reset it.
+                state = await self.backend.job_state(spec.name, time.time())
+                trigger = trigger.with_anchor(state.first_seen)
+            self._triggers[spec.name] = trigger
+        return trigger
+
+    async def _base_time(self, spec: JobSpec, trigger: Trigger) -> datetime:
+        state = await self.backend.job_state(spec.name, time.time())
+        if state.last_fire is not None:
+            return datetime.fromtimestamp(state.last_fire, UTC)
+        if isinstance(trigger, DateTrigger):
+            return datetime.min.replace(tzinfo=UTC)
+        return datetime.fromtimestamp(state.first_seen, UTC)
+
+    async def fire_due(self) -> float | None:
+        """Fire every due occurrence of every triggered job; returns the next wake time."""
+        now = time.time()
+        next_wake: float | None = None
+        for spec in list(self.jobs.values()):
+            trigger = await self._trigger_for(spec)
+            if trigger is None:
+                continue
+            if spec.name not in self._next:
+                base = await self._base_time(spec, trigger)
+                self._next[spec.name] = trigger.next_fire(base)
+            nxt = self._next[spec.name]
+            if nxt is not None and nxt.timestamp() <= now:
+                nxt = await self._fire_job(spec, trigger, nxt, now)
+                self._next[spec.name] = nxt
+            if nxt is not None:
+                ts = nxt.timestamp()
+                next_wake = ts if next_wake is None else min(next_wake, ts)
+        return next_wake
+
+    async def _fire_job(self, spec: JobSpec, trigger: Trigger, first: datetime,
+                        now: float) -> datetime | None:
+        grace = spec.misfire_grace_time if spec.misfire_grace_time is not None else (
+            self.misfire_grace_time)
+        coalesce = spec.coalesce if spec.coalesce is not None else self.coalesce
+        missed: list[datetime] = []
+        on_time: list[datetime] = []
+        current: datetime | None = first
+        while current is not None and current.timestamp() <= now:
+            if now - current.timestamp() <= grace:
+                on_time.append(current)
+            else:
+                missed.append(current)
+                if len(missed) >= MAX_CATCHUP:
+                    # Far behind (every second, down for days): skip to the grace window.
+                    current = trigger.next_fire(datetime.fromtimestamp(now - grace, UTC))
+                    continue
+            current = trigger.next_fire(current)
+        if missed:
+            outcome = await self.backend.record_fire(spec.name, missed[-1].timestamp(), None, None)
+            if outcome is FireOutcome.MISSED:
+                log.warning("job %s missed %d fire(s), last at %s (grace %.0fs)", spec.name,
+                            len(missed), missed[-1].isoformat(), grace)
+                await self.events.emit("job_missed", job=spec.name, count=len(missed),
+                                       fire_time=missed[-1])
+        for fire in on_time[-1:] if coalesce else on_time:
+            await self._fire_one(spec, fire, coalesced=len(on_time) if coalesce else 1)
+        return current
+
+    async def _fire_one(self, spec: JobSpec, fire: datetime, coalesced: int = 1) -> None:
+        fire_ts = fire.timestamp()
+        task = self._new_task(spec, scheduled_at=max(fire_ts, time.time()) + jitter_delay(
+            spec.jitter), key=f"{spec.name}@{iso(fire_ts)}")
+        task.fire_time = fire_ts
+        outcome = await self.backend.record_fire(spec.name, fire_ts, task,
+                                                 spec.effective_max_instances)
+        if outcome is FireOutcome.ENQUEUED:
+            log.info("fired job=%s fire_time=%s task=%s", spec.name, fire.isoformat(), task.id)
+            await self.events.emit("job_fired", job=spec.name, task=task, fire_time=fire,
+                                   coalesced=coalesced)
+            await self.events.emit("task_enqueued", task=task)
+        elif outcome in (FireOutcome.SKIPPED, FireOutcome.PAUSED):
+            reason = "paused" if outcome is FireOutcome.PAUSED else "max_instances reached"
+            log.info("skipped job=%s fire_time=%s reason=%s", spec.name, fire.isoformat(), reason)
+            await self.events.emit("job_skipped", job=spec.name, fire_time=fire, reason=reason)
+
+    async def _fire_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                next_wake = await self.fire_due()
+            except ChronctlError as exc:
+                log.warning("firing triggers failed: %s; retrying in 5s", exc)
+                next_wake = time.time() + 5
+            timeout = 3600.0 if next_wake is None else max(0.0, next_wake - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(timeout, 3600.0))
+
+    def next_fires(self, name: str, count: int = 5, after: datetime | None = None
+                   ) -> list[datetime]:
+        spec = self._job(name)
+        if spec.trigger is None:
+            return []
+        start = after or datetime.now(UTC)
+        trigger = self._triggers.get(name, spec.trigger)
+        if isinstance(trigger, IntervalTrigger) and trigger.anchor == 0.0:
+            trigger = trigger.with_anchor(start.timestamp())
+        return trigger.fires(start, count)
+
+    # -- tasks -------------------------------------------------------------
+    def _new_task(self, spec: JobSpec, **fields: Any) -> Task:
+        return Task(job=spec.name, args=list(spec.args), kwargs=dict(spec.kwargs),
+                    queue=spec.queue, priority=spec.priority,
+                    max_retries=spec.retry.max_retries, **fields)
+
+    async def submit(
+        self,
+        job: str,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        delay: float | None = None,
+        at: datetime | str | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        key: str | None = None,
+    ) -> tuple[str, bool]:
+        """Like enqueue(), also telling whether `key` found an existing task."""
+        spec = self._job(job)
+        task = build_task(spec, args, kwargs, delay=delay, at=at, priority=priority,
+                          queue=queue, key=key)
+        await self._connect()
+        task_id, created = await self.backend.enqueue(task)
+        if created:
+            await self.events.emit("task_enqueued", task=task)
+        return task_id, created
+
+    async def enqueue(self, job: str, args: list[Any] | None = None,
+                      kwargs: dict[str, Any] | None = None, **options: Any) -> str:
+        task_id, _ = await self.submit(job, args, kwargs, **options)
+        return task_id
+
+    async def trigger(self, job: str) -> tuple[str, bool]:
+        """Run a job now, outside its schedule."""
+        return await self.submit(job)
+
+    async def get_task(self, task_id: str) -> Task | None:
+        await self._connect()
+        return await self.backend.get_task(task_id)
+
+    async def cancel_task(self, task_id: str) -> bool:
+        await self._connect()
+        if await self.backend.get_task(task_id) is None:
+            raise TaskNotFoundError(task_id)
+        return await self.backend.cancel_task(task_id)
+
+    async def pause_job(self, name: str) -> None:
+        self._job(name)
+        await self._connect()
+        await self.backend.set_job_paused(name, True)
+
+    async def resume_job(self, name: str) -> None:
+        self._job(name)
+        await self._connect()
+        await self.backend.set_job_paused(name, False)
+        self._wake.set()
+
+    async def reschedule_job(self, name: str, *, cron: str | None = None,
+                             every: float | str | None = None,
+                             at: str | datetime | None = None,
+                             timezone: str | None = None) -> None:
+        spec = self._job(name)
+        spec.timezone = timezone or spec.timezone
+        spec.trigger = _make_trigger(cron, every, at, spec.timezone)
+        if spec.trigger is None:
+            raise UsageError("reschedule_job needs cron=, every= or at=")
+        self.add_job(spec)
+
+    async def dead_letters(self, limit: int | None = 100) -> list[Task]:
+        await self._connect()
+        return await self.backend.list_tasks(status=TaskStatus.DEAD, limit=limit)
+
+    async def retry_dead_letter(self, task_id: str) -> bool:
+        await self._connect()
+        return await self.backend.retry_dead([task_id]) == 1
+
+    async def history(self, job: str | None = None, limit: int | None = 50) -> list[Run]:
+        await self._connect()
+        return await self.backend.history(job, limit)
+
+    async def queue_info(self, queue: str = "default") -> QueueInfo:
+        from .backends.base import QueueInfo
+
+        for info in await self.list_queues():
+            if info.name == queue:
+                return info
+        return QueueInfo(queue)
+
+    async def list_queues(self) -> list[QueueInfo]:
+        await self._connect()
+        return await self.backend.list_queues()
+
+    async def purge_queue(self, queue: str = "default") -> int:
+        await self._connect()
+        return await self.backend.clear(queue)
+
+    async def health_check(self) -> bool:
+        await self._connect()
+        return await self.backend.health_check()
+
+    async def cleanup(self, older_than: timedelta | float,
+                      statuses: list[TaskStatus] | None = None) -> int:
+        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+        await self._connect()
+        return await self.backend.cleanup(time.time() - seconds, statuses)
+
+
+def build_task(spec: JobSpec, args: list[Any] | None = None,
+               kwargs: dict[str, Any] | None = None, *, delay: float | None = None,
+               at: datetime | str | None = None, priority: int | None = None,
+               queue: str | None = None, key: str | None = None) -> Task:
+    """A task of `spec` with the job's defaults, checked: JSON args, priority 0..9."""
+    from .models import dumps
+
+    args = list(spec.args) if args is None else args
+    kwargs = dict(spec.kwargs) if kwargs is None else kwargs
+    if not isinstance(args, list):
+        raise UsageError("args must be a JSON array")
+    if not isinstance(kwargs, dict):
+        raise UsageError("kwargs must be a JSON object")
+    try:
+        dumps([args, kwargs])
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"args and kwargs must be JSON values: {exc}") from exc
+    priority = spec.priority if priority is None else priority
+    if not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise UsageError(f"bad priority {priority!r}: expected 0..9")
+    now = time.time()
+    scheduled = now
+    if at is not None:
+        scheduled = parse_at(at, spec.timezone).timestamp()
+    elif delay:
+        if delay < 0:
+            raise UsageError("delay must not be negative")
+        scheduled = now + delay
+    return Task(job=spec.name, args=args, kwargs=kwargs, queue=queue or spec.queue,
+                priority=priority, scheduled_at=scheduled, max_retries=spec.retry.max_retries,
+                key=key, created_at=now)
+
+
+def _seconds(value: float | str) -> float:
+    from .durations import parse_duration
+
+    return parse_duration(value)
+
+
+def _make_trigger(cron: str | None, every: float | str | None, at: str | datetime | None,
+                  tz: str) -> Trigger | None:
+    given = [x for x in (cron, every, at) if x is not None]
+    if len(given) > 1:
+        raise UsageError("give at most one of cron=, every=, at=")
+    if cron is not None:
+        return CronTrigger(cron, tz)
+    if every is not None:
+        return IntervalTrigger(_seconds(every))
+    if at is not None:
+        return DateTrigger(parse_at(at, tz))
+    return None

@@ -1,0 +1,251 @@
+"""Workers: claim due tasks in batches, run them, settle each one.
+
+The loop never busy-polls: with nothing due it sleeps until the earliest
+scheduled task, an in-process wakeup (enqueue, retry, resume) or, for
+backends other processes write to, a short poll interval. While tasks run,
+one heartbeat renews all their leases; a lease this worker lost (the task
+was cancelled, or expired and was taken by another worker) cancels the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import traceback as tb
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .errors import UnknownJobError
+from .events import EventBus
+from .models import Task
+
+if TYPE_CHECKING:
+    from .backends.base import QueueBackend
+    from .executors import Executors
+    from .jobs import JobSpec
+
+log = logging.getLogger("chronctl.worker")
+
+TRACEBACK_TAIL = 4000  # characters of traceback kept with a failed run
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class RateLimiter:
+    """Token bucket per job, in this process (shared limits come with shared backends)."""
+
+    def __init__(self, count: int, per: float) -> None:
+        self.rate = count / per
+        self.capacity = float(count)
+        self.tokens = float(count)
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class Worker:
+    def __init__(
+        self,
+        backend: QueueBackend,
+        get_job: Callable[[str], JobSpec | None],
+        executors: Executors,
+        *,
+        concurrency: int = 8,
+        queues: list[str] | None = None,
+        lease: float = 30.0,
+        events: EventBus | None = None,
+        poll_interval: float | None = None,
+    ) -> None:
+        self.backend = backend
+        self.get_job = get_job
+        self.executors = executors
+        self.concurrency = max(1, concurrency)
+        self.queues = queues
+        self.lease = lease
+        self.events = events or EventBus()
+        self.id = worker_id()
+        # Other processes may write a shared backend without waking us.
+        self.poll_interval = poll_interval if poll_interval is not None else (
+            1.0 if backend.shared else 3600.0)
+        self._inflight: dict[str, tuple[Task, asyncio.Task[None]]] = {}
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
+        self._releasing: set[str] = set()
+        self._limiters: dict[str, RateLimiter] = {}
+
+    @property
+    def busy(self) -> int:
+        return len(self._inflight)
+
+    # -- loops -------------------------------------------------------------
+    async def run(self) -> None:
+        """Claim and run tasks until stop() is called."""
+        heartbeat = asyncio.create_task(self._heartbeat(), name="chronctl-lease-heartbeat")
+        try:
+            while not self._stopping:
+                free = self.concurrency - len(self._inflight)
+                if free <= 0:
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
+                    continue
+                claimed = await self._claim(free)
+                if claimed:
+                    continue
+                due = await self.backend.next_due(self.queues)
+                timeout = self.poll_interval
+                if due is not None:
+                    timeout = min(timeout, max(0.0, due - time.time()))
+                if timeout > 0:
+                    await self.backend.wait_for_work(timeout)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def run_until_idle(self) -> None:
+        """`run --once`: run every task due now, and what they make due now, then return."""
+        heartbeat = asyncio.create_task(self._heartbeat(), name="chronctl-lease-heartbeat")
+        try:
+            while not self._stopping:
+                free = self.concurrency - len(self._inflight)
+                claimed = await self._claim(free) if free > 0 else 0
+                if claimed:
+                    continue
+                if not self._inflight:
+                    return
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _claim(self, free: int) -> int:
+        tasks = await self.backend.dequeue(free, queues=self.queues, lease=self.lease,
+                                           worker=self.id)
+        for task in tasks:
+            runner = asyncio.create_task(self._execute(task), name=f"chronctl-task-{task.id}")
+            self._inflight[task.id] = (task, runner)
+        return len(tasks)
+
+    async def _heartbeat(self) -> None:
+        interval = max(0.05, self.lease / 3)
+        while True:
+            await asyncio.sleep(interval)
+            if not self._inflight:
+                continue
+            tasks = [t for t, _ in self._inflight.values()]
+            try:
+                lost = await self.backend.extend_leases(tasks, self.lease)
+            except Exception as exc:  # the backend may be briefly down: try again next beat
+                log.warning("cannot renew leases: %s", exc)
+                continue
+            for task_id in lost:
+                entry = self._inflight.get(task_id)
+                if entry is not None:
+                    log.info("task %s was cancelled or taken over; stopping its run", task_id)
+                    entry[1].cancel()
+
+    async def stop(self, timeout: float = 30.0, *, now: bool = False) -> None:
+        """Stop claiming; let runs finish within `timeout`; return the rest to the queue."""
+        self._stopping = True
+        self._slot_freed.set()
+        self.backend.notify()
+        if self._inflight and not now:
+            await asyncio.wait([r for _, r in self._inflight.values()], timeout=timeout)
+        leftover = list(self._inflight.values())
+        if leftover:
+            self._releasing.update(t.id for t, _ in leftover)
+            for _, runner in leftover:
+                runner.cancel()
+            await asyncio.gather(*(r for _, r in leftover), return_exceptions=True)
+            await self.backend.release([t for t, _ in leftover])
+            log.info("returned %d unfinished task(s) to the queue", len(leftover))
+
+    # -- one task ----------------------------------------------------------
+    async def _execute(self, task: Task) -> None:
+        try:
+            await self._run_one(task)
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # a backend error while settling: the lease will bring it back
+            log.exception("could not record the outcome of task %s", task.id)
+        finally:
+            self._inflight.pop(task.id, None)
+            self._slot_freed.set()
+
+    async def _run_one(self, task: Task) -> None:
+        spec = self.get_job(task.job)
+        if spec is None:
+            # Never import what a task names: only manifest jobs run.
+            task.error = str(UnknownJobError(task.job)) + ": not defined in the manifest"
+            task.finished_at = time.time()
+            await self.backend.reject(task, requeue=False)
+            log.error("task %s refused: %s", task.id, task.error)
+            await self.events.emit("task_dead", task=task)
+            return
+        if spec.rate_limit is not None:
+            limiter = self._limiters.get(spec.name)
+            if limiter is None:
+                limiter = self._limiters[spec.name] = RateLimiter(*spec.rate_limit)
+            await limiter.acquire()
+        log.info("start job=%s task=%s attempt=%d", task.job, task.id, task.attempt)
+        await self.events.emit("task_started", task=task)
+        started = time.monotonic()
+        try:
+            outcome = await self.executors.run(spec, task)
+        except asyncio.CancelledError:
+            if task.id in self._releasing:
+                raise  # shutdown: stop() releases it
+            log.info("end job=%s task=%s status=cancelled", task.job, task.id)
+            raise
+        except Exception as exc:
+            await self._failed(spec, task, exc, time.monotonic() - started)
+            return
+        task.result = outcome.result
+        task.output = outcome.output
+        task.finished_at = time.time()
+        if await self.backend.acknowledge(task):
+            log.info("end job=%s task=%s attempt=%d duration=%.3fs status=succeeded",
+                     task.job, task.id, task.attempt, time.monotonic() - started)
+            await self.events.emit("task_succeeded", task=task)
+
+    async def _failed(self, spec: JobSpec, task: Task, exc: Exception, duration: float) -> None:
+        from .executors import RemoteError, ShellCommandFailed, TaskTimeout
+
+        if isinstance(exc, TaskTimeout | ShellCommandFailed):
+            task.error = str(exc)
+        else:
+            task.error = f"{type(exc).__name__}: {exc}"
+        trace = exc.remote_traceback if isinstance(exc, RemoteError) else "".join(
+            tb.format_exception(exc))
+        task.traceback = trace[-TRACEBACK_TAIL:]
+        task.output = getattr(exc, "output", None)
+        task.finished_at = time.time()
+        retry = task.attempt < task.max_retries
+        retry_at = task.finished_at + spec.retry.delay_for(task.attempt + 1) if retry else None
+        if not await self.backend.reject(task, requeue=retry, retry_at=retry_at):
+            return
+        status = "retrying" if retry else "dead"
+        log.warning("end job=%s task=%s attempt=%d duration=%.3fs status=%s error=%s",
+                    task.job, task.id, task.attempt, duration, status, task.error)
+        await self.events.emit("task_failed", task=task, retry_at=retry_at)
+        if not retry:
+            await self.events.emit("task_dead", task=task)
