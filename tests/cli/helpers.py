@@ -1,0 +1,58 @@
+"""Drive `chronctl` as a real subprocess, the way an operator or a script does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def env() -> dict[str, str]:
+    out = dict(os.environ)
+    out["PYTHONPATH"] = str(ROOT) + os.pathsep + out.get("PYTHONPATH", "")
+    out["NO_COLOR"] = "1"
+    out["COLUMNS"] = "200"
+    out.pop("CHRONCTL_BACKEND", None)
+    out.pop("CHRONCTL_MANIFEST", None)
+    return out
+
+
+def chronctl(*args: str, cwd: Path | None = None, timeout: float = 60,
+             input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chronctl", *args], cwd=cwd or ROOT, env=env(),
+        capture_output=True, text=True, timeout=timeout, input=input,
+    )
+
+
+def spawn(*args: str, cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("wb")
+    return subprocess.Popen([sys.executable, "-m", "chronctl", *args], cwd=cwd, env=env(),
+                            stdout=handle, stderr=subprocess.STDOUT)
+
+
+def poll(check: Callable[[], T | None], timeout: float = 30, what: str = "condition") -> T:
+    """Wait for another process to reach a state (no event crosses the process boundary)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The SPEC's error shape: exactly one line on stderr, no traceback."""
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1, result.stderr
+    return lines[0]
