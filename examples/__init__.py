@@ -1,0 +1,1 @@
+"""Example jobs for jobs.example.toml."""
