@@ -36,6 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import BackendError
 from ..models import FireOutcome, JobState, Run, Task, TaskStatus
 
 
@@ -210,6 +211,23 @@ class QueueBackend(ABC):
         `task=None` records a missed fire. A paused job, or one with
         `max_instances` active tasks, has the fire recorded but not enqueued.
         """
+
+    # -- migration target ----------------------------------------------------
+    async def import_tasks(self, tasks: Sequence[Task]) -> int:
+        """Store tasks exactly as given (status, attempt, id kept); ids already here are
+        skipped. One atomic step per call. Returns how many were added."""
+        raise BackendError(f"{self.display_url or type(self).__name__} cannot receive a "
+                           "migration")
+
+    async def import_runs(self, runs: Sequence[Run]) -> int:
+        """Append history rows not already here (same task, attempt and finish time)."""
+        raise BackendError(f"{self.display_url or type(self).__name__} cannot receive a "
+                           "migration")
+
+    async def import_job_states(self, states: Sequence[JobState]) -> int:
+        """Merge job state: earliest first_seen, latest last_fire, paused if either is."""
+        raise BackendError(f"{self.display_url or type(self).__name__} cannot receive a "
+                           "migration")
 
     async def count_active(self, job: str) -> int:
         tasks = await self.list_tasks(status=[TaskStatus.PENDING, TaskStatus.RUNNING],

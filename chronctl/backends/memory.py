@@ -379,5 +379,46 @@ class MemoryBackend(QueueBackend):
         await self.enqueue(task)
         return FireOutcome.ENQUEUED
 
+    # -- migration target ----------------------------------------------------
+    async def import_tasks(self, tasks: Sequence[Task]) -> int:
+        added = 0
+        for task in tasks:
+            if task.id in self._tasks:
+                continue
+            if task.status in ACTIVE:
+                if task.key is not None and task.key in self._keys:
+                    continue
+                kept = copy.copy(task)
+                self._store(kept)  # pending, indexed and counted like any new task
+                stored = self._tasks[kept.id]
+                stored.lease_until = None
+                stored.worker = None
+            else:
+                self._tasks[task.id] = copy.copy(task)
+            added += 1
+        self.notify()
+        return added
+
+    async def import_runs(self, runs: Sequence[Run]) -> int:
+        seen = {(r.task_id, r.attempt, r.finished_at) for r in self._runs}
+        added = 0
+        for run in runs:
+            if (run.task_id, run.attempt, run.finished_at) not in seen:
+                self._runs.append(copy.copy(run))
+                added += 1
+        return added
+
+    async def import_job_states(self, states: Sequence[JobState]) -> int:
+        for state in states:
+            mine = self._jobs.get(state.name)
+            if mine is None:
+                self._jobs[state.name] = copy.copy(state)
+                continue
+            mine.first_seen = min(mine.first_seen, state.first_seen)
+            fires = [f for f in (mine.last_fire, state.last_fire) if f is not None]
+            mine.last_fire = max(fires) if fires else None
+            mine.paused = mine.paused or state.paused
+        return len(states)
+
     async def count_active(self, job: str) -> int:
         return self._active_by_job[job]

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from ..errors import BackendError, BackendUnavailableError
-from ..models import FireOutcome, JobState, Run, Task, TaskStatus, dumps, loads
+from ..models import ACTIVE, FireOutcome, JobState, Run, Task, TaskStatus, dumps, loads
 from .base import LEASE_EXPIRED_ERROR, QueueBackend, QueueInfo
 
 T = TypeVar("T")
@@ -626,6 +626,54 @@ class SQLiteBackend(QueueBackend):
         if out is FireOutcome.ENQUEUED:
             self.notify()
         return out
+
+    # -- migration target ----------------------------------------------------
+    async def import_tasks(self, tasks: Sequence[Task]) -> int:
+        def put(db: sqlite3.Connection) -> int:
+            added = 0
+            for task in tasks:
+                if db.execute("SELECT 1 FROM tasks WHERE id = ?", (task.id,)).fetchone():
+                    continue
+                if task.key is not None and task.status in ACTIVE and db.execute(
+                        f"SELECT 1 FROM tasks WHERE key = ? AND status IN {_ACTIVE}",
+                        (task.key,)).fetchone():
+                    continue  # the target already has an active task with this key
+                db.execute(_INSERT_TASK, _task_row(task))
+                added += 1
+            return added
+
+        added = await self._tx(put)
+        self.notify()
+        return added
+
+    async def import_runs(self, runs: Sequence[Run]) -> int:
+        def put(db: sqlite3.Connection) -> int:
+            added = 0
+            for run in runs:
+                if db.execute(
+                        "SELECT 1 FROM runs WHERE task_id = ? AND attempt = ? AND finished_at = ?",
+                        (run.task_id, run.attempt, run.finished_at)).fetchone():
+                    continue
+                db.execute(_INSERT_RUN, _run_values(run))
+                added += 1
+            return added
+
+        return await self._tx(put)
+
+    async def import_job_states(self, states: Sequence[JobState]) -> int:
+        def put(db: sqlite3.Connection) -> int:
+            for state in states:
+                db.execute(
+                    "INSERT INTO jobs (name, first_seen, last_fire, paused) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET "
+                    "first_seen = MIN(first_seen, excluded.first_seen), "
+                    "last_fire = MAX(COALESCE(last_fire, excluded.last_fire), "
+                    "COALESCE(excluded.last_fire, last_fire)), "
+                    "paused = MAX(paused, excluded.paused)",
+                    (state.name, state.first_seen, state.last_fire, int(state.paused)))
+            return len(states)
+
+        return await self._tx(put)
 
     async def count_active(self, job: str) -> int:
         return await self._call(lambda db: db.execute(

@@ -260,3 +260,28 @@ async def test_wakeup_on_enqueue(backend: QueueBackend) -> None:
     await asyncio.sleep(0)
     await backend.enqueue(task())
     await asyncio.wait_for(waiter, 5)
+
+
+async def test_import_is_idempotent_and_keeps_state(backend: QueueBackend) -> None:
+    """The migration target side: tasks keep id/status/attempt; a second import adds nothing."""
+    from chronctl.models import JobState, Run
+
+    pending = task(args=[1], priority=7, key="k1")
+    dead = task(status=TaskStatus.DEAD, attempt=3, error="boom")
+    run = Run(task_id=dead.id, job="j", queue="default", attempt=3, status=TaskStatus.FAILED,
+              started_at=10.0, finished_at=11.0, error="boom")
+    state = JobState("nightly", first_seen=100.0, last_fire=500.0, paused=True)
+    for _ in range(2):
+        assert await backend.import_tasks([pending, dead]) in (2, 0)
+        assert await backend.import_runs([run]) in (1, 0)
+        await backend.import_job_states([state])
+    assert len(await backend.list_tasks(limit=None)) == 2
+    [got_dead] = await backend.list_tasks(status=TaskStatus.DEAD)
+    assert (got_dead.id, got_dead.attempt, got_dead.error) == (dead.id, 3, "boom")
+    assert [(r.task_id, r.error) for r in await backend.history()] == [(dead.id, "boom")]
+    [js] = [s for s in await backend.list_job_states() if s.name == "nightly"]
+    assert (js.first_seen, js.last_fire, js.paused) == (100.0, 500.0, True)
+    # The imported pending task is claimable and its key still deduplicates.
+    assert (await backend.enqueue(task(key="k1")))[0] == pending.id
+    [claimed] = await backend.dequeue(10)
+    assert (claimed.id, claimed.args, claimed.priority) == (pending.id, [1], 7)
