@@ -10,16 +10,20 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from .. import __version__
 
 if TYPE_CHECKING:
+    from ..backends.base import QueueBackend
     from ..manifest import Manifest
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="chronctl",
@@ -42,6 +46,25 @@ class Options:
         from ..manifest import load_manifest
 
         return load_manifest(path or self.manifest)
+
+    def call(self, command: str, fn: Callable[[QueueBackend], Awaitable[T]],
+             manifest: Manifest | None = None) -> T:
+        """Run one operation against the backend, connected for just that call."""
+        import asyncio
+
+        from ..admin import open_backend
+
+        backend = open_backend(self.manifest, self.backend, command, manifest)
+
+        async def go() -> T:
+            async with backend:
+                return await fn(backend)
+
+        return asyncio.run(go())
+
+    @property
+    def show_progress(self) -> bool:
+        return not self.json and self.verbosity >= 0
 
 
 def _version(value: bool) -> None:
@@ -87,10 +110,13 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def _register() -> None:
-    from . import jobs, run
+    from . import dlq, jobs, maintenance, run, tasks
 
     run.register(app)
     jobs.register(app)
+    tasks.register(app)
+    dlq.register(app)
+    maintenance.register(app)
 
 
 _register()

@@ -19,9 +19,15 @@ def print_json(value: Any) -> None:
 
 
 def console(stderr: bool = False) -> Any:
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not stream.isatty() and "COLUMNS" not in os.environ:
+        width = 200  # piped into grep or a file: never cut ids to fit an imaginary 80 columns
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
 def error(message: str) -> None:
@@ -57,8 +63,70 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str |
     from rich.table import Table
 
     grid = Table(title=title, box=None, header_style="bold", pad_edge=False)
-    for column in columns:
-        grid.add_column(column)
+    for i, column in enumerate(columns):
+        last = i == len(columns) - 1
+        # Ids and names are copied by operators: never wrap or cut them; only the
+        # last (free text) column gives way when the terminal is narrow.
+        widest = max((len(str(row[i])) for row in rows), default=0) if i == 0 else None
+        grid.add_column(column, no_wrap=not last, overflow="ellipsis" if last else "fold",
+                        min_width=widest)
     for row in rows:
         grid.add_row(*("-" if cell is None else str(cell) for cell in row))
     console().print(grid)
+
+
+def short(text: str | None, width: int = 60) -> str:
+    if not text:
+        return "-"
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def details(pairs: Sequence[tuple[str, Any]]) -> None:
+    """A key/value block for one object (`tasks show`)."""
+    from rich.table import Table
+
+    grid = Table(box=None, show_header=False, pad_edge=False)
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    for key, value in pairs:
+        grid.add_row(key, "-" if value is None or value == "" else str(value))
+    console().print(grid)
+
+
+class Progress:
+    """A progress bar on stderr for long operations, only when a person is watching."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled and sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as Bar
+
+            self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=console(stderr=True), transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=None)
+        return self
+
+    def total(self, count: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, total=count)
+
+    def advance(self, count: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, count)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

@@ -1,0 +1,351 @@
+"""Operator operations on a backend: what `enqueue`, `tasks`, `dlq`, `queues`,
+`cleanup`, `migrate` and `status` do, as library functions.
+
+The CLI only parses arguments and prints; everything that decides or changes
+state lives here so it can be tested without a subprocess and reused from
+Python. Long operations work in chunks, each one atomic on the backend, and
+report progress through a callback: if a call fails halfway, what is done is
+done completely and running the command again finishes the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .backends.base import QueueBackend, QueueInfo
+from .durations import parse_duration
+from .errors import BackendUnavailableError, ChronctlError, TaskNotFoundError, UsageError
+from .manifest import Manifest
+from .models import FINISHED, JobState, Run, Task, TaskStatus
+from .scheduler import build_task
+
+Progress = Callable[[int], None]  # called with how many more items are done
+CHUNK = 500
+BULK_FIELDS = frozenset({"job", "args", "kwargs", "at", "in", "priority", "queue", "key"})
+
+
+def _noop(_: int) -> None:
+    pass
+
+
+# -- reaching the backend ------------------------------------------------------
+
+def open_backend(manifest_path: Path, backend_url: str | None, command: str,
+                 manifest: Manifest | None = None) -> QueueBackend:
+    """The backend a state command talks to: `--backend`, else the manifest's.
+
+    A memory backend lives inside one process, so another process can never
+    see its tasks: say that in one line instead of showing an empty list.
+    """
+    from .backends import from_url
+    from .manifest import load_manifest
+
+    if backend_url:
+        backend = from_url(backend_url, base=Path.cwd())
+    else:
+        manifest = manifest or load_manifest(manifest_path)
+        backend = from_url(manifest.config.backend,
+                           base=manifest.path.parent if manifest.path else None)
+    if not backend.shared:
+        raise BackendUnavailableError(
+            f"`chronctl {command}` cannot reach a memory:// backend: it lives inside the "
+            "process that runs it (use sqlite:// or redis:// to share state)")
+    return backend
+
+
+# -- parsing what operators type -------------------------------------------------
+
+def parse_json(text: str | None, what: str, kind: type) -> Any:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"bad JSON in {what}: {exc.msg} (line {exc.lineno} column {exc.colno})"
+                         ) from None
+    if not isinstance(value, kind):
+        expected = "an array like '[1, \"a\"]'" if kind is list else "an object like '{\"a\": 1}'"
+        raise UsageError(f"{what} must be {expected}, not {type(value).__name__}")
+    return value
+
+
+def parse_statuses(text: str | None, allowed: Iterable[TaskStatus] | None = None
+                   ) -> list[TaskStatus] | None:
+    if not text:
+        return None
+    choices = list(allowed or TaskStatus)
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            status = TaskStatus(part)
+        except ValueError:
+            status = None
+        if status is None or status not in choices:
+            raise UsageError(f"bad status '{part}': expected one of "
+                             + ", ".join(s.value for s in choices))
+        out.append(status)
+    return out or None
+
+
+@dataclass(slots=True)
+class EnqueueRequest:
+    job: str
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    at: str | None = None
+    delay: float | None = None
+    priority: int | None = None
+    queue: str | None = None
+    key: str | None = None
+
+
+def make_task(manifest: Manifest, request: EnqueueRequest) -> Task:
+    """A task of a manifest job; a worker runs only jobs the manifest defines."""
+    from .errors import UnknownJobError
+
+    spec = manifest.jobs.get(request.job)
+    if spec is None:
+        raise UnknownJobError(request.job)
+    if request.at is not None and request.delay is not None:
+        raise UsageError("give --at or --in, not both")
+    return build_task(spec, request.args, request.kwargs, delay=request.delay, at=request.at,
+                      priority=request.priority, queue=request.queue, key=request.key)
+
+
+def read_bulk(path: Path, manifest: Manifest, default_job: str | None = None) -> list[Task]:
+    """`enqueue --from FILE`: one JSON object per line; every line is checked first.
+
+    Nothing is enqueued unless every line is valid, so a typo on line 9,000
+    does not leave 8,999 tasks behind to be untangled by hand.
+    """
+    try:
+        handle = sys_stdin() if str(path) == "-" else path.open(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    tasks: list[Task] = []
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{where}: bad JSON: {exc.msg}") from None
+            if not isinstance(data, dict):
+                raise UsageError(f"{where}: expected a JSON object per line")
+            unknown = sorted(set(data) - BULK_FIELDS)
+            if unknown:
+                raise UsageError(f"{where}: unknown field '{unknown[0]}' (fields: "
+                                 + ", ".join(sorted(BULK_FIELDS)) + ")")
+            job = data.get("job", default_job)
+            if not job:
+                raise UsageError(f"{where}: no job (give \"job\" or the JOB argument)")
+            try:
+                delay = data.get("in")
+                if delay is not None:
+                    delay = parse_duration(delay, what="in")
+                tasks.append(make_task(manifest, EnqueueRequest(
+                    job=job, args=data.get("args"), kwargs=data.get("kwargs"),
+                    at=data.get("at"), delay=delay, priority=data.get("priority"),
+                    queue=data.get("queue"), key=data.get("key"))))
+            except ChronctlError as exc:
+                located = ChronctlError(f"{where}: {exc}")
+                located.exit_code = exc.exit_code  # an unknown job stays exit 1
+                raise located from None
+    return tasks
+
+
+def sys_stdin() -> Any:
+    import sys
+
+    return sys.stdin
+
+
+async def enqueue_tasks(backend: QueueBackend, tasks: Sequence[Task],
+                        progress: Progress = _noop) -> list[tuple[str, bool]]:
+    """All tasks in one backend transaction where the backend has them (SQLite does)."""
+    out: list[tuple[str, bool]] = []
+    if len(tasks) <= 1:
+        for task in tasks:
+            out.append(await backend.enqueue(task))
+        progress(len(tasks))
+        return out
+    out = await backend.enqueue_many(tasks)
+    progress(len(tasks))
+    return out
+
+
+# -- tasks -----------------------------------------------------------------------
+
+async def get_task(backend: QueueBackend, task_id: str) -> Task:
+    task = await backend.get_task(task_id)
+    if task is None:
+        raise TaskNotFoundError(task_id)
+    return task
+
+
+async def cancel_task(backend: QueueBackend, task_id: str) -> Task:
+    task = await get_task(backend, task_id)
+    if task.status in FINISHED:
+        raise ChronctlError(f"task '{task_id}' is already {task.status.value}: "
+                            "nothing to cancel")
+    if not await backend.cancel_task(task_id):
+        latest = await get_task(backend, task_id)
+        raise ChronctlError(f"task '{task_id}' is already {latest.status.value}: "
+                            "nothing to cancel")
+    return await get_task(backend, task_id)
+
+
+async def get_dead(backend: QueueBackend, task_id: str) -> Task:
+    task = await get_task(backend, task_id)
+    if task.status is not TaskStatus.DEAD:
+        raise ChronctlError(f"task '{task_id}' is {task.status.value}, not in the dead "
+                            "letter queue")
+    return task
+
+
+async def retry_dead(backend: QueueBackend, task_ids: Sequence[str] | None,
+                     progress: Progress = _noop, on_total: Callable[[int], None] = _noop
+                     ) -> int:
+    """Dead tasks back to pending (same id, attempt 0), in atomic chunks.
+
+    Named ids must all be dead letters before anything changes, so a typo in
+    one id does not half-apply the command.
+    """
+    if task_ids is None:
+        dead = await backend.list_tasks(status=TaskStatus.DEAD, limit=None)
+        ids = [t.id for t in dead]
+    else:
+        ids = list(dict.fromkeys(task_ids))
+        for task_id in ids:
+            await get_dead(backend, task_id)
+    on_total(len(ids))
+    count = 0
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
+        count += await backend.retry_dead(chunk)
+        progress(len(chunk))
+    return count
+
+
+# -- status --------------------------------------------------------------------
+
+@dataclass(slots=True)
+class DaemonState:
+    running: bool
+    pid: int | None
+
+
+def daemon_state(pidfile: Path | None) -> DaemonState:
+    """Whether the daemon named by the pidfile is alive (a stale pidfile is not)."""
+    if pidfile is None or not pidfile.exists():
+        return DaemonState(False, None)
+    try:
+        pid = int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return DaemonState(False, None)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return DaemonState(False, pid)
+    except PermissionError:
+        pass
+    return DaemonState(True, pid)
+
+
+@dataclass(slots=True)
+class StatusReport:
+    daemon: DaemonState
+    backend: str
+    queues: list[QueueInfo]
+    running: list[Task]
+    dead: int
+    schedulers: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_public(self) -> dict[str, Any]:
+        return {"running": self.daemon.running, "pid": self.daemon.pid,
+                "backend": self.backend, "schedulers": self.schedulers,
+                "queues": [q.to_public() for q in self.queues],
+                "running_tasks": [t.to_public() for t in self.running],
+                "dead": self.dead}
+
+
+async def status(backend: QueueBackend, pidfile: Path | None) -> StatusReport:
+    queues = await backend.list_queues()
+    running = await backend.list_tasks(status=TaskStatus.RUNNING, limit=None)
+    dead = len(await backend.list_tasks(status=TaskStatus.DEAD, limit=None))
+    return StatusReport(daemon_state(pidfile), backend.display_url, queues, running, dead)
+
+
+# -- migrate ---------------------------------------------------------------------
+
+@dataclass(slots=True)
+class MigrationReport:
+    tasks: int = 0
+    runs: int = 0
+    jobs: int = 0
+    skipped_tasks: int = 0
+
+    def to_public(self) -> dict[str, Any]:
+        return {"tasks": self.tasks, "runs": self.runs, "jobs": self.jobs,
+                "already_there": self.skipped_tasks}
+
+
+MIGRATED_STATUSES = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.DEAD)
+
+
+async def migrate(source: QueueBackend, target: QueueBackend, progress: Progress = _noop,
+                  on_total: Callable[[int], None] = _noop) -> MigrationReport:
+    """Copy pending tasks, dead letters, job state and history; safe to run twice.
+
+    Running tasks are copied as pending: their run belongs to the source, and
+    a copy must not look claimed by a worker that will never renew it.
+    Target rows are matched by task id and, for history, by (task, attempt,
+    finish time), so a second run copies nothing new.
+    """
+    if source.display_url == target.display_url:
+        raise UsageError("the migration target is the current backend")
+    tasks = await source.list_tasks(status=list(MIGRATED_STATUSES), limit=None)
+    runs = await source.history(None, limit=None)
+    jobs = await source.list_job_states()
+    on_total(len(tasks) + len(runs) + len(jobs))
+    report = MigrationReport()
+    for task in tasks:
+        if task.status is TaskStatus.RUNNING:
+            task.status = TaskStatus.PENDING
+            task.lease_until = None
+            task.worker = None
+    for start in range(0, len(tasks), CHUNK):
+        chunk = tasks[start:start + CHUNK]
+        added = await target.import_tasks(chunk)
+        report.tasks += added
+        report.skipped_tasks += len(chunk) - added
+        progress(len(chunk))
+    runs.reverse()  # oldest first, so the target's history keeps its order
+    for start in range(0, len(runs), CHUNK):
+        chunk = runs[start:start + CHUNK]
+        report.runs += await target.import_runs(chunk)
+        progress(len(chunk))
+    report.jobs = await target.import_job_states(jobs)
+    progress(len(jobs))
+    return report
+
+
+def older_than(text: str) -> float:
+    """`--older-than 7d` as an epoch cut-off."""
+    return time.time() - parse_duration(text, what="--older-than")
+
+
+__all__ = ["DaemonState", "EnqueueRequest", "JobState", "MigrationReport", "Run",
+           "StatusReport", "cancel_task", "daemon_state", "enqueue_tasks", "get_dead",
+           "get_task", "make_task", "migrate", "older_than", "open_backend", "parse_json",
+           "parse_statuses", "read_bulk", "retry_dead", "status"]

@@ -1,0 +1,121 @@
+"""`cleanup`, `migrate` and `status`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from . import Options
+from .output import Progress, console, print_json, relative, table
+
+if TYPE_CHECKING:
+    from ..backends.base import QueueBackend
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(cleanup)
+    app.command()(migrate)
+    app.command()(status)
+
+
+def cleanup(
+    ctx: typer.Context,
+    older_than: Annotated[str, typer.Option(
+        "--older-than", help="Delete finished tasks and history older than this, e.g. 7d.")],
+    status: Annotated[str | None, typer.Option(
+        "--status", help="Only these finished statuses: succeeded,dead,cancelled.")] = None,
+) -> None:
+    """Delete finished tasks and their history; prints how many tasks."""
+    from ..admin import older_than as cutoff
+    from ..admin import parse_statuses
+    from ..models import FINISHED
+
+    opts: Options = ctx.obj
+    before = cutoff(older_than)
+    statuses = parse_statuses(status, sorted(FINISHED))
+    with Progress("cleaning up", opts.show_progress):
+        count = opts.call("cleanup", lambda b: b.cleanup(before, statuses))
+    if opts.json:
+        print_json({"count": count})
+    else:
+        typer.echo(f"deleted {count} task(s)")
+
+
+def migrate(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", help="Target backend URL.")],
+) -> None:
+    """Copy pending tasks, dead letters, job state and history to another backend.
+
+    Safe to run twice: what is already there is not copied again. Stop the
+    schedulers first, then point them at the new backend.
+    """
+    from ..admin import MigrationReport, open_backend
+    from ..admin import migrate as copy_all
+    from ..backends import from_url
+
+    opts: Options = ctx.obj
+    import asyncio
+    from pathlib import Path
+
+    source = open_backend(opts.manifest, opts.backend, "migrate")
+    target = from_url(to, base=Path.cwd())
+    if not target.shared:
+        from ..errors import UsageError
+
+        raise UsageError("cannot migrate to memory://: it would vanish with this command")
+
+    async def go(bar: Progress) -> MigrationReport:
+        async with source, target:
+            return await copy_all(source, target, bar.advance, bar.total)
+
+    with Progress("migrating", opts.show_progress) as bar:
+        report = asyncio.run(go(bar))
+    public = report.to_public()
+    if opts.json:
+        print_json(public)
+    else:
+        typer.echo(f"copied {public['tasks']} task(s), {public['runs']} history row(s), "
+                   f"{public['jobs']} job state(s) to {target.display_url}"
+                   + (f"; {public['already_there']} task(s) were already there"
+                      if public["already_there"] else ""))
+
+
+def status(ctx: typer.Context) -> None:
+    """Daemon state, queue sizes, running tasks and dead letters."""
+    from pathlib import Path
+
+    from ..admin import StatusReport
+    from ..admin import status as read_status
+
+    opts: Options = ctx.obj
+    manifest = None
+    pidfile = None
+    if opts.manifest.exists() or not opts.backend:
+        manifest = opts.load_manifest()
+        pidfile = Path(manifest.config.pidfile)
+
+    async def read(backend: QueueBackend) -> StatusReport:
+        return await read_status(backend, pidfile)
+
+    report = opts.call("status", read, manifest)
+    if opts.json:
+        print_json(report.to_public())
+        return
+    out = console()
+    daemon = report.daemon
+    state = (f"[green]running[/] (pid {daemon.pid})" if daemon.running
+             else "[dim]not running[/]" + (f" (stale pid {daemon.pid})" if daemon.pid else ""))
+    out.print(f"daemon:       {state}")
+    out.print(f"backend:      {report.backend}", markup=False)
+    out.print(f"dead letters: {report.dead}")
+    if report.queues:
+        out.print()
+        table(["QUEUE", "PENDING", "RUNNING", "PAUSED"],
+              [(q.name, q.pending, q.running, "yes" if q.paused else "no")
+               for q in report.queues])
+    if report.running:
+        out.print()
+        table(["RUNNING TASK", "JOB", "STARTED", "WORKER"],
+              [(t.id, t.job, relative(t.started_at), t.worker) for t in report.running])

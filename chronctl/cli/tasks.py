@@ -1,0 +1,287 @@
+"""`enqueue`, `trigger`, `pause`/`resume`, `tasks list/show/cancel`, `history`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from . import Options
+from .output import (
+    Progress,
+    console,
+    details,
+    print_json,
+    relative,
+    short,
+    status_text,
+    table,
+)
+
+if TYPE_CHECKING:
+    from ..backends.base import QueueBackend
+    from ..models import Run, Task
+
+tasks_app = typer.Typer(help="Inspect and cancel tasks.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(enqueue)
+    app.command()(trigger)
+    app.command()(pause)
+    app.command()(resume)
+    app.add_typer(tasks_app, name="tasks")
+    app.command()(history)
+
+
+def enqueue(
+    ctx: typer.Context,
+    job: Annotated[str | None, typer.Argument(
+        help="Job name from the manifest (optional with --from when each line names one).",
+        show_default=False)] = None,
+    args: Annotated[str | None, typer.Option("--args", help="Positional args, a JSON array.")
+                    ] = None,
+    kwargs: Annotated[str | None, typer.Option("--kwargs", help="Keyword args, a JSON object.")
+                      ] = None,
+    at: Annotated[str | None, typer.Option("--at", help="Run at this ISO 8601 time.")] = None,
+    in_: Annotated[str | None, typer.Option("--in", help="Run after this delay, e.g. 10m.")
+                   ] = None,
+    priority: Annotated[int | None, typer.Option("--priority", min=0, max=9,
+                                                 help="0..9, higher first.")] = None,
+    queue: Annotated[str | None, typer.Option("--queue", help="Queue [default: the job's].")
+                     ] = None,
+    key: Annotated[str | None, typer.Option(
+        "--key", help="Idempotency key: while a task with it is unfinished, return its id.")
+    ] = None,
+    from_file: Annotated[Path | None, typer.Option(
+        "--from", help="Bulk: one JSON object per line with job, args, kwargs, at, in, "
+        "priority, queue, key ('-' for stdin). All lines are checked, then stored at once.")
+    ] = None,
+) -> None:
+    """Create a task of a job defined in the manifest; prints its id."""
+    from ..admin import EnqueueRequest, enqueue_tasks, make_task, parse_json, read_bulk
+    from ..durations import parse_duration
+
+    opts: Options = ctx.obj
+    manifest = opts.load_manifest()
+    if from_file is not None:
+        if any(v is not None for v in (args, kwargs, at, in_, priority, queue, key)):
+            from ..errors import UsageError
+
+            raise UsageError("--from takes every field from its lines; drop the other options")
+        tasks = read_bulk(from_file, manifest, default_job=job)
+    else:
+        if job is None:
+            from ..errors import UsageError
+
+            raise UsageError("missing JOB (or --from FILE)")
+        tasks = [make_task(manifest, EnqueueRequest(
+            job=job, args=parse_json(args, "--args", list),
+            kwargs=parse_json(kwargs, "--kwargs", dict), at=at,
+            delay=parse_duration(in_, what="--in") if in_ is not None else None,
+            priority=priority, queue=queue, key=key))]
+    with Progress("enqueueing", opts.show_progress and len(tasks) > 1000) as bar:
+        bar.total(len(tasks))
+        results = opts.call("enqueue", lambda b: enqueue_tasks(b, tasks, bar.advance), manifest)
+    if from_file is None:
+        task_id, created = results[0]
+        if opts.json:
+            print_json({"id": task_id, "created": created})
+        else:
+            typer.echo(task_id if created else f"{task_id} (existing task with key '{key}')")
+        return
+    if opts.json:
+        print_json([{"id": i, "created": c} for i, c in results])
+        return
+    new = sum(1 for _, c in results if c)
+    existing = len(results) - new
+    typer.echo(f"enqueued {new} task(s)" + (f", {existing} already there by key"
+                                            if existing else ""))
+
+
+def trigger(ctx: typer.Context,
+            job: Annotated[str, typer.Argument(help="Job name.", show_default=False)]) -> None:
+    """Run a job now, outside its schedule."""
+    from ..admin import EnqueueRequest, enqueue_tasks, make_task
+
+    opts: Options = ctx.obj
+    manifest = opts.load_manifest()
+    task = make_task(manifest, EnqueueRequest(job=job))
+    [(task_id, created)] = opts.call("trigger", lambda b: enqueue_tasks(b, [task]), manifest)
+    if opts.json:
+        print_json({"id": task_id, "created": created})
+    else:
+        typer.echo(task_id)
+
+
+def _pause(ctx: typer.Context, job: str | None, queue: str | None, paused: bool) -> None:
+    from ..errors import UnknownJobError, UsageError
+
+    opts: Options = ctx.obj
+    verb = "pause" if paused else "resume"
+    if (job is None) == (queue is None):
+        raise UsageError(f"give a JOB or --queue NAME to {verb}")
+    if job is not None:
+        manifest = opts.load_manifest()
+        if job not in manifest.jobs:
+            raise UnknownJobError(job)
+        opts.call(verb, lambda b: b.set_job_paused(job, paused), manifest)
+        subject: dict[str, Any] = {"job": job}
+    else:
+        assert queue is not None
+        opts.call(verb, lambda b: b.set_queue_paused(queue, paused))
+        subject = {"queue": queue}
+    if opts.json:
+        print_json({**subject, "paused": paused})
+    else:
+        what = f"job '{job}'" if job else f"queue '{queue}'"
+        typer.echo(f"{'paused' if paused else 'resumed'} {what}")
+
+
+def pause(
+    ctx: typer.Context,
+    job: Annotated[str | None, typer.Argument(help="Job to stop firing.", show_default=False)
+                   ] = None,
+    queue: Annotated[str | None, typer.Option("--queue", help="Stop workers taking from it.")
+                     ] = None,
+) -> None:
+    """Stop firing a job's trigger (pending tasks stay), or stop a queue being worked."""
+    _pause(ctx, job, queue, True)
+
+
+def resume(
+    ctx: typer.Context,
+    job: Annotated[str | None, typer.Argument(help="Job to fire again.", show_default=False)
+                   ] = None,
+    queue: Annotated[str | None, typer.Option("--queue", help="Let workers take from it.")
+                     ] = None,
+) -> None:
+    """Restart firing a paused job, or working a paused queue."""
+    _pause(ctx, job, queue, False)
+
+
+# -- tasks -------------------------------------------------------------------
+
+def task_rows(tasks: list[Task]) -> list[tuple[Any, ...]]:
+    return [(t.id, t.job, status_text(t.status.value), t.queue, t.priority, t.attempt,
+             relative(t.scheduled_at), short(t.error, 50)) for t in tasks]
+
+
+TASK_COLUMNS = ["ID", "JOB", "STATUS", "QUEUE", "PRI", "ATTEMPT", "SCHEDULED", "ERROR"]
+
+
+def print_tasks(opts: Options, tasks: list[Task], empty: str) -> None:
+    if opts.json:
+        print_json([t.to_public() for t in tasks])
+    elif not tasks:
+        typer.echo(empty)
+    else:
+        table(TASK_COLUMNS, task_rows(tasks))
+
+
+def print_task(opts: Options, task: Task) -> None:
+    if opts.json:
+        print_json(task.to_public())
+        return
+    import json
+
+    details([
+        ("id", task.id), ("job", task.job), ("status", status_text(task.status.value)),
+        ("queue", task.queue), ("priority", task.priority),
+        ("attempt", f"{task.attempt} (max retries {task.max_retries})"),
+        ("args", json.dumps(task.args)), ("kwargs", json.dumps(task.kwargs)),
+        ("key", task.key), ("scheduled", _when(task.scheduled_at)),
+        ("started", _when(task.started_at)), ("finished", _when(task.finished_at)),
+        ("duration", f"{task.duration:.3f}s" if task.duration is not None else None),
+        ("worker", task.worker), ("result", None if task.result is None
+                                  else json.dumps(task.result)),
+        ("error", task.error),
+    ])
+    out = console()
+    if task.traceback:
+        out.print("\n[bold]traceback[/]")
+        out.print(task.traceback.rstrip(), markup=False, highlight=False)
+    if task.output:
+        out.print("\n[bold]output (tail)[/]")
+        out.print(task.output.rstrip(), markup=False, highlight=False)
+
+
+def _when(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    from ..models import iso
+
+    return f"{iso(ts)} ({relative(ts)})"
+
+
+@tasks_app.command("list")
+def list_tasks(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(
+        "--status", help="pending, running, succeeded, dead, cancelled (comma-separated).")
+    ] = None,
+    job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
+    queue: Annotated[str | None, typer.Option("--queue", help="Only this queue.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N, newest first.")
+                     ] = 50,
+) -> None:
+    """Tasks, newest first."""
+    from ..admin import parse_statuses
+    from ..models import TaskStatus
+
+    opts: Options = ctx.obj
+    allowed = [s for s in TaskStatus if s is not TaskStatus.FAILED]
+    statuses = parse_statuses(status, allowed)
+    tasks = opts.call("tasks list", lambda b: b.list_tasks(
+        status=statuses, job=job, queue=queue, limit=limit))
+    print_tasks(opts, tasks, "no tasks")
+
+
+@tasks_app.command("show")
+def show_task(ctx: typer.Context,
+              task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")]) -> None:
+    """One task in full: args, times, result or error with traceback, output tail."""
+    from ..admin import get_task
+
+    opts: Options = ctx.obj
+    print_task(opts, opts.call("tasks show", lambda b: get_task(b, task_id)))
+
+
+@tasks_app.command("cancel")
+def cancel_task(ctx: typer.Context,
+                task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")]) -> None:
+    """Cancel a pending or running task (a running one is stopped at its next lease renewal)."""
+    from ..admin import cancel_task as cancel
+
+    opts: Options = ctx.obj
+    task = opts.call("tasks cancel", lambda b: cancel(b, task_id))
+    if opts.json:
+        print_json(task.to_public())
+    else:
+        typer.echo(f"cancelled {task.id}")
+
+
+def history(
+    ctx: typer.Context,
+    job: Annotated[str | None, typer.Argument(help="Only this job.", show_default=False)
+                   ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N runs.")] = 50,
+) -> None:
+    """Finished runs, newest first: job, status, start, duration, attempt, error."""
+    opts: Options = ctx.obj
+
+    async def read(backend: QueueBackend) -> list[Run]:
+        return await backend.history(job, limit)
+
+    runs = opts.call("history", read)
+    if opts.json:
+        print_json([r.to_public() for r in runs])
+        return
+    if not runs:
+        typer.echo("no finished runs")
+        return
+    table(["TASK", "JOB", "STATUS", "STARTED", "DURATION", "ATTEMPT", "ERROR"],
+          [(r.task_id, r.job, status_text(str(r.status)), relative(r.started_at),
+            f"{r.duration:.3f}s" if r.duration is not None else "-", r.attempt,
+            short(r.error, 50)) for r in runs])
