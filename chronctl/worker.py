@@ -10,6 +10,7 @@ was cancelled, or expired and was taken by another worker) cancels the run.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -18,6 +19,7 @@ import time
 import traceback as tb
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import UnknownJobError
@@ -234,8 +236,7 @@ class Worker:
             task.error = str(exc)
         else:
             task.error = f"{type(exc).__name__}: {exc}"
-        trace = exc.remote_traceback if isinstance(exc, RemoteError) else "".join(
-            tb.format_exception(exc))
+        trace = exc.remote_traceback if isinstance(exc, RemoteError) else _user_traceback(exc)
         task.traceback = trace[-TRACEBACK_TAIL:]
         task.output = getattr(exc, "output", None)
         task.finished_at = time.time()
@@ -249,3 +250,19 @@ class Worker:
         await self.events.emit("task_failed", task=task, retry_at=retry_at)
         if not retry:
             await self.events.emit("task_dead", task=task)
+
+
+_ENGINE_DIRS = (
+    str(Path(__file__).resolve().parent),
+    str(Path(asyncio.__file__).resolve().parent),
+    str(Path(concurrent.futures.__file__).resolve().parent.parent),
+)
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the job's own first frame: chronctl's and asyncio's are noise."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_frame.f_code.co_filename.startswith(_ENGINE_DIRS):
+        frame = frame.tb_next
+    start = frame if frame is not None else exc.__traceback__
+    return "".join(tb.format_exception(type(exc), exc, start))

@@ -31,7 +31,9 @@ def cleanup_logs(retention_days: int = 30) -> int:
 
 
 async def send_email(to: str, subject: str = "hello") -> dict[str, str]:
-    """No trigger: runs when enqueued, e.g. from the library."""
+    """No trigger: runs when enqueued, e.g. from the library or `chronctl enqueue`."""
+    if "@" not in to:
+        raise ValueError(f"not an email address: {to!r}")
     await asyncio.sleep(0.01)
     return {"to": to, "subject": subject, "status": "queued"}
 

@@ -42,6 +42,8 @@ def relative(ts: datetime | float | None, now: float | None = None) -> str:
     now = datetime.now(UTC).timestamp() if now is None else now
     delta = value - now
     seconds = abs(delta)
+    if seconds < 1:
+        return "now"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             text = f"{int(seconds // size)}{unit}"
@@ -67,12 +69,20 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str |
         last = i == len(columns) - 1
         # Ids and names are copied by operators: never wrap or cut them; only the
         # last (free text) column gives way when the terminal is narrow.
-        widest = max((len(str(row[i])) for row in rows), default=0) if i == 0 else None
-        grid.add_column(column, no_wrap=not last, overflow="ellipsis" if last else "fold",
+        # Only the last column gives way: every other one keeps its widest cell.
+        widest = None if last else max(
+            [len(column), *(len(_plain(row[i])) for row in rows)])
+        grid.add_column(column, no_wrap=True, overflow="ellipsis" if last else "fold",
                         min_width=widest)
     for row in rows:
         grid.add_row(*("-" if cell is None else str(cell) for cell in row))
-    console().print(grid)
+    out = console()
+    fixed = sum(c.min_width or 0 for c in grid.columns) + 2 * len(columns) + 12
+    # Fit the terminal by narrowing the last column; if even that cannot fit, let lines
+    # run long rather than have rich drop whole columns.
+    if fixed > out.width:
+        out.width = fixed + 40
+    out.print(grid)
 
 
 def short(text: str | None, width: int = 60) -> str:
@@ -130,3 +140,12 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
+
+
+def _plain(cell: Any) -> str:
+    """A cell's visible text (markup like [red]...[/] takes no room)."""
+    if cell is None:
+        return "-"
+    from rich.text import Text
+
+    return Text.from_markup(str(cell)).plain if "[" in str(cell) else str(cell)
