@@ -274,9 +274,7 @@ class StatusReport:
     def to_public(self) -> dict[str, Any]:
         return {"running": self.daemon.running, "pid": self.daemon.pid,
                 "backend": self.backend, "schedulers": self.schedulers,
-                "queues": [q.to_public() for q in self.queues],
-                "running_tasks": [t.to_public() for t in self.running],
-                "dead": self.dead}
+                "queues": [q.to_public() for q in self.queues], "dead": self.dead}
 
 
 async def status(backend: QueueBackend, pidfile: Path | None) -> StatusReport:

@@ -197,6 +197,7 @@ def test_trigger_pause_resume(project: Path) -> None:
 def test_status_reads_the_backend(project: Path) -> None:
     ok(project, "enqueue", "echo")
     report = ok(project, "status")
+    assert set(report) == {"running", "pid", "backend", "schedulers", "queues", "dead"}
     assert report["running"] is False and report["pid"] is None
     assert report["backend"].endswith("state.db") and report["dead"] == 0
     assert report["queues"] == [{"name": "default", "pending": 1, "running": 0,
