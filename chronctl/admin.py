@@ -11,7 +11,6 @@ done completely and running the command again finishes the rest.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -243,23 +242,19 @@ async def retry_dead(backend: QueueBackend, task_ids: Sequence[str] | None,
 class DaemonState:
     running: bool
     pid: int | None
+    started: float | None = None
 
 
 def daemon_state(pidfile: Path | None) -> DaemonState:
     """Whether the daemon named by the pidfile is alive (a stale pidfile is not)."""
-    if pidfile is None or not pidfile.exists():
+    from .daemon import pid_alive, process_started, read_pid
+
+    pid = read_pid(pidfile) if pidfile is not None else None
+    if pid is None:
         return DaemonState(False, None)
-    try:
-        pid = int(pidfile.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return DaemonState(False, None)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return DaemonState(False, pid)
-    except PermissionError:
-        pass
-    return DaemonState(True, pid)
+    return DaemonState(True, pid, process_started(pid))
 
 
 @dataclass(slots=True)

@@ -7,7 +7,6 @@ Errors a user can cause end as one line on stderr with the SPEC's exit code
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -99,14 +98,9 @@ def main_options(
 
 
 def _setup_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
-    logging.basicConfig(
-        level=level, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if verbosity <= 1:
-        logging.getLogger("aiosqlite").setLevel(logging.WARNING)
-        logging.getLogger("asyncio").setLevel(logging.WARNING)
+    from ..logs import configure
+
+    configure(verbosity)
 
 
 def _register() -> None:

@@ -105,7 +105,8 @@ def status(ctx: typer.Context) -> None:
         return
     out = console()
     daemon = report.daemon
-    state = (f"[green]running[/] (pid {daemon.pid})" if daemon.running
+    uptime = f", up {relative(daemon.started).removesuffix(' ago')}" if daemon.started else ""
+    state = (f"[green]running[/] (pid {daemon.pid}{uptime})" if daemon.running
              else "[dim]not running[/]" + (f" (stale pid {daemon.pid})" if daemon.pid else ""))
     out.print(f"daemon:       {state}")
     out.print(f"backend:      {report.backend}", markup=False)

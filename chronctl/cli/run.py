@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,6 +14,7 @@ from .output import console, print_json
 
 def register(app: typer.Typer) -> None:
     app.command()(run)
+    app.command()(stop)
     app.command()(validate)
 
 
@@ -21,8 +22,8 @@ def run(
     ctx: typer.Context,
     manifest: Annotated[Path | None, typer.Argument(
         help="Manifest file (overrides -f).", show_default=False)] = None,
-    daemon: Annotated[bool, typer.Option("--daemon", help="Detach and write the pidfile.")
-                      ] = False,
+    daemon: Annotated[bool, typer.Option(
+        "--daemon", help="Detach, write the pidfile, log to log_file.")] = False,
     workers: Annotated[int | None, typer.Option(
         "--workers", min=1, help="Concurrent tasks in this process.")] = None,
     queues: Annotated[str | None, typer.Option(
@@ -33,24 +34,70 @@ def run(
     once: Annotated[bool, typer.Option(
         "--once", help="Fire what is due now, run every due task, wait for them, exit.")
     ] = False,
+    log_format: Annotated[str, typer.Option(
+        "--log-format", help="text or json (one object per line).")] = "text",
 ) -> None:
-    """Start the scheduler and workers in the foreground (Ctrl-C / SIGTERM = graceful stop)."""
+    """Start the scheduler and workers (Ctrl-C / SIGTERM = graceful stop, SIGHUP = reload)."""
     from ..errors import UsageError
+    from ..logs import configure
     from ..ops import build_scheduler
     from ..service import serve
 
     opts: Options = ctx.obj
-    if daemon:
-        raise UsageError("--daemon is not available in this version: run in the foreground "
-                         "under systemd or another supervisor (see README)")
-    loaded = opts.load_manifest(manifest)
+    if log_format not in ("text", "json"):
+        raise UsageError(f"bad --log-format '{log_format}': expected text or json")
+    path = manifest or opts.manifest
+    loaded = opts.load_manifest(path)
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
-    scheduler = build_scheduler(loaded, backend_url=opts.backend, workers=workers,
-                                queues=queue_list, role=role)
+
+    def make() -> Any:
+        return build_scheduler(loaded, backend_url=opts.backend, workers=workers,
+                               queues=queue_list, role=role)
+
+    def reload() -> Any:
+        return opts.load_manifest(path)
+
     if once:
-        asyncio.run(scheduler.run_once())
+        if daemon:
+            raise UsageError("--once runs in the foreground: drop --daemon")
+        configure(opts.verbosity, log_format)
+        asyncio.run(make().run_once())
+        return
+    if not daemon:
+        configure(opts.verbosity, log_format)
+        asyncio.run(serve(make(), reload=reload, manifest=loaded))
+        return
+
+    from ..daemon import daemonize
+
+    cfg = loaded.config
+    log_file = Path(cfg.log_file)
+    workdir = loaded.path.parent if loaded.path else Path.cwd()
+    scheduler = make()  # errors in the options surface here, on the terminal
+
+    def start(ready: Any) -> None:
+        configure(opts.verbosity, log_format, log_file)
+        asyncio.run(serve(scheduler, reload=reload, manifest=loaded,
+                          on_started=lambda: ready(None)))
+
+    pid = daemonize(Path(cfg.pidfile), workdir, start)
+    if opts.json:
+        print_json({"pid": pid, "pidfile": cfg.pidfile, "log_file": cfg.log_file})
     else:
-        asyncio.run(serve(scheduler))
+        typer.echo(f"chronctl started (pid {pid}); log: {cfg.log_file}; stop: chronctl stop")
+
+
+def stop(ctx: typer.Context) -> None:
+    """Stop the daemon named by the pidfile: graceful, waits up to shutdown_timeout."""
+    from ..daemon import stop_daemon
+
+    opts: Options = ctx.obj
+    cfg = opts.load_manifest().config
+    pid = stop_daemon(Path(cfg.pidfile), cfg.shutdown_timeout + 5)
+    if opts.json:
+        print_json({"stopped": True, "pid": pid})
+    else:
+        typer.echo(f"chronctl stopped (pid {pid})")
 
 
 def validate(

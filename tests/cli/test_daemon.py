@@ -1,0 +1,147 @@
+"""A real daemon in a temp dir: start, enqueue through the CLI, reload with HUP, stop."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chronctl.daemon import pid_alive
+
+from .helpers import ROOT, chronctl, one_error_line, poll
+
+JOBS = f"""
+[scheduler]
+backend = "sqlite:///state.db"
+pythonpath = ["{ROOT}"]
+shutdown_timeout = "10s"
+
+[jobs.echo]
+entrypoint = "tests.cli.jobs_for_cli:echo"
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Path]:
+    (tmp_path / "jobs.toml").write_text(JOBS)
+    yield tmp_path
+    pidfile = tmp_path / "chronctl.pid"
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)  # never leave a daemon behind
+
+
+def task_status(project: Path, task_id: str) -> str:
+    shown = chronctl("--json", "tasks", "show", task_id, cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)["status"]
+
+
+def enqueue(project: Path, job: str, *args: str) -> str:
+    result = chronctl("--json", "enqueue", job, *args, cwd=project)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["id"]
+
+
+def log_text(project: Path) -> str:
+    return (project / "chronctl.log").read_text()
+
+
+def test_daemon_lifecycle(project: Path) -> None:
+    started = chronctl("--json", "run", "--daemon", cwd=project)
+    assert started.returncode == 0, started.stderr
+    info = json.loads(started.stdout)
+    pid = info["pid"]
+    pidfile, logfile = project / "chronctl.pid", project / "chronctl.log"
+    assert pidfile.read_text().strip() == str(pid) and pid_alive(pid)
+    for path in (pidfile, logfile, project / "state.db"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+    # A second daemon on the same pidfile is refused in one line.
+    again = chronctl("run", "--daemon", cwd=project)
+    assert again.returncode == 1
+    assert f"already running (pid {pid}" in one_error_line(again)
+
+    status = json.loads(chronctl("--json", "status", cwd=project).stdout)
+    assert (status["running"], status["pid"]) == (True, pid)
+
+    first = enqueue(project, "echo", "--args", '["hello"]')
+    poll(lambda: task_status(project, first) == "succeeded", what="the enqueued task")
+
+    # HUP with a new job: the daemon runs it without a restart.
+    (project / "jobs.toml").write_text(JOBS + """
+[jobs.late]
+entrypoint = "tests.cli.jobs_for_cli:echo"
+args = ["added by reload"]
+""")
+    os.kill(pid, signal.SIGHUP)
+    poll(lambda: "reloaded" in log_text(project), what="the reload")
+    assert "1 added" in log_text(project)
+    late = enqueue(project, "late")
+    poll(lambda: task_status(project, late) == "succeeded", what="the reloaded job's task")
+
+    # A broken manifest on HUP keeps the running configuration.
+    (project / "jobs.toml").write_text(JOBS + "\n[jobs.broken\n")
+    os.kill(pid, signal.SIGHUP)
+    poll(lambda: "reload failed" in log_text(project), what="the failed reload")
+    (project / "jobs.toml").write_text(JOBS + """
+[jobs.late]
+entrypoint = "tests.cli.jobs_for_cli:echo"
+""")
+    third = enqueue(project, "late", "--args", '["still running"]')
+    poll(lambda: task_status(project, third) == "succeeded", what="work after a failed reload")
+
+    stopped = chronctl("--json", "stop", cwd=project)
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout) == {"stopped": True, "pid": pid}
+    assert not pid_alive(pid) and not pidfile.exists()
+    log = log_text(project)
+    assert "stopping gracefully" in log and "chronctl stopped" in log
+    assert f"end job=echo task={first}" in log  # one line per task finish
+    assert chronctl("--json", "status", cwd=project).stdout.count('"running": false') == 1
+    missing = chronctl("stop", cwd=project)
+    assert missing.returncode == 1 and "not running" in one_error_line(missing)
+
+
+def test_stale_pidfile_is_replaced(project: Path) -> None:
+    (project / "chronctl.pid").write_text("999999\n")  # no such process
+    started = chronctl("--json", "run", "--daemon", cwd=project)
+    assert started.returncode == 0, started.stderr
+    pid = json.loads(started.stdout)["pid"]
+    assert (project / "chronctl.pid").read_text().strip() == str(pid)
+    assert chronctl("stop", cwd=project).returncode == 0
+
+
+def test_pidfile_symlink_is_not_followed(project: Path, tmp_path_factory: pytest.TempPathFactory
+                                         ) -> None:
+    victim = tmp_path_factory.mktemp("victim") / "important"
+    victim.write_text("keep me")
+    (project / "chronctl.pid").symlink_to(victim)
+    started = chronctl("--json", "run", "--daemon", cwd=project)
+    assert started.returncode == 0, started.stderr
+    assert victim.read_text() == "keep me"
+    assert not (project / "chronctl.pid").is_symlink()
+    assert chronctl("stop", cwd=project).returncode == 0
+
+
+def test_daemon_start_failure_is_reported_on_the_terminal(project: Path) -> None:
+    (project / "jobs.toml").write_text(JOBS.replace(
+        'sqlite:///state.db', 'sqlite:///missing-dir/state.db'))
+    result = chronctl("run", "--daemon", cwd=project)
+    assert result.returncode == 1
+    assert "missing-dir" in one_error_line(result)
+    assert not (project / "chronctl.pid").exists()
+
+
+def test_json_log_format(project: Path) -> None:
+    enqueue(project, "echo", "--args", "[1]")
+    result = chronctl("run", "--once", "--log-format", "json", cwd=project)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert any(r["message"].startswith("end job=echo") for r in records)
+    assert all({"ts", "level", "logger", "message"} <= set(r) for r in records)
