@@ -155,11 +155,21 @@ async def run_command(spec: JobSpec, task: Task) -> ExecutionResult:
     assert spec.command is not None
     argv = [*spec.command, *(_arg(a) for a in task.args)]
     env = {**os.environ, **spec.env} if spec.env else None
+    identity: dict[str, Any] = {}
+    if spec.user is not None:
+        env, identity = _as_user(spec.user, env)
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, cwd=spec.cwd, env=env, start_new_session=True,
+            **identity,
         )
+    except PermissionError as exc:
+        if spec.user is not None and os.geteuid() != 0:
+            raise ShellCommandFailed(126, f"cannot run as user '{spec.user}': chronctl is not "
+                                     "running as root") from None
+        raise ShellCommandFailed(126, f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+                                 ) from None
     except OSError as exc:
         raise ShellCommandFailed(127, f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
     buffer = bytearray()
@@ -187,6 +197,25 @@ async def run_command(spec: JobSpec, task: Task) -> ExecutionResult:
     if proc.returncode != 0:
         raise ShellCommandFailed(proc.returncode or 0, output)
     return ExecutionResult(result={"returncode": 0}, output=output)
+
+
+def _as_user(name: str, env: dict[str, str] | None) -> tuple[dict[str, str], dict[str, Any]]:
+    """What cron gives a user's job: their uid, groups, HOME, USER, LOGNAME and SHELL."""
+    import pwd
+
+    entry = pwd.getpwnam(name)
+    merged = dict(os.environ if env is None else env)
+    merged.update(HOME=entry.pw_dir, USER=name, LOGNAME=name, SHELL=entry.pw_shell or "/bin/sh")
+    if entry.pw_uid == os.geteuid():
+        return merged, {}
+    groups = [g.gr_gid for g in _groups_of(name)]
+    return merged, {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": groups}
+
+
+def _groups_of(name: str) -> list[Any]:
+    import grp
+
+    return [g for g in grp.getgrall() if name in g.gr_mem]
 
 
 def _arg(value: Any) -> str:

@@ -63,6 +63,10 @@ class JobSpec:
     misfire_grace_time: float | None = None  # None: the scheduler's
     coalesce: bool | None = None
     pythonpath: list[str] = field(default_factory=list)
+    on_failure: str | None = None  # a job enqueued when a task of this one goes dead
+    concurrency_policy: str | None = None  # forbid | allow | replace (max_instances alias)
+    catchup: str | None = None  # skip | once | all (misfire policy alias)
+    user: str | None = None  # shell jobs: run as this user (chronctl must be root)
 
     @property
     def is_shell(self) -> bool:
@@ -70,6 +74,10 @@ class JobSpec:
 
     @property
     def effective_max_instances(self) -> int | None:
+        if self.concurrency_policy == "allow":
+            return None
+        if self.concurrency_policy in ("forbid", "replace"):
+            return 1
         if self.max_instances is not None:
             return self.max_instances
         return 1 if self.trigger is not None else None

@@ -102,7 +102,8 @@ SCHEDULER_KEYS = ("backend", "state", "timezone", "workers", "misfire_grace_time
                   "shutdown_timeout", "lease", "pythonpath", "pidfile", "log_file", "queues")
 DEFAULT_KEYS = ("queue", "priority", "max_retries", "retry_backoff", "retry_delay",
                 "retry_max_delay", "timeout", "max_instances", "jitter", "executor",
-                "misfire_grace_time", "coalesce", "timezone", "rate_limit")
+                "misfire_grace_time", "coalesce", "timezone", "rate_limit", "on_failure",
+                "concurrency_policy", "catchup", "user")
 TRIGGER_KEYS = ("cron", "every", "at")
 JOB_KEYS = ("entrypoint", "command", "env", "cwd", *TRIGGER_KEYS, "args", "kwargs",
             *DEFAULT_KEYS)
@@ -111,6 +112,8 @@ JOB_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 ENTRYPOINT = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 BACKOFFS = ("exponential", "fixed")
 EXECUTORS = ("auto", "async", "thread", "process")
+CONCURRENCY_POLICIES = ("forbid", "allow", "replace")
+CATCHUPS = ("skip", "once", "all")
 BACKEND_SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel", "amqp", "amqps")
 STATE_SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel")
 _RATE_UNITS = {"sec": "s", "second": "s", "min": "m", "minute": "m", "hour": "h", "day": "d"}
@@ -419,6 +422,16 @@ class _Parser:
         jobs: dict[str, JobSpec] = {}
         for name, table in self.table_of(data, "jobs").items():
             jobs[name] = self.job(name, table, defaults, config)
+        for spec in jobs.values():
+            target = spec.on_failure
+            if target is not None and target not in jobs:
+                in_job = "on_failure" in self.table_of(data, "jobs")[spec.name]
+                self.fail(f"on_failure names unknown job '{target}'",
+                          table=("jobs", spec.name) if in_job else ("defaults",),
+                          key="on_failure", job=spec.name, hint=closest(target, jobs))
+            if target == spec.name:
+                self.fail("on_failure cannot name the job itself",
+                          table=("jobs", spec.name), key="on_failure", job=spec.name)
         manifest_path = (Path(self.where).expanduser().resolve()
                          if self.where is not None else None)
         return Manifest(path=manifest_path, config=config, jobs=jobs, source=self.text,
@@ -524,6 +537,13 @@ class _Parser:
             self.fail("executor 'process' cannot run a command: a command already runs in "
                       "its own process", table=table, key=key, job=name)
 
+        for first, second in (("concurrency_policy", "max_instances"), ("catchup", "coalesce")):
+            if first in data and second in data:
+                self.fail(f"has both '{first}' and '{second}': use one", table=table,
+                          key=first, job=name)
+        if "user" in data and command is None:
+            self.fail("'user' applies to command jobs only (a Python job runs inside "
+                      "chronctl's own process)", table=table, key="user", job=name)
         timeout = settings.get("timeout", DEFAULT_TIMEOUT)
         return JobSpec(
             name=name,
@@ -551,6 +571,10 @@ class _Parser:
             misfire_grace_time=settings.get("misfire_grace_time"),
             coalesce=settings.get("coalesce"),
             pythonpath=list(config.pythonpath),
+            on_failure=settings.get("on_failure"),
+            concurrency_policy=settings.get("concurrency_policy"),
+            catchup=settings.get("catchup"),
+            user=settings.get("user") if command is not None else None,
         )
 
 
@@ -576,7 +600,26 @@ def _setting(key: str, value: Any) -> Any:
         return _timezone(value)
     if key == "rate_limit":
         return _rate_limit(value)
+    if key == "on_failure":
+        return _string(value)
+    if key == "concurrency_policy":
+        return _choice(value, CONCURRENCY_POLICIES)
+    if key == "catchup":
+        return _choice(value, CATCHUPS)
+    if key == "user":
+        return _user(value)
     raise AssertionError(key)  # pragma: no cover - DEFAULT_KEYS and this list agree
+
+
+def _user(value: Any) -> str:
+    import pwd
+
+    name = _string(value)
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        raise _Invalid(f"unknown user '{name}'") from None
+    return name
 
 
 def _entrypoint(value: Any) -> str:

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("chronctl.scheduler")
 
 MAX_CATCHUP = 10_000  # fires examined per job per wake before skipping ahead
+# catchup = "skip": a fire this late is still "now" (the loop wakes a little after it).
+CATCHUP_SKIP_TOLERANCE = 1.0
 
 
 class Scheduler:
@@ -298,6 +300,10 @@ class Scheduler:
         grace = spec.misfire_grace_time if spec.misfire_grace_time is not None else (
             self.misfire_grace_time)
         coalesce = spec.coalesce if spec.coalesce is not None else self.coalesce
+        if spec.catchup == "skip":  # only the fire that is due now, nothing missed
+            grace, coalesce = min(grace, CATCHUP_SKIP_TOLERANCE), True
+        elif spec.catchup is not None:
+            coalesce = spec.catchup == "once"
         missed: list[datetime] = []
         on_time: list[datetime] = []
         current: datetime | None = first
@@ -327,8 +333,11 @@ class Scheduler:
         task = self._new_task(spec, scheduled_at=max(fire_ts, time.time()) + jitter_delay(
             spec.jitter), key=f"{spec.name}@{iso(fire_ts)}")
         task.fire_time = fire_ts
+        replace = spec.concurrency_policy == "replace"
         outcome = await self.backend.record_fire(spec.name, fire_ts, task,
-                                                 spec.effective_max_instances)
+                                                 None if replace else spec.effective_max_instances)
+        if outcome is FireOutcome.ENQUEUED and replace:
+            await self._replace_older(spec, task)
         if outcome is FireOutcome.ENQUEUED:
             log.info("fired job=%s fire_time=%s task=%s", spec.name, fire.isoformat(), task.id)
             await self.events.emit("job_fired", job=spec.name, task=task, fire_time=fire,
@@ -338,6 +347,14 @@ class Scheduler:
             reason = "paused" if outcome is FireOutcome.PAUSED else "max_instances reached"
             log.info("skipped job=%s fire_time=%s reason=%s", spec.name, fire.isoformat(), reason)
             await self.events.emit("job_skipped", job=spec.name, fire_time=fire, reason=reason)
+
+    async def _replace_older(self, spec: JobSpec, newest: Task) -> None:
+        """concurrency_policy = "replace": the new fire cancels the runs still going."""
+        active = await self.backend.list_tasks(
+            status=[TaskStatus.PENDING, TaskStatus.RUNNING], job=spec.name, limit=None)
+        for task in active:
+            if task.id != newest.id and await self.backend.cancel_task(task.id):
+                log.info("replaced job=%s task=%s by task=%s", spec.name, task.id, newest.id)
 
     async def _fire_loop(self) -> None:
         while True:

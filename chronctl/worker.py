@@ -250,6 +250,28 @@ class Worker:
         await self.events.emit("task_failed", task=task, retry_at=retry_at)
         if not retry:
             await self.events.emit("task_dead", task=task)
+            if spec.on_failure:
+                await self._on_failure(spec, task)
+
+    async def _on_failure(self, spec: JobSpec, task: Task) -> None:
+        """Enqueue the job's `on_failure` job with what failed (the cron MAILTO successor)."""
+        from .scheduler import build_task
+
+        target = self.get_job(spec.on_failure or "")
+        if target is None:
+            log.error("on_failure job %r of %s is not defined", spec.on_failure, spec.name)
+            return
+        facts = {"task_id": task.id, "job": task.job, "error": task.error}
+        if target.is_shell:  # a command gets them as arguments: JOB TASK_ID ERROR
+            follow = build_task(target, [*target.args, task.job, task.id, task.error or ""])
+        else:
+            follow = build_task(target, None, {**target.kwargs, **facts})
+        follow.key = f"on_failure:{task.id}:{task.attempt}"  # once per dead letter
+        task_id, created = await self.backend.enqueue(follow)
+        if created:
+            log.info("on_failure job=%s task=%s for failed task=%s", target.name, task_id,
+                     task.id)
+            await self.events.emit("task_enqueued", task=follow)
 
 
 _ENGINE_DIRS = (
