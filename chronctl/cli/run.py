@@ -36,6 +36,11 @@ def run(
     ] = False,
     log_format: Annotated[str, typer.Option(
         "--log-format", help="text or json (one object per line).")] = "text",
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", min=0, max=65535,
+        help="Serve Prometheus metrics on this port (needs chronctl[metrics]).")] = None,
+    metrics_addr: Annotated[str, typer.Option(
+        "--metrics-addr", help="Address for --metrics-port.")] = "127.0.0.1",
 ) -> None:
     """Start the scheduler and workers (Ctrl-C / SIGTERM = graceful stop, SIGHUP = reload)."""
     from ..errors import UsageError
@@ -63,9 +68,18 @@ def run(
         configure(opts.verbosity, log_format)
         asyncio.run(make().run_once())
         return
+    async def serve_with_metrics(scheduler: Any, on_started: Any = None) -> None:
+        if metrics_port is None:
+            await serve(scheduler, reload=reload, manifest=loaded, on_started=on_started)
+            return
+        from ..metrics import Metrics
+
+        async with Metrics(scheduler).serving(metrics_port, metrics_addr):
+            await serve(scheduler, reload=reload, manifest=loaded, on_started=on_started)
+
     if not daemon:
         configure(opts.verbosity, log_format)
-        asyncio.run(serve(make(), reload=reload, manifest=loaded))
+        asyncio.run(serve_with_metrics(make()))
         return
 
     from ..daemon import daemonize
@@ -77,8 +91,7 @@ def run(
 
     def start(ready: Any) -> None:
         configure(opts.verbosity, log_format, log_file)
-        asyncio.run(serve(scheduler, reload=reload, manifest=loaded,
-                          on_started=lambda: ready(None)))
+        asyncio.run(serve_with_metrics(scheduler, lambda: ready(None)))
 
     pid = daemonize(Path(cfg.pidfile), workdir, start)
     if opts.json:
