@@ -21,7 +21,7 @@ from .backends.base import QueueBackend, QueueInfo
 from .durations import parse_duration
 from .errors import BackendUnavailableError, ChronctlError, TaskNotFoundError, UsageError
 from .manifest import Manifest
-from .models import FINISHED, JobState, Run, Task, TaskStatus
+from .models import FINISHED, JobState, Process, Run, Task, TaskStatus
 from .scheduler import build_task
 
 Progress = Callable[[int], None]  # called with how many more items are done
@@ -264,11 +264,12 @@ class StatusReport:
     queues: list[QueueInfo]
     running: list[Task]
     dead: int
-    schedulers: list[dict[str, Any]] = field(default_factory=list)
+    processes: list[Process] = field(default_factory=list)
 
     def to_public(self) -> dict[str, Any]:
         return {"running": self.daemon.running, "pid": self.daemon.pid,
-                "backend": self.backend, "schedulers": self.schedulers,
+                "backend": self.backend,
+                "schedulers": [p.to_public() for p in self.processes],
                 "queues": [q.to_public() for q in self.queues], "dead": self.dead}
 
 
@@ -276,7 +277,9 @@ async def status(backend: QueueBackend, pidfile: Path | None) -> StatusReport:
     queues = await backend.list_queues()
     running = await backend.list_tasks(status=TaskStatus.RUNNING, limit=None)
     dead = len(await backend.list_tasks(status=TaskStatus.DEAD, limit=None))
-    return StatusReport(daemon_state(pidfile), backend.display_url, queues, running, dead)
+    processes = await backend.list_processes()
+    return StatusReport(daemon_state(pidfile), backend.display_url, queues, running, dead,
+                        processes)
 
 
 # -- migrate ---------------------------------------------------------------------

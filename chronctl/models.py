@@ -187,6 +187,25 @@ class JobState:
     paused: bool = False
 
 
+@dataclass(slots=True)
+class Process:
+    """A running `chronctl run` as the backend last heard of it (for `status`)."""
+
+    id: str
+    host: str
+    pid: int
+    role: str
+    started: float
+    last_beat: float
+    queues: list[str] | None = None
+
+    def to_public(self, now: float | None = None, stale_after: float = 60.0) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        return {"id": self.id, "host": self.host, "pid": self.pid, "role": self.role,
+                "started": iso(self.started), "last_beat": iso(self.last_beat),
+                "queues": self.queues, "alive": now - self.last_beat <= stale_after}
+
+
 class FireOutcome(StrEnum):
     ENQUEUED = "enqueued"
     DUPLICATE = "duplicate"  # another scheduler already recorded this fire

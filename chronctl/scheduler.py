@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ChronctlError, TaskNotFoundError, UnknownJobError, UsageError
 from .events import EventBus, Handler
 from .jobs import JobSpec, RetryPolicy
-from .models import FireOutcome, Task, TaskStatus, iso
+from .models import FireOutcome, Process, Task, TaskStatus, iso
 from .triggers import (
     CronTrigger,
     DateTrigger,
@@ -43,6 +43,7 @@ log = logging.getLogger("chronctl.scheduler")
 MAX_CATCHUP = 10_000  # fires examined per job per wake before skipping ahead
 # catchup = "skip": a fire this late is still "now" (the loop wakes a little after it).
 CATCHUP_SKIP_TOLERANCE = 1.0
+HEARTBEAT_INTERVAL = 10.0  # `status` calls a process silent for 6 beats stale
 
 
 class Scheduler:
@@ -88,6 +89,8 @@ class Scheduler:
         self._worker_task: asyncio.Task[None] | None = None
         self._worker: Any = None
         self._executors: Any = None
+        self._process: Process | None = None
+        self._beat_task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, backend: QueueBackend | None = None,
@@ -185,6 +188,31 @@ class Scheduler:
         if self.role in ("all", "worker"):
             self._worker = self._make_worker()
             self._worker_task = asyncio.create_task(self._worker.run(), name="chronctl-worker")
+        self._process = self._describe_process()
+        await self.backend.beat(self._process)
+        self._beat_task = asyncio.create_task(self._beat_loop(), name="chronctl-heartbeat")
+
+    def _describe_process(self) -> Process:
+        import os
+        import socket
+
+        now = time.time()
+        ident = self._worker.id if self._worker is not None else (
+            f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")
+        return Process(id=ident, host=socket.gethostname(), pid=os.getpid(), role=self.role,
+                       started=now, last_beat=now, queues=self.queues)
+
+    async def _beat_loop(self) -> None:
+        """Tell the backend we are alive, for `chronctl status` on any host."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            if self._process is None:
+                return
+            self._process.last_beat = time.time()
+            try:
+                await self.backend.beat(self._process)
+            except Exception as exc:  # a missed beat is cosmetic; the next one retries
+                log.warning("heartbeat not recorded: %s", exc)
 
     def _make_worker(self) -> Any:
         from .executors import Executors
@@ -197,6 +225,11 @@ class Scheduler:
 
     async def stop(self, *, now: bool = False) -> None:
         """Graceful: stop firing and claiming, let runs finish, return the rest."""
+        if self._beat_task is not None:
+            self._beat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beat_task
+            self._beat_task = None
         if self._fire_task is not None:
             self._fire_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -211,6 +244,10 @@ class Scheduler:
             await self._executors.shutdown(wait=not now)
             self._executors = None
         if self._connected:
+            if self._process is not None:
+                with contextlib.suppress(Exception):
+                    await self.backend.forget_process(self._process.id)
+                self._process = None
             await self.backend.disconnect()
             self._connected = False
         self._started = False

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BackendError
-from ..models import FireOutcome, JobState, Run, Task, TaskStatus
+from ..models import FireOutcome, JobState, Process, Run, Task, TaskStatus
 
 
 @dataclass(slots=True)
@@ -53,6 +53,7 @@ class QueueInfo:
 
 
 LEASE_EXPIRED_ERROR = "worker lost: lease expired before the task finished"
+PROCESS_TTL = 86400.0  # a process silent this long is forgotten
 
 
 class QueueBackend(ABC):
@@ -211,6 +212,20 @@ class QueueBackend(ABC):
         `task=None` records a missed fire. A paused job, or one with
         `max_instances` active tasks, has the fire recorded but not enqueued.
         """
+
+    # -- processes (heartbeats for `status`) -------------------------------------
+    @abstractmethod
+    async def beat(self, process: Process) -> None:
+        """Record that `process` is alive now (insert or update by id); forget ones
+        silent for a day, so crashed processes do not pile up."""
+
+    @abstractmethod
+    async def list_processes(self) -> list[Process]:
+        """Every process heard from in the last day, oldest first."""
+
+    @abstractmethod
+    async def forget_process(self, process_id: str) -> None:
+        """A clean stop removes its row at once."""
 
     # -- migration target ----------------------------------------------------
     async def import_tasks(self, tasks: Sequence[Task]) -> int:

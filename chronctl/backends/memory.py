@@ -17,8 +17,8 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from ..models import ACTIVE, FINISHED, FireOutcome, JobState, Run, Task, TaskStatus
-from .base import LEASE_EXPIRED_ERROR, QueueBackend, QueueInfo
+from ..models import ACTIVE, FINISHED, FireOutcome, JobState, Process, Run, Task, TaskStatus
+from .base import LEASE_EXPIRED_ERROR, PROCESS_TTL, QueueBackend, QueueInfo
 
 
 class MemoryBackend(QueueBackend):
@@ -40,6 +40,7 @@ class MemoryBackend(QueueBackend):
         self._active_by_job: Counter[str] = Counter()
         self._queues: Counter[str] = Counter()  # pending per queue
         self._connected = False
+        self._processes: dict[str, Process] = {}
 
     async def connect(self) -> None:
         self._connected = True
@@ -378,6 +379,19 @@ class MemoryBackend(QueueBackend):
             return FireOutcome.SKIPPED
         await self.enqueue(task)
         return FireOutcome.ENQUEUED
+
+    # -- processes ---------------------------------------------------------------
+    async def beat(self, process: Process) -> None:
+        self._processes[process.id] = copy.copy(process)
+        cutoff = process.last_beat - PROCESS_TTL
+        for pid in [k for k, p in self._processes.items() if p.last_beat < cutoff]:
+            del self._processes[pid]
+
+    async def list_processes(self) -> list[Process]:
+        return sorted((copy.copy(p) for p in self._processes.values()), key=lambda p: p.started)
+
+    async def forget_process(self, process_id: str) -> None:
+        self._processes.pop(process_id, None)
 
     # -- migration target ----------------------------------------------------
     async def import_tasks(self, tasks: Sequence[Task]) -> int:

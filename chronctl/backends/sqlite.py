@@ -23,8 +23,18 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from ..errors import BackendError, BackendUnavailableError
-from ..models import ACTIVE, FireOutcome, JobState, Run, Task, TaskStatus, dumps, loads
-from .base import LEASE_EXPIRED_ERROR, QueueBackend, QueueInfo
+from ..models import (
+    ACTIVE,
+    FireOutcome,
+    JobState,
+    Process,
+    Run,
+    Task,
+    TaskStatus,
+    dumps,
+    loads,
+)
+from .base import LEASE_EXPIRED_ERROR, PROCESS_TTL, QueueBackend, QueueInfo
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1
@@ -89,6 +99,15 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS processes (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    started REAL NOT NULL,
+    last_beat REAL NOT NULL,
+    queues TEXT
+);
 """
 
 _TASK_COLUMNS = (
@@ -626,6 +645,32 @@ class SQLiteBackend(QueueBackend):
         if out is FireOutcome.ENQUEUED:
             self.notify()
         return out
+
+    # -- processes ---------------------------------------------------------------
+    async def beat(self, process: Process) -> None:
+        def put(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO processes (id, host, pid, role, started, last_beat, queues) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                "last_beat = excluded.last_beat",
+                (process.id, process.host, process.pid, process.role, process.started,
+                 process.last_beat, None if process.queues is None else dumps(process.queues)))
+            db.execute("DELETE FROM processes WHERE last_beat < ?",
+                       (process.last_beat - PROCESS_TTL,))
+
+        await self._tx(put)
+
+    async def list_processes(self) -> list[Process]:
+        def read(db: sqlite3.Connection) -> list[Process]:
+            return [Process(r["id"], r["host"], r["pid"], r["role"], r["started"],
+                            r["last_beat"], loads(r["queues"]))
+                    for r in db.execute("SELECT * FROM processes ORDER BY started")]
+
+        return await self._call(read)
+
+    async def forget_process(self, process_id: str) -> None:
+        await self._tx(lambda db: db.execute("DELETE FROM processes WHERE id = ?",
+                                             (process_id,)))
 
     # -- migration target ----------------------------------------------------
     async def import_tasks(self, tasks: Sequence[Task]) -> int:

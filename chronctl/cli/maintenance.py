@@ -111,6 +111,12 @@ def status(ctx: typer.Context) -> None:
     out.print(f"daemon:       {state}")
     out.print(f"backend:      {report.backend}", markup=False)
     out.print(f"dead letters: {report.dead}")
+    if report.processes:
+        out.print()
+        table(["PROCESS", "HOST", "PID", "ROLE", "UP", "LAST BEAT"],
+              [(p.id, p.host, p.pid, p.role, relative(p.started).removesuffix(" ago"),
+                relative(p.last_beat) if p.to_public()["alive"]
+                else f"[red]{relative(p.last_beat)} (stale)[/]") for p in report.processes])
     if report.queues:
         out.print()
         table(["QUEUE", "PENDING", "RUNNING", "PAUSED"],

@@ -69,6 +69,8 @@ def test_daemon_lifecycle(project: Path) -> None:
 
     status = json.loads(chronctl("--json", "status", cwd=project).stdout)
     assert (status["running"], status["pid"]) == (True, pid)
+    [me] = status["schedulers"]
+    assert (me["pid"], me["role"], me["alive"]) == (pid, "all", True)
 
     first = enqueue(project, "echo", "--args", '["hello"]')
     poll(lambda: task_status(project, first) == "succeeded", what="the enqueued task")
@@ -103,7 +105,8 @@ entrypoint = "tests.cli.jobs_for_cli:echo"
     log = log_text(project)
     assert "stopping gracefully" in log and "chronctl stopped" in log
     assert f"end job=echo task={first}" in log  # one line per task finish
-    assert chronctl("--json", "status", cwd=project).stdout.count('"running": false') == 1
+    after = json.loads(chronctl("--json", "status", cwd=project).stdout)
+    assert (after["running"], after["schedulers"]) == (False, [])  # a clean stop says goodbye
     missing = chronctl("stop", cwd=project)
     assert missing.returncode == 1 and "not running" in one_error_line(missing)
 

@@ -285,3 +285,22 @@ async def test_import_is_idempotent_and_keeps_state(backend: QueueBackend) -> No
     assert (await backend.enqueue(task(key="k1")))[0] == pending.id
     [claimed] = await backend.dequeue(10)
     assert (claimed.id, claimed.args, claimed.priority) == (pending.id, [1], 7)
+
+
+async def test_process_heartbeats(backend: QueueBackend) -> None:
+    from chronctl.models import Process
+
+    a = Process("a", "host1", 11, "all", 100.0, 100.0, None)
+    b = Process("b", "host2", 22, "worker", 200.0, 200.0, ["mail"])
+    await backend.beat(a)
+    await backend.beat(b)
+    b.last_beat = 260.0
+    await backend.beat(b)
+    got = await backend.list_processes()
+    assert [(p.id, p.host, p.pid, p.role, p.last_beat, p.queues) for p in got] == [
+        ("a", "host1", 11, "all", 100.0, None), ("b", "host2", 22, "worker", 260.0, ["mail"])]
+    await backend.forget_process("a")
+    assert [p.id for p in await backend.list_processes()] == ["b"]
+    # A day of silence: forgotten at the next beat of anyone.
+    await backend.beat(Process("c", "h", 3, "all", 200.0 + 90_000, 200.0 + 90_000, None))
+    assert [p.id for p in await backend.list_processes()] == ["c"]
