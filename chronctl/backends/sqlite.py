@@ -225,6 +225,7 @@ class SQLiteBackend(QueueBackend):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            self._migrate_publish_columns(db)
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -235,6 +236,18 @@ class SQLiteBackend(QueueBackend):
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _migrate_publish_columns(db: sqlite3.Connection) -> None:
+        """Add the publish markers the RabbitMQ backend uses (files from before them still open;
+        older chronctl versions ignore the extra columns, so the schema version stays 1)."""
+        columns = {r[1] for r in db.execute("PRAGMA table_info(tasks)")}
+        if "published_at" not in columns:
+            db.execute("ALTER TABLE tasks ADD COLUMN published_at REAL")
+        if "publish_confirmed" not in columns:
+            db.execute("ALTER TABLE tasks ADD COLUMN publish_confirmed INTEGER NOT NULL DEFAULT 0")
+        db.execute("CREATE INDEX IF NOT EXISTS tasks_publish ON tasks(scheduled_at) "
+                   "WHERE status = 'pending' AND publish_confirmed = 0")
 
     async def disconnect(self) -> None:
         conn, self._conn = self._conn, None
@@ -352,7 +365,8 @@ class SQLiteBackend(QueueBackend):
             db.execute(
                 "UPDATE tasks SET attempt = attempt + 1, error = ?, traceback = NULL, "
                 "lease_until = NULL, worker = NULL, started_at = NULL, status = ?, "
-                "finished_at = ?, scheduled_at = ? WHERE id = ?",
+                "finished_at = ?, scheduled_at = ?, published_at = NULL, publish_confirmed = 0 "
+                "WHERE id = ?",
                 (LEASE_EXPIRED_ERROR, "dead" if dead else "pending", now if dead else None,
                  task.scheduled_at if dead else now, task.id),
             )
@@ -399,7 +413,8 @@ class SQLiteBackend(QueueBackend):
                 db.execute(
                     "UPDATE tasks SET status = 'pending', attempt = attempt + 1, error = ?, "
                     "traceback = ?, output = ?, scheduled_at = ?, started_at = NULL, "
-                    "finished_at = NULL, lease_until = NULL, worker = NULL WHERE id = ?",
+                    "finished_at = NULL, lease_until = NULL, worker = NULL, "
+                    "published_at = NULL, publish_confirmed = 0 WHERE id = ?",
                     (task.error, task.traceback, task.output,
                      retry_at if retry_at is not None else finished, task.id),
                 )
@@ -531,7 +546,8 @@ class SQLiteBackend(QueueBackend):
             # A key already taken by a newer active task is dropped, not duplicated.
             sets = (
                 "status = 'pending', attempt = 0, scheduled_at = ?, started_at = NULL, "
-                "finished_at = NULL, key = CASE WHEN key IS NOT NULL AND EXISTS (SELECT 1 FROM "
+                "finished_at = NULL, published_at = NULL, publish_confirmed = 0, "
+                "key = CASE WHEN key IS NOT NULL AND EXISTS (SELECT 1 FROM "
                 f"tasks AS t WHERE t.key = tasks.key AND t.status IN {_ACTIVE}) THEN NULL "
                 "ELSE key END"
             )
@@ -724,3 +740,115 @@ class SQLiteBackend(QueueBackend):
         return await self._call(lambda db: db.execute(
             f"SELECT COUNT(*) FROM tasks WHERE job = ? AND status IN {_ACTIVE}", (job,)
         ).fetchone()[0])
+
+    # -- delivery by a message broker (RabbitMQBackend keeps its state here) ----------
+    # `published_at` stamps a pending task handed to the broker, `publish_confirmed` says the
+    # broker confirmed it. A stamp never confirmed (the publisher crashed in between) is
+    # claimed again after `stale` seconds, so no task is lost between the two steps.
+    async def claim_for_publish(self, now: float, limit: int = 500, *,
+                                ids: Sequence[str] | None = None,
+                                stale: float = 30.0) -> list[Task]:
+        """Atomically stamp due, pending, unpublished tasks as being published; return them.
+
+        Two processes never get the same task (one UPDATE ... RETURNING)."""
+        where = ("status = 'pending' AND scheduled_at <= ? AND publish_confirmed = 0 "
+                 "AND (published_at IS NULL OR published_at < ?)")
+        params: list[Any] = [now, now, now - stale]
+        if ids is not None:
+            if not ids:
+                return []
+            where += f" AND id IN ({', '.join('?' for _ in ids)})"
+            params.extend(ids)
+        params.append(limit)
+
+        def claim(db: sqlite3.Connection) -> list[Task]:
+            rows = db.execute(
+                "UPDATE tasks SET published_at = ? WHERE rowid IN ("
+                f"SELECT rowid FROM tasks WHERE {where} "
+                "ORDER BY priority DESC, scheduled_at, rowid LIMIT ?) RETURNING rowid, *",
+                params).fetchall()
+            rows.sort(key=lambda r: (-r["priority"], r["scheduled_at"], r["rowid"]))
+            return [_row_task(r) for r in rows]
+
+        return await self._tx(claim)
+
+    async def confirm_published(self, ids: Sequence[str]) -> None:
+        """The broker confirmed these tasks' messages."""
+        if ids:
+            await self._tx(lambda db: db.executemany(
+                "UPDATE tasks SET publish_confirmed = 1 WHERE id = ? AND published_at IS NOT NULL",
+                [(i,) for i in ids]))
+
+    async def unpublish(self, ids: Sequence[str]) -> None:
+        """Publishing failed: let the next pump publish these tasks again."""
+        if ids:
+            await self._tx(lambda db: db.executemany(
+                "UPDATE tasks SET published_at = NULL, publish_confirmed = 0 WHERE id = ?",
+                [(i,) for i in ids]))
+
+    async def next_publish(self, queues: Sequence[str] | None = None,
+                           stale: float = 30.0) -> float | None:
+        """When the publish pump next has work: the earliest unpublished pending task."""
+        params: list[Any] = [stale]
+        where = ("status = 'pending' AND publish_confirmed = 0 "
+                 "AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)")
+        if queues is not None:
+            where += f" AND queue IN ({', '.join('?' for _ in queues)})"
+            params.extend(queues)
+        sql = ("SELECT MIN(CASE WHEN published_at IS NULL THEN scheduled_at "
+               f"ELSE MAX(scheduled_at, published_at + ?) END) FROM tasks WHERE {where}")
+        return await self._call(lambda db: db.execute(sql, params).fetchone()[0])
+
+    async def claim_ids(self, ids: Sequence[str], *, lease: float, worker: str,
+                        lost: Iterable[str] = (), lost_error: str = LEASE_EXPIRED_ERROR,
+                        ) -> tuple[list[Task], list[str]]:
+        """Claim the named tasks for `worker` (a broker delivered them); one transaction.
+
+        A due pending task becomes running, like dequeue. A task in `lost` (its message was
+        redelivered because the consumer holding it died) that is still running counts a
+        failed attempt with `lost_error` and is taken over, or goes dead when out of
+        retries. Returns (claimed tasks, ids that went dead); other ids (finished,
+        cancelled, absent, not due, running elsewhere) are neither."""
+        lost_ids = set(lost)
+
+        def claim(db: sqlite3.Connection) -> tuple[list[Task], list[str]]:
+            now = time.time()
+            claimed: list[Task] = []
+            dead: list[str] = []
+            for task_id in ids:
+                row = db.execute(
+                    "UPDATE tasks SET status = 'running', started_at = ?, lease_until = ?, "
+                    "worker = ?, deliveries = deliveries + 1 WHERE id = ? "
+                    "AND status = 'pending' AND scheduled_at <= ? RETURNING *",
+                    (now, now + lease, worker, task_id, now)).fetchone()
+                if row is not None:
+                    claimed.append(_row_task(row))
+                    continue
+                if task_id not in lost_ids:
+                    continue
+                row = db.execute("SELECT * FROM tasks WHERE id = ? AND status = 'running'",
+                                 (task_id,)).fetchone()
+                if row is None:
+                    continue
+                task = _row_task(row)
+                task.finished_at, task.error, task.traceback = now, lost_error, None
+                db.execute(_INSERT_RUN, _run_values(Run.of(task, TaskStatus.FAILED)))
+                if task.attempt + 1 > task.max_retries:
+                    db.execute(
+                        "UPDATE tasks SET status = 'dead', attempt = attempt + 1, error = ?, "
+                        "traceback = NULL, finished_at = ?, lease_until = NULL WHERE id = ?",
+                        (lost_error, now, task_id))
+                    dead.append(task_id)
+                    continue
+                row = db.execute(
+                    "UPDATE tasks SET attempt = attempt + 1, error = ?, traceback = NULL, "
+                    "started_at = ?, lease_until = ?, worker = ?, deliveries = deliveries + 1 "
+                    "WHERE id = ? RETURNING *",
+                    (lost_error, now, now + lease, worker, task_id)).fetchone()
+                claimed.append(_row_task(row))
+            claimed.sort(key=lambda t: (-t.priority, t.scheduled_at, t.created_at))
+            return claimed, dead
+
+        if not ids:
+            return [], []
+        return await self._tx(claim)
