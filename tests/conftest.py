@@ -44,8 +44,36 @@ def _sqlite(tmp_path: Path) -> QueueBackend:
     return SQLiteBackend(tmp_path / "contract.db")
 
 
+RABBITMQ_URL = os.environ.get("CHRONCTL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def rabbitmq_reachable() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def rabbitmq_backend(tmp_path: Path, **options: object) -> QueueBackend:
+    """A RabbitMQBackend with a prefix unique to the test and a SQLite state store."""
+    import uuid
+
+    from chronctl.backends.rabbitmq import RabbitMQBackend
+    from chronctl.backends.sqlite import SQLiteBackend
+
+    need_service("rabbitmq", rabbitmq_reachable(), "nothing listens on 127.0.0.1:5672")
+    prefix = f"chronctl-test-{uuid.uuid4().hex[:10]}"
+    state = options.pop("state", None) or SQLiteBackend(tmp_path / "rabbit-state.db")
+    return RabbitMQBackend(RABBITMQ_URL, queue_name=prefix, exchange_name=prefix,
+                           state=state, **options)  # type: ignore[arg-type]
+
+
 BACKEND_FACTORIES: dict[str, Callable[[Path], QueueBackend]] = {
     "memory": _memory,
+    "rabbitmq": rabbitmq_backend,
     "sqlite": _sqlite,
 }
 
@@ -62,4 +90,7 @@ async def backend(backend_name: str, tmp_path: Path) -> AsyncIterator[QueueBacke
     try:
         yield instance
     finally:
+        drop = getattr(instance, "delete_layout", None)
+        if drop is not None:  # broker objects of this test (RabbitMQ)
+            await drop()
         await instance.disconnect()

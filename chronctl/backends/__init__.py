@@ -11,10 +11,11 @@ from .base import QueueBackend, QueueInfo
 
 if TYPE_CHECKING:
     from .memory import MemoryBackend
+    from .rabbitmq import RabbitMQBackend
     from .sqlite import SQLiteBackend
 
-__all__ = ["MemoryBackend", "QueueBackend", "QueueInfo", "SQLiteBackend", "from_url",
-           "redact_url"]
+__all__ = ["MemoryBackend", "QueueBackend", "QueueInfo", "RabbitMQBackend", "SQLiteBackend",
+           "from_url", "redact_url"]
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^@/\s]+)@", re.I)
 
@@ -35,7 +36,33 @@ def sqlite_path(url: str, base: Path | None = None) -> Path:
     return path
 
 
+def _rabbitmq(url: str, base: Path | None, options: dict[str, Any]) -> QueueBackend:
+    """`amqp://user:pass@host:5672/vhost?queue_name=q&exchange_name=x`; its state store is
+    `state=` (the manifest's `[scheduler] state`), by default `sqlite:///chronctl.db`."""
+    from .rabbitmq import RabbitMQBackend, split_url
+
+    state_url = options.pop("state", None) or "sqlite:///chronctl.db"
+    if state_url.split("://", 1)[0].lower() in ("amqp", "amqps"):
+        raise UsageError("the state store of a RabbitMQ backend cannot be amqp:// itself")
+    broker_url, query = split_url(url)
+    kwargs: dict[str, Any] = {k: v for k, v in query.items()
+                              if k in ("queue_name", "exchange_name")}
+    if "durable" in query:
+        kwargs["durable"] = query["durable"].lower() not in ("0", "false", "no")
+    if "max_priority" in query:
+        try:
+            kwargs["max_priority"] = int(query["max_priority"])
+        except ValueError:
+            raise UsageError(f"bad max_priority in '{redact_url(url)}'") from None
+    return RabbitMQBackend(broker_url, state=from_url(state_url, base=base), **kwargs, **options)
+
+
 def from_url(url: str, *, base: Path | None = None, **options: Any) -> QueueBackend:
+    """`state=` names the state store of a backend that keeps task state elsewhere
+    (amqp://); other backends ignore it."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("amqp", "amqps"):
+        options.pop("state", None)
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "memory":
         from .memory import MemoryBackend
@@ -45,7 +72,9 @@ def from_url(url: str, *, base: Path | None = None, **options: Any) -> QueueBack
         from .sqlite import SQLiteBackend
 
         return SQLiteBackend(sqlite_path(url, base), **options)
-    if scheme in ("redis", "rediss", "redis+sentinel", "amqp", "amqps"):
+    if scheme in ("amqp", "amqps"):
+        return _rabbitmq(url, base, options)
+    if scheme in ("redis", "rediss", "redis+sentinel"):
         raise UsageError(
             f"backend '{scheme}://' is not available in this version of chronctl "
             "(memory:// and sqlite:// are)")
@@ -64,4 +93,8 @@ def __getattr__(name: str) -> Any:
         from .sqlite import SQLiteBackend
 
         return SQLiteBackend
+    if name == "RabbitMQBackend":
+        from .rabbitmq import RabbitMQBackend
+
+        return RabbitMQBackend
     raise AttributeError(name)

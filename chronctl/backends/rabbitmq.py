@@ -1,0 +1,711 @@
+"""RabbitMQ backend: a state store holds the truth, RabbitMQ delivers the work.
+
+`RabbitMQBackend(url, queue_name, exchange_name, durable=True, max_priority=10,
+state=SQLiteBackend(...))` is a composite. Tasks, history, job state, paused
+queues and process heartbeats live in the *state store* (the SQLite file by
+default; any backend implementing the publish methods below). Every listing
+and state method delegates to it, so every CLI command works unchanged.
+RabbitMQ only carries "task X is due" messages to workers.
+
+Broker layout (all durable when `durable=True`):
+
+- exchange `<exchange_name>` (direct); routing key = the chronctl queue name;
+- one classic queue per chronctl queue, `<queue_name>.<queue>`, with
+  `x-max-priority = max_priority` (10: task priorities 0..9 map directly) and
+  `x-dead-letter-exchange = <exchange_name>.dlx`;
+- exchange `<exchange_name>.dlx` (fanout) bound to the queue `<queue_name>.dead`,
+  the broker's raw audit stream of dead-lettered messages. `dlq list` reads
+  the state store (status `dead`), which is the truth; `dlq purge` without
+  `--older-than` also purges `<queue_name>.dead`. A chronctl queue may not be
+  named `dead`, which would collide with it.
+
+Messages are persistent, published with publisher confirms, body JSON
+`{"id": task_id}` (never pickle), `priority` = task priority, `message_id` =
+task id. A message only says "run task X": the state store decides whether X
+still runs (a cancelled, finished or duplicate delivery is acked and dropped).
+
+Delays never sit in the broker (no per-message TTL, so no head-of-line
+blocking: a task due earlier is never stuck behind one due later). A task is
+published when it is due: `enqueue` publishes tasks due now; a *due pump*
+(run by `dequeue` every `pump_interval` and at once after local changes)
+asks the state store for due pending tasks not yet published and publishes
+them. `claim_for_publish` stamps `published_at` atomically (one UPDATE ...
+RETURNING), so two processes never publish the same task; after the
+broker's confirm the task is marked `publish_confirmed`. A stamp never
+confirmed (crash between stamp and publish) is published again after
+`republish_after` seconds, so nothing is lost; a rare duplicate is dropped at
+delivery because the task is no longer pending.
+
+Delivery: `dequeue` takes messages the consumer already pushed, then fetches
+the rest with basic.get (manual acks), and claims their tasks in the state
+store (pending -> running with worker, delivery count and lease). The message
+stays unacked while the task runs. `acknowledge` acks it; `reject(requeue=True)`
+records the retry in the state store (pending at `retry_at`, unpublished) and
+acks: the pump republishes it when due; `reject(requeue=False)` marks it dead
+and rejects the message without requeue, so RabbitMQ dead-letters it to
+`<queue_name>.dead`; `release` nacks with requeue. While a worker is idle,
+`wait_for_work` consumes its queues with `prefetch_count` = its free slots and
+returns as soon as a message arrives.
+
+A consumer that dies (kill -9, lost connection) has its unacked messages
+redelivered by RabbitMQ with `redelivered=True`. A redelivered message whose
+task is still `running` in the state store is a lost run: it counts as a
+failed attempt and the receiving worker takes the task over, or, out of
+retries, the task goes dead and the message is dead-lettered: bounded
+redeliveries, then the dead letter queue. Leases stay as the safety net:
+`recover_expired` returns expired tasks to pending and the pump republishes
+them.
+
+No double fires: `record_fire` runs in the state store (its atomic
+`last_fire` compare-and-set plus the task insert in one transaction), so
+schedulers sharing a state store never double-fire. Several hosts therefore
+need a shared state store (Redis); SQLite serves the processes of one host.
+
+Outages: the connection is `aio_pika.connect_robust`, which reconnects with
+`reconnect_interval` backoff and restores channels, exchanges and queues.
+While the broker is down, broker operations raise BackendUnavailableError
+naming only the redacted URL. `enqueue` still succeeds: the task is stored in
+the state store and the pump publishes it once the broker is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from ..errors import BackendError, BackendUnavailableError
+from ..models import FireOutcome, JobState, Process, Run, Task, TaskStatus
+from .base import QueueBackend, QueueInfo
+
+if TYPE_CHECKING:
+    from aio_pika.abc import (
+        AbstractChannel,
+        AbstractExchange,
+        AbstractIncomingMessage,
+        AbstractQueue,
+        AbstractRobustConnection,
+    )
+
+log = logging.getLogger("chronctl.backends.rabbitmq")
+
+LOST_CONSUMER_ERROR = "worker lost: its RabbitMQ connection closed before the task finished"
+DEAD_QUEUE = "dead"
+_PUBLISH_BATCH = 500
+_STATE_METHODS = ("claim_for_publish", "confirm_published", "unpublish", "next_publish",
+                  "claim_ids")
+# Options read from the URL's query string (everything else goes to aio-pika).
+URL_OPTIONS = ("queue_name", "exchange_name", "durable", "max_priority")
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """`amqp://h/%2F?queue_name=q&heartbeat=30` -> (URL without chronctl options, options)."""
+    parts = urlsplit(url)
+    ours: dict[str, str] = {}
+    rest: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        (ours.__setitem__(key, value) if key in URL_OPTIONS else rest.append((key, value)))
+    query = "&".join(f"{k}={v}" for k, v in rest)
+    return urlunsplit(parts._replace(query=query)), ours
+
+
+class RabbitMQBackend(QueueBackend):
+    shared = True
+
+    def __init__(
+        self,
+        url: str = "amqp://guest:guest@127.0.0.1:5672/%2F",
+        queue_name: str = "chronctl",
+        exchange_name: str = "chronctl",
+        durable: bool = True,
+        max_priority: int = 10,
+        state: QueueBackend | None = None,
+        *,
+        republish_after: float = 30.0,
+        pump_interval: float = 0.5,
+        reconnect_interval: float = 1.0,
+        timeout: float = 10.0,
+    ) -> None:
+        super().__init__()
+        from . import redact_url
+
+        if state is None:
+            from .sqlite import SQLiteBackend
+
+            state = SQLiteBackend("chronctl.db")
+        self.url = url
+        self.queue_name = queue_name
+        self.exchange_name = exchange_name
+        self.durable = durable
+        self.max_priority = max_priority
+        self.state = state
+        self.republish_after = republish_after
+        self.pump_interval = pump_interval
+        self.reconnect_interval = reconnect_interval
+        self.timeout = timeout
+        self.display_url = redact_url(url)
+        self._conn: AbstractRobustConnection | None = None
+        self._pub: AbstractChannel | None = None
+        self._chan: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._queues: dict[str, AbstractQueue] = {}
+        self._declare_lock = asyncio.Lock()
+        self._pump_lock = asyncio.Lock()
+        self._pump_at = 0.0
+        self._dirty = True
+        self._recover_at = 0.0
+        # task id -> (delivery count of the run, message held unacked while it runs)
+        self._held: dict[str, tuple[int, AbstractIncomingMessage]] = {}
+        self._buffer: list[tuple[str, AbstractIncomingMessage]] = []
+        self._arrived = asyncio.Event()
+        self._last_queues: list[str] = []
+        self._last_max = 1
+
+    # -- names ------------------------------------------------------------------------
+    def broker_queue(self, queue: str) -> str:
+        return f"{self.queue_name}.{queue}"
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.queue_name}.{DEAD_QUEUE}"
+
+    @property
+    def dlx(self) -> str:
+        return f"{self.exchange_name}.dlx"
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        # The exception text may carry the URL with its password: name only the type.
+        return BackendUnavailableError(
+            f"RabbitMQ at {self.display_url} is unreachable ({type(exc).__name__})")
+
+    @contextlib.asynccontextmanager
+    async def _broker(self) -> AsyncIterator[None]:
+        """Map any broker/network failure to one redacted line."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                yield
+        except BackendError:
+            raise
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise self._unavailable(exc) from None
+
+    async def connect(self) -> None:
+        if self._conn is not None:
+            return
+        missing = [m for m in _STATE_METHODS if not hasattr(self.state, m)]
+        if missing:
+            raise BackendError(
+                f"{self.state.display_url or type(self.state).__name__} cannot be the state "
+                f"store of a RabbitMQ backend (it lacks {', '.join(missing)}); use sqlite://")
+        await self.state.connect()
+        import aio_pika
+
+        try:
+            async with self._broker():
+                conn = await aio_pika.connect_robust(
+                    self.url, reconnect_interval=self.reconnect_interval,
+                    client_properties={"connection_name": "chronctl"})
+        except BaseException:
+            await self.state.disconnect()
+            raise
+        self._conn = conn
+        try:
+            async with self._broker():
+                self._pub = await conn.channel(publisher_confirms=True)
+                self._chan = await conn.channel(publisher_confirms=False)
+                self._exchange = await self._pub.declare_exchange(
+                    self.exchange_name, aio_pika.ExchangeType.DIRECT, durable=self.durable)
+                dlx = await self._pub.declare_exchange(
+                    self.dlx, aio_pika.ExchangeType.FANOUT, durable=self.durable)
+                dead = await self._chan.declare_queue(self.dead_queue, durable=self.durable)
+                await dead.bind(dlx, routing_key="")
+        except BaseException:
+            await self.disconnect()
+            raise
+
+    async def disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        self._pub = self._chan = self._exchange = None
+        self._queues.clear()
+        self._held.clear()
+        self._buffer.clear()
+        try:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), self.timeout)
+        finally:
+            await self.state.disconnect()
+
+    async def _ensure(self) -> None:
+        if self._conn is None:
+            await self.connect()
+
+    async def health_check(self) -> bool:
+        if not await self.state.health_check():
+            return False
+        try:
+            await self._ensure()
+            async with self._broker():
+                assert self._chan is not None
+                await self._chan.declare_queue(self.dead_queue, passive=True)
+            return True
+        except BackendError:
+            return False
+
+    async def _queue(self, name: str) -> AbstractQueue:
+        queue = self._queues.get(name)
+        if queue is not None:
+            return queue
+        async with self._declare_lock:
+            queue = self._queues.get(name)
+            if queue is None:
+                assert self._chan is not None and self._exchange is not None
+                queue = await self._chan.declare_queue(
+                    self.broker_queue(name), durable=self.durable,
+                    arguments={"x-max-priority": self.max_priority,
+                               "x-dead-letter-exchange": self.dlx})
+                await queue.bind(self.exchange_name, routing_key=name)
+                self._queues[name] = queue
+        return queue
+
+    @staticmethod
+    async def _settle(action: Awaitable[Any]) -> None:
+        """ack/nack/reject; a message from a closed channel was already requeued by RabbitMQ."""
+        try:
+            await action
+        except Exception as exc:
+            log.debug("could not settle a message: %s", exc)
+
+    @staticmethod
+    def _open(message: AbstractIncomingMessage) -> bool:
+        return not message.channel.is_closed
+
+    def _check_queue(self, tasks: Iterable[Task]) -> None:
+        for task in tasks:
+            if task.queue == DEAD_QUEUE:
+                raise BackendError(
+                    f"queue name '{DEAD_QUEUE}' is reserved on RabbitMQ: {self.dead_queue} is "
+                    "the dead letter queue")
+
+    # -- publishing -------------------------------------------------------------------
+    async def _publish(self, tasks: Sequence[Task]) -> None:
+        """Publish claimed tasks; confirm them in the state store, or un-stamp them."""
+        if not tasks:
+            return
+        import aio_pika
+
+        ids = [t.id for t in tasks]
+        mode = (aio_pika.DeliveryMode.PERSISTENT if self.durable
+                else aio_pika.DeliveryMode.NOT_PERSISTENT)
+        try:
+            await self._ensure()
+            async with self._broker():
+                assert self._exchange is not None
+                for name in {t.queue for t in tasks}:
+                    await self._queue(name)
+                exchange = self._exchange
+                await asyncio.gather(*(
+                    exchange.publish(
+                        aio_pika.Message(
+                            json.dumps({"id": t.id}).encode(), content_type="application/json",
+                            delivery_mode=mode, message_id=t.id,
+                            priority=max(0, min(t.priority, self.max_priority))),
+                        routing_key=t.queue, mandatory=True)
+                    for t in tasks))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.state.unpublish(ids)  # type: ignore[attr-defined]
+            raise
+        await self.state.confirm_published(ids)  # type: ignore[attr-defined]
+
+    async def _publish_now(self, ids: Sequence[str]) -> None:
+        """Publish these just-stored tasks if due; a broker outage leaves them to the pump."""
+        now = time.time()
+        for start in range(0, len(ids), _PUBLISH_BATCH):
+            chunk = ids[start:start + _PUBLISH_BATCH]
+            tasks = await self.state.claim_for_publish(  # type: ignore[attr-defined]
+                now, len(chunk), ids=chunk, stale=self.republish_after)
+            try:
+                await self._publish(tasks)
+            except BackendUnavailableError as exc:
+                log.warning("%s; stored tasks will be published when it is back", exc)
+                self._dirty = True
+                return
+
+    async def _pump(self, force: bool = False) -> int:
+        """Publish due pending tasks nobody published yet (delays, retries, recoveries)."""
+        now = time.time()
+        if not (force or self._dirty or now >= self._pump_at):
+            return 0
+        async with self._pump_lock:
+            self._dirty = False
+            self._pump_at = now + self.pump_interval
+            count = 0
+            while True:
+                tasks = await self.state.claim_for_publish(  # type: ignore[attr-defined]
+                    time.time(), _PUBLISH_BATCH, stale=self.republish_after)
+                try:
+                    await self._publish(tasks)
+                except BaseException:
+                    self._dirty = True
+                    raise
+                count += len(tasks)
+                if len(tasks) < _PUBLISH_BATCH:
+                    return count
+
+    # -- the queue --------------------------------------------------------------------
+    async def enqueue(self, task: Task) -> tuple[str, bool]:
+        self._check_queue([task])
+        await self._ensure()
+        task_id, created = await self.state.enqueue(task)
+        if created and task.scheduled_at <= time.time():
+            await self._publish_now([task.id])
+        self.notify()
+        return task_id, created
+
+    async def enqueue_many(self, tasks: Sequence[Task]) -> list[tuple[str, bool]]:
+        self._check_queue(tasks)
+        await self._ensure()
+        out = await self.state.enqueue_many(tasks)
+        now = time.time()
+        due = [t.id for t, (_, created) in zip(tasks, out, strict=True)
+               if created and t.scheduled_at <= now]
+        await self._publish_now(due)
+        self.notify()
+        return out
+
+    async def record_fire(
+        self, job: str, fire_time: float, task: Task | None, max_instances: int | None
+    ) -> FireOutcome:
+        if task is not None:
+            self._check_queue([task])
+        await self._ensure()
+        out = await self.state.record_fire(job, fire_time, task, max_instances)
+        if out is FireOutcome.ENQUEUED and task is not None:
+            if task.scheduled_at <= time.time():
+                await self._publish_now([task.id])
+            self.notify()
+        return out
+
+    async def _consumable(self, queues: Sequence[str] | None) -> list[str]:
+        infos = await self.state.list_queues()
+        paused = {q.name for q in infos if q.paused}
+        names = set(queues) if queues is not None else {q.name for q in infos} | set(self._queues)
+        return sorted(n for n in names if n not in paused and n != DEAD_QUEUE)
+
+    async def dequeue(
+        self,
+        max_items: int = 1,
+        *,
+        queues: Sequence[str] | None = None,
+        lease: float = 30.0,
+        worker: str = "",
+    ) -> list[Task]:
+        await self._ensure()
+        now = time.time()
+        if now >= self._recover_at:
+            self._recover_at = now + 1.0
+            if await self.state.recover_expired():
+                self._dirty = True
+        await self._pump()
+        names = await self._consumable(queues)
+        self._last_queues, self._last_max = names, max(1, max_items)
+        wanted = set(names)
+        messages: list[AbstractIncomingMessage] = []
+        keep: list[tuple[str, AbstractIncomingMessage]] = []
+        for name, message in self._buffer:
+            if not self._open(message):
+                continue  # its channel died: RabbitMQ requeued it
+            if name in wanted and len(messages) < max_items:
+                messages.append(message)
+            elif name in wanted:
+                keep.append((name, message))
+            else:
+                await self._settle(message.nack(requeue=True))
+        self._buffer = keep
+        if len(messages) < max_items and names:
+            async with self._broker():
+                active = [await self._queue(n) for n in names]
+                while active and len(messages) < max_items:
+                    for queue in list(active):
+                        message = await queue.get(no_ack=False, fail=False)
+                        if message is None:
+                            active.remove(queue)
+                            continue
+                        messages.append(message)
+                        if len(messages) >= max_items:
+                            break
+        return await self._claim(messages, lease, worker)
+
+    async def _claim(self, messages: list[AbstractIncomingMessage], lease: float,
+                     worker: str) -> list[Task]:
+        if not messages:
+            return []
+        by_id: dict[str, AbstractIncomingMessage] = {}
+        drop: list[AbstractIncomingMessage] = []
+        for message in messages:
+            try:
+                task_id = json.loads(message.body)["id"]
+                if not isinstance(task_id, str):
+                    raise TypeError(task_id)
+            except (ValueError, KeyError, TypeError):
+                log.warning("dead-lettering a malformed message on %s", message.routing_key)
+                await self._settle(message.reject(requeue=False))
+                continue
+            if task_id in by_id:
+                drop.append(message)
+            else:
+                by_id[task_id] = message
+        # A redelivery is a lost run unless this very process still runs the task (its own
+        # connection was restored after a broker restart).
+        lost = [i for i, m in by_id.items() if m.redelivered and i not in self._held]
+        try:
+            claimed, dead = await self.state.claim_ids(  # type: ignore[attr-defined]
+                list(by_id), lease=lease, worker=worker, lost=lost,
+                lost_error=LOST_CONSUMER_ERROR)
+        except BaseException:
+            for message in by_id.values():
+                await self._settle(message.nack(requeue=True))
+            raise
+        taken = {t.id: t for t in claimed}
+        for task_id, message in by_id.items():
+            held = self._held.get(task_id)
+            if task_id in taken:
+                if held is not None:
+                    await self._settle(held[1].ack())  # an older run of it lost its lease
+                self._held[task_id] = (taken[task_id].deliveries, message)
+            elif task_id in dead:
+                await self._settle(message.reject(requeue=False))
+            elif held is not None and not self._open(held[1]):
+                self._held[task_id] = (held[0], message)  # still running here: adopt the copy
+            else:
+                drop.append(message)  # cancelled, finished, not due, or a duplicate
+        for message in drop:
+            await self._settle(message.ack())
+        return claimed
+
+    def _pop_held(self, task: Task) -> AbstractIncomingMessage | None:
+        held = self._held.get(task.id)
+        if held is None or held[0] != task.deliveries:
+            return None
+        del self._held[task.id]
+        return held[1]
+
+    async def acknowledge(self, task: Task) -> bool:
+        ok = await self.state.acknowledge(task)
+        message = self._pop_held(task)
+        if message is not None:
+            await self._settle(message.ack())
+        return ok
+
+    async def reject(self, task: Task, *, requeue: bool, retry_at: float | None = None) -> bool:
+        ok = await self.state.reject(task, requeue=requeue, retry_at=retry_at)
+        message = self._pop_held(task)
+        if message is not None:
+            if ok and not requeue:
+                await self._settle(message.reject(requeue=False))  # -> <queue_name>.dead
+            else:
+                await self._settle(message.ack())  # the pump republishes the retry when due
+        if ok and requeue:
+            self._dirty = True
+            if retry_at is None or retry_at <= time.time():
+                await self._pump_quietly()
+            self.notify()
+        return ok
+
+    async def _pump_quietly(self) -> None:
+        try:
+            await self._pump(force=True)
+        except BackendUnavailableError as exc:
+            log.warning("%s; due tasks will be published when it is back", exc)
+
+    async def release(self, tasks: Iterable[Task]) -> None:
+        tasks = list(tasks)
+        await self.state.release(tasks)
+        for task in tasks:
+            message = self._pop_held(task)
+            if message is not None:
+                await self._settle(message.nack(requeue=True))
+        self.notify()
+
+    async def extend_leases(self, tasks: Sequence[Task], lease: float) -> set[str]:
+        lost = await self.state.extend_leases(tasks, lease)
+        for task in tasks:
+            if task.id in lost:
+                message = self._pop_held(task)
+                if message is not None:
+                    await self._settle(message.ack())
+        return lost
+
+    async def recover_expired(self) -> int:
+        count = await self.state.recover_expired()
+        if count:
+            self._dirty = True
+            await self._pump_quietly()
+            self.notify()
+        return count
+
+    async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
+        """When this process has something to do without a message: the pump's next work.
+
+        Due tasks already published arrive as messages and wake `wait_for_work`."""
+        if self._buffer:
+            return time.time()
+        return await self.state.next_publish(  # type: ignore[attr-defined]
+            queues, stale=self.republish_after)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Consume the queues last dequeued from until a message arrives, a local wakeup,
+        or `timeout`; the messages stay buffered (unacked) for the next dequeue."""
+        if self._buffer or self._wakeup.is_set():
+            self._wakeup.clear()
+            return
+        self._arrived.clear()
+        consumers: list[tuple[AbstractQueue, str]] = []
+        try:
+            if self._conn is not None and self._last_queues:
+                try:
+                    async with self._broker():
+                        assert self._chan is not None
+                        await self._chan.set_qos(prefetch_count=self._last_max)
+                        for name in self._last_queues:
+                            queue = await self._queue(name)
+                            consumers.append((queue, await queue.consume(
+                                self._consumer(name), no_ack=False)))
+                except BackendUnavailableError as exc:
+                    log.debug("cannot consume while idle: %s", exc)
+            waits = [asyncio.ensure_future(self._wakeup.wait()),
+                     asyncio.ensure_future(self._arrived.wait())]
+            try:
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+        finally:
+            for queue, tag in consumers:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(queue.cancel(tag), self.timeout)
+            self._wakeup.clear()
+
+    def _consumer(self, name: str) -> Any:
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            self._buffer.append((name, message))
+            self._arrived.set()
+
+        return on_message
+
+    async def get_queue_size(self, queue: str = "default") -> int:
+        return await self.state.get_queue_size(queue)
+
+    async def clear(self, queue: str | None = None) -> int:
+        # The broker's messages for the deleted tasks are dropped when delivered (the task is
+        # gone); purging the broker queue here could race with a concurrent enqueue.
+        return await self.state.clear(queue)
+
+    # -- state: delegated -------------------------------------------------------------
+    async def get_task(self, task_id: str) -> Task | None:
+        return await self.state.get_task(task_id)
+
+    async def list_tasks(
+        self,
+        *,
+        status: TaskStatus | Sequence[TaskStatus] | None = None,
+        job: str | None = None,
+        queue: str | None = None,
+        limit: int | None = 100,
+    ) -> list[Task]:
+        return await self.state.list_tasks(status=status, job=job, queue=queue, limit=limit)
+
+    async def cancel_task(self, task_id: str) -> bool:
+        return await self.state.cancel_task(task_id)
+
+    async def history(self, job: str | None = None, limit: int | None = 50) -> list[Run]:
+        return await self.state.history(job, limit)
+
+    async def retry_dead(self, task_ids: Sequence[str] | None = None) -> int:
+        count = await self.state.retry_dead(task_ids)
+        if count:
+            self._dirty = True
+            await self._ensure()
+            await self._pump_quietly()
+            self.notify()
+        return count
+
+    async def purge_dead(self, older_than: float | None = None) -> int:
+        count = await self.state.purge_dead(older_than)
+        if older_than is None:
+            await self._ensure()
+            async with self._broker():
+                assert self._chan is not None
+                dead = await self._chan.declare_queue(self.dead_queue, passive=True)
+                await dead.purge()
+        return count
+
+    async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
+        return await self.state.cleanup(older_than, statuses)
+
+    async def list_queues(self) -> list[QueueInfo]:
+        return await self.state.list_queues()
+
+    async def set_queue_paused(self, queue: str, paused: bool) -> None:
+        await self.state.set_queue_paused(queue, paused)
+        if not paused:
+            self.notify()
+
+    async def job_state(self, job: str, now: float) -> JobState:
+        return await self.state.job_state(job, now)
+
+    async def list_job_states(self) -> list[JobState]:
+        return await self.state.list_job_states()
+
+    async def set_job_paused(self, job: str, paused: bool) -> None:
+        await self.state.set_job_paused(job, paused)
+
+    async def beat(self, process: Process) -> None:
+        await self.state.beat(process)
+
+    async def list_processes(self) -> list[Process]:
+        return await self.state.list_processes()
+
+    async def forget_process(self, process_id: str) -> None:
+        await self.state.forget_process(process_id)
+
+    async def import_tasks(self, tasks: Sequence[Task]) -> int:
+        self._check_queue(tasks)
+        added = await self.state.import_tasks(tasks)
+        if added:
+            self._dirty = True
+            await self._ensure()
+            await self._pump_quietly()
+            self.notify()
+        return added
+
+    async def import_runs(self, runs: Sequence[Run]) -> int:
+        return await self.state.import_runs(runs)
+
+    async def import_job_states(self, states: Sequence[JobState]) -> int:
+        return await self.state.import_job_states(states)
+
+    async def count_active(self, job: str) -> int:
+        return await self.state.count_active(job)
+
+    # -- tests and tooling ------------------------------------------------------------
+    async def delete_layout(self, queues: Iterable[str] = ()) -> None:
+        """Delete this backend's broker queues and exchanges (tests, uninstall)."""
+        await self._ensure()
+        assert self._chan is not None
+        names = {self.broker_queue(q) for q in (*self._queues, *queues)} | {self.dead_queue}
+        for name in names:
+            with contextlib.suppress(Exception):
+                await self._chan.queue_delete(name)
+        for name in (self.exchange_name, self.dlx):
+            with contextlib.suppress(Exception):
+                await self._chan.exchange_delete(name)
