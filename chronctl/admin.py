@@ -50,7 +50,8 @@ def open_backend(manifest_path: Path, backend_url: str | None, command: str,
     else:
         manifest = manifest or load_manifest(manifest_path)
         backend = from_url(manifest.config.backend,
-                           base=manifest.path.parent if manifest.path else None)
+                           base=manifest.path.parent if manifest.path else None,
+                           state=manifest.config.state)
     if not backend.shared:
         raise BackendUnavailableError(
             f"`chronctl {command}` cannot reach a memory:// backend: it lives inside the "

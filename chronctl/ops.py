@@ -26,7 +26,7 @@ def build_scheduler(manifest: Manifest, *, backend_url: str | None = None,
 
     backend = None
     if backend_url:
-        backend = from_url(backend_url, base=Path.cwd())
+        backend = from_url(backend_url, base=Path.cwd(), state=manifest.config.state)
     return Scheduler.from_manifest(manifest, backend, workers=workers, queues=queues, role=role)
 
 

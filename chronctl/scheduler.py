@@ -100,7 +100,7 @@ class Scheduler:
         cfg = manifest.config
         if backend is None:
             base = manifest.path.parent if manifest.path else None
-            backend = from_url(cfg.backend, base=base)
+            backend = from_url(cfg.backend, base=base, state=cfg.state)
         options: dict[str, Any] = dict(
             timezone=cfg.timezone, workers=cfg.workers,
             misfire_grace_time=cfg.misfire_grace_time, coalesce=cfg.coalesce,

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UnknownJobError
+from .errors import BackendError, UnknownJobError
 from .events import EventBus
 from .models import Task
 
@@ -100,6 +100,7 @@ class Worker:
     async def run(self) -> None:
         """Claim and run tasks until stop() is called."""
         heartbeat = asyncio.create_task(self._heartbeat(), name="chronctl-lease-heartbeat")
+        failures = 0
         try:
             while not self._stopping:
                 free = self.concurrency - len(self._inflight)
@@ -107,10 +108,18 @@ class Worker:
                     self._slot_freed.clear()
                     await self._slot_freed.wait()
                     continue
-                claimed = await self._claim(free)
+                try:
+                    claimed = await self._claim(free)
+                    due = None if claimed else await self.backend.next_due(self.queues)
+                except BackendError as exc:  # e.g. the broker restarts: back off, go on
+                    failures += 1
+                    delay = min(5.0, 0.25 * 2 ** min(failures, 5))
+                    log.warning("cannot claim tasks: %s; retrying in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                failures = 0
                 if claimed:
                     continue
-                due = await self.backend.next_due(self.queues)
                 timeout = self.poll_interval
                 if due is not None:
                     timeout = min(timeout, max(0.0, due - time.time()))

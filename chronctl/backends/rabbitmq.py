@@ -154,6 +154,7 @@ class RabbitMQBackend(QueueBackend):
         self._chan: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._queues: dict[str, AbstractQueue] = {}
+        self._known: set[str] = set()  # chronctl queues declared by this instance, ever
         self._declare_lock = asyncio.Lock()
         self._pump_lock = asyncio.Lock()
         self._pump_at = 0.0
@@ -274,6 +275,7 @@ class RabbitMQBackend(QueueBackend):
                                "x-dead-letter-exchange": self.dlx})
                 await queue.bind(self.exchange_name, routing_key=name)
                 self._queues[name] = queue
+                self._known.add(name)
         return queue
 
     @staticmethod
@@ -702,7 +704,7 @@ class RabbitMQBackend(QueueBackend):
         """Delete this backend's broker queues and exchanges (tests, uninstall)."""
         await self._ensure()
         assert self._chan is not None
-        names = {self.broker_queue(q) for q in (*self._queues, *queues)} | {self.dead_queue}
+        names = {self.broker_queue(q) for q in (*self._known, *queues)} | {self.dead_queue}
         for name in names:
             with contextlib.suppress(Exception):
                 await self._chan.queue_delete(name)
