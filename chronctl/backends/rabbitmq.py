@@ -103,6 +103,31 @@ _STATE_METHODS = ("claim_for_publish", "confirm_published", "unpublish", "next_p
 URL_OPTIONS = ("queue_name", "exchange_name", "durable", "max_priority")
 
 
+class _RedactingFilter(logging.Filter):
+    """aio-pika/aiormq log the broker URL with its user name: print it redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from . import redact_url
+
+        text = record.getMessage()
+        redacted = redact_url(text)
+        if redacted != text:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+_LIBRARY_LOGGERS = ("aio_pika", "aio_pika.robust_connection", "aio_pika.connection",
+                    "aio_pika.tools", "aiormq", "aiormq.connection", "aiormq.channel",
+                    "aiormq.tools")
+
+
+def _redact_library_logs() -> None:
+    for name in _LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactingFilter) for f in logger.filters):
+            logger.addFilter(_RedactingFilter())
+
+
 def split_url(url: str) -> tuple[str, dict[str, str]]:
     """`amqp://h/%2F?queue_name=q&heartbeat=30` -> (URL without chronctl options, options)."""
     parts = urlsplit(url)
@@ -188,6 +213,11 @@ class RabbitMQBackend(QueueBackend):
     @contextlib.asynccontextmanager
     async def _broker(self) -> AsyncIterator[None]:
         """Map any broker/network failure to one redacted line."""
+        conn = self._conn
+        if conn is not None and not conn.connected.is_set():
+            # Down and reconnecting in the background: fail now instead of hanging.
+            raise BackendUnavailableError(
+                f"RabbitMQ at {self.display_url} is unreachable (reconnecting)")
         try:
             async with asyncio.timeout(self.timeout):
                 yield
@@ -208,6 +238,8 @@ class RabbitMQBackend(QueueBackend):
                 f"store of a RabbitMQ backend (it lacks {', '.join(missing)}); use sqlite://")
         await self.state.connect()
         import aio_pika
+
+        _redact_library_logs()
 
         try:
             async with self._broker():
@@ -400,7 +432,10 @@ class RabbitMQBackend(QueueBackend):
     async def _consumable(self, queues: Sequence[str] | None) -> list[str]:
         infos = await self.state.list_queues()
         paused = {q.name for q in infos if q.paused}
-        names = set(queues) if queues is not None else {q.name for q in infos} | set(self._queues)
+        if queues is not None:
+            names = set(queues)
+        else:  # every queue: those with active tasks, those seen here, and "default"
+            names = {q.name for q in infos} | self._known | {"default"}
         return sorted(n for n in names if n not in paused and n != DEAD_QUEUE)
 
     async def dequeue(

@@ -1,0 +1,221 @@
+"""RabbitMQBackend on a real broker: layout, dead letters, delays, priorities, a killed
+consumer and a broker restart. (The contract, engine and cron suites also run on it.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from chronctl.backends.rabbitmq import LOST_CONSUMER_ERROR, RabbitMQBackend
+from chronctl.errors import BackendUnavailableError
+from chronctl.models import Task, TaskStatus
+from tests.conftest import RABBITMQ_URL, ROOT, rabbitmq_backend
+
+
+@pytest.fixture
+async def rabbit(tmp_path: Path) -> AsyncIterator[RabbitMQBackend]:
+    backend = rabbitmq_backend(tmp_path)
+    assert isinstance(backend, RabbitMQBackend)
+    await backend.connect()
+    try:
+        yield backend
+    finally:
+        await backend.delete_layout()
+        await backend.disconnect()
+
+
+def rabbitmqctl(*args: str) -> str:
+    out = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+async def broker_messages(backend: RabbitMQBackend, queue: str, want: int,
+                          deadline: float = 5.0) -> list[str]:
+    """Task ids of messages waiting in a broker queue (taken off it), polling until `want`."""
+    import aio_pika
+
+    ids: list[str] = []
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    try:
+        channel = await connection.channel()
+        q = await channel.declare_queue(queue, passive=True)
+        end = time.monotonic() + deadline
+        while len(ids) < want and time.monotonic() < end:
+            message = await q.get(no_ack=True, fail=False)
+            if message is None:
+                await asyncio.sleep(0.05)
+                continue
+            ids.append(json.loads(message.body)["id"])
+    finally:
+        await connection.close()
+    return ids
+
+
+async def test_layout_as_rabbitmqctl_shows_it(rabbit: RabbitMQBackend) -> None:
+    await rabbit.enqueue(Task(job="j", queue="mail"))
+    rows = {line.split("\t")[0]: line.split("\t")[1:]
+            for line in rabbitmqctl("list_queues", "name", "durable", "arguments").splitlines()}
+    durable, arguments = rows[f"{rabbit.queue_name}.mail"]
+    assert durable == "true"
+    assert f'{{"x-dead-letter-exchange","{rabbit.exchange_name}.dlx"}}' in arguments
+    assert '{"x-max-priority",10}' in arguments
+    assert rows[f"{rabbit.queue_name}.dead"][0] == "true"
+    exchanges = {tuple(line.split("\t")[:3]) for line in rabbitmqctl(
+        "list_exchanges", "name", "type", "durable").splitlines()}
+    assert (rabbit.exchange_name, "direct", "true") in exchanges
+    assert (f"{rabbit.exchange_name}.dlx", "fanout", "true") in exchanges
+
+
+async def test_dead_task_lands_in_the_dead_queue(rabbit: RabbitMQBackend) -> None:
+    t = Task(job="j", max_retries=0)
+    await rabbit.enqueue(t)
+    [got] = await rabbit.dequeue(1, worker="w")
+    got.error = "RuntimeError: no"
+    assert await rabbit.reject(got, requeue=False)
+    assert await broker_messages(rabbit, rabbit.dead_queue, 1) == [t.id]
+    assert [d.id for d in await rabbit.list_tasks(status=TaskStatus.DEAD)] == [t.id]
+    # dlq retry publishes the same task again.
+    assert await rabbit.retry_dead([t.id]) == 1
+    assert [x.id for x in await rabbit.dequeue(1)] == [t.id]
+
+
+async def test_delayed_task_does_not_block_an_earlier_one(rabbit: RabbitMQBackend) -> None:
+    later = Task(job="j", scheduled_at=time.time() + 60, priority=9)
+    now = Task(job="j", priority=0)
+    await rabbit.enqueue(later)
+    await rabbit.enqueue(now)
+    started = time.monotonic()
+    assert [t.id for t in await rabbit.dequeue(5)] == [now.id]
+    assert time.monotonic() - started < 1.0
+    # The delay is in the state store, not in the broker.
+    assert await rabbit.next_due() == pytest.approx(later.scheduled_at)
+    assert await broker_messages(rabbit, rabbit.broker_queue("default"), 1, 0.3) == []
+
+
+async def test_priority_nine_before_zero(rabbit: RabbitMQBackend) -> None:
+    low = Task(job="j", priority=0)
+    high = Task(job="j", priority=9)
+    await rabbit.enqueue_many([low, high])
+    assert [t.id for t in await rabbit.dequeue(1)] == [high.id]
+    assert [t.id for t in await rabbit.dequeue(1)] == [low.id]
+
+
+async def test_wait_for_work_wakes_on_a_message_from_another_process(
+        rabbit: RabbitMQBackend, tmp_path: Path) -> None:
+    await rabbit.dequeue(4)  # remembers which queues to consume while idle
+    other = RabbitMQBackend(RABBITMQ_URL, rabbit.queue_name, rabbit.exchange_name,
+                            state=type(rabbit.state)(rabbit.state.db_path))  # type: ignore
+    await other.connect()
+    try:
+        waiter = asyncio.create_task(rabbit.wait_for_work(30))
+        await asyncio.sleep(0.2)
+        assert not waiter.done()
+        t = Task(job="j")
+        started = time.monotonic()
+        await other.enqueue(t)
+        await asyncio.wait_for(waiter, 5)
+        assert time.monotonic() - started < 1.0
+        assert [x.id for x in await rabbit.dequeue(4)] == [t.id]
+    finally:
+        await other.disconnect()
+
+
+_DOOMED_CONSUMER = """
+import asyncio, os, signal, sys
+from chronctl.backends.rabbitmq import RabbitMQBackend
+from chronctl.backends.sqlite import SQLiteBackend
+
+async def main():
+    url, prefix, db = sys.argv[1:4]
+    backend = RabbitMQBackend(url, prefix, prefix, state=SQLiteBackend(db))
+    await backend.connect()
+    got = await backend.dequeue(10, worker="doomed", lease=300)
+    print(" ".join(sorted(t.id for t in got)), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no ack, no clean close
+
+asyncio.run(main())
+"""
+
+
+async def test_killed_consumer_redelivers_and_counts(rabbit: RabbitMQBackend) -> None:
+    retry = Task(job="j", max_retries=1)
+    last = Task(job="j", max_retries=0)
+    await rabbit.enqueue_many([retry, last])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _DOOMED_CONSUMER, RABBITMQ_URL, rabbit.queue_name,
+        str(rabbit.state.db_path), stdout=subprocess.PIPE, env=env)  # type: ignore[attr-defined]
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == -9
+    assert out.decode().split() == sorted([retry.id, last.id])
+    # RabbitMQ redelivers the unacked messages; the lease (300 s) plays no part here.
+    got: list[Task] = []
+    end = time.monotonic() + 10
+    while not got and time.monotonic() < end:
+        got = await rabbit.dequeue(10, worker="heir")
+        if not got:
+            await asyncio.sleep(0.05)
+    [taken] = got
+    assert (taken.id, taken.worker, taken.attempt, taken.deliveries, taken.error) == (
+        retry.id, "heir", 1, 2, LOST_CONSUMER_ERROR)
+    dead = await rabbit.get_task(last.id)
+    assert dead is not None and (dead.status, dead.attempt) == (TaskStatus.DEAD, 1)
+    assert await broker_messages(rabbit, rabbit.dead_queue, 1) == [last.id]
+    assert sorted((r.task_id, r.error) for r in await rabbit.history()) == sorted(
+        [(retry.id, LOST_CONSUMER_ERROR), (last.id, LOST_CONSUMER_ERROR)])
+    taken.result = "ok"
+    assert await rabbit.acknowledge(taken)
+
+
+async def test_broker_restart_loses_nothing(rabbit: RabbitMQBackend) -> None:
+    before = Task(job="j", priority=3)
+    await rabbit.enqueue(before)
+    during = Task(job="j", priority=2)
+    rabbitmqctl("stop_app")
+    try:
+        with pytest.raises(BackendUnavailableError) as info:
+            await rabbit.dequeue(10)
+        message = str(info.value)
+        assert "\n" not in message and "guest:guest" not in message
+        assert rabbit.display_url in message
+        # Stored in the state store; published once the broker is back.
+        assert await rabbit.enqueue(during) == (during.id, True)
+    finally:
+        rabbitmqctl("start_app")
+    got: list[Task] = []
+    end = time.monotonic() + 30
+    while len(got) < 2 and time.monotonic() < end:
+        try:
+            got += await rabbit.dequeue(10)
+        except BackendUnavailableError:
+            await asyncio.sleep(0.2)  # the robust connection is still reconnecting
+    assert [t.id for t in got] == [before.id, during.id]
+    after = Task(job="j")
+    await rabbit.enqueue(after)
+    assert [t.id for t in await rabbit.dequeue(10)] == [after.id]
+
+
+def test_from_url_options_and_state(tmp_path: Path) -> None:
+    from chronctl.backends import from_url
+    from chronctl.backends.sqlite import SQLiteBackend
+
+    backend = from_url("amqp://u:secret@mq:5672/prod?queue_name=q&exchange_name=x&heartbeat=30",
+                       base=tmp_path, state="sqlite:///state.db")
+    assert isinstance(backend, RabbitMQBackend)
+    assert (backend.queue_name, backend.exchange_name) == ("q", "x")
+    assert backend.url == "amqp://u:secret@mq:5672/prod?heartbeat=30"
+    assert backend.display_url == "amqp://***@mq:5672/prod?heartbeat=30"
+    assert isinstance(backend.state, SQLiteBackend)
+    assert backend.state.db_path == tmp_path / "state.db"
+    default = from_url("amqps://mq/", base=tmp_path)
+    assert default.state.db_path == tmp_path / "chronctl.db"  # type: ignore[attr-defined]
