@@ -191,6 +191,8 @@ class RabbitMQBackend(QueueBackend):
         self._arrived = asyncio.Event()
         self._last_queues: list[str] = []
         self._last_max = 1
+        self._infos: list[QueueInfo] | None = None
+        self._infos_until = 0.0
 
     # -- names ------------------------------------------------------------------------
     def broker_queue(self, queue: str) -> str:
@@ -430,7 +432,13 @@ class RabbitMQBackend(QueueBackend):
         return out
 
     async def _consumable(self, queues: Sequence[str] | None) -> list[str]:
-        infos = await self.state.list_queues()
+        # Queue names and pauses are read at most once a second (a pause from another
+        # process applies within a second; one from this process at once).
+        now = time.monotonic()
+        if self._infos is None or now >= self._infos_until:
+            self._infos = await self.state.list_queues()
+            self._infos_until = now + 1.0
+        infos = self._infos
         paused = {q.name for q in infos if q.paused}
         if queues is not None:
             names = set(queues)
@@ -694,6 +702,7 @@ class RabbitMQBackend(QueueBackend):
 
     async def set_queue_paused(self, queue: str, paused: bool) -> None:
         await self.state.set_queue_paused(queue, paused)
+        self._infos = None
         if not paused:
             self.notify()
 
