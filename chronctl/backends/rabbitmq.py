@@ -103,11 +103,18 @@ _STATE_METHODS = ("claim_for_publish", "confirm_published", "unpublish", "next_p
 URL_OPTIONS = ("queue_name", "exchange_name", "durable", "max_priority")
 
 
+_quiet_connects = 0  # first connections in progress: their failure is our one-line error
+
+
 class _RedactingFilter(logging.Filter):
-    """aio-pika/aiormq log the broker URL with its user name: print it redacted."""
+    """aio-pika/aiormq log the broker URL with its user name: print it redacted. While a
+    first connection is attempted, drop their records: a failure raises one clear line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         from . import redact_url
+
+        if _quiet_connects:
+            return False
 
         text = record.getMessage()
         redacted = redact_url(text)
@@ -238,20 +245,26 @@ class RabbitMQBackend(QueueBackend):
             raise BackendError(
                 f"{self.state.display_url or type(self.state).__name__} cannot be the state "
                 f"store of a RabbitMQ backend (it lacks {', '.join(missing)}); use sqlite://")
-        await self.state.connect()
         import aio_pika
 
+        global _quiet_connects
         _redact_library_logs()
-
+        _quiet_connects += 1
         try:
             async with self._broker():
                 conn = await aio_pika.connect_robust(
                     self.url, reconnect_interval=self.reconnect_interval,
                     client_properties={"connection_name": "chronctl"})
-        except BaseException:
-            await self.state.disconnect()
-            raise
+        finally:
+            _quiet_connects -= 1
         self._conn = conn
+        try:
+            await self.state.connect()
+        except BaseException:
+            self._conn = None
+            with contextlib.suppress(Exception):
+                await conn.close()
+            raise
         try:
             async with self._broker():
                 self._pub = await conn.channel(publisher_confirms=True)
