@@ -219,3 +219,76 @@ def test_from_url_options_and_state(tmp_path: Path) -> None:
     assert backend.state.db_path == tmp_path / "state.db"
     default = from_url("amqps://mq/", base=tmp_path)
     assert default.state.db_path == tmp_path / "chronctl.db"  # type: ignore[attr-defined]
+
+
+async def test_due_pump_of_another_process_publishes_a_delayed_task(
+        rabbit: RabbitMQBackend) -> None:
+    t = Task(job="j", scheduled_at=time.time() + 0.5)
+    await rabbit.enqueue(t)
+    other = RabbitMQBackend(RABBITMQ_URL, rabbit.queue_name, rabbit.exchange_name,
+                            state=type(rabbit.state)(rabbit.state.db_path))  # type: ignore
+    await other.connect()
+    try:
+        assert await other.dequeue(1) == []
+        due = await other.next_due()
+        assert due == pytest.approx(t.scheduled_at)
+        await asyncio.sleep(max(0.0, due - time.time()))  # what an idle worker does
+        assert [x.id for x in await other.dequeue(1)] == [t.id]
+    finally:
+        await other.disconnect()
+
+
+def test_cli_on_an_amqp_manifest(tmp_path: Path) -> None:
+    import uuid
+
+    from tests.cli.helpers import chronctl, one_error_line
+    from tests.conftest import need_service, rabbitmq_reachable
+
+    need_service("rabbitmq", rabbitmq_reachable(), "nothing listens on 127.0.0.1:5672")
+    prefix = f"chronctl-test-{uuid.uuid4().hex[:10]}"
+    (tmp_path / "jobs.toml").write_text(f"""
+[scheduler]
+backend = "{RABBITMQ_URL}?queue_name={prefix}&exchange_name={prefix}"
+state = "sqlite:///state.db"
+
+[jobs.hello]
+command = ["true"]
+
+[jobs.broken]
+command = ["false"]
+queue = "mail"
+max_retries = 0
+""")
+    try:
+        for job in ("hello", "broken"):
+            assert chronctl("enqueue", job, cwd=tmp_path).returncode == 0
+        rows = rabbitmqctl("list_queues", "name", "messages")
+        assert f"{prefix}.default\t1" in rows and f"{prefix}.mail\t1" in rows
+        run = chronctl("run", "--once", cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+        tasks = json.loads(chronctl("--json", "tasks", "list", cwd=tmp_path).stdout)
+        assert sorted((t["job"], t["status"]) for t in tasks) == [
+            ("broken", "dead"), ("hello", "succeeded")]
+        assert f"{prefix}.dead\t1" in rabbitmqctl("list_queues", "name", "messages")
+        [dead] = json.loads(chronctl("--json", "dlq", "list", cwd=tmp_path).stdout)
+        assert dead["job"] == "broken"
+        purge = chronctl("--json", "dlq", "purge", cwd=tmp_path)
+        assert json.loads(purge.stdout) == {"count": 1}
+        assert f"{prefix}.dead\t0" in rabbitmqctl("list_queues", "name", "messages")
+        down = chronctl("--backend", "amqp://user:hunter2@127.0.0.1:1/%2F", "tasks", "list",
+                        cwd=tmp_path)
+        assert down.returncode == 1
+        line = one_error_line(down)
+        assert "hunter2" not in line and "amqp://***@127.0.0.1:1/%2F" in line
+    finally:
+        from chronctl.backends.sqlite import SQLiteBackend
+
+        cleaner = RabbitMQBackend(RABBITMQ_URL, prefix, prefix,
+                                  state=SQLiteBackend(tmp_path / "state.db"))
+
+        async def drop() -> None:
+            await cleaner.connect()
+            await cleaner.delete_layout(["default", "mail"])
+            await cleaner.disconnect()
+
+        asyncio.run(drop())

@@ -200,6 +200,7 @@ class RabbitMQBackend(QueueBackend):
         self._last_max = 1
         self._infos: list[QueueInfo] | None = None
         self._infos_until = 0.0
+        self._due_hint: float | None = None
 
     # -- names ------------------------------------------------------------------------
     def broker_queue(self, queue: str) -> str:
@@ -392,10 +393,12 @@ class RabbitMQBackend(QueueBackend):
     async def _pump(self, force: bool = False) -> int:
         """Publish due pending tasks nobody published yet (delays, retries, recoveries)."""
         now = time.time()
-        if not (force or self._dirty or now >= self._pump_at):
+        hint = self._due_hint  # next_due told a worker to come back at this time
+        if not (force or self._dirty or now >= self._pump_at or (hint is not None and now >= hint)):
             return 0
         async with self._pump_lock:
             self._dirty = False
+            self._due_hint = None
             self._pump_at = now + self.pump_interval
             count = 0
             while True:
@@ -490,17 +493,22 @@ class RabbitMQBackend(QueueBackend):
                 await self._settle(message.nack(requeue=True))
         self._buffer = keep
         if len(messages) < max_items and names:
-            async with self._broker():
-                active = [await self._queue(n) for n in names]
-                while active and len(messages) < max_items:
-                    for queue in list(active):
-                        message = await queue.get(no_ack=False, fail=False)
-                        if message is None:
-                            active.remove(queue)
-                            continue
-                        messages.append(message)
-                        if len(messages) >= max_items:
-                            break
+            try:
+                async with self._broker():
+                    active = [await self._queue(n) for n in names]
+                    while active and len(messages) < max_items:
+                        for queue in list(active):
+                            message = await queue.get(no_ack=False, fail=False)
+                            if message is None:
+                                active.remove(queue)
+                                continue
+                            messages.append(message)
+                            if len(messages) >= max_items:
+                                break
+            except BaseException:
+                for message in messages:  # never leave a fetched message stranded
+                    await self._settle(message.nack(requeue=True))
+                raise
         return await self._claim(messages, lease, worker)
 
     async def _claim(self, messages: list[AbstractIncomingMessage], lease: float,
@@ -617,8 +625,10 @@ class RabbitMQBackend(QueueBackend):
         Due tasks already published arrive as messages and wake `wait_for_work`."""
         if self._buffer:
             return time.time()
-        return await self.state.next_publish(  # type: ignore[attr-defined]
+        due: float | None = await self.state.next_publish(  # type: ignore[attr-defined]
             queues, stale=self.republish_after)
+        self._due_hint = due
+        return due
 
     async def wait_for_work(self, timeout: float) -> None:
         """Consume the queues last dequeued from until a message arrives, a local wakeup,
@@ -761,8 +771,9 @@ class RabbitMQBackend(QueueBackend):
         """Delete this backend's broker queues and exchanges (tests, uninstall)."""
         await self._ensure()
         assert self._chan is not None
-        names = {self.broker_queue(q) for q in (*self._known, *queues)} | {self.dead_queue}
-        for name in names:
+        seen = {t.queue for t in await self.state.list_tasks(limit=None)}
+        names = {self.broker_queue(q) for q in (*self._known, *seen, *queues, "default")}
+        for name in sorted(names | {self.dead_queue}):
             with contextlib.suppress(Exception):
                 await self._chan.queue_delete(name)
         for name in (self.exchange_name, self.dlx):
