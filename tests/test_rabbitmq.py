@@ -292,3 +292,51 @@ max_retries = 0
             await cleaner.disconnect()
 
         asyncio.run(drop())
+
+
+async def test_running_scheduler_survives_a_broker_restart(rabbit: RabbitMQBackend) -> None:
+    from chronctl import Scheduler
+
+    scheduler = Scheduler(rabbit, workers=2, lease=10, shutdown_timeout=5)
+    ran: list[str] = []
+    done = asyncio.Event()
+
+    @scheduler.job(name="tick")
+    async def tick(label: str) -> None:
+        ran.append(label)
+        done.set()
+
+    async with scheduler:
+        await scheduler.enqueue("tick", args=["before"])
+        await asyncio.wait_for(done.wait(), 10)
+        done.clear()
+        rabbitmqctl("stop_app")
+        try:
+            await asyncio.sleep(1.5)  # the idle worker meets the outage
+            await scheduler.enqueue("tick", args=["during"])  # stored, published later
+        finally:
+            rabbitmqctl("start_app")
+        await asyncio.wait_for(done.wait(), 30)
+        await scheduler.enqueue("tick", args=["after"])
+        end = time.monotonic() + 10
+        while len(ran) < 3 and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+    assert ran == ["before", "during", "after"]
+
+
+async def test_two_schedulers_sharing_the_state_store_fire_once(rabbit: RabbitMQBackend) -> None:
+    from chronctl.models import FireOutcome
+
+    other = RabbitMQBackend(RABBITMQ_URL, rabbit.queue_name, rabbit.exchange_name,
+                            state=type(rabbit.state)(rabbit.state.db_path))  # type: ignore
+    await other.connect()
+    try:
+        fire = time.time() - 1
+        outcomes = await asyncio.gather(*(
+            backend.record_fire("cron", fire, Task(job="cron", key=f"cron@{fire}"), 1)
+            for backend in (rabbit, other, rabbit, other)))
+        assert sorted(outcomes) == sorted([FireOutcome.ENQUEUED] + [FireOutcome.DUPLICATE] * 3)
+        [task] = await rabbit.list_tasks(job="cron")
+        assert await broker_messages(rabbit, rabbit.broker_queue("default"), 2, 0.5) == [task.id]
+    finally:
+        await other.disconnect()

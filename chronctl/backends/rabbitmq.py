@@ -660,7 +660,9 @@ class RabbitMQBackend(QueueBackend):
         finally:
             for queue, tag in consumers:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(queue.cancel(tag), self.timeout)
+                    # The robust queue forgets the consumer before the RPC, so even a
+                    # timeout (broker down) keeps it from being restored on reconnect.
+                    await asyncio.wait_for(queue.cancel(tag), 1.0)
             self._wakeup.clear()
 
     def _consumer(self, name: str) -> Any:
