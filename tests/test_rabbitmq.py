@@ -340,3 +340,55 @@ async def test_two_schedulers_sharing_the_state_store_fire_once(rabbit: RabbitMQ
         assert await broker_messages(rabbit, rabbit.broker_queue("default"), 2, 0.5) == [task.id]
     finally:
         await other.disconnect()
+
+
+async def test_state_file_from_before_the_publish_columns_still_opens(tmp_path: Path) -> None:
+    """The SQLite migration: an older file gains the publish markers and keeps its tasks."""
+    import sqlite3
+
+    from chronctl.backends import sqlite as sqlite_backend
+
+    path = tmp_path / "old.db"
+    old = Task(job="j")
+    db = sqlite3.connect(path)
+    db.executescript(sqlite_backend._SCHEMA)  # the schema before the ALTER TABLE migration
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute(sqlite_backend._INSERT_TASK, sqlite_backend._task_row(old))
+    db.commit()
+    assert "published_at" not in {r[1] for r in db.execute("PRAGMA table_info(tasks)")}
+    db.close()
+    store = sqlite_backend.SQLiteBackend(path)
+    await store.connect()
+    try:
+        [claimed] = await store.claim_for_publish(time.time(), 10)
+        assert claimed.id == old.id
+        assert await store.claim_for_publish(time.time(), 10) == []  # stamped once
+        await store.confirm_published([old.id])
+        assert await store.next_publish() is None
+    finally:
+        await store.disconnect()
+    await store.connect()  # a second open migrates nothing and loses nothing
+    try:
+        assert [t.id for t in await store.list_tasks()] == [old.id]
+    finally:
+        await store.disconnect()
+
+
+async def test_a_crash_between_stamp_and_publish_loses_nothing(tmp_path: Path) -> None:
+    backend = rabbitmq_backend(tmp_path, republish_after=0.3)
+    assert isinstance(backend, RabbitMQBackend)
+    await backend.connect()
+    try:
+        t = Task(job="j")
+        await backend.state.enqueue(t)  # stored, as enqueue does first...
+        stamped = await backend.state.claim_for_publish(  # type: ignore[attr-defined]
+            time.time(), 10, stale=0.3)
+        assert [x.id for x in stamped] == [t.id]  # ...stamped, then the publisher died
+        assert await backend.dequeue(1) == []  # another publisher may still be at it
+        due = await backend.next_due()
+        assert due is not None and due > time.time()
+        await asyncio.sleep(due - time.time())
+        assert [x.id for x in await backend.dequeue(1)] == [t.id]
+    finally:
+        await backend.delete_layout()
+        await backend.disconnect()
