@@ -268,7 +268,8 @@ class RabbitMQBackend(QueueBackend):
             raise
         try:
             async with self._broker():
-                self._pub = await conn.channel(publisher_confirms=True)
+                # A message no queue takes (a queue deleted by hand) raises, never vanishes.
+                self._pub = await conn.channel(publisher_confirms=True, on_return_raises=True)
                 self._chan = await conn.channel(publisher_confirms=False)
                 self._exchange = await self._pub.declare_exchange(
                     self.exchange_name, aio_pika.ExchangeType.DIRECT, durable=self.durable)
@@ -371,6 +372,7 @@ class RabbitMQBackend(QueueBackend):
                         routing_key=t.queue, mandatory=True)
                     for t in tasks))
         except BaseException:
+            self._queues.clear()  # a queue deleted behind our back is declared again
             with contextlib.suppress(Exception):
                 await self.state.unpublish(ids)  # type: ignore[attr-defined]
             raise
@@ -506,6 +508,7 @@ class RabbitMQBackend(QueueBackend):
                             if len(messages) >= max_items:
                                 break
             except BaseException:
+                self._queues.clear()  # declare again next time (a queue deleted by hand)
                 for message in messages:  # never leave a fetched message stranded
                     await self._settle(message.nack(requeue=True))
                 raise
@@ -777,7 +780,7 @@ class RabbitMQBackend(QueueBackend):
         names = {self.broker_queue(q) for q in (*self._known, *seen, *queues, "default")}
         for name in sorted(names | {self.dead_queue}):
             with contextlib.suppress(Exception):
-                await self._chan.queue_delete(name)
+                await asyncio.wait_for(self._chan.queue_delete(name), self.timeout)
         for name in (self.exchange_name, self.dlx):
             with contextlib.suppress(Exception):
-                await self._chan.exchange_delete(name)
+                await asyncio.wait_for(self._chan.exchange_delete(name), self.timeout)
