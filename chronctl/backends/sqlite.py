@@ -270,7 +270,10 @@ class SQLiteBackend(QueueBackend):
                     db.execute("COMMIT")
                     return out
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    # SQLite may have rolled back already (disk full, I/O error): a second
+                    # ROLLBACK would fail and hide the real error.
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
                     raise
             raise AssertionError("unreachable")
 
