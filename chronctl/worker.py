@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import random
 import socket
 import time
 import traceback as tb
@@ -41,25 +42,27 @@ def worker_id() -> str:
 
 
 class RateLimiter:
-    """Token bucket per job, in this process (shared limits come with shared backends)."""
+    """Token bucket per job, in this process (shared limits come with shared backends).
+
+    It never makes a task wait in a worker slot: a task without a token goes
+    back to the queue until one is due, so other jobs keep running meanwhile.
+    """
 
     def __init__(self, count: int, per: float) -> None:
         self.rate = count / per
         self.capacity = float(count)
         self.tokens = float(count)
         self.updated = time.monotonic()
-        self._lock = asyncio.Lock()
 
-    async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
+    def take(self) -> float:
+        """Take a token: 0.0 if one was there, else seconds until the next one."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
 
 
 class Worker:
@@ -207,7 +210,13 @@ class Worker:
             limiter = self._limiters.get(spec.name)
             if limiter is None:
                 limiter = self._limiters[spec.name] = RateLimiter(*spec.rate_limit)
-            await limiter.acquire()
+            wait = limiter.take()
+            if wait > 0:
+                # Spread the waiting tasks over the next few tokens rather than have them
+                # all come back at the same instant.
+                spread = random.uniform(0, self.concurrency / limiter.rate)
+                await self.backend.release([task], at=time.time() + wait + spread)
+                return
         log.info("start job=%s task=%s attempt=%d", task.job, task.id, task.attempt)
         await self.events.emit("task_started", task=task)
         started = time.monotonic()

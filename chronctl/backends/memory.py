@@ -207,7 +207,7 @@ class MemoryBackend(QueueBackend):
             self._finish(stored, TaskStatus.DEAD)
         return True
 
-    async def release(self, tasks: Iterable[Task]) -> None:
+    async def release(self, tasks: Iterable[Task], *, at: float | None = None) -> None:
         for task in tasks:
             stored = self._owned(task)
             if stored is None:
@@ -216,6 +216,8 @@ class MemoryBackend(QueueBackend):
             stored.status = TaskStatus.PENDING
             stored.lease_until = None
             stored.started_at = None
+            if at is not None:
+                stored.scheduled_at = at
             self._push(stored)
         self.notify()
 

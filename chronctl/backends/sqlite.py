@@ -420,13 +420,13 @@ class SQLiteBackend(QueueBackend):
             self.notify()
         return out
 
-    async def release(self, tasks: Iterable[Task]) -> None:
-        items = [(t.id, t.worker, t.deliveries) for t in tasks]
+    async def release(self, tasks: Iterable[Task], *, at: float | None = None) -> None:
+        items = [(at, t.id, t.worker, t.deliveries) for t in tasks]
 
         def rel(db: sqlite3.Connection) -> None:
             db.executemany(
                 "UPDATE tasks SET status = 'pending', started_at = NULL, lease_until = NULL, "
-                f"worker = NULL WHERE {_OWNED}",
+                f"worker = NULL, scheduled_at = COALESCE(?, scheduled_at) WHERE {_OWNED}",
                 items,
             )
 

@@ -172,6 +172,17 @@ async def test_release_returns_without_counting_a_failure(backend: QueueBackend)
     assert [x.id for x in await backend.dequeue(1)] == [t.id]
 
 
+async def test_release_until_lets_other_work_go_first(backend: QueueBackend) -> None:
+    limited, other = task(priority=9), task(priority=1)
+    await backend.enqueue(limited)
+    [got] = await backend.dequeue(1, worker="w")
+    await backend.enqueue(other)
+    await backend.release([got], at=time.time() + 60)
+    assert [x.id for x in await claim_all(backend)] == [other.id]
+    stored = await backend.get_task(limited.id)
+    assert stored is not None and (stored.status, stored.attempt) == (TaskStatus.PENDING, 0)
+
+
 async def test_cancel_pending_is_never_claimed(backend: QueueBackend) -> None:
     t = task()
     await backend.enqueue(t)
