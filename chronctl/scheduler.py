@@ -398,13 +398,19 @@ class Scheduler:
                 log.info("replaced job=%s task=%s by task=%s", spec.name, task.id, newest.id)
 
     async def _fire_loop(self) -> None:
+        backoff = 0.0
         while True:
             self._wake.clear()
             try:
                 next_wake = await self.fire_due()
+                if backoff:
+                    log.info("firing triggers again: the backend is back")
+                backoff = 0.0
             except ChronctlError as exc:
-                log.warning("firing triggers failed: %s; retrying in 5s", exc)
-                next_wake = self.clock() + 5
+                if not backoff:  # one warning per outage, not one per retry
+                    log.warning("firing triggers failed: %s; retrying with backoff", exc)
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+                next_wake = self.clock() + backoff
             timeout = 3600.0 if next_wake is None else max(0.0, next_wake - self.clock())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(timeout, 3600.0))

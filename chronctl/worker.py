@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UnknownJobError
+from .errors import ChronctlError, UnknownJobError
 from .events import EventBus
 from .models import Task
 
@@ -103,6 +103,7 @@ class Worker:
     async def run(self) -> None:
         """Claim and run tasks until stop() is called."""
         heartbeat = asyncio.create_task(self._heartbeat(), name="chronctl-lease-heartbeat")
+        backoff = 0.0
         try:
             while not self._stopping:
                 free = self.concurrency - len(self._inflight)
@@ -110,10 +111,21 @@ class Worker:
                     self._slot_freed.clear()
                     await self._slot_freed.wait()
                     continue
-                claimed = await self._claim(free)
+                try:
+                    claimed = await self._claim(free)
+                    due = None if claimed else await self.backend.next_due(self.queues)
+                except ChronctlError as exc:
+                    # The backend is down (a Redis restart): say so once, retry with backoff.
+                    if not backoff:
+                        log.warning("cannot claim tasks: %s; retrying with backoff", exc)
+                    backoff = min(max(backoff * 2, 0.1), 5.0)
+                    await self.backend.wait_for_work(backoff)
+                    continue
+                if backoff:
+                    log.info("claiming tasks again: the backend is back")
+                    backoff = 0.0
                 if claimed:
                     continue
-                due = await self.backend.next_due(self.queues)
                 timeout = self.poll_interval
                 if due is not None:
                     timeout = min(timeout, max(0.0, due - time.time()))
@@ -210,7 +222,11 @@ class Worker:
             limiter = self._limiters.get(spec.name)
             if limiter is None:
                 limiter = self._limiters[spec.name] = RateLimiter(*spec.rate_limit)
-            wait = limiter.take()
+            shared = getattr(self.backend, "acquire_rate", None)
+            if shared is not None:  # one limit for every worker on the backend
+                wait = await shared(spec.name, *spec.rate_limit)
+            else:
+                wait = limiter.take()
             if wait > 0:
                 # Spread the waiting tasks over the next few tokens rather than have them
                 # all come back at the same instant.

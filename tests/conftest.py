@@ -44,9 +44,35 @@ def _sqlite(tmp_path: Path) -> QueueBackend:
     return SQLiteBackend(tmp_path / "contract.db")
 
 
+REDIS_URL = os.environ.get("CHRONCTL_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def redis_reachable() -> tuple[bool, str]:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(REDIS_URL)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1).close()
+    except OSError as exc:
+        return False, f"{parts.hostname}:{parts.port}: {exc}"
+    return True, ""
+
+
+def _redis(tmp_path: Path) -> QueueBackend:
+    import uuid
+
+    ok, why = redis_reachable()
+    need_service("Redis", ok, why)
+    from chronctl.backends.redis import RedisBackend
+
+    return RedisBackend(REDIS_URL, key_prefix=f"chronctl-test-{uuid.uuid4().hex[:10]}:")
+
+
 BACKEND_FACTORIES: dict[str, Callable[[Path], QueueBackend]] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "redis": _redis,
 }
 
 
@@ -62,4 +88,8 @@ async def backend(backend_name: str, tmp_path: Path) -> AsyncIterator[QueueBacke
     try:
         yield instance
     finally:
+        drop = getattr(instance, "drop_everything", None)
+        if drop is not None:  # a shared server: leave nothing behind
+            await instance.connect()
+            await drop()
         await instance.disconnect()

@@ -11,9 +11,11 @@ from .base import QueueBackend, QueueInfo
 
 if TYPE_CHECKING:
     from .memory import MemoryBackend
+    from .redis import RedisBackend
     from .sqlite import SQLiteBackend
 
-__all__ = ["MemoryBackend", "QueueBackend", "QueueInfo", "SQLiteBackend", "from_url",
+__all__ = ["MemoryBackend", "QueueBackend", "QueueInfo", "RedisBackend", "SQLiteBackend",
+           "from_url",
            "redact_url"]
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^@/\s]+)@", re.I)
@@ -45,7 +47,11 @@ def from_url(url: str, *, base: Path | None = None, **options: Any) -> QueueBack
         from .sqlite import SQLiteBackend
 
         return SQLiteBackend(sqlite_path(url, base), **options)
-    if scheme in ("redis", "rediss", "redis+sentinel", "amqp", "amqps"):
+    if scheme in ("redis", "rediss", "redis+sentinel"):
+        from .redis import RedisBackend
+
+        return RedisBackend(url, **options)
+    if scheme in ("amqp", "amqps"):
         raise UsageError(
             f"backend '{scheme}://' is not available in this version of chronctl "
             "(memory:// and sqlite:// are)")
@@ -64,4 +70,8 @@ def __getattr__(name: str) -> Any:
         from .sqlite import SQLiteBackend
 
         return SQLiteBackend
+    if name == "RedisBackend":
+        from .redis import RedisBackend
+
+        return RedisBackend
     raise AttributeError(name)
