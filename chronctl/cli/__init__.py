@@ -104,13 +104,14 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def _register() -> None:
-    from . import dlq, jobs, maintenance, run, tasks
+    from . import crontab, dlq, jobs, maintenance, run, tasks
 
     run.register(app)
     jobs.register(app)
     tasks.register(app)
     dlq.register(app)
     maintenance.register(app)
+    crontab.register(app)
 
 
 _register()
