@@ -4,7 +4,9 @@ WAL lets the CLI read while `chronctl run` writes; a busy timeout makes
 writers queue instead of failing. Every state change is one transaction
 (BEGIN IMMEDIATE) run as a single function on aiosqlite's thread, so a
 crash at any point leaves either the old or the new state. Claims take a
-batch in one UPDATE ... RETURNING.
+batch in one UPDATE ... RETURNING. Acknowledgements that arrive while one
+is being written are committed together (group commit): each caller still
+returns only after its own row is committed.
 
 Tables: `tasks` (one row per task, its current state), `runs` (history, one
 row per finished execution), `jobs` (paused, first_seen, last_fire),
@@ -13,6 +15,7 @@ row per finished execution), `jobs` (paused, first_seen, last_fire),
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -174,6 +177,8 @@ class SQLiteBackend(QueueBackend):
         self.display_url = f"sqlite:///{self.db_path}"
         self._conn: aiosqlite.Connection | None = None
         self._last_recover = 0.0
+        self._acks: list[tuple[Task, float, asyncio.Future[bool]]] = []
+        self._ack_writer: asyncio.Task[None] | None = None
 
     # -- plumbing ----------------------------------------------------------
     async def connect(self) -> None:
@@ -220,6 +225,8 @@ class SQLiteBackend(QueueBackend):
             raise
 
     async def disconnect(self) -> None:
+        if self._ack_writer is not None:
+            await asyncio.gather(self._ack_writer, return_exceptions=True)
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -382,24 +389,66 @@ class SQLiteBackend(QueueBackend):
             self.notify()
         return out
 
+    @staticmethod
+    def _ack(db: sqlite3.Connection, task: Task, finished: float) -> bool:
+        cur = db.execute(
+            "UPDATE tasks SET status = 'succeeded', result = ?, output = ?, error = NULL, "
+            f"traceback = NULL, finished_at = ?, lease_until = NULL WHERE {_OWNED}",
+            (None if task.result is None else dumps(task.result), task.output, finished,
+             task.id, task.worker, task.deliveries),
+        )
+        if cur.rowcount != 1:
+            return False
+        # The history row straight from the stored row: no JSON round trip of args/kwargs.
+        db.execute(
+            f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) SELECT id, job, queue, priority, "
+            "attempt, 'succeeded', args, kwargs, scheduled_at, started_at, finished_at, "
+            "result, NULL, NULL, output FROM tasks WHERE id = ?", (task.id,))
+        return True
+
     async def acknowledge(self, task: Task) -> bool:
         finished = task.finished_at or time.time()
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._acks.append((task, finished, done))
+        if self._ack_writer is None:
+            self._ack_writer = asyncio.create_task(self._write_acks())
+        return await done
 
-        def ack(db: sqlite3.Connection) -> bool:
-            cur = db.execute(
-                "UPDATE tasks SET status = 'succeeded', result = ?, output = ?, error = NULL, "
-                f"traceback = NULL, finished_at = ?, lease_until = NULL WHERE {_OWNED} "
-                "RETURNING *",
-                (None if task.result is None else dumps(task.result), task.output, finished,
-                 task.id, task.worker, task.deliveries),
-            )
-            row = cur.fetchone()
-            if row is None:
-                return False
-            db.execute(_INSERT_RUN, _run_values(Run.of(_row_task(row), TaskStatus.SUCCEEDED)))
-            return True
+    async def _write_acks(self) -> None:
+        """Commit every waiting acknowledgement in one transaction, until none is left."""
+        try:
+            while self._acks:
+                batch, self._acks = self._acks, []
+                try:
+                    results = await self._tx(lambda db, b=batch: [  # type: ignore[misc]
+                        self._ack(db, task, finished) for task, finished, _ in b])
+                except Exception as exc:
+                    if len(batch) > 1:  # one bad row must not fail the others: one by one
+                        self._acks[:0] = batch
+                        await self._write_acks_one_by_one()
+                        continue
+                    results = [exc]
+                for (_, _, done), result in zip(batch, results, strict=True):
+                    if done.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        done.set_exception(result)
+                    else:
+                        done.set_result(result)
+        finally:
+            self._ack_writer = None
 
-        return await self._tx(ack)
+    async def _write_acks_one_by_one(self) -> None:
+        batch, self._acks = self._acks, []
+        for task, finished, done in batch:
+            try:
+                result = await self._tx(lambda db, t=task, f=finished: self._ack(db, t, f))
+            except Exception as exc:
+                if not done.done():
+                    done.set_exception(exc)
+                continue
+            if not done.done():
+                done.set_result(result)
 
     async def reject(self, task: Task, *, requeue: bool, retry_at: float | None = None) -> bool:
         finished = task.finished_at or time.time()
