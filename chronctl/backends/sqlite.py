@@ -6,7 +6,9 @@ writers queue instead of failing. Every state change is one transaction
 crash at any point leaves either the old or the new state. Claims take a
 batch in one UPDATE ... RETURNING. Acknowledgements that arrive while one
 is being written are committed together (group commit): each caller still
-returns only after its own row is committed.
+returns only after its own row is committed. WAL checkpoints (which fsync
+the database file) run on a connection of their own, off the thread that
+claims and acknowledges, so a checkpoint does not stall every Nth task.
 
 Tables: `tasks` (one row per task, its current state), `runs` (history, one
 row per finished execution), `jobs` (paused, first_seen, last_fire),
@@ -116,6 +118,10 @@ _INSERT_RUN = (
 _ACTIVE = "('pending', 'running')"
 _OWNED = "id = ? AND status = 'running' AND worker IS ? AND deliveries = ?"
 _RECOVER_EVERY = 1.0  # seconds between scans for expired leases on the claim path
+_CHECKPOINT_EVERY = 0.5  # seconds between background WAL checkpoints, when something was written
+# The main connection checkpoints only past this many WAL pages (SQLite's default is 1,000):
+# a safety net for when the background checkpoints cannot keep up.
+_WAL_AUTOCHECKPOINT = 10_000
 
 
 def _task_row(task: Task) -> tuple[Any, ...]:
@@ -178,6 +184,8 @@ class SQLiteBackend(QueueBackend):
         self._conn: aiosqlite.Connection | None = None
         self._last_recover = 0.0
         self._acks: list[tuple[Task, float, asyncio.Future[bool]]] = []
+        self._writes = 0
+        self._checkpointer: asyncio.Task[None] | None = None
         self._ack_writer: asyncio.Task[None] | None = None
 
     # -- plumbing ----------------------------------------------------------
@@ -201,6 +209,9 @@ class SQLiteBackend(QueueBackend):
         except BaseException:
             await self.disconnect()
             raise
+        if self.db_path.name != ":memory:":
+            self._checkpointer = asyncio.create_task(self._checkpoint_loop(),
+                                                     name="chronctl-sqlite-checkpoint")
 
     def _init_schema(self, db: sqlite3.Connection) -> None:
         db.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
@@ -208,6 +219,7 @@ class SQLiteBackend(QueueBackend):
         if mode.lower() != "wal" and self.db_path.name != ":memory:":
             raise BackendError(f"cannot use WAL journal on {self.db_path}")
         db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(f"PRAGMA wal_autocheckpoint = {_WAL_AUTOCHECKPOINT}")
         db.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA.split(";"):
@@ -224,9 +236,39 @@ class SQLiteBackend(QueueBackend):
             db.execute("ROLLBACK")
             raise
 
+    async def _checkpoint_loop(self) -> None:
+        """PASSIVE checkpoints on a second connection: never waits for, or blocks, a writer."""
+        db: sqlite3.Connection | None = None
+        running: asyncio.Future[Any] | None = None
+        seen = self._writes
+        try:
+            while True:
+                await asyncio.sleep(_CHECKPOINT_EVERY)
+                if self._writes == seen:
+                    continue
+                seen = self._writes
+                try:
+                    if db is None:
+                        db = sqlite3.connect(str(self.db_path), timeout=self.timeout,
+                                             isolation_level=None, check_same_thread=False)
+                    running = asyncio.ensure_future(
+                        asyncio.to_thread(db.execute, "PRAGMA wal_checkpoint(PASSIVE)"))
+                    await asyncio.shield(running)
+                except sqlite3.Error:
+                    pass  # the main connection's own checkpoints still bound the WAL
+        finally:
+            if running is not None and not running.done():
+                await asyncio.gather(running, return_exceptions=True)  # then close
+            if db is not None:
+                db.close()
+
     async def disconnect(self) -> None:
         if self._ack_writer is not None:
             await asyncio.gather(self._ack_writer, return_exceptions=True)
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            await asyncio.gather(self._checkpointer, return_exceptions=True)
+            self._checkpointer = None
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -256,8 +298,11 @@ class SQLiteBackend(QueueBackend):
                         continue
                     raise
                 try:
+                    before = db.total_changes
                     out = fn(db)
                     db.execute("COMMIT")
+                    if db.total_changes != before:
+                        self._writes += 1  # wakes the background checkpoint
                     return out
                 except BaseException:
                     db.execute("ROLLBACK")
