@@ -60,9 +60,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     output TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_claim ON tasks(status, queue, priority DESC, scheduled_at);
-CREATE INDEX IF NOT EXISTS tasks_due ON tasks(status, scheduled_at);
 CREATE INDEX IF NOT EXISTS tasks_pending ON tasks(priority, scheduled_at)
     WHERE status = 'pending';
+DROP INDEX IF EXISTS tasks_due;
 CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job, status);
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at);
 CREATE INDEX IF NOT EXISTS tasks_lease ON tasks(lease_until) WHERE status = 'running';
@@ -116,6 +116,8 @@ _INSERT_RUN = (
     f"VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
 )
 _ACTIVE = "('pending', 'running')"
+# INDEXED BY: for MAX the planner would otherwise scan tasks_claim (O(pending)).
+_TOP_PRIORITY = "SELECT MAX(priority) FROM tasks INDEXED BY tasks_pending WHERE status = 'pending'"
 _OWNED = "id = ? AND status = 'running' AND worker IS ? AND deliveries = ?"
 _RECOVER_EVERY = 1.0  # seconds between scans for expired leases on the claim path
 _CHECKPOINT_EVERY = 0.5  # seconds between background WAL checkpoints, when something was written
@@ -388,8 +390,7 @@ class SQLiteBackend(QueueBackend):
             # A paused queue's due tasks are skipped row by row: pausing is meant to be brief.
             scope = f"queue NOT IN ({', '.join('?' for _ in paused)})" if paused else "1"
         picked: list[int] = []
-        # INDEXED BY: the planner would otherwise scan tasks_claim for MAX (O(pending)).
-        top = "SELECT MAX(priority) FROM tasks INDEXED BY tasks_pending WHERE status = 'pending'"
+        top = _TOP_PRIORITY
         priority = db.execute(top).fetchone()[0]
         while priority is not None and len(picked) < limit:
             found: list[tuple[float, int]] = []
@@ -558,15 +559,27 @@ class SQLiteBackend(QueueBackend):
         return await self._tx(extend)
 
     async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
-        params: list[Any] = []
-        where = "status = 'pending' AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)"
-        if queues is not None:
-            where += f" AND queue IN ({', '.join('?' for _ in queues)})"
-            params.extend(queues)
-
         def query(db: sqlite3.Connection) -> float | None:
-            return db.execute(f"SELECT MIN(scheduled_at) FROM tasks WHERE {where}",
-                              params).fetchone()[0]
+            paused = [r[0] for r in db.execute("SELECT name FROM queues WHERE paused = 1")]
+            where, params = "", list(paused)
+            if paused:
+                where += f" AND queue NOT IN ({', '.join('?' for _ in paused)})"
+            if queues is not None:
+                where += f" AND queue IN ({', '.join('?' for _ in queues)})"
+                params.extend(queues)
+            # MIN per priority on tasks_pending: each stops at its first matching row.
+            top = _TOP_PRIORITY
+            earliest: float | None = None
+            priority = db.execute(top).fetchone()[0]
+            while priority is not None:
+                at = db.execute(
+                    "SELECT MIN(scheduled_at) FROM tasks INDEXED BY tasks_pending "
+                    f"WHERE status = 'pending' AND priority = ?{where}", [priority, *params]
+                ).fetchone()[0]
+                if at is not None and (earliest is None or at < earliest):
+                    earliest = at
+                priority = db.execute(f"{top} AND priority < ?", (priority,)).fetchone()[0]
+            return earliest
 
         return await self._call(query)
 
