@@ -180,6 +180,8 @@ class RedisBackend(QueueBackend):
         self._script: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
+        self._acks: list[tuple[list[str], asyncio.Future[bool]]] = []
+        self._ack_flusher: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------
     async def connect(self) -> None:
@@ -304,12 +306,32 @@ class RedisBackend(QueueBackend):
         return [task_from_fields(dict(zip(r[::2], r[1::2], strict=True))) for r in rows]
 
     async def acknowledge(self, task: Task) -> bool:
+        """Group commit: acks that arrive while one is in flight go together in one
+        script call, each caller still learning its own outcome."""
         from ..models import dumps
 
         result = "" if task.result is None else dumps(task.result)
-        return bool(await self._call("ack", task.id, task.worker or "", str(task.deliveries),
-                                     _num(task.finished_at or time.time()), result,
-                                     task.output or ""))
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._acks.append(([task.id, task.worker or "", str(task.deliveries),
+                            _num(task.finished_at or time.time()), result, task.output or ""],
+                           future))
+        if self._ack_flusher is None or self._ack_flusher.done():
+            self._ack_flusher = asyncio.create_task(self._flush_acks())
+        return await future
+
+    async def _flush_acks(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks[:256], self._acks[256:]
+            try:
+                replies = await self._call("ack", *(x for args, _ in batch for x in args))
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), reply in zip(batch, replies, strict=True):
+                if not future.done():
+                    future.set_result(bool(int(reply)))
 
     async def reject(self, task: Task, *, requeue: bool, retry_at: float | None = None) -> bool:
         at = retry_at if retry_at is not None else time.time()

@@ -215,17 +215,24 @@ elseif op == 'import' then
   return added
 
 elseif op == 'ack' then
-  -- id, worker, deliveries, finished_at, result, output
-  local id = ARGV[2]
-  if not owned(id, ARGV[3], ARGV[4]) then return 0 end
-  local h = tkey(id)
-  redis.call('HSET', h, 'finished_at', ARGV[5])
-  redis.call('HDEL', h, 'error', 'traceback', 'result', 'output')
-  if ARGV[6] ~= '' then redis.call('HSET', h, 'result', ARGV[6]) end
-  if ARGV[7] ~= '' then redis.call('HSET', h, 'output', ARGV[7]) end
-  finish(id, 'succeeded')
-  push_run(id, 'succeeded', ARGV[5])
-  return 1
+  -- groups of six: id, worker, deliveries, finished_at, result, output; one 0/1 each
+  local out = {}
+  for i = 2, #ARGV, 6 do
+    local id = ARGV[i]
+    if owned(id, ARGV[i + 1], ARGV[i + 2]) then
+      local h = tkey(id)
+      redis.call('HSET', h, 'finished_at', ARGV[i + 3])
+      redis.call('HDEL', h, 'error', 'traceback', 'result', 'output')
+      if ARGV[i + 4] ~= '' then redis.call('HSET', h, 'result', ARGV[i + 4]) end
+      if ARGV[i + 5] ~= '' then redis.call('HSET', h, 'output', ARGV[i + 5]) end
+      finish(id, 'succeeded')
+      push_run(id, 'succeeded', ARGV[i + 3])
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+  end
+  return out
 
 elseif op == 'reject' then
   -- id, worker, deliveries, finished_at, error, traceback, output, requeue, retry_at
