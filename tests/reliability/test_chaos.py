@@ -11,7 +11,9 @@ import random
 import signal
 import subprocess
 import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,8 +68,28 @@ async def _get(url: str, task_id: str) -> Task | None:
         return await backend.get_task(task_id)
 
 
-def test_kill_9_chaos_loses_nothing(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'state.db'}"
+@pytest.fixture(params=["sqlite", "redis"])
+def chaos_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    from ..conftest import REDIS_URL, need_service, redis_reachable
+
+    ok, why = redis_reachable()
+    need_service("Redis", ok, why)
+    url = f"{REDIS_URL}?prefix=chronctl-chaos-{uuid.uuid4().hex[:8]}"
+    yield url
+
+    async def drop() -> None:
+        backend = from_url(url)
+        async with backend:
+            await backend.drop_everything()  # type: ignore[attr-defined]
+
+    asyncio.run(drop())
+
+
+def test_kill_9_chaos_loses_nothing(tmp_path: Path, chaos_url: str) -> None:
+    url = chaos_url
     path = manifest(tmp_path, url)
     out = tmp_path / "runs.txt"
     count = 2000 * SCALE
@@ -105,7 +127,8 @@ def test_kill_9_chaos_loses_nothing(tmp_path: Path) -> None:
     runs = Counter(out.read_text().split())
     lost = [t.args[1] for t in tasks if runs[t.args[1]] == 0]
     duplicates = sum(n - 1 for n in runs.values() if n > 1)
-    print(f"\nchaos: tasks={count} kills={kills} lost={len(lost)} duplicates={duplicates}")
+    print(f"\nchaos {url.split(':')[0]}: tasks={count} kills={kills} lost={len(lost)} "
+          f"duplicates={duplicates}")
     assert lost == []
     final = asyncio.run(_statuses(url))
     assert final == Counter({"succeeded": count, "dead": 1})  # nothing stuck running
