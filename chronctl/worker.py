@@ -233,7 +233,10 @@ class Worker:
                 spread = random.uniform(0, self.concurrency / limiter.rate)
                 await self.backend.release([task], at=time.time() + wait + spread)
                 return
-        log.info("start job=%s task=%s attempt=%d", task.job, task.id, task.attempt)
+        if log.isEnabledFor(logging.INFO):
+            log.info("start job=%s task=%s attempt=%d", task.job, task.id, task.attempt,
+                     extra={"event": "task_start", "job": task.job, "task_id": task.id,
+                            "attempt": task.attempt})
         await self.events.emit("task_started", task=task)
         started = time.monotonic()
         try:
@@ -250,8 +253,13 @@ class Worker:
         task.output = outcome.output
         task.finished_at = time.time()
         if await self.backend.acknowledge(task):
-            log.info("end job=%s task=%s attempt=%d duration=%.3fs status=succeeded",
-                     task.job, task.id, task.attempt, time.monotonic() - started)
+            if log.isEnabledFor(logging.INFO):
+                duration = time.monotonic() - started
+                log.info("end job=%s task=%s attempt=%d duration=%.3fs status=succeeded",
+                         task.job, task.id, task.attempt, duration,
+                         extra={"event": "task_end", "job": task.job, "task_id": task.id,
+                                "attempt": task.attempt, "duration": round(duration, 6),
+                                "status": "succeeded"})
             await self.events.emit("task_succeeded", task=task)
 
     async def _failed(self, spec: JobSpec, task: Task, exc: Exception, duration: float) -> None:
@@ -271,7 +279,10 @@ class Worker:
             return
         status = "retrying" if retry else "dead"
         log.warning("end job=%s task=%s attempt=%d duration=%.3fs status=%s error=%s",
-                    task.job, task.id, task.attempt, duration, status, task.error)
+                    task.job, task.id, task.attempt, duration, status, task.error,
+                    extra={"event": "task_end", "job": task.job, "task_id": task.id,
+                           "attempt": task.attempt, "duration": round(duration, 6),
+                           "status": status, "error": task.error})
         await self.events.emit("task_failed", task=task, retry_at=retry_at)
         if not retry:
             await self.events.emit("task_dead", task=task)
