@@ -55,14 +55,13 @@ class RateLimiter:
         self.updated = time.monotonic()
 
     def take(self) -> float:
-        """Take a token: 0.0 if one was there, else seconds until the next one."""
+        """Take a token, possibly a future one: 0.0 = run now, else seconds until the
+        token reserved for this caller is due (so waiting tasks get distinct turns)."""
         now = time.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
+        self.tokens -= 1
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
 class Worker:
@@ -94,6 +93,7 @@ class Worker:
         self._stopping = False
         self._releasing: set[str] = set()
         self._limiters: dict[str, RateLimiter] = {}
+        self._reserved: dict[str, float] = {}  # task id -> its reserved rate-limit turn
 
     @property
     def busy(self) -> int:
@@ -222,16 +222,22 @@ class Worker:
             limiter = self._limiters.get(spec.name)
             if limiter is None:
                 limiter = self._limiters[spec.name] = RateLimiter(*spec.rate_limit)
-            shared = getattr(self.backend, "acquire_rate", None)
-            if shared is not None:  # one limit for every worker on the backend
-                wait = await shared(spec.name, *spec.rate_limit)
+            turn = self._reserved.pop(task.id, None)
+            if turn is not None and time.time() >= turn - 0.005:
+                wait = 0.0  # back at the turn reserved for it: its token is already taken
             else:
-                wait = limiter.take()
+                shared = getattr(self.backend, "acquire_rate", None)
+                if shared is not None:  # one limit for every worker on the backend
+                    wait = await shared(spec.name, *spec.rate_limit)
+                    wait += random.uniform(0, self.concurrency / limiter.rate) if wait else 0
+                else:
+                    wait = limiter.take()
             if wait > 0:
-                # Spread the waiting tasks over the next few tokens rather than have them
-                # all come back at the same instant.
-                spread = random.uniform(0, self.concurrency / limiter.rate)
-                await self.backend.release([task], at=time.time() + wait + spread)
+                # Step aside until its turn, so due tasks of other jobs run meanwhile.
+                if len(self._reserved) > 100_000:
+                    self._reserved.clear()
+                self._reserved[task.id] = time.time() + wait
+                await self.backend.release([task], at=time.time() + wait)
                 return
         if log.isEnabledFor(logging.INFO):
             log.info("start job=%s task=%s attempt=%d", task.job, task.id, task.attempt,
