@@ -298,12 +298,12 @@ async def test_rate_limit_holds_and_does_not_starve_other_jobs(backend: QueueBac
     starts: list[float] = []
     order: list[str] = []
 
-    @s.job(rate_limit=(5, 1.0))
+    @s.job(rate_limit=(5, 1.0), priority=9)  # outranks `other`, and always has work due
     async def limited() -> None:
         starts.append(time.monotonic())
         order.append("limited")
 
-    @s.job()
+    @s.job(priority=1)
     async def other() -> None:
         order.append("other")
 
