@@ -222,21 +222,23 @@ class Worker:
             limiter = self._limiters.get(spec.name)
             if limiter is None:
                 limiter = self._limiters[spec.name] = RateLimiter(*spec.rate_limit)
+            shared = getattr(self.backend, "acquire_rate", None)
             turn = self._reserved.pop(task.id, None)
-            if turn is not None and time.time() >= turn - 0.005:
+            if shared is not None:
+                # One window for every worker on the backend; it reserves nothing, so a
+                # task that stepped aside asks again (with jitter against a thundering herd).
+                wait = await shared(spec.name, *spec.rate_limit)
+                wait += random.uniform(0, self.concurrency / limiter.rate) if wait else 0
+            elif turn is not None and time.time() >= turn - 0.005:
                 wait = 0.0  # back at the turn reserved for it: its token is already taken
             else:
-                shared = getattr(self.backend, "acquire_rate", None)
-                if shared is not None:  # one limit for every worker on the backend
-                    wait = await shared(spec.name, *spec.rate_limit)
-                    wait += random.uniform(0, self.concurrency / limiter.rate) if wait else 0
-                else:
-                    wait = limiter.take()
+                wait = limiter.take()
+                if wait > 0:
+                    if len(self._reserved) > 100_000:
+                        self._reserved.clear()
+                    self._reserved[task.id] = time.time() + wait
             if wait > 0:
                 # Step aside until its turn, so due tasks of other jobs run meanwhile.
-                if len(self._reserved) > 100_000:
-                    self._reserved.clear()
-                self._reserved[task.id] = time.time() + wait
                 await self.backend.release([task], at=time.time() + wait)
                 return
         if log.isEnabledFor(logging.INFO):
