@@ -54,7 +54,8 @@ class ManifestError(UsageError):
         text = f"{where}: {subject}{self.message}" if where else f"{subject}{self.message}"
         if self.hint:
             text += f" (did you mean '{self.hint}'?)"
-        return text
+        # A job or key name may hold any character TOML allows: keep the message one line.
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class TriggerError(UsageError):

@@ -72,8 +72,13 @@ class ExecutionResult:
     output: str | None = None
 
 
+_PLAIN = frozenset({type(None), bool, int, str})  # always JSON: skip the trial encoding
+
+
 def ensure_json(value: Any) -> Any:
     """Results are stored and shown as JSON; refuse anything else loudly, never pickle it."""
+    if type(value) in _PLAIN:
+        return value
     try:
         json.dumps(value)
     except (TypeError, ValueError) as exc:
@@ -120,7 +125,7 @@ class Executors:
             spec.executor == "auto" and inspect.iscoroutinefunction(func)
         ):
             coro = func(*task.args, **task.kwargs)
-            result = await _with_timeout(_await(coro), spec.timeout)
+            result = await _with_timeout(coro, spec.timeout)
         else:
             loop = asyncio.get_running_loop()
             call = partial(func, *task.args, **task.kwargs)
@@ -140,10 +145,12 @@ async def _await(awaitable: Any) -> Any:
 
 
 async def _with_timeout(awaitable: Any, timeout: float | None) -> Any:
+    # asyncio.timeout, not wait_for: wait_for wraps a coroutine in one more Task per run.
     if timeout is None:
         return await awaitable
     try:
-        return await asyncio.wait_for(awaitable, timeout)
+        async with asyncio.timeout(timeout):
+            return await awaitable
     except TimeoutError:
         raise TaskTimeout(timeout) from None
 

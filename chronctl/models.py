@@ -112,6 +112,20 @@ class Task:
 _TASK_FIELDS = frozenset(Task.__dataclass_fields__)
 
 
+def _make_task_copier() -> Any:
+    # copy.copy() on a slots dataclass goes through __reduce_ex__ (about 4 us); one
+    # generated function assigning each field is ten times cheaper, and the memory
+    # backend copies every task it stores and hands out.
+    body = "".join(f"    new.{name} = task.{name}\n" for name in Task.__dataclass_fields__)
+    namespace: dict[str, Any] = {"_new": object.__new__, "Task": Task}
+    exec(f"def copy_task(task):\n    new = _new(Task)\n{body}    return new\n", namespace)
+    return namespace["copy_task"]
+
+
+#: A shallow copy of a task (args/kwargs/result shared), like copy.copy but faster.
+copy_task = _make_task_copier()
+
+
 @dataclass(slots=True)
 class Run:
     """One finished execution of a task: the history row."""

@@ -43,6 +43,7 @@ log = logging.getLogger("chronctl.scheduler")
 MAX_CATCHUP = 10_000  # fires examined per job per wake before skipping ahead
 # catchup = "skip": a fire this late is still "now" (the loop wakes a little after it).
 CATCHUP_SKIP_TOLERANCE = 1.0
+MAX_PAYLOAD = 1024 * 1024  # bytes of JSON args+kwargs per task: a queue is not a file store
 HEARTBEAT_INTERVAL = 10.0  # `status` calls a process silent for 6 beats stale
 
 
@@ -60,6 +61,7 @@ class Scheduler:
         queues: list[str] | None = None,
         role: str = "all",
         default_max_retries: int = 3,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if backend is None:
             from .backends.memory import MemoryBackend
@@ -77,6 +79,8 @@ class Scheduler:
         self.queues = queues
         self.role = role
         self.default_max_retries = default_max_retries
+        # When triggers are due: injectable so tests can skew one scheduler's clock.
+        self.clock = clock
         self.jobs: dict[str, JobSpec] = {}
         self.events = EventBus()
         self._next: dict[str, datetime | None] = {}
@@ -299,13 +303,13 @@ class Scheduler:
             trigger = spec.trigger
             if isinstance(trigger, IntervalTrigger):
                 # Anchored at the first time any process saw the job: restarts don't reset it.
-                state = await self.backend.job_state(spec.name, time.time())
+                state = await self.backend.job_state(spec.name, self.clock())
                 trigger = trigger.with_anchor(state.first_seen)
             self._triggers[spec.name] = trigger
         return trigger
 
     async def _base_time(self, spec: JobSpec, trigger: Trigger) -> datetime:
-        state = await self.backend.job_state(spec.name, time.time())
+        state = await self.backend.job_state(spec.name, self.clock())
         if state.last_fire is not None:
             return datetime.fromtimestamp(state.last_fire, UTC)
         if isinstance(trigger, DateTrigger):
@@ -314,7 +318,7 @@ class Scheduler:
 
     async def fire_due(self) -> float | None:
         """Fire every due occurrence of every triggered job; returns the next wake time."""
-        now = time.time()
+        now = self.clock()
         next_wake: float | None = None
         for spec in list(self.jobs.values()):
             trigger = await self._trigger_for(spec)
@@ -367,7 +371,7 @@ class Scheduler:
 
     async def _fire_one(self, spec: JobSpec, fire: datetime, coalesced: int = 1) -> None:
         fire_ts = fire.timestamp()
-        task = self._new_task(spec, scheduled_at=max(fire_ts, time.time()) + jitter_delay(
+        task = self._new_task(spec, scheduled_at=max(fire_ts, self.clock()) + jitter_delay(
             spec.jitter), key=f"{spec.name}@{iso(fire_ts)}")
         task.fire_time = fire_ts
         replace = spec.concurrency_policy == "replace"
@@ -394,14 +398,20 @@ class Scheduler:
                 log.info("replaced job=%s task=%s by task=%s", spec.name, task.id, newest.id)
 
     async def _fire_loop(self) -> None:
+        backoff = 0.0
         while True:
             self._wake.clear()
             try:
                 next_wake = await self.fire_due()
+                if backoff:
+                    log.info("firing triggers again: the backend is back")
+                backoff = 0.0
             except ChronctlError as exc:
-                log.warning("firing triggers failed: %s; retrying in 5s", exc)
-                next_wake = time.time() + 5
-            timeout = 3600.0 if next_wake is None else max(0.0, next_wake - time.time())
+                if not backoff:  # one warning per outage, not one per retry
+                    log.warning("firing triggers failed: %s; retrying with backoff", exc)
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+                next_wake = self.clock() + backoff
+            timeout = 3600.0 if next_wake is None else max(0.0, next_wake - self.clock())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(timeout, 3600.0))
 
@@ -538,9 +548,12 @@ def build_task(spec: JobSpec, args: list[Any] | None = None,
     if not isinstance(kwargs, dict):
         raise UsageError("kwargs must be a JSON object")
     try:
-        dumps([args, kwargs])
+        size = len(dumps([args, kwargs]).encode())
     except (TypeError, ValueError) as exc:
         raise UsageError(f"args and kwargs must be JSON values: {exc}") from exc
+    if size > MAX_PAYLOAD:
+        raise UsageError(f"payload of {size / 1e6:.1f} MB is over the {MAX_PAYLOAD // 1024} KiB "
+                         "limit: pass a path or an id, not the data itself")
     priority = spec.priority if priority is None else priority
     if not isinstance(priority, int) or not 0 <= priority <= 9:
         raise UsageError(f"bad priority {priority!r}: expected 0..9")

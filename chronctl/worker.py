@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import random
 import socket
 import time
 import traceback as tb
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import BackendError, UnknownJobError
+from .errors import ChronctlError, UnknownJobError
 from .events import EventBus
 from .models import Task
 
@@ -41,25 +42,26 @@ def worker_id() -> str:
 
 
 class RateLimiter:
-    """Token bucket per job, in this process (shared limits come with shared backends)."""
+    """Token bucket per job, in this process (shared limits come with shared backends).
+
+    It never makes a task wait in a worker slot: a task without a token goes
+    back to the queue until one is due, so other jobs keep running meanwhile.
+    """
 
     def __init__(self, count: int, per: float) -> None:
         self.rate = count / per
         self.capacity = float(count)
         self.tokens = float(count)
         self.updated = time.monotonic()
-        self._lock = asyncio.Lock()
 
-    async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
+    def take(self) -> float:
+        """Take a token, possibly a future one: 0.0 = run now, else seconds until the
+        token reserved for this caller is due (so waiting tasks get distinct turns)."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        self.tokens -= 1
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
 class Worker:
@@ -91,6 +93,7 @@ class Worker:
         self._stopping = False
         self._releasing: set[str] = set()
         self._limiters: dict[str, RateLimiter] = {}
+        self._reserved: dict[str, float] = {}  # task id -> its reserved rate-limit turn
 
     @property
     def busy(self) -> int:
@@ -100,7 +103,7 @@ class Worker:
     async def run(self) -> None:
         """Claim and run tasks until stop() is called."""
         heartbeat = asyncio.create_task(self._heartbeat(), name="chronctl-lease-heartbeat")
-        failures = 0
+        backoff = 0.0
         try:
             while not self._stopping:
                 free = self.concurrency - len(self._inflight)
@@ -111,13 +114,16 @@ class Worker:
                 try:
                     claimed = await self._claim(free)
                     due = None if claimed else await self.backend.next_due(self.queues)
-                except BackendError as exc:  # e.g. the broker restarts: back off, go on
-                    failures += 1
-                    delay = min(5.0, 0.25 * 2 ** min(failures, 5))
-                    log.warning("cannot claim tasks: %s; retrying in %.1fs", exc, delay)
-                    await asyncio.sleep(delay)
+                except ChronctlError as exc:
+                    # The backend is down (a Redis restart): say so once, retry with backoff.
+                    if not backoff:
+                        log.warning("cannot claim tasks: %s; retrying with backoff", exc)
+                    backoff = min(max(backoff * 2, 0.1), 5.0)
+                    await self.backend.wait_for_work(backoff)
                     continue
-                failures = 0
+                if backoff:
+                    log.info("claiming tasks again: the backend is back")
+                    backoff = 0.0
                 if claimed:
                     continue
                 timeout = self.poll_interval
@@ -216,8 +222,29 @@ class Worker:
             limiter = self._limiters.get(spec.name)
             if limiter is None:
                 limiter = self._limiters[spec.name] = RateLimiter(*spec.rate_limit)
-            await limiter.acquire()
-        log.info("start job=%s task=%s attempt=%d", task.job, task.id, task.attempt)
+            shared = getattr(self.backend, "acquire_rate", None)
+            turn = self._reserved.pop(task.id, None)
+            if shared is not None:
+                # One window for every worker on the backend; it reserves nothing, so a
+                # task that stepped aside asks again (with jitter against a thundering herd).
+                wait = await shared(spec.name, *spec.rate_limit)
+                wait += random.uniform(0, self.concurrency / limiter.rate) if wait else 0
+            elif turn is not None and time.time() >= turn - 0.005:
+                wait = 0.0  # back at the turn reserved for it: its token is already taken
+            else:
+                wait = limiter.take()
+                if wait > 0:
+                    if len(self._reserved) > 100_000:
+                        self._reserved.clear()
+                    self._reserved[task.id] = time.time() + wait
+            if wait > 0:
+                # Step aside until its turn, so due tasks of other jobs run meanwhile.
+                await self.backend.release([task], at=time.time() + wait)
+                return
+        if log.isEnabledFor(logging.INFO):
+            log.info("start job=%s task=%s attempt=%d", task.job, task.id, task.attempt,
+                     extra={"event": "task_start", "job": task.job, "task_id": task.id,
+                            "attempt": task.attempt})
         await self.events.emit("task_started", task=task)
         started = time.monotonic()
         try:
@@ -234,8 +261,13 @@ class Worker:
         task.output = outcome.output
         task.finished_at = time.time()
         if await self.backend.acknowledge(task):
-            log.info("end job=%s task=%s attempt=%d duration=%.3fs status=succeeded",
-                     task.job, task.id, task.attempt, time.monotonic() - started)
+            if log.isEnabledFor(logging.INFO):
+                duration = time.monotonic() - started
+                log.info("end job=%s task=%s attempt=%d duration=%.3fs status=succeeded",
+                         task.job, task.id, task.attempt, duration,
+                         extra={"event": "task_end", "job": task.job, "task_id": task.id,
+                                "attempt": task.attempt, "duration": round(duration, 6),
+                                "status": "succeeded"})
             await self.events.emit("task_succeeded", task=task)
 
     async def _failed(self, spec: JobSpec, task: Task, exc: Exception, duration: float) -> None:
@@ -255,7 +287,10 @@ class Worker:
             return
         status = "retrying" if retry else "dead"
         log.warning("end job=%s task=%s attempt=%d duration=%.3fs status=%s error=%s",
-                    task.job, task.id, task.attempt, duration, status, task.error)
+                    task.job, task.id, task.attempt, duration, status, task.error,
+                    extra={"event": "task_end", "job": task.job, "task_id": task.id,
+                           "attempt": task.attempt, "duration": round(duration, 6),
+                           "status": status, "error": task.error})
         await self.events.emit("task_failed", task=task, retry_at=retry_at)
         if not retry:
             await self.events.emit("task_dead", task=task)

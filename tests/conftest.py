@@ -44,6 +44,31 @@ def _sqlite(tmp_path: Path) -> QueueBackend:
     return SQLiteBackend(tmp_path / "contract.db")
 
 
+REDIS_URL = os.environ.get("CHRONCTL_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def redis_reachable() -> tuple[bool, str]:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(REDIS_URL)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1).close()
+    except OSError as exc:
+        return False, f"{parts.hostname}:{parts.port}: {exc}"
+    return True, ""
+
+
+def _redis(tmp_path: Path) -> QueueBackend:
+    import uuid
+
+    ok, why = redis_reachable()
+    need_service("Redis", ok, why)
+    from chronctl.backends.redis import RedisBackend
+
+    return RedisBackend(REDIS_URL, key_prefix=f"chronctl-test-{uuid.uuid4().hex[:10]}:")
+
+
 RABBITMQ_URL = os.environ.get("CHRONCTL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
@@ -75,6 +100,7 @@ BACKEND_FACTORIES: dict[str, Callable[[Path], QueueBackend]] = {
     "memory": _memory,
     "rabbitmq": rabbitmq_backend,
     "sqlite": _sqlite,
+    "redis": _redis,
 }
 
 
@@ -90,7 +116,11 @@ async def backend(backend_name: str, tmp_path: Path) -> AsyncIterator[QueueBacke
     try:
         yield instance
     finally:
-        drop = getattr(instance, "delete_layout", None)
-        if drop is not None:  # broker objects of this test (RabbitMQ)
+        drop = getattr(instance, "drop_everything", None)  # Redis keys of this test
+        if drop is not None:
+            await instance.connect()
             await drop()
+        layout = getattr(instance, "delete_layout", None)  # RabbitMQ objects of this test
+        if layout is not None:
+            await layout()
         await instance.disconnect()

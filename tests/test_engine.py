@@ -291,3 +291,30 @@ async def test_graceful_stop_returns_unfinished_tasks(backend: QueueBackend) -> 
     await backend.connect()
     task = await backend.get_task(task_id)
     assert task is not None and (task.status, task.attempt) == (TaskStatus.PENDING, 0)
+
+
+async def test_rate_limit_holds_and_does_not_starve_other_jobs(backend: QueueBackend) -> None:
+    s = Scheduler(backend, workers=2, lease=5, shutdown_timeout=5)
+    starts: list[float] = []
+    order: list[str] = []
+
+    @s.job(rate_limit=(5, 1.0), priority=9)  # outranks `other`, and always has work due
+    async def limited() -> None:
+        starts.append(time.monotonic())
+        order.append("limited")
+
+    @s.job(priority=1)
+    async def other() -> None:
+        order.append("other")
+
+    done, _ = waiter(s, "task_succeeded", 13)
+    async with s:
+        for _ in range(12):
+            await s.enqueue("limited")
+        await s.enqueue("other")
+        await wait(done, timeout=20)
+    # Token bucket: a burst of 5, then 5 per second.
+    for k, at in enumerate(starts):
+        assert at - starts[0] >= (k - 5) / 5 - 0.02, (k, at - starts[0])
+    # The limited job waited in the queue, not in the worker slots: `other` was not starved.
+    assert order.index("other") <= 7, order

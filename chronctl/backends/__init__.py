@@ -12,10 +12,11 @@ from .base import QueueBackend, QueueInfo
 if TYPE_CHECKING:
     from .memory import MemoryBackend
     from .rabbitmq import RabbitMQBackend
+    from .redis import RedisBackend
     from .sqlite import SQLiteBackend
 
-__all__ = ["MemoryBackend", "QueueBackend", "QueueInfo", "RabbitMQBackend", "SQLiteBackend",
-           "from_url", "redact_url"]
+__all__ = ["MemoryBackend", "QueueBackend", "QueueInfo", "RabbitMQBackend", "RedisBackend",
+           "SQLiteBackend", "from_url", "redact_url"]
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^@/\s]+)@", re.I)
 
@@ -72,12 +73,12 @@ def from_url(url: str, *, base: Path | None = None, **options: Any) -> QueueBack
         from .sqlite import SQLiteBackend
 
         return SQLiteBackend(sqlite_path(url, base), **options)
+    if scheme in ("redis", "rediss", "redis+sentinel"):
+        from .redis import RedisBackend
+
+        return RedisBackend(url, **options)
     if scheme in ("amqp", "amqps"):
         return _rabbitmq(url, base, options)
-    if scheme in ("redis", "rediss", "redis+sentinel"):
-        raise UsageError(
-            f"backend '{scheme}://' is not available in this version of chronctl "
-            "(memory:// and sqlite:// are)")
     raise UsageError(
         f"unknown backend URL '{redact_url(url)}': expected memory://, sqlite:///path.db, "
         "redis://host:6379/0 or amqp://host:5672/vhost")
@@ -93,6 +94,10 @@ def __getattr__(name: str) -> Any:
         from .sqlite import SQLiteBackend
 
         return SQLiteBackend
+    if name == "RedisBackend":
+        from .redis import RedisBackend
+
+        return RedisBackend
     if name == "RabbitMQBackend":
         from .rabbitmq import RabbitMQBackend
 

@@ -112,8 +112,9 @@ class QueueBackend(ABC):
         """A failed run: back to pending at `retry_at` with attempt+1, or dead."""
 
     @abstractmethod
-    async def release(self, tasks: Iterable[Task]) -> None:
-        """Return claimed tasks to pending without counting a failure."""
+    async def release(self, tasks: Iterable[Task], *, at: float | None = None) -> None:
+        """Return claimed tasks to pending without counting a failure; with `at`, not
+        claimable before then (a rate-limited task steps aside for other work)."""
 
     @abstractmethod
     async def extend_leases(self, tasks: Sequence[Task], lease: float) -> set[str]:

@@ -2,8 +2,9 @@
 
 Pending tasks live in two heaps: `_scheduled` ordered by time (not yet due)
 and one `_ready` heap per queue ordered by (priority desc, time, FIFO). A
-dequeue moves what has come due from the first to the second, so a far-future
-high-priority task never blocks a due one. Heap entries are invalidated
+dequeue moves what has come due from the first to the second (a task already
+due when stored goes straight to the second), so a far-future high-priority
+task never blocks a due one. Heap entries are invalidated
 lazily: each push gets a sequence number and only the task's latest one
 counts.
 """
@@ -17,7 +18,17 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from ..models import ACTIVE, FINISHED, FireOutcome, JobState, Process, Run, Task, TaskStatus
+from ..models import (
+    ACTIVE,
+    FINISHED,
+    FireOutcome,
+    JobState,
+    Process,
+    Run,
+    Task,
+    TaskStatus,
+    copy_task,
+)
 from .base import LEASE_EXPIRED_ERROR, PROCESS_TTL, QueueBackend, QueueInfo
 
 
@@ -55,7 +66,13 @@ class MemoryBackend(QueueBackend):
     def _push(self, task: Task) -> None:
         seq = next(self._seq)
         self._current[task.id] = seq
-        heapq.heappush(self._scheduled, (task.scheduled_at, seq, task.id))
+        if task.scheduled_at <= time.time():
+            # Already due: straight to its ready heap, so a backlog of a million due
+            # tasks is not moved heap to heap by the first dequeue.
+            heapq.heappush(self._ready.setdefault(task.queue, []),
+                           (-task.priority, task.scheduled_at, seq, task.id))
+        else:
+            heapq.heappush(self._scheduled, (task.scheduled_at, seq, task.id))
         self._queues[task.queue] += 1
 
     def _valid(self, seq: int, task_id: str) -> Task | None:
@@ -93,7 +110,7 @@ class MemoryBackend(QueueBackend):
             if existing is not None:
                 return existing, False
             self._keys[task.key] = task.id
-        task = copy.copy(task)
+        task = copy_task(task)
         task.status = TaskStatus.PENDING
         self._tasks[task.id] = task
         self._active_by_job[task.job] += 1
@@ -148,7 +165,7 @@ class MemoryBackend(QueueBackend):
             task.worker = worker
             task.deliveries += 1
             self._running[task.id] = task
-            claimed.append(copy.copy(task))
+            claimed.append(copy_task(task))
         return claimed
 
     def _recover(self, now: float) -> int:
@@ -207,7 +224,7 @@ class MemoryBackend(QueueBackend):
             self._finish(stored, TaskStatus.DEAD)
         return True
 
-    async def release(self, tasks: Iterable[Task]) -> None:
+    async def release(self, tasks: Iterable[Task], *, at: float | None = None) -> None:
         for task in tasks:
             stored = self._owned(task)
             if stored is None:
@@ -216,6 +233,8 @@ class MemoryBackend(QueueBackend):
             stored.status = TaskStatus.PENDING
             stored.lease_until = None
             stored.started_at = None
+            if at is not None:
+                stored.scheduled_at = at
             self._push(stored)
         self.notify()
 
@@ -253,7 +272,7 @@ class MemoryBackend(QueueBackend):
     # -- state -------------------------------------------------------------
     async def get_task(self, task_id: str) -> Task | None:
         task = self._tasks.get(task_id)
-        return copy.copy(task) if task else None
+        return copy_task(task) if task else None
 
     async def list_tasks(
         self,
@@ -271,7 +290,7 @@ class MemoryBackend(QueueBackend):
                 continue
             if (job and task.job != job) or (queue and task.queue != queue):
                 continue
-            out.append(copy.copy(task))
+            out.append(copy_task(task))
             if limit is not None and len(out) >= limit:
                 break
         return out

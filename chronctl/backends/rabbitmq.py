@@ -596,13 +596,17 @@ class RabbitMQBackend(QueueBackend):
         except BackendUnavailableError as exc:
             log.warning("%s; due tasks will be published when it is back", exc)
 
-    async def release(self, tasks: Iterable[Task]) -> None:
+    async def release(self, tasks: Iterable[Task], *, at: float | None = None) -> None:
+        """Back to pending: the message goes back to its queue, or, with `at` (a rate-limited
+        task stepping aside), is acked and the pump publishes the task again at `at`."""
         tasks = list(tasks)
-        await self.state.release(tasks)
+        await self.state.release(tasks, at=at)
         for task in tasks:
             message = self._pop_held(task)
             if message is not None:
-                await self._settle(message.nack(requeue=True))
+                await self._settle(message.nack(requeue=True) if at is None else message.ack())
+        if at is not None:
+            self._dirty = True
         self.notify()
 
     async def extend_leases(self, tasks: Sequence[Task], lease: float) -> set[str]:

@@ -4,7 +4,11 @@ WAL lets the CLI read while `chronctl run` writes; a busy timeout makes
 writers queue instead of failing. Every state change is one transaction
 (BEGIN IMMEDIATE) run as a single function on aiosqlite's thread, so a
 crash at any point leaves either the old or the new state. Claims take a
-batch in one UPDATE ... RETURNING.
+batch in one UPDATE ... RETURNING. Acknowledgements that arrive while one
+is being written are committed together (group commit): each caller still
+returns only after its own row is committed. WAL checkpoints (which fsync
+the database file) run on a connection of their own, off the thread that
+claims and acknowledges, so a checkpoint does not stall every Nth task.
 
 Tables: `tasks` (one row per task, its current state), `runs` (history, one
 row per finished execution), `jobs` (paused, first_seen, last_fire),
@@ -13,6 +17,7 @@ row per finished execution), `jobs` (paused, first_seen, last_fire),
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -65,7 +70,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     output TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_claim ON tasks(status, queue, priority DESC, scheduled_at);
-CREATE INDEX IF NOT EXISTS tasks_due ON tasks(status, scheduled_at);
+CREATE INDEX IF NOT EXISTS tasks_pending ON tasks(priority, scheduled_at)
+    WHERE status = 'pending';
+DROP INDEX IF EXISTS tasks_due;
 CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job, status);
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at);
 CREATE INDEX IF NOT EXISTS tasks_lease ON tasks(lease_until) WHERE status = 'running';
@@ -128,8 +135,14 @@ _INSERT_RUN = (
     f"VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
 )
 _ACTIVE = "('pending', 'running')"
+# INDEXED BY: for MAX the planner would otherwise scan tasks_claim (O(pending)).
+_TOP_PRIORITY = "SELECT MAX(priority) FROM tasks INDEXED BY tasks_pending WHERE status = 'pending'"
 _OWNED = "id = ? AND status = 'running' AND worker IS ? AND deliveries = ?"
 _RECOVER_EVERY = 1.0  # seconds between scans for expired leases on the claim path
+_CHECKPOINT_EVERY = 0.5  # seconds between background WAL checkpoints, when something was written
+# The main connection checkpoints only past this many WAL pages (SQLite's default is 1,000):
+# a safety net for when the background checkpoints cannot keep up.
+_WAL_AUTOCHECKPOINT = 10_000
 
 
 def _task_row(task: Task) -> tuple[Any, ...]:
@@ -191,6 +204,10 @@ class SQLiteBackend(QueueBackend):
         self.display_url = f"sqlite:///{self.db_path}"
         self._conn: aiosqlite.Connection | None = None
         self._last_recover = 0.0
+        self._acks: list[tuple[Task, float, asyncio.Future[bool]]] = []
+        self._writes = 0
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._ack_writer: asyncio.Task[None] | None = None
 
     # -- plumbing ----------------------------------------------------------
     async def connect(self) -> None:
@@ -213,6 +230,9 @@ class SQLiteBackend(QueueBackend):
         except BaseException:
             await self.disconnect()
             raise
+        if self.db_path.name != ":memory:":
+            self._checkpointer = asyncio.create_task(self._checkpoint_loop(),
+                                                     name="chronctl-sqlite-checkpoint")
 
     def _init_schema(self, db: sqlite3.Connection) -> None:
         db.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
@@ -220,6 +240,7 @@ class SQLiteBackend(QueueBackend):
         if mode.lower() != "wal" and self.db_path.name != ":memory:":
             raise BackendError(f"cannot use WAL journal on {self.db_path}")
         db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(f"PRAGMA wal_autocheckpoint = {_WAL_AUTOCHECKPOINT}")
         db.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA.split(";"):
@@ -237,6 +258,32 @@ class SQLiteBackend(QueueBackend):
             db.execute("ROLLBACK")
             raise
 
+    async def _checkpoint_loop(self) -> None:
+        """PASSIVE checkpoints on a second connection: never waits for, or blocks, a writer."""
+        db: sqlite3.Connection | None = None
+        running: asyncio.Future[Any] | None = None
+        seen = self._writes
+        try:
+            while True:
+                await asyncio.sleep(_CHECKPOINT_EVERY)
+                if self._writes == seen:
+                    continue
+                seen = self._writes
+                try:
+                    if db is None:
+                        db = sqlite3.connect(str(self.db_path), timeout=self.timeout,
+                                             isolation_level=None, check_same_thread=False)
+                    running = asyncio.ensure_future(
+                        asyncio.to_thread(db.execute, "PRAGMA wal_checkpoint(PASSIVE)"))
+                    await asyncio.shield(running)
+                except sqlite3.Error:
+                    pass  # the main connection's own checkpoints still bound the WAL
+        finally:
+            if running is not None and not running.done():
+                await asyncio.gather(running, return_exceptions=True)  # then close
+            if db is not None:
+                db.close()
+
     @staticmethod
     def _migrate_publish_columns(db: sqlite3.Connection) -> None:
         """Add the publish markers the RabbitMQ backend uses (files from before them still open;
@@ -250,6 +297,12 @@ class SQLiteBackend(QueueBackend):
                    "WHERE status = 'pending' AND publish_confirmed = 0")
 
     async def disconnect(self) -> None:
+        if self._ack_writer is not None:
+            await asyncio.gather(self._ack_writer, return_exceptions=True)
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            await asyncio.gather(self._checkpointer, return_exceptions=True)
+            self._checkpointer = None
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -279,11 +332,17 @@ class SQLiteBackend(QueueBackend):
                         continue
                     raise
                 try:
+                    before = db.total_changes
                     out = fn(db)
                     db.execute("COMMIT")
+                    if db.total_changes != before:
+                        self._writes += 1  # wakes the background checkpoint
                     return out
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    # SQLite may have rolled back already (disk full, I/O error): a second
+                    # ROLLBACK would fail and hide the real error.
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
                     raise
             raise AssertionError("unreachable")
 
@@ -331,24 +390,58 @@ class SQLiteBackend(QueueBackend):
             if now - self._last_recover >= _RECOVER_EVERY:
                 self._recover(db, now)
                 self._last_recover = now
-            params: list[Any] = [now, now + lease, worker, now]
-            where = "status = 'pending' AND scheduled_at <= ?"
-            if queues is not None:
-                where += f" AND queue IN ({', '.join('?' for _ in queues)})"
-                params.extend(queues)
-            params.append(max_items)
+            rowids = self._pick(db, now, max_items, queues)
+            if not rowids:
+                return []
             rows = db.execute(
                 "UPDATE tasks SET status = 'running', started_at = ?, lease_until = ?, "
-                "worker = ?, deliveries = deliveries + 1 WHERE rowid IN ("
-                f"SELECT rowid FROM tasks WHERE {where} "
-                "AND queue NOT IN (SELECT name FROM queues WHERE paused = 1) "
-                "ORDER BY priority DESC, scheduled_at, rowid LIMIT ?) RETURNING rowid, *",
-                params,
+                "worker = ?, deliveries = deliveries + 1 "
+                f"WHERE rowid IN ({', '.join('?' for _ in rowids)}) RETURNING rowid, *",
+                [now, now + lease, worker, *rowids],
             ).fetchall()
             rows.sort(key=lambda r: (-r["priority"], r["scheduled_at"], r["rowid"]))
             return [_row_task(r) for r in rows]
 
         return await self._tx(claim)
+
+    @staticmethod
+    def _pick(db: sqlite3.Connection, now: float, limit: int,
+              queues: Sequence[str] | None) -> list[int]:
+        """Rowids of the `limit` tasks to claim: priority desc, scheduled_at, FIFO.
+
+        One index seek per priority present (and per queue when the worker
+        names its queues), each reading due rows already in order, so a claim
+        costs the same with 20 or 2,000,000 tasks pending. (One ORDER BY over
+        every due row made each claim sort the whole backlog.)
+        """
+        paused = [r[0] for r in db.execute("SELECT name FROM queues WHERE paused = 1")]
+        if queues is not None:
+            wanted = [q for q in dict.fromkeys(queues) if q not in paused]
+            if not wanted:
+                return []
+            scope = "queue = ?"
+        else:
+            wanted = [None]
+            # A paused queue's due tasks are skipped row by row: pausing is meant to be brief.
+            scope = f"queue NOT IN ({', '.join('?' for _ in paused)})" if paused else "1"
+        picked: list[int] = []
+        top = _TOP_PRIORITY
+        priority = db.execute(top).fetchone()[0]
+        while priority is not None and len(picked) < limit:
+            found: list[tuple[float, int]] = []
+            for queue in wanted:
+                found += db.execute(
+                    "SELECT scheduled_at, rowid FROM tasks WHERE status = 'pending' "
+                    f"AND priority = ? AND scheduled_at <= ? AND {scope} "
+                    "ORDER BY scheduled_at, rowid LIMIT ?",
+                    [priority, now, *([queue] if queue is not None else paused),
+                     limit - len(picked)],
+                ).fetchall()
+            if len(wanted) > 1:
+                found.sort()
+            picked += [rowid for _, rowid in found[:limit - len(picked)]]
+            priority = db.execute(f"{top} AND priority < ?", (priority,)).fetchone()[0]
+        return picked
 
     @staticmethod
     def _recover(db: sqlite3.Connection, now: float) -> int:
@@ -378,24 +471,66 @@ class SQLiteBackend(QueueBackend):
             self.notify()
         return out
 
+    @staticmethod
+    def _ack(db: sqlite3.Connection, task: Task, finished: float) -> bool:
+        cur = db.execute(
+            "UPDATE tasks SET status = 'succeeded', result = ?, output = ?, error = NULL, "
+            f"traceback = NULL, finished_at = ?, lease_until = NULL WHERE {_OWNED}",
+            (None if task.result is None else dumps(task.result), task.output, finished,
+             task.id, task.worker, task.deliveries),
+        )
+        if cur.rowcount != 1:
+            return False
+        # The history row straight from the stored row: no JSON round trip of args/kwargs.
+        db.execute(
+            f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) SELECT id, job, queue, priority, "
+            "attempt, 'succeeded', args, kwargs, scheduled_at, started_at, finished_at, "
+            "result, NULL, NULL, output FROM tasks WHERE id = ?", (task.id,))
+        return True
+
     async def acknowledge(self, task: Task) -> bool:
         finished = task.finished_at or time.time()
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._acks.append((task, finished, done))
+        if self._ack_writer is None:
+            self._ack_writer = asyncio.create_task(self._write_acks())
+        return await done
 
-        def ack(db: sqlite3.Connection) -> bool:
-            cur = db.execute(
-                "UPDATE tasks SET status = 'succeeded', result = ?, output = ?, error = NULL, "
-                f"traceback = NULL, finished_at = ?, lease_until = NULL WHERE {_OWNED} "
-                "RETURNING *",
-                (None if task.result is None else dumps(task.result), task.output, finished,
-                 task.id, task.worker, task.deliveries),
-            )
-            row = cur.fetchone()
-            if row is None:
-                return False
-            db.execute(_INSERT_RUN, _run_values(Run.of(_row_task(row), TaskStatus.SUCCEEDED)))
-            return True
+    async def _write_acks(self) -> None:
+        """Commit every waiting acknowledgement in one transaction, until none is left."""
+        try:
+            while self._acks:
+                batch, self._acks = self._acks, []
+                try:
+                    results = await self._tx(lambda db, b=batch: [  # type: ignore[misc]
+                        self._ack(db, task, finished) for task, finished, _ in b])
+                except Exception as exc:
+                    if len(batch) > 1:  # one bad row must not fail the others: one by one
+                        self._acks[:0] = batch
+                        await self._write_acks_one_by_one()
+                        continue
+                    results = [exc]
+                for (_, _, done), result in zip(batch, results, strict=True):
+                    if done.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        done.set_exception(result)
+                    else:
+                        done.set_result(result)
+        finally:
+            self._ack_writer = None
 
-        return await self._tx(ack)
+    async def _write_acks_one_by_one(self) -> None:
+        batch, self._acks = self._acks, []
+        for task, finished, done in batch:
+            try:
+                result = await self._tx(lambda db, t=task, f=finished: self._ack(db, t, f))
+            except Exception as exc:
+                if not done.done():
+                    done.set_exception(exc)
+                continue
+            if not done.done():
+                done.set_result(result)
 
     async def reject(self, task: Task, *, requeue: bool, retry_at: float | None = None) -> bool:
         finished = task.finished_at or time.time()
@@ -432,13 +567,18 @@ class SQLiteBackend(QueueBackend):
             self.notify()
         return out
 
-    async def release(self, tasks: Iterable[Task]) -> None:
-        items = [(t.id, t.worker, t.deliveries) for t in tasks]
+    async def release(self, tasks: Iterable[Task], *, at: float | None = None) -> None:
+        # With `at`, the task is published again when due (a broker-delivered backend).
+        unpublish = 1 if at is not None else 0
+        items = [(at, unpublish, unpublish, t.id, t.worker, t.deliveries) for t in tasks]
 
         def rel(db: sqlite3.Connection) -> None:
             db.executemany(
                 "UPDATE tasks SET status = 'pending', started_at = NULL, lease_until = NULL, "
-                f"worker = NULL WHERE {_OWNED}",
+                "worker = NULL, scheduled_at = COALESCE(?, scheduled_at), "
+                "published_at = CASE WHEN ? THEN NULL ELSE published_at END, "
+                "publish_confirmed = CASE WHEN ? THEN 0 ELSE publish_confirmed END "
+                f"WHERE {_OWNED}",
                 items,
             )
 
@@ -461,15 +601,27 @@ class SQLiteBackend(QueueBackend):
         return await self._tx(extend)
 
     async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
-        params: list[Any] = []
-        where = "status = 'pending' AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)"
-        if queues is not None:
-            where += f" AND queue IN ({', '.join('?' for _ in queues)})"
-            params.extend(queues)
-
         def query(db: sqlite3.Connection) -> float | None:
-            return db.execute(f"SELECT MIN(scheduled_at) FROM tasks WHERE {where}",
-                              params).fetchone()[0]
+            paused = [r[0] for r in db.execute("SELECT name FROM queues WHERE paused = 1")]
+            where, params = "", list(paused)
+            if paused:
+                where += f" AND queue NOT IN ({', '.join('?' for _ in paused)})"
+            if queues is not None:
+                where += f" AND queue IN ({', '.join('?' for _ in queues)})"
+                params.extend(queues)
+            # MIN per priority on tasks_pending: each stops at its first matching row.
+            top = _TOP_PRIORITY
+            earliest: float | None = None
+            priority = db.execute(top).fetchone()[0]
+            while priority is not None:
+                at = db.execute(
+                    "SELECT MIN(scheduled_at) FROM tasks INDEXED BY tasks_pending "
+                    f"WHERE status = 'pending' AND priority = ?{where}", [priority, *params]
+                ).fetchone()[0]
+                if at is not None and (earliest is None or at < earliest):
+                    earliest = at
+                priority = db.execute(f"{top} AND priority < ?", (priority,)).fetchone()[0]
+            return earliest
 
         return await self._call(query)
 

@@ -104,13 +104,14 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def _register() -> None:
-    from . import dlq, jobs, maintenance, run, tasks
+    from . import crontab, dlq, jobs, maintenance, run, tasks
 
     run.register(app)
     jobs.register(app)
     tasks.register(app)
     dlq.register(app)
     maintenance.register(app)
+    crontab.register(app)
 
 
 _register()
@@ -139,11 +140,12 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        # typer may vendor its own click (typer._click): recognise a usage error by shape,
+        # never by importing a `click` that a clean install may not have.
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(code)
         if verbose:
             raise
         error(f"unexpected error: {type(exc).__name__}: {exc} (run with -v for details)")

@@ -31,7 +31,9 @@ def console(stderr: bool = False) -> Any:
 
 
 def error(message: str) -> None:
-    sys.stderr.write(f"chronctl: {message}\n")
+    """One line, always: control characters a user typed are shown escaped."""
+    safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    sys.stderr.write(f"chronctl: {safe}\n")
 
 
 def relative(ts: datetime | float | None, now: float | None = None) -> str:

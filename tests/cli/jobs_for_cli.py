@@ -23,3 +23,26 @@ def echo(value: object) -> object:
 
 def fail(message: str = "boom") -> None:
     raise RuntimeError(message)
+
+
+def record(path: str, token: str) -> str:
+    """Append one line per run: the chaos test counts runs (and duplicates) from it."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{token}\n".encode())
+    finally:
+        os.close(fd)
+    return token
+
+
+def kill_my_worker() -> None:
+    """Crash the whole worker process, every time."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def tick(path: str) -> None:
+    """Append the wall time of the run."""
+    with open(path, "a") as fh:
+        fh.write(f"{time.time()}\n")

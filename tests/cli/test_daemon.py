@@ -146,5 +146,7 @@ def test_json_log_format(project: Path) -> None:
     result = chronctl("run", "--once", "--log-format", "json", cwd=project)
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
-    assert any(r["message"].startswith("end job=echo") for r in records)
+    [end] = [r for r in records if r.get("event") == "task_end"]
+    assert (end["job"], end["status"], end["attempt"]) == ("echo", "succeeded", 0)
+    assert end["message"].startswith("end job=echo") and end["duration"] >= 0
     assert all({"ts", "level", "logger", "message"} <= set(r) for r in records)

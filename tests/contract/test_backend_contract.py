@@ -80,6 +80,25 @@ async def test_acknowledge_records_success_and_history(backend: QueueBackend) ->
         t.id, TaskStatus.SUCCEEDED, 0, [4, "four"])
 
 
+async def test_concurrent_acknowledgements_each_get_their_own_answer(
+        backend: QueueBackend) -> None:
+    # Backends may commit acknowledgements together; each caller still gets its own outcome.
+    await backend.enqueue_many([task(args=[i]) for i in range(5)])
+    claimed = await claim_all(backend)
+    stale = Task.from_record({**claimed[0].to_record(), "deliveries": 99})
+    for i, t in enumerate(claimed):
+        t.result = i
+    outcomes = await asyncio.gather(backend.acknowledge(stale),
+                                    *(backend.acknowledge(t) for t in claimed[1:]))
+    assert outcomes == [False, True, True, True, True]
+    assert not await backend.acknowledge(claimed[1])  # already finished
+    runs = await backend.history(limit=None)
+    assert sorted(r.task_id for r in runs) == sorted(t.id for t in claimed[1:])
+    assert {r.task_id: r.result for r in runs} == {t.id: t.result for t in claimed[1:]}
+    first = await backend.get_task(claimed[0].id)
+    assert first is not None and first.status is TaskStatus.RUNNING
+
+
 async def test_reject_with_requeue_waits_for_retry_at(backend: QueueBackend) -> None:
     t = task(max_retries=1)
     await backend.enqueue(t)
@@ -170,6 +189,17 @@ async def test_release_returns_without_counting_a_failure(backend: QueueBackend)
     stored = await backend.get_task(t.id)
     assert stored is not None and (stored.status, stored.attempt) == (TaskStatus.PENDING, 0)
     assert [x.id for x in await backend.dequeue(1)] == [t.id]
+
+
+async def test_release_until_lets_other_work_go_first(backend: QueueBackend) -> None:
+    limited, other = task(priority=9), task(priority=1)
+    await backend.enqueue(limited)
+    [got] = await backend.dequeue(1, worker="w")
+    await backend.enqueue(other)
+    await backend.release([got], at=time.time() + 60)
+    assert [x.id for x in await claim_all(backend)] == [other.id]
+    stored = await backend.get_task(limited.id)
+    assert stored is not None and (stored.status, stored.attempt) == (TaskStatus.PENDING, 0)
 
 
 async def test_cancel_pending_is_never_claimed(backend: QueueBackend) -> None:

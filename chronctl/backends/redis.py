@@ -1,0 +1,629 @@
+"""RedisBackend: many `chronctl run` processes on many hosts share one Redis.
+
+Data layout (every key starts with `{tag}:` where tag is the key prefix
+without its trailing colon, a Redis Cluster hash tag, so one script only
+ever touches one slot):
+
+| key | type | holds |
+|---|---|---|
+| `t:<id>` | hash | one task, every field as a string (JSON for args/kwargs/result) |
+| `sched:<queue>` | zset | pending tasks not yet due, scored by scheduled_at |
+| `ready:<queue>` | zset | due tasks as `<seq>:<id>`, scored `(9 - priority) * 1e10 |
+|  |  | + scheduled_at`: highest priority, then earliest; ties by enqueue sequence |
+| `lease:<queue>` | zset | running tasks scored by lease expiry |
+| `st:<status>` | zset | task ids per status scored by created_at, for listings newest first |
+| `active:<job>` | set | pending/running task ids of a job (max_instances) |
+| `keys` | hash | idempotency key -> task id, while that task is active |
+| `queues`, `paused` | sets | known queues, paused queues |
+| `job:<name>`, `jobs` | hash, set | first_seen, last_fire, paused |
+| `runs`, `runs:<job>` | zsets | history: one JSON row per finished run, scored by finish time |
+| `procs` | hash | process id -> heartbeat JSON |
+| `rate:<job>` | zset | start times within the rate-limit window (shared by all workers) |
+| `wake` | pub/sub channel | "new work": idle workers sleep on it instead of polling |
+
+Every state change that touches several keys (claim a batch with lease
+recovery and promotion of due tasks, ack, reject/retry/dead-letter,
+release, cancel, record a fire, retry dead letters) is one Lua script
+(`redis_lua.py`), so a crash between two commands cannot lose or duplicate a
+task. Values cross as strings, so no float is re-encoded by Lua.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ..errors import BackendError, BackendUnavailableError, UsageError
+from ..models import ACTIVE, FINISHED, FireOutcome, JobState, Process, Run, Task, TaskStatus
+from .base import LEASE_EXPIRED_ERROR, PROCESS_TTL, QueueBackend, QueueInfo
+from .redis_lua import SCRIPT
+
+log = logging.getLogger("chronctl.redis")
+T = TypeVar("T")
+
+_FLOATS = ("scheduled_at", "created_at", "started_at", "finished_at", "lease_until",
+           "fire_time")
+_INTS = ("priority", "attempt", "max_retries", "deliveries")
+_JSON = ("args", "kwargs", "result")
+_STRS = ("job", "queue", "status", "key", "worker", "error", "traceback", "output")
+_INTERNAL = ("seq",)  # stored in the hash for ordering, not part of a Task
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+def task_fields(task: Task) -> dict[str, str]:
+    """A task as the flat string map stored in its hash (None = field absent)."""
+    from ..models import dumps
+
+    out: dict[str, str] = {"id": task.id}
+    for name in _STRS:
+        value = getattr(task, name)
+        if value is not None:
+            out[name] = value.value if isinstance(value, TaskStatus) else str(value)
+    for name in _INTS:
+        out[name] = str(int(getattr(task, name)))
+    for name in _FLOATS:
+        value = getattr(task, name)
+        if value is not None:
+            out[name] = _num(value)
+    out["args"] = dumps(task.args)
+    out["kwargs"] = dumps(task.kwargs)
+    if task.result is not None:
+        out["result"] = dumps(task.result)
+    return out
+
+
+def task_from_fields(raw: dict[str, str]) -> Task:
+    data: dict[str, Any] = {"id": raw["id"]}
+    for name in _STRS:
+        if name in raw:
+            data[name] = raw[name]
+    for name in _INTS:
+        if name in raw:
+            data[name] = int(raw[name])
+    for name in _FLOATS:
+        if name in raw:
+            data[name] = float(raw[name])
+    for name in _JSON:
+        if name in raw:
+            data[name] = json.loads(raw[name])
+    return Task(**data)
+
+
+def run_from_json(text: str) -> Run:
+    raw = json.loads(text)
+
+    def f(name: str) -> float | None:
+        return float(raw[name]) if raw.get(name) not in (None, "") else None
+
+    return Run(
+        task_id=raw["task_id"], job=raw["job"], queue=raw["queue"],
+        attempt=int(raw.get("attempt", 0)), status=TaskStatus(raw["status"]),
+        started_at=f("started_at"), finished_at=float(raw["finished_at"]),
+        args=json.loads(raw.get("args", "[]")), kwargs=json.loads(raw.get("kwargs", "{}")),
+        priority=int(raw.get("priority", 5)), scheduled_at=f("scheduled_at"),
+        result=json.loads(raw["result"]) if "result" in raw else None,
+        error=raw.get("error"), traceback=raw.get("traceback"), output=raw.get("output"))
+
+
+def run_to_json(run: Run) -> str:
+    from ..models import dumps
+
+    raw: dict[str, str] = {"task_id": run.task_id, "job": run.job, "queue": run.queue,
+                           "attempt": str(run.attempt), "status": TaskStatus(run.status).value,
+                           "finished_at": _num(run.finished_at), "priority": str(run.priority),
+                           "args": dumps(run.args), "kwargs": dumps(run.kwargs)}
+    if run.started_at is not None:
+        raw["started_at"] = _num(run.started_at)
+    if run.scheduled_at is not None:
+        raw["scheduled_at"] = _num(run.scheduled_at)
+    if run.result is not None:
+        raw["result"] = dumps(run.result)
+    for name in ("error", "traceback", "output"):
+        if getattr(run, name) is not None:
+            raw[name] = getattr(run, name)
+    return json.dumps(raw, sort_keys=True)
+
+
+def parse_redis_url(url: str) -> dict[str, Any]:
+    """The URL forms of SPEC §3; returns what connect() needs (never logged)."""
+    parts = urlsplit(url)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    if parts.scheme == "redis+sentinel":
+        path = [p for p in parts.path.split("/") if p]
+        if not path:
+            raise UsageError("a sentinel URL names the master: "
+                             "redis+sentinel://host:26379/mymaster/0")
+        hosts = []
+        for item in parts.netloc.rpartition("@")[2].split(","):
+            host, _, port = item.partition(":")
+            hosts.append((host, int(port or 26379)))
+        return {"sentinel": hosts, "service": path[0],
+                "db": int(path[1]) if len(path) > 1 else 0,
+                "password": unquote(parts.password) if parts.password else None,
+                "username": unquote(parts.username) if parts.username else None,
+                "prefix": query.get("prefix")}
+    if "," in parts.netloc:
+        raise UsageError("Redis Cluster URLs (several hosts) are not supported yet: "
+                         "use one redis:// host or a redis+sentinel:// URL")
+    return {"url": url.split("?", 1)[0], "prefix": query.get("prefix")}
+
+
+class RedisBackend(QueueBackend):
+    shared = True
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", key_prefix: str | None = None,
+                 max_connections: int = 32, socket_timeout: float = 10.0,
+                 socket_connect_timeout: float = 5.0) -> None:
+        super().__init__()
+        from . import redact_url
+
+        self.url = url
+        self.display_url = redact_url(url)
+        self.options = parse_redis_url(url)
+        prefix = key_prefix or self.options.get("prefix") or "chronctl:"
+        tag = prefix.rstrip(":")
+        self.prefix = f"{{{tag}}}:"
+        self.max_connections = max_connections
+        self.socket_timeout = socket_timeout
+        self.socket_connect_timeout = socket_connect_timeout
+        self._redis: Any = None
+        self._script: Any = None
+        self._listener: asyncio.Task[None] | None = None
+        self._closing = False
+        self._acks: list[tuple[list[str], asyncio.Future[bool]]] = []
+        self._ack_flusher: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+    async def connect(self) -> None:
+        if self._redis is not None:
+            return
+        try:
+            import redis.asyncio as aredis
+        except ImportError:
+            raise UsageError("the redis:// backend needs the redis package: "
+                             "pip install 'chronctl[redis]'") from None
+        common = dict(socket_timeout=self.socket_timeout,
+                      socket_connect_timeout=self.socket_connect_timeout,
+                      decode_responses=True, health_check_interval=15,
+                      retry_on_timeout=True)
+        if "sentinel" in self.options:
+            from redis.asyncio.sentinel import Sentinel
+
+            sentinel = Sentinel(self.options["sentinel"], password=self.options["password"],
+                                **common)
+            client = sentinel.master_for(self.options["service"], db=self.options["db"],
+                                         password=self.options["password"],
+                                         username=self.options["username"])
+        else:
+            client = aredis.Redis.from_url(self.options["url"],
+                                           max_connections=self.max_connections, **common)
+        self._redis = client
+        self._script = client.register_script(SCRIPT)
+        await self._do(client.ping)
+        self._closing = False
+        self._listener = asyncio.create_task(self._listen(), name="chronctl-redis-wake")
+
+    async def disconnect(self) -> None:
+        if self._listener is not None:
+            self._closing = True
+            self._listener.cancel()
+            # redis-py's get_message can swallow a cancellation: never wait on it for long.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._listener), 2.0)
+            self._listener = None
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
+            self._redis = None
+
+    async def health_check(self) -> bool:
+        try:
+            return bool(await self._do(self._redis.ping))
+        except BackendError:
+            return False
+
+    async def _do(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """One call, with Redis's errors turned into one line that hides credentials."""
+        from redis import exceptions as rx
+
+        if self._redis is None:
+            await self.connect()
+        try:
+            return await fn(*args, **kwargs)
+        except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
+            raise BackendUnavailableError(
+                f"redis {self.display_url} unreachable: {_reason(exc)}") from None
+        except rx.ResponseError as exc:
+            raise BackendError(f"redis {self.display_url}: {exc}") from None
+
+    async def _call(self, op: str, *args: Any) -> Any:
+        if self._redis is None:
+            await self.connect()
+        return await self._do(self._script, keys=[self.prefix], args=[op, *args])
+
+    def _k(self, name: str) -> str:
+        return self.prefix + name
+
+    async def _listen(self) -> None:
+        """Turn `wake` messages into wakeups; reconnect quietly after an outage."""
+        delay = 0.1
+        while not self._closing:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.subscribe(self._k("wake"))
+                delay = 0.1
+                while not self._closing:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                       timeout=1.0)
+                    if message is not None:
+                        self.notify()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    # -- the queue ---------------------------------------------------------
+    async def enqueue(self, task: Task) -> tuple[str, bool]:
+        [(task_id, created)] = await self.enqueue_many([task])
+        return task_id, created
+
+    async def enqueue_many(self, tasks: Sequence[Task]) -> list[tuple[str, bool]]:
+        out: list[tuple[str, bool]] = []
+        for start in range(0, len(tasks), 1000):
+            chunk = tasks[start:start + 1000]
+            payload = json.dumps([task_fields(t) for t in chunk])
+            flat = await self._call("enqueue", payload)
+            out.extend((flat[i], bool(int(flat[i + 1]))) for i in range(0, len(flat), 2))
+        self.notify()
+        return out
+
+    def _queues_args(self, queues: Sequence[str] | None) -> list[str]:
+        qs = list(queues) if queues is not None else []
+        return [str(len(qs)), *qs]
+
+    async def dequeue(self, max_items: int = 1, *, queues: Sequence[str] | None = None,
+                      lease: float = 30.0, worker: str = "") -> list[Task]:
+        if queues is not None and not queues:
+            return []
+        now = time.time()
+        rows = await self._call("claim", _num(now), _num(now + lease), worker,
+                                str(max_items), LEASE_EXPIRED_ERROR,
+                                *self._queues_args(queues))
+        return [task_from_fields(dict(zip(r[::2], r[1::2], strict=True))) for r in rows]
+
+    async def acknowledge(self, task: Task) -> bool:
+        """Group commit: acks that arrive while one is in flight go together in one
+        script call, each caller still learning its own outcome."""
+        from ..models import dumps
+
+        result = "" if task.result is None else dumps(task.result)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._acks.append(([task.id, task.worker or "", str(task.deliveries),
+                            _num(task.finished_at or time.time()), result, task.output or ""],
+                           future))
+        if self._ack_flusher is None or self._ack_flusher.done():
+            self._ack_flusher = asyncio.create_task(self._flush_acks())
+        return await future
+
+    async def _flush_acks(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks[:256], self._acks[256:]
+            try:
+                replies = await self._call("ack", *(x for args, _ in batch for x in args))
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), reply in zip(batch, replies, strict=True):
+                if not future.done():
+                    future.set_result(bool(int(reply)))
+
+    async def reject(self, task: Task, *, requeue: bool, retry_at: float | None = None) -> bool:
+        at = retry_at if retry_at is not None else time.time()
+        return bool(await self._call(
+            "reject", task.id, task.worker or "", str(task.deliveries),
+            _num(task.finished_at or time.time()), task.error or "", task.traceback or "",
+            task.output or "", "1" if requeue else "0", _num(at)))
+
+    async def release(self, tasks: Iterable[Task], *, at: float | None = None) -> None:
+        triples = [x for t in tasks for x in (t.id, t.worker or "", str(t.deliveries))]
+        if triples:
+            await self._call("release", "" if at is None else _num(at), *triples)
+
+    async def extend_leases(self, tasks: Sequence[Task], lease: float) -> set[str]:
+        triples = [x for t in tasks for x in (t.id, t.worker or "", str(t.deliveries))]
+        if not triples:
+            return set()
+        return set(await self._call("extend", _num(time.time() + lease), *triples))
+
+    async def recover_expired(self) -> int:
+        return int(await self._call("recover", _num(time.time()), LEASE_EXPIRED_ERROR))
+
+    async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
+        names = list(queues) if queues is not None else await self._do(
+            self._redis.smembers, self._k("queues"))
+        paused = await self._do(self._redis.smembers, self._k("paused"))
+        pipe = self._redis.pipeline(transaction=False)
+        for q in names:
+            pipe.zcard(self._k(f"ready:{q}"))
+            pipe.zrange(self._k(f"sched:{q}"), 0, 0, withscores=True)
+        replies = await self._do(pipe.execute)
+        best: float | None = None
+        for i, q in enumerate(names):
+            ready, sched = replies[2 * i: 2 * i + 2]
+            candidates = [s for _, s in sched]
+            if ready and q not in paused:
+                candidates.append(time.time())
+            for value in candidates:
+                best = value if best is None else min(best, value)
+        return best
+
+    async def wait_for_work(self, timeout: float) -> None:
+        await super().wait_for_work(timeout)
+
+    async def get_queue_size(self, queue: str = "default") -> int:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zcard(self._k(f"ready:{queue}"))
+        pipe.zcard(self._k(f"sched:{queue}"))
+        ready, sched = await self._do(pipe.execute)
+        return int(ready) + int(sched)
+
+    async def clear(self, queue: str | None = None) -> int:
+        return int(await self._call("clear", *self._queues_args(
+            [queue] if queue is not None else None)))
+
+    # -- state -------------------------------------------------------------
+    async def _tasks(self, ids: Sequence[str]) -> list[Task]:
+        if not ids:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hgetall(self._k(f"t:{task_id}"))
+        return [task_from_fields(raw) for raw in await self._do(pipe.execute) if raw]
+
+    async def get_task(self, task_id: str) -> Task | None:
+        found = await self._tasks([task_id])
+        return found[0] if found else None
+
+    async def list_tasks(self, *, status: TaskStatus | Sequence[TaskStatus] | None = None,
+                         job: str | None = None, queue: str | None = None,
+                         limit: int | None = 100) -> list[Task]:
+        if status is None:
+            statuses = [s for s in TaskStatus if s is not TaskStatus.FAILED]
+        elif isinstance(status, TaskStatus | str):
+            statuses = [TaskStatus(status)]
+        else:
+            statuses = [TaskStatus(s) for s in status]
+        out: list[Task] = []
+        for st in statuses:
+            key = self._k(f"st:{st.value}")
+            start, page = 0, 1000
+            found = 0
+            while True:
+                ids = await self._do(self._redis.zrevrange, key, start, start + page - 1)
+                if not ids:
+                    break
+                for task in await self._tasks(ids):
+                    if (job and task.job != job) or (queue and task.queue != queue):
+                        continue
+                    out.append(task)
+                    found += 1
+                if limit is not None and found >= limit:
+                    break
+                start += page
+        out.sort(key=lambda t: (t.created_at, t.id), reverse=True)
+        return out if limit is None else out[:limit]
+
+    async def cancel_task(self, task_id: str) -> bool:
+        return bool(await self._call("cancel", task_id, _num(time.time())))
+
+    async def history(self, job: str | None = None, limit: int | None = 50) -> list[Run]:
+        key = self._k(f"runs:{job}") if job else self._k("runs")
+        end = -1 if limit is None else limit - 1
+        rows = await self._do(self._redis.zrevrange, key, 0, end)
+        return [run_from_json(r) for r in rows]
+
+    async def retry_dead(self, task_ids: Sequence[str] | None = None) -> int:
+        ids = list(task_ids) if task_ids is not None else await self._do(
+            self._redis.zrange, self._k("st:dead"), 0, -1)
+        count = 0
+        for start in range(0, len(ids), 500):
+            count += int(await self._call("retry_dead", _num(time.time()),
+                                          *ids[start:start + 500]))
+        if count:
+            self.notify()
+        return count
+
+    async def _delete(self, status: TaskStatus, keep: Callable[[Task], bool]) -> int:
+        ids = await self._do(self._redis.zrange, self._k(f"st:{status.value}"), 0, -1)
+        count = 0
+        for start in range(0, len(ids), 500):
+            doomed = [t.id for t in await self._tasks(ids[start:start + 500]) if not keep(t)]
+            if doomed:
+                count += int(await self._call("delete", status.value, *doomed))
+        return count
+
+    async def purge_dead(self, older_than: float | None = None) -> int:
+        return await self._delete(TaskStatus.DEAD, lambda t: older_than is not None and (
+            t.finished_at or 0) >= older_than)
+
+    async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
+        wanted = set(statuses) if statuses else set(FINISHED)
+        count = 0
+        for status in wanted:
+            count += await self._delete(status, lambda t: (t.finished_at or t.created_at)
+                                        >= older_than)
+        rows = await self._do(self._redis.zrangebyscore, self._k("runs"), "-inf",
+                              f"({older_than!r}")
+        doomed = [r for r in rows if _run_matches(run_from_json(r), wanted)]
+        for start in range(0, len(doomed), 500):
+            chunk = doomed[start:start + 500]
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.zrem(self._k("runs"), *chunk)
+            for row in chunk:
+                pipe.zrem(self._k(f"runs:{json.loads(row)['job']}"), row)
+            await self._do(pipe.execute)
+        return count
+
+    async def list_queues(self) -> list[QueueInfo]:
+        names = await self._do(self._redis.smembers, self._k("queues"))
+        paused = await self._do(self._redis.smembers, self._k("paused"))
+        names = sorted(set(names) | set(paused))
+        pipe = self._redis.pipeline(transaction=False)
+        for q in names:
+            pipe.zcard(self._k(f"ready:{q}"))
+            pipe.zcard(self._k(f"sched:{q}"))
+            pipe.zcard(self._k(f"lease:{q}"))
+        replies = await self._do(pipe.execute)
+        out = []
+        for i, q in enumerate(names):
+            ready, sched, running = replies[3 * i: 3 * i + 3]
+            pending = int(ready) + int(sched)
+            if pending or running or q in paused:
+                out.append(QueueInfo(q, pending, int(running), q in paused))
+        return out
+
+    async def set_queue_paused(self, queue: str, paused: bool) -> None:
+        if paused:
+            await self._do(self._redis.sadd, self._k("paused"), queue)
+        else:
+            await self._do(self._redis.srem, self._k("paused"), queue)
+            await self._do(self._redis.publish, self._k("wake"), "1")
+
+    # -- job state ---------------------------------------------------------
+    async def _job(self, name: str) -> JobState | None:
+        raw = await self._do(self._redis.hgetall, self._k(f"job:{name}"))
+        if not raw or "first_seen" not in raw:
+            return None
+        return JobState(name, float(raw["first_seen"]),
+                        float(raw["last_fire"]) if raw.get("last_fire") else None,
+                        raw.get("paused") == "1")
+
+    async def job_state(self, job: str, now: float) -> JobState:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hsetnx(self._k(f"job:{job}"), "first_seen", _num(now))
+        pipe.sadd(self._k("jobs"), job)
+        await self._do(pipe.execute)
+        state = await self._job(job)
+        assert state is not None
+        return state
+
+    async def list_job_states(self) -> list[JobState]:
+        names = sorted(await self._do(self._redis.smembers, self._k("jobs")))
+        return [s for s in [await self._job(n) for n in names] if s is not None]
+
+    async def set_job_paused(self, job: str, paused: bool) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hsetnx(self._k(f"job:{job}"), "first_seen", _num(time.time()))
+        pipe.hset(self._k(f"job:{job}"), "paused", "1" if paused else "0")
+        pipe.sadd(self._k("jobs"), job)
+        await self._do(pipe.execute)
+
+    async def record_fire(self, job: str, fire_time: float, task: Task | None,
+                          max_instances: int | None) -> FireOutcome:
+        payload = "" if task is None else json.dumps(task_fields(task))
+        outcome = await self._call("fire", job, _num(fire_time), payload,
+                                   "" if max_instances is None else str(max_instances))
+        if outcome == "enqueued":
+            self.notify()
+        return FireOutcome(outcome)
+
+    async def count_active(self, job: str) -> int:
+        return int(await self._do(self._redis.scard, self._k(f"active:{job}")))
+
+    # -- shared rate limits --------------------------------------------------
+    async def acquire_rate(self, job: str, count: int, per: float) -> float:
+        """Seconds to wait for a slot in `job`'s window, shared by every worker (0 = go)."""
+        wait = await self._call("rate", job, str(count), _num(per), _num(time.time()),
+                                uuid.uuid4().hex)
+        return float(wait)
+
+    # -- processes -----------------------------------------------------------
+    async def beat(self, process: Process) -> None:
+        row = json.dumps({"id": process.id, "host": process.host, "pid": process.pid,
+                          "role": process.role, "started": process.started,
+                          "last_beat": process.last_beat, "queues": process.queues})
+        await self._do(self._redis.hset, self._k("procs"), process.id, row)
+        for other in await self.list_processes():
+            if other.last_beat < process.last_beat - PROCESS_TTL:
+                await self.forget_process(other.id)
+
+    async def list_processes(self) -> list[Process]:
+        rows = await self._do(self._redis.hgetall, self._k("procs"))
+        procs = [Process(**json.loads(v)) for v in rows.values()]
+        return sorted(procs, key=lambda p: p.started)
+
+    async def forget_process(self, process_id: str) -> None:
+        await self._do(self._redis.hdel, self._k("procs"), process_id)
+
+    # -- migration target ----------------------------------------------------
+    async def import_tasks(self, tasks: Sequence[Task]) -> int:
+        if not tasks:
+            return 0
+        return int(await self._call("import", json.dumps([task_fields(t) for t in tasks])))
+
+    async def import_runs(self, runs: Sequence[Run]) -> int:
+        if not runs:
+            return 0
+        pipe = self._redis.pipeline(transaction=True)
+        for run in runs:
+            row = run_to_json(run)
+            pipe.zadd(self._k("runs"), {row: run.finished_at}, nx=True)
+            pipe.zadd(self._k(f"runs:{run.job}"), {row: run.finished_at}, nx=True)
+        replies = await self._do(pipe.execute)
+        return sum(int(r) for r in replies[::2])
+
+    async def import_job_states(self, states: Sequence[JobState]) -> int:
+        for state in states:
+            mine = await self._job(state.name)
+            first = min(state.first_seen, mine.first_seen) if mine else state.first_seen
+            fires = [f for f in (state.last_fire, mine.last_fire if mine else None)
+                     if f is not None]
+            mapping = {"first_seen": _num(first),
+                       "paused": "1" if state.paused or (mine and mine.paused) else "0"}
+            if fires:
+                mapping["last_fire"] = _num(max(fires))
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(self._k(f"job:{state.name}"), mapping=mapping)
+            pipe.sadd(self._k("jobs"), state.name)
+            await self._do(pipe.execute)
+        return len(states)
+
+    # -- tests and cleanup -----------------------------------------------------
+    async def drop_everything(self) -> int:
+        """Delete every key of this prefix (tests; `queues purge` keeps history)."""
+        count = 0
+        async for key in self._redis.scan_iter(match=self.prefix.replace("{", "\\{").replace(
+                "}", "\\}") + "*", count=1000):
+            count += int(await self._redis.delete(key))
+        return count
+
+
+def _run_matches(run: Run, wanted: set[TaskStatus]) -> bool:
+    status = TaskStatus(run.status)
+    return status in wanted or (status is TaskStatus.FAILED and TaskStatus.DEAD in wanted)
+
+
+def _reason(exc: BaseException) -> str:
+    from . import redact_url
+
+    text = str(exc) or type(exc).__name__
+    return redact_url(text.splitlines()[0])
+
+
+__all__ = ["ACTIVE", "RedisBackend", "parse_redis_url"]

@@ -1,0 +1,389 @@
+"""The Lua state machine of the Redis backend, one EVAL per state change."""
+
+SCRIPT = r"""
+-- chronctl's Redis state machine. Every function runs inside one EVAL, so a
+-- crash between two steps of a state change cannot lose or duplicate a task.
+-- KEYS[1] is the key prefix (with its hash tag); ARGV[1] names the operation.
+-- All values cross as strings: Lua never re-encodes a float, so nothing loses
+-- precision (cjson would print 14 digits).
+
+local P = KEYS[1]
+local op = ARGV[1]
+
+local function tkey(id) return P .. 't:' .. id end
+
+local function score_ready(id)
+  local pr = tonumber(redis.call('HGET', tkey(id), 'priority')) or 5
+  local sa = tonumber(redis.call('HGET', tkey(id), 'scheduled_at')) or 0
+  return (9 - pr) * 1e10 + sa
+end
+
+local function set_status(id, old, new)
+  local created = redis.call('HGET', tkey(id), 'created_at') or '0'
+  if old then redis.call('ZREM', P .. 'st:' .. old, id) end
+  redis.call('ZADD', P .. 'st:' .. new, created, id)
+  redis.call('HSET', tkey(id), 'status', new)
+end
+
+-- ready members are "<seq>:<id>": equal scores then sort by enqueue order (FIFO)
+local function ready_member(id)
+  return string.format('%015d', tonumber(redis.call('HGET', tkey(id), 'seq') or 0)) .. ':' .. id
+end
+
+local function unindex_queue(id, q)
+  redis.call('ZREM', P .. 'ready:' .. q, ready_member(id))
+  redis.call('ZREM', P .. 'sched:' .. q, id)
+  redis.call('ZREM', P .. 'lease:' .. q, id)
+end
+
+-- pending or running -> a finished status
+local function finish(id, new)
+  local h = tkey(id)
+  local q = redis.call('HGET', h, 'queue')
+  local old = redis.call('HGET', h, 'status')
+  unindex_queue(id, q)
+  set_status(id, old, new)
+  redis.call('HDEL', h, 'lease_until')
+  redis.call('SREM', P .. 'active:' .. redis.call('HGET', h, 'job'), id)
+  local key = redis.call('HGET', h, 'key')
+  if key and redis.call('HGET', P .. 'keys', key) == id then
+    redis.call('HDEL', P .. 'keys', key)
+  end
+end
+
+local function schedule(id, q, at)
+  redis.call('ZADD', P .. 'sched:' .. q, at, id)
+end
+
+local RUN_FIELDS = {'job', 'queue', 'attempt', 'started_at', 'args', 'kwargs', 'priority',
+                    'scheduled_at', 'result', 'error', 'traceback', 'output'}
+
+local function push_run(id, status, finished_at)
+  local h = tkey(id)
+  local run = {task_id = id, status = status, finished_at = finished_at}
+  for _, f in ipairs(RUN_FIELDS) do
+    local v = redis.call('HGET', h, f)
+    if v then run[f] = v end
+  end
+  local member = cjson.encode(run)
+  redis.call('ZADD', P .. 'runs', finished_at, member)
+  redis.call('ZADD', P .. 'runs:' .. run.job, finished_at, member)
+end
+
+-- a new task, from a flat JSON object of strings; returns id, created (1/0)
+local function put(fields, as_status)
+  local id = fields.id
+  local key = fields.key
+  if as_status == 'pending' and key and key ~= '' then
+    local existing = redis.call('HGET', P .. 'keys', key)
+    if existing then return {existing, 0} end
+  end
+  local h = tkey(id)
+  local flat = {}
+  for k, v in pairs(fields) do
+    flat[#flat + 1] = k
+    flat[#flat + 1] = v
+  end
+  redis.call('HSET', h, unpack(flat))
+  redis.call('HSET', h, 'seq', redis.call('INCR', P .. 'seq'))
+  local q = fields.queue
+  redis.call('SADD', P .. 'queues', q)
+  set_status(id, nil, as_status)
+  if as_status == 'pending' then
+    redis.call('SADD', P .. 'active:' .. fields.job, id)
+    schedule(id, q, fields.scheduled_at)
+    if key and key ~= '' then redis.call('HSET', P .. 'keys', key, id) end
+  end
+  return {id, 1}
+end
+
+local function owned(id, worker, deliveries)
+  local h = tkey(id)
+  local st = redis.call('HMGET', h, 'status', 'worker', 'deliveries')
+  return st[1] == 'running' and (st[2] or '') == worker and st[3] == deliveries
+end
+
+local function lost_lease(id, now, err)
+  local h = tkey(id)
+  redis.call('HSET', h, 'finished_at', now, 'error', err)
+  redis.call('HDEL', h, 'traceback')
+  push_run(id, 'failed', now)
+  local attempt = redis.call('HINCRBY', h, 'attempt', 1)
+  local max = tonumber(redis.call('HGET', h, 'max_retries')) or 0
+  if attempt > max then
+    finish(id, 'dead')
+  else
+    local q = redis.call('HGET', h, 'queue')
+    redis.call('ZREM', P .. 'lease:' .. q, id)
+    set_status(id, 'running', 'pending')
+    redis.call('HDEL', h, 'lease_until')
+    redis.call('HSET', h, 'scheduled_at', now)
+    schedule(id, q, now)
+  end
+end
+
+local function queue_list(from)
+  local qs = {}
+  local n = tonumber(ARGV[from])
+  if n == 0 then
+    qs = redis.call('SMEMBERS', P .. 'queues')
+  else
+    for i = 1, n do qs[i] = ARGV[from + i] end
+  end
+  return qs
+end
+
+local function recover_and_promote(qs, now, nowf, err)
+  local recovered = 0
+  for _, q in ipairs(qs) do
+    local expired = redis.call('ZRANGEBYSCORE', P .. 'lease:' .. q, '-inf', nowf)
+    for _, id in ipairs(expired) do
+      lost_lease(id, now, err)
+      recovered = recovered + 1
+    end
+    local due = redis.call('ZRANGEBYSCORE', P .. 'sched:' .. q, '-inf', nowf, 'LIMIT', 0, 5000)
+    for _, id in ipairs(due) do
+      redis.call('ZREM', P .. 'sched:' .. q, id)
+      redis.call('ZADD', P .. 'ready:' .. q, score_ready(id), ready_member(id))
+    end
+  end
+  return recovered
+end
+
+if op == 'claim' then
+  -- now, lease_until, worker, max, err, nq, q...
+  local now, until_, worker, max, err = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+  local nowf = tonumber(now)
+  local qs = queue_list(7)
+  recover_and_promote(qs, now, nowf, err)
+  local cands = {}
+  for _, q in ipairs(qs) do
+    if redis.call('SISMEMBER', P .. 'paused', q) == 0 then
+      local top = redis.call('ZRANGE', P .. 'ready:' .. q, 0, max - 1, 'WITHSCORES')
+      for i = 1, #top, 2 do
+        cands[#cands + 1] = {top[i], tonumber(top[i + 1]), q}
+      end
+    end
+  end
+  table.sort(cands, function(a, b)
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    return a[1] < b[1]
+  end)
+  local out = {}
+  for i = 1, math.min(max, #cands) do
+    local member, q = cands[i][1], cands[i][3]
+    local id = string.sub(member, 17)
+    local h = tkey(id)
+    redis.call('ZREM', P .. 'ready:' .. q, member)
+    set_status(id, 'pending', 'running')
+    redis.call('HSET', h, 'started_at', now, 'lease_until', until_, 'worker', worker)
+    redis.call('HINCRBY', h, 'deliveries', 1)
+    redis.call('ZADD', P .. 'lease:' .. q, until_, id)
+    out[#out + 1] = redis.call('HGETALL', h)
+  end
+  return out
+
+elseif op == 'recover' then
+  local now, err = ARGV[2], ARGV[3]
+  return recover_and_promote(redis.call('SMEMBERS', P .. 'queues'), now, tonumber(now), err)
+
+elseif op == 'enqueue' then
+  -- json array of flat string objects
+  local tasks = cjson.decode(ARGV[2])
+  local out = {}
+  for _, fields in ipairs(tasks) do
+    local r = put(fields, 'pending')
+    out[#out + 1] = r[1]
+    out[#out + 1] = r[2]
+  end
+  redis.call('PUBLISH', P .. 'wake', '1')
+  return out
+
+elseif op == 'import' then
+  local tasks = cjson.decode(ARGV[2])
+  local added = 0
+  for _, fields in ipairs(tasks) do
+    if redis.call('EXISTS', tkey(fields.id)) == 0 then
+      local st = fields.status
+      if st == 'running' then st = 'pending' end
+      fields.status = nil
+      local r = put(fields, st)
+      if r[2] == 1 then added = added + 1 end
+    end
+  end
+  redis.call('PUBLISH', P .. 'wake', '1')
+  return added
+
+elseif op == 'ack' then
+  -- groups of six: id, worker, deliveries, finished_at, result, output; one 0/1 each
+  local out = {}
+  for i = 2, #ARGV, 6 do
+    local id = ARGV[i]
+    if owned(id, ARGV[i + 1], ARGV[i + 2]) then
+      local h = tkey(id)
+      redis.call('HSET', h, 'finished_at', ARGV[i + 3])
+      redis.call('HDEL', h, 'error', 'traceback', 'result', 'output')
+      if ARGV[i + 4] ~= '' then redis.call('HSET', h, 'result', ARGV[i + 4]) end
+      if ARGV[i + 5] ~= '' then redis.call('HSET', h, 'output', ARGV[i + 5]) end
+      finish(id, 'succeeded')
+      push_run(id, 'succeeded', ARGV[i + 3])
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+  end
+  return out
+
+elseif op == 'reject' then
+  -- id, worker, deliveries, finished_at, error, traceback, output, requeue, retry_at
+  local id = ARGV[2]
+  if not owned(id, ARGV[3], ARGV[4]) then return 0 end
+  local h = tkey(id)
+  redis.call('HSET', h, 'finished_at', ARGV[5], 'error', ARGV[6])
+  redis.call('HDEL', h, 'traceback', 'output')
+  if ARGV[7] ~= '' then redis.call('HSET', h, 'traceback', ARGV[7]) end
+  if ARGV[8] ~= '' then redis.call('HSET', h, 'output', ARGV[8]) end
+  push_run(id, 'failed', ARGV[5])
+  redis.call('HINCRBY', h, 'attempt', 1)
+  if ARGV[9] == '1' then
+    local q = redis.call('HGET', h, 'queue')
+    redis.call('ZREM', P .. 'lease:' .. q, id)
+    set_status(id, 'running', 'pending')
+    redis.call('HDEL', h, 'lease_until')
+    redis.call('HSET', h, 'scheduled_at', ARGV[10])
+    schedule(id, q, ARGV[10])
+    redis.call('PUBLISH', P .. 'wake', '1')
+  else
+    finish(id, 'dead')
+  end
+  return 1
+
+elseif op == 'release' then
+  -- at ('' = keep), then triples id, worker, deliveries
+  local at = ARGV[2]
+  local n = 0
+  for i = 3, #ARGV, 3 do
+    local id = ARGV[i]
+    if owned(id, ARGV[i + 1], ARGV[i + 2]) then
+      local h = tkey(id)
+      local q = redis.call('HGET', h, 'queue')
+      redis.call('ZREM', P .. 'lease:' .. q, id)
+      set_status(id, 'running', 'pending')
+      redis.call('HDEL', h, 'lease_until', 'started_at', 'worker')
+      if at ~= '' then redis.call('HSET', h, 'scheduled_at', at) end
+      schedule(id, q, redis.call('HGET', h, 'scheduled_at'))
+      n = n + 1
+    end
+  end
+  redis.call('PUBLISH', P .. 'wake', '1')
+  return n
+
+elseif op == 'extend' then
+  -- until, then triples; returns the ids no longer owned
+  local until_ = ARGV[2]
+  local lost = {}
+  for i = 3, #ARGV, 3 do
+    local id = ARGV[i]
+    if owned(id, ARGV[i + 1], ARGV[i + 2]) then
+      redis.call('HSET', tkey(id), 'lease_until', until_)
+      redis.call('ZADD', P .. 'lease:' .. redis.call('HGET', tkey(id), 'queue'), until_, id)
+    else
+      lost[#lost + 1] = id
+    end
+  end
+  return lost
+
+elseif op == 'cancel' then
+  local id, now = ARGV[2], ARGV[3]
+  local st = redis.call('HGET', tkey(id), 'status')
+  if st ~= 'pending' and st ~= 'running' then return 0 end
+  redis.call('HSET', tkey(id), 'finished_at', now)
+  finish(id, 'cancelled')
+  return 1
+
+elseif op == 'clear' then
+  -- nq, q...: delete pending tasks
+  local qs = queue_list(2)
+  local n = 0
+  for _, q in ipairs(qs) do
+    for _, zs in ipairs({'ready:', 'sched:'}) do
+      local ids = redis.call('ZRANGE', P .. zs .. q, 0, -1)
+      for _, member in ipairs(ids) do
+        local id = member
+        if zs == 'ready:' then id = string.sub(member, 17) end
+        finish(id, 'cancelled')
+        redis.call('ZREM', P .. 'st:cancelled', id)
+        redis.call('DEL', tkey(id))
+        n = n + 1
+      end
+    end
+  end
+  return n
+
+elseif op == 'retry_dead' then
+  -- now, ids...
+  local now = ARGV[2]
+  local n = 0
+  for i = 3, #ARGV do
+    local id = ARGV[i]
+    local h = tkey(id)
+    if redis.call('HGET', h, 'status') == 'dead' then
+      set_status(id, 'dead', 'pending')
+      redis.call('HSET', h, 'attempt', '0', 'scheduled_at', now)
+      redis.call('HDEL', h, 'finished_at', 'started_at', 'worker')
+      redis.call('SADD', P .. 'active:' .. redis.call('HGET', h, 'job'), id)
+      schedule(id, redis.call('HGET', h, 'queue'), now)
+      n = n + 1
+    end
+  end
+  redis.call('PUBLISH', P .. 'wake', '1')
+  return n
+
+elseif op == 'delete' then
+  -- status, ids...: delete finished tasks (purge / cleanup)
+  local st = ARGV[2]
+  local n = 0
+  for i = 3, #ARGV do
+    local id = ARGV[i]
+    if redis.call('HGET', tkey(id), 'status') == st then
+      redis.call('ZREM', P .. 'st:' .. st, id)
+      redis.call('DEL', tkey(id))
+      n = n + 1
+    end
+  end
+  return n
+
+elseif op == 'fire' then
+  -- job, fire_time, task json ('' = missed), max_instances ('' = none)
+  local job, fire = ARGV[2], ARGV[3]
+  local jk = P .. 'job:' .. job
+  redis.call('HSETNX', jk, 'first_seen', fire)
+  redis.call('SADD', P .. 'jobs', job)
+  local last = redis.call('HGET', jk, 'last_fire')
+  if last and tonumber(last) >= tonumber(fire) then return 'duplicate' end
+  redis.call('HSET', jk, 'last_fire', fire)
+  if ARGV[4] == '' then return 'missed' end
+  if redis.call('HGET', jk, 'paused') == '1' then return 'paused' end
+  if ARGV[5] ~= '' and redis.call('SCARD', P .. 'active:' .. job) >= tonumber(ARGV[5]) then
+    return 'skipped'
+  end
+  put(cjson.decode(ARGV[4]), 'pending')
+  redis.call('PUBLISH', P .. 'wake', '1')
+  return 'enqueued'
+
+elseif op == 'rate' then
+  -- job, count, per, now: sliding log; returns seconds to wait ('0' = take it)
+  local k = P .. 'rate:' .. ARGV[2]
+  local count, per, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+  redis.call('ZREMRANGEBYSCORE', k, '-inf', now - per)
+  if redis.call('ZCARD', k) < count then
+    redis.call('ZADD', k, now, ARGV[6])
+    redis.call('PEXPIRE', k, math.ceil(per * 1000) + 1000)
+    return '0'
+  end
+  local oldest = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+  return tostring(tonumber(oldest[2]) + per - now)
+end
+
+return redis.error_reply('unknown operation ' .. tostring(op))
+"""

@@ -1,0 +1,286 @@
+"""Redis-specific behaviour on a real server: URLs, several schedulers and workers,
+kill -9 recovery, a Redis restart mid-run, shared rate limits, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from chronctl import Scheduler
+from chronctl.backends import from_url, redact_url
+from chronctl.backends.redis import RedisBackend, parse_redis_url
+from chronctl.errors import BackendUnavailableError, UsageError
+from chronctl.models import FireOutcome
+
+from .cli.helpers import ROOT, chronctl, one_error_line, poll, spawn
+from .conftest import REDIS_URL, need_service, redis_reachable
+from .test_engine import wait, waiter
+
+pytestmark = pytest.mark.services
+Controls = tuple[Callable[[], None], Callable[[], None]]  # start, kill -9
+
+
+def unique_url() -> str:
+    return f"{REDIS_URL}?prefix=chronctl-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    ok, why = redis_reachable()
+    need_service("Redis", ok, why)
+    url = unique_url()
+    yield url
+
+    async def drop() -> None:
+        backend = RedisBackend(url)
+        async with backend:
+            await backend.drop_everything()
+
+    asyncio.run(drop())
+
+
+def test_url_forms() -> None:
+    assert parse_redis_url("redis://u:p@h:6379/3?prefix=app")["prefix"] == "app"
+    sentinel = parse_redis_url("redis+sentinel://:pw@s1:26379,s2:26380/mymaster/2")
+    assert sentinel["sentinel"] == [("s1", 26379), ("s2", 26380)]
+    assert (sentinel["service"], sentinel["db"], sentinel["password"]) == ("mymaster", 2, "pw")
+    with pytest.raises(UsageError, match="Cluster"):
+        parse_redis_url("redis://h1:7000,h2:7001/0")
+    backend = from_url("rediss://admin:s3cret@cache.example:6380/1")
+    assert isinstance(backend, RedisBackend)
+    assert backend.display_url == "rediss://***@cache.example:6380/1"
+    assert "s3cret" not in redact_url(backend.url)
+
+
+async def test_unreachable_redis_is_one_clear_error() -> None:
+    backend = RedisBackend("redis://user:s3cret@127.0.0.1:1/0", socket_connect_timeout=0.5)
+    with pytest.raises(BackendUnavailableError) as info:
+        await backend.connect()
+    assert "unreachable" in str(info.value) and "s3cret" not in str(info.value)
+
+
+async def test_two_schedulers_fire_once(redis_url: str) -> None:
+    schedulers = [Scheduler(RedisBackend(redis_url), misfire_grace_time=600) for _ in range(3)]
+    for s in schedulers:
+        s.job(name="minutely", cron="* * * * *")(lambda: None)
+        await s.backend.connect()
+    last = (int(time.time() // 60) - 3) * 60 + 1.0
+    await schedulers[0].backend.job_state("minutely", last - 3600)
+    assert await schedulers[0].backend.record_fire("minutely", last, None, None) is (
+        FireOutcome.MISSED)
+    await asyncio.gather(*(s.fire_due() for s in schedulers))
+    assert len(await schedulers[0].backend.list_tasks(job="minutely")) == 1
+    for s in schedulers:
+        await s.backend.disconnect()
+
+
+async def test_rate_limit_is_shared_by_every_worker(redis_url: str) -> None:
+    starts: list[float] = []
+    schedulers = []
+    for _ in range(2):
+        s = Scheduler(RedisBackend(redis_url), workers=4, lease=5, shutdown_timeout=5)
+
+        @s.job(name="limited", rate_limit=(4, 1.0))
+        async def limited() -> None:
+            starts.append(time.time())
+
+        schedulers.append(s)
+    done = [waiter(s, "task_succeeded")[0] for s in schedulers]
+    counted: list[int] = []
+    for s in schedulers:
+        s.on("task_succeeded", lambda e: counted.append(1))
+    for s in schedulers:
+        await s.start()
+    try:
+        for _ in range(12):
+            await schedulers[0].enqueue("limited")
+        await wait(done[0], timeout=20)
+        deadline = time.monotonic() + 20
+        while len(counted) < 12 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # two processes' events: no single event to await
+    finally:
+        for s in schedulers:
+            await s.stop()
+    assert len(starts) == 12
+    starts.sort()
+    for i in range(len(starts) - 4):
+        assert starts[i + 4] - starts[i] >= 1.0 - 0.05, starts  # never 5 within a second
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[str, Controls]]:
+    """A redis-server this test owns (never the shared one), persisted so a restart loses
+    nothing: append-only file fsynced on every write."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path)]
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
+        poll(lambda: _listening(port), timeout=10, what="redis-server")
+
+    def stop() -> None:
+        procs[-1].send_signal(signal.SIGKILL)
+        procs[-1].wait()
+
+    start()
+    yield f"redis://127.0.0.1:{port}/0", (start, stop)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+async def test_redis_restart_mid_run_loses_nothing(
+        own_redis: tuple[str, Controls]) -> None:
+    url, (start, stop) = own_redis
+    s = Scheduler(RedisBackend(url, socket_timeout=1, socket_connect_timeout=1), workers=4,
+                  lease=5, shutdown_timeout=5)
+    ran: list[int] = []
+
+    @s.job()
+    async def work(n: int) -> None:
+        ran.append(n)
+
+    first, _ = waiter(s, "task_succeeded", 10)
+    async with s:
+        for n in range(10):
+            await s.enqueue("work", args=[n])
+        await wait(first)
+        stop()  # kill -9 the server: every connection drops
+        await asyncio.sleep(1.5)  # the outage itself is what is being tested
+        start()
+        everything, _ = waiter(s, "task_succeeded", 10)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                for n in range(10, 20):
+                    await s.enqueue("work", args=[n])
+                break
+            except BackendUnavailableError:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+        await wait(everything, timeout=30)
+        assert s._worker_task is not None and not s._worker_task.done()  # the loop survived
+    assert sorted(ran) == list(range(20))
+
+
+def _manifest(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "jobs.toml"
+    path.write_text(f"""
+[scheduler]
+backend = "{url}"
+lease = "1s"
+shutdown_timeout = "5s"
+pythonpath = ["{ROOT}"]
+[defaults]
+retry_delay = "0s"
+[jobs.crash_once]
+entrypoint = "tests.cli.jobs_for_cli:crash_once"
+[jobs.crash]
+entrypoint = "tests.cli.jobs_for_cli:kill_my_worker"
+max_retries = 1
+[jobs.echo]
+entrypoint = "tests.cli.jobs_for_cli:echo"
+[jobs.fail]
+entrypoint = "tests.cli.jobs_for_cli:fail"
+max_retries = 0
+""")
+    return path
+
+
+def _json(result: subprocess.CompletedProcess[str]) -> object:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_kill_9_worker_recovers_on_redis(tmp_path: Path, redis_url: str) -> None:
+    _manifest(tmp_path, redis_url)
+    marker = tmp_path / "marker"
+    task_id = _json(chronctl("--json", "enqueue", "crash_once", "--args",
+                             json.dumps([str(marker)]), cwd=tmp_path))["id"]  # type: ignore[index]
+    proc = spawn("run", cwd=tmp_path, log=tmp_path / "run1.log")
+    poll(lambda: marker.exists(), what="the task to start")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc = spawn("run", cwd=tmp_path, log=tmp_path / "run2.log")
+    try:
+        def status(i: str) -> str:
+            return _json(chronctl("--json", "tasks", "show", i, cwd=tmp_path))["status"]  # type: ignore[index]
+
+        poll(lambda: status(task_id) == "succeeded", what="the task to run again")
+        crasher = _json(chronctl("--json", "enqueue", "crash", cwd=tmp_path))["id"]  # type: ignore[index]
+        # The crasher kills every worker that runs it: restart until it is dead-lettered.
+        for n in range(6):
+            if status(crasher) == "dead":
+                break
+            if proc.poll() is not None:
+                proc = spawn("run", cwd=tmp_path, log=tmp_path / f"run{n + 3}.log")
+            time.sleep(1.2)  # a lease must expire before the task comes back
+        assert status(crasher) == "dead"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+    shown = _json(chronctl("--json", "tasks", "show", task_id, cwd=tmp_path))
+    assert shown["result"] == "recovered" and shown["attempt"] == 1  # type: ignore[index]
+
+
+def test_operator_commands_on_redis(tmp_path: Path, redis_url: str) -> None:
+    _manifest(tmp_path, redis_url)
+    ok = _json(chronctl("--json", "enqueue", "echo", "--args", '["x"]', "--key", "k",
+                        cwd=tmp_path))
+    again = _json(chronctl("--json", "enqueue", "echo", "--key", "k", cwd=tmp_path))
+    assert again == {"id": ok["id"], "created": False}  # type: ignore[index]
+    _json(chronctl("--json", "enqueue", "fail", cwd=tmp_path))
+    assert _json(chronctl("--json", "queues", "list", cwd=tmp_path)) == [
+        {"name": "default", "pending": 2, "running": 0, "paused": False}]
+    assert chronctl("run", "--once", cwd=tmp_path).returncode == 0
+    [dead] = _json(chronctl("--json", "dlq", "list", cwd=tmp_path))  # type: ignore[misc]
+    assert dead["job"] == "fail" and dead["error"] == "RuntimeError: boom"
+    assert _json(chronctl("--json", "dlq", "retry", "--all", cwd=tmp_path)) == {"count": 1}
+    assert len(_json(chronctl("--json", "history", cwd=tmp_path))) == 2  # type: ignore[arg-type]
+    status = _json(chronctl("--json", "status", cwd=tmp_path))
+    assert status["dead"] == 0 and status["backend"].startswith("redis://")  # type: ignore[index]
+    # Migrate SQLite -> Redis, twice: the second copies nothing.
+    sqlite = f"sqlite:///{tmp_path / 'old.db'}"
+    _json(chronctl("--json", "--backend", sqlite, "enqueue", "echo", "--args", "[1]",
+                   cwd=tmp_path))
+    first = _json(chronctl("--json", "--backend", sqlite, "migrate", "--to", redis_url,
+                           cwd=tmp_path))
+    second = _json(chronctl("--json", "--backend", sqlite, "migrate", "--to", redis_url,
+                            cwd=tmp_path))
+    assert first["tasks"] == 1 and second["tasks"] == 0  # type: ignore[index]
+
+
+def test_cli_says_when_redis_is_down(tmp_path: Path) -> None:
+    _manifest(tmp_path, "redis://admin:s3cret@127.0.0.1:1/0")
+    result = chronctl("tasks", "list", cwd=tmp_path)
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "unreachable" in line and "s3cret" not in line
+
