@@ -27,11 +27,13 @@ pytestmark = pytest.mark.reliability
 SCALE = int(os.environ.get("CHRONCTL_SOAK", "1"))
 
 
-def manifest(tmp_path: Path, backend: str) -> Path:
+def manifest(tmp_path: Path, backend: str, state: str | None = None) -> Path:
     path = tmp_path / "jobs.toml"
+    state_line = f'state = "{state}"' if state else ""
     path.write_text(f"""
 [scheduler]
 backend = "{backend}"
+{state_line}
 lease = "1s"
 workers = 8
 shutdown_timeout = "2s"
@@ -50,28 +52,59 @@ retry_delay = "0s"
     return path
 
 
+def _open(url: str):  # type: ignore[no-untyped-def]
+    return from_url(url, state=STATE[url]) if url in STATE else from_url(url)
+
+
 async def _enqueue(url: str, tasks: list[Task]) -> None:
-    backend = from_url(url)
+    backend = _open(url)
     async with backend:
         await backend.enqueue_many(tasks)
 
 
 async def _statuses(url: str) -> Counter[str]:
-    backend = from_url(url)
+    backend = _open(url)
     async with backend:
         return Counter(t.status.value for t in await backend.list_tasks(limit=None))
 
 
 async def _get(url: str, task_id: str) -> Task | None:
-    backend = from_url(url)
+    backend = _open(url)
     async with backend:
         return await backend.get_task(task_id)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+STATE: dict[str, str] = {}  # url -> state store (RabbitMQ keeps task state elsewhere)
+
+
+@pytest.fixture(params=["sqlite", "redis", "rabbitmq"])
 def chaos_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    if request.param == "rabbitmq":
+        import socket
+
+        try:
+            socket.create_connection(("127.0.0.1", 5672), 1).close()
+            up, why = True, ""
+        except OSError as exc:
+            up, why = False, str(exc)
+        from ..conftest import need_service
+
+        need_service("RabbitMQ", up, why)
+        name = f"chaos-{uuid.uuid4().hex[:8]}"
+        url = (f"amqp://guest:guest@127.0.0.1:5672/%2F?queue_name={name}"
+               f"&exchange_name={name}")
+        STATE[url] = f"sqlite:///{tmp_path / 'state.db'}"
+        yield url
+
+        async def delete() -> None:
+            backend = _open(url)
+            async with backend:
+                await backend.delete_layout(["default"])  # type: ignore[attr-defined]
+
+        asyncio.run(delete())
         return
     from ..conftest import REDIS_URL, need_service, redis_reachable
 
@@ -90,7 +123,7 @@ def chaos_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def test_kill_9_chaos_loses_nothing(tmp_path: Path, chaos_url: str) -> None:
     url = chaos_url
-    path = manifest(tmp_path, url)
+    path = manifest(tmp_path, url, STATE.get(url))
     out = tmp_path / "runs.txt"
     count = 2000 * SCALE
     tasks = [Task(job="record", args=[str(out), f"t{i}"], max_retries=20) for i in range(count)]
