@@ -69,6 +69,9 @@ async def open_backend(url: str):  # type: ignore[no-untyped-def]
             await backend.clear()
         yield backend
     finally:
+        drop = getattr(backend, "drop_everything", None)
+        if drop is not None:  # a shared Redis: leave no benchmark keys behind
+            await drop()
         await backend.disconnect()
 
 
