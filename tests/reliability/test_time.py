@@ -2,24 +2,57 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from chronctl import Scheduler
+from chronctl.backends.base import QueueBackend
 from chronctl.backends.sqlite import SQLiteBackend
 
 pytestmark = pytest.mark.reliability
 
 
-async def test_skewed_schedulers_fire_each_minute_once(tmp_path: Path) -> None:
-    db = tmp_path / "state.db"
+@pytest.fixture(params=["sqlite", "redis"])
+def make_backend(request: pytest.FixtureRequest, tmp_path: Path
+                 ) -> Iterator[Callable[[], QueueBackend]]:
+    """Three handles on one store, as three hosts would have (RabbitMQ fires through its
+    state store, so SQLite and Redis cover it)."""
+    if request.param == "sqlite":
+        yield lambda: SQLiteBackend(tmp_path / "state.db")
+        return
+    from chronctl.backends.redis import RedisBackend
+
+    from ..conftest import REDIS_URL, need_service, redis_reachable
+
+    ok, why = redis_reachable()
+    need_service("Redis", ok, why)
+    url = f"{REDIS_URL}?prefix=chronctl-skew-{uuid.uuid4().hex[:8]}"
+    yield lambda: RedisBackend(url)
+
+    async def drop() -> None:
+        backend = RedisBackend(url)
+        async with backend:
+            await backend.drop_everything()
+
+    asyncio.run(drop())
+
+
+def test_skewed_schedulers_fire_each_minute_once(
+        make_backend: Callable[[], QueueBackend]) -> None:
+    asyncio.run(_skewed(make_backend))
+
+
+async def _skewed(make_backend: Callable[[], QueueBackend]) -> None:
     start = 1_800_000_000.0  # a round minute (divisible by 60)
     now = {"t": start}
     offsets = (-30.0, 0.0, 30.0)  # three hosts: one 30 s slow, one 30 s fast
     schedulers = []
     for offset in offsets:
-        s = Scheduler(SQLiteBackend(db), misfire_grace_time=120,
+        s = Scheduler(make_backend(), misfire_grace_time=120,
                       clock=lambda o=offset: now["t"] + o)
         s.job(name="minutely", cron="* * * * *", concurrency_policy="allow")(lambda: None)
         await s.backend.connect()
