@@ -11,6 +11,7 @@ done completely and running the command again finishes the rest.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -127,7 +128,7 @@ def read_bulk(path: Path, manifest: Manifest, default_job: str | None = None) ->
     does not leave 8,999 tasks behind to be untangled by hand.
     """
     try:
-        handle = sys_stdin() if str(path) == "-" else path.open(encoding="utf-8")
+        handle = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     tasks: list[Task] = []
@@ -164,21 +165,9 @@ def read_bulk(path: Path, manifest: Manifest, default_job: str | None = None) ->
     return tasks
 
 
-def sys_stdin() -> Any:
-    import sys
-
-    return sys.stdin
-
-
 async def enqueue_tasks(backend: QueueBackend, tasks: Sequence[Task],
                         progress: Progress = _noop) -> list[tuple[str, bool]]:
-    """All tasks in one backend transaction where the backend has them (SQLite does)."""
-    out: list[tuple[str, bool]] = []
-    if len(tasks) <= 1:
-        for task in tasks:
-            out.append(await backend.enqueue(task))
-        progress(len(tasks))
-        return out
+    """All tasks in one backend step where the backend has one (SQLite, Redis chunks)."""
     out = await backend.enqueue_many(tasks)
     progress(len(tasks))
     return out

@@ -15,19 +15,9 @@ from chronctl.errors import ManifestError
 from chronctl.executors import Executors, ShellCommandFailed
 from chronctl.jobs import JobSpec
 from chronctl.manifest import parse_manifest
-from chronctl.models import FireOutcome, Task
+from chronctl.models import Task
 
-from .test_engine import wait, waiter
-
-
-def _minutes_ago(n: int) -> float:
-    return (int(time.time() // 60) - n) * 60 + 1.0
-
-
-async def _prime(backend: QueueBackend, job: str, last_fire: float) -> None:
-    await backend.connect()
-    await backend.job_state(job, last_fire - 3600)
-    assert await backend.record_fire(job, last_fire, None, None) is FireOutcome.MISSED
+from .test_engine import _minutes_ago, _prime, wait, waiter
 
 
 async def test_on_failure_enqueues_the_other_job_with_what_failed(backend: QueueBackend) -> None:

@@ -64,7 +64,6 @@ def from_url(url: str, *, base: Path | None = None, **options: Any) -> QueueBack
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in ("amqp", "amqps"):
         options.pop("state", None)
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "memory":
         from .memory import MemoryBackend
 

@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import BackendError, BackendUnavailableError, UsageError
-from ..models import ACTIVE, FINISHED, FireOutcome, JobState, Process, Run, Task, TaskStatus
+from ..models import FINISHED, FireOutcome, JobState, Process, Run, Task, TaskStatus
 from .base import LEASE_EXPIRED_ERROR, PROCESS_TTL, QueueBackend, QueueInfo
 from .redis_lua import SCRIPT
 
@@ -53,7 +53,6 @@ _FLOATS = ("scheduled_at", "created_at", "started_at", "finished_at", "lease_unt
 _INTS = ("priority", "attempt", "max_retries", "deliveries")
 _JSON = ("args", "kwargs", "result")
 _STRS = ("job", "queue", "status", "key", "worker", "error", "traceback", "output")
-_INTERNAL = ("seq",)  # stored in the hash for ordering, not part of a Task
 
 
 def _num(value: float) -> str:
@@ -373,9 +372,6 @@ class RedisBackend(QueueBackend):
                 best = value if best is None else min(best, value)
         return best
 
-    async def wait_for_work(self, timeout: float) -> None:
-        await super().wait_for_work(timeout)
-
     async def get_queue_size(self, queue: str = "default") -> int:
         pipe = self._redis.pipeline(transaction=False)
         pipe.zcard(self._k(f"ready:{queue}"))
@@ -626,4 +622,4 @@ def _reason(exc: BaseException) -> str:
     return redact_url(text.splitlines()[0])
 
 
-__all__ = ["ACTIVE", "RedisBackend", "parse_redis_url"]
+__all__ = ["RedisBackend", "parse_redis_url"]
