@@ -96,9 +96,16 @@ def rabbitmq_backend(tmp_path: Path, **options: object) -> QueueBackend:
                            state=state, **options)  # type: ignore[arg-type]
 
 
+def _rabbitmq_on_redis(tmp_path: Path) -> QueueBackend:
+    """RabbitMQ delivering, Redis holding the state: the several-hosts deployment."""
+    state = _redis(tmp_path)
+    return rabbitmq_backend(tmp_path, state=state)
+
+
 BACKEND_FACTORIES: dict[str, Callable[[Path], QueueBackend]] = {
     "memory": _memory,
     "rabbitmq": rabbitmq_backend,
+    "rabbitmq-redis": _rabbitmq_on_redis,
     "sqlite": _sqlite,
     "redis": _redis,
 }
@@ -116,11 +123,12 @@ async def backend(backend_name: str, tmp_path: Path) -> AsyncIterator[QueueBacke
     try:
         yield instance
     finally:
-        drop = getattr(instance, "drop_everything", None)  # Redis keys of this test
-        if drop is not None:
-            await instance.connect()
-            await drop()
         layout = getattr(instance, "delete_layout", None)  # RabbitMQ objects of this test
         if layout is not None:
             await layout()
+        for store in (instance, getattr(instance, "state", None)):
+            drop = getattr(store, "drop_everything", None)  # Redis keys of this test
+            if drop is not None:
+                await store.connect()  # type: ignore[union-attr]
+                await drop()
         await instance.disconnect()

@@ -17,19 +17,51 @@ import pytest
 from chronctl.backends.rabbitmq import LOST_CONSUMER_ERROR, RabbitMQBackend
 from chronctl.errors import BackendUnavailableError
 from chronctl.models import Task, TaskStatus
-from tests.conftest import RABBITMQ_URL, ROOT, rabbitmq_backend
+from tests.conftest import RABBITMQ_URL, ROOT, _redis, rabbitmq_backend
 
 
-@pytest.fixture
-async def rabbit(tmp_path: Path) -> AsyncIterator[RabbitMQBackend]:
-    backend = rabbitmq_backend(tmp_path)
+def make_rabbit(tmp_path: Path, state: str, **options: object) -> RabbitMQBackend:
+    """A RabbitMQ backend whose state store is a SQLite file (one host) or Redis (several)."""
+    store = _redis(tmp_path) if state == "redis" else None
+    backend = rabbitmq_backend(tmp_path, state=store, **options)
     assert isinstance(backend, RabbitMQBackend)
+    return backend
+
+
+async def close_rabbit(backend: RabbitMQBackend) -> None:
+    await backend.delete_layout()
+    drop = getattr(backend.state, "drop_everything", None)
+    if drop is not None:
+        await drop()
+    await backend.disconnect()
+
+
+def state_url(backend: RabbitMQBackend) -> str:
+    """The URL another process opens to share this backend's state store."""
+    from chronctl.backends.redis import RedisBackend
+
+    if isinstance(backend.state, RedisBackend):
+        return f"{backend.state.url}?prefix={backend.state.prefix}"
+    return f"sqlite:///{backend.state.db_path}"  # type: ignore[attr-defined]
+
+
+def twin(backend: RabbitMQBackend) -> RabbitMQBackend:
+    """Another process's view: same broker names, its own connection to the same state."""
+    from chronctl.backends import from_url
+
+    return RabbitMQBackend(RABBITMQ_URL, backend.queue_name, backend.exchange_name,
+                           state=from_url(state_url(backend)))
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def rabbit(tmp_path: Path, request: pytest.FixtureRequest
+                 ) -> AsyncIterator[RabbitMQBackend]:
+    backend = make_rabbit(tmp_path, request.param)
     await backend.connect()
     try:
         yield backend
     finally:
-        await backend.delete_layout()
-        await backend.disconnect()
+        await close_rabbit(backend)
 
 
 def rabbitmqctl(*args: str) -> str:
@@ -113,8 +145,7 @@ async def test_priority_nine_before_zero(rabbit: RabbitMQBackend) -> None:
 async def test_wait_for_work_wakes_on_a_message_from_another_process(
         rabbit: RabbitMQBackend, tmp_path: Path) -> None:
     await rabbit.dequeue(4)  # remembers which queues to consume while idle
-    other = RabbitMQBackend(RABBITMQ_URL, rabbit.queue_name, rabbit.exchange_name,
-                            state=type(rabbit.state)(rabbit.state.db_path))  # type: ignore
+    other = twin(rabbit)
     await other.connect()
     try:
         waiter = asyncio.create_task(rabbit.wait_for_work(30))
@@ -132,12 +163,12 @@ async def test_wait_for_work_wakes_on_a_message_from_another_process(
 
 _DOOMED_CONSUMER = """
 import asyncio, os, signal, sys
+from chronctl.backends import from_url
 from chronctl.backends.rabbitmq import RabbitMQBackend
-from chronctl.backends.sqlite import SQLiteBackend
 
 async def main():
-    url, prefix, db = sys.argv[1:4]
-    backend = RabbitMQBackend(url, prefix, prefix, state=SQLiteBackend(db))
+    url, prefix, state = sys.argv[1:4]
+    backend = RabbitMQBackend(url, prefix, prefix, state=from_url(state))
     await backend.connect()
     got = await backend.dequeue(10, worker="doomed", lease=300)
     print(" ".join(sorted(t.id for t in got)), flush=True)
@@ -154,7 +185,7 @@ async def test_killed_consumer_redelivers_and_counts(rabbit: RabbitMQBackend) ->
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _DOOMED_CONSUMER, RABBITMQ_URL, rabbit.queue_name,
-        str(rabbit.state.db_path), stdout=subprocess.PIPE, env=env)  # type: ignore[attr-defined]
+        state_url(rabbit), stdout=subprocess.PIPE, env=env)
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == -9
     assert out.decode().split() == sorted([retry.id, last.id])
@@ -219,14 +250,16 @@ def test_from_url_options_and_state(tmp_path: Path) -> None:
     assert backend.state.db_path == tmp_path / "state.db"
     default = from_url("amqps://mq/", base=tmp_path)
     assert default.state.db_path == tmp_path / "chronctl.db"  # type: ignore[attr-defined]
+    shared = from_url("amqp://mq/", state="redis://:pw@cache:6379/2?prefix=app")
+    assert shared.state.prefix == "{app}:"  # type: ignore[attr-defined]
+    assert shared.state.display_url == "redis://***@cache:6379/2?prefix=app"
 
 
 async def test_due_pump_of_another_process_publishes_a_delayed_task(
         rabbit: RabbitMQBackend) -> None:
     t = Task(job="j", scheduled_at=time.time() + 0.5)
     await rabbit.enqueue(t)
-    other = RabbitMQBackend(RABBITMQ_URL, rabbit.queue_name, rabbit.exchange_name,
-                            state=type(rabbit.state)(rabbit.state.db_path))  # type: ignore
+    other = twin(rabbit)
     await other.connect()
     try:
         assert await other.dequeue(1) == []
@@ -327,8 +360,7 @@ async def test_running_scheduler_survives_a_broker_restart(rabbit: RabbitMQBacke
 async def test_two_schedulers_sharing_the_state_store_fire_once(rabbit: RabbitMQBackend) -> None:
     from chronctl.models import FireOutcome
 
-    other = RabbitMQBackend(RABBITMQ_URL, rabbit.queue_name, rabbit.exchange_name,
-                            state=type(rabbit.state)(rabbit.state.db_path))  # type: ignore
+    other = twin(rabbit)
     await other.connect()
     try:
         fire = time.time() - 1
@@ -374,9 +406,10 @@ async def test_state_file_from_before_the_publish_columns_still_opens(tmp_path: 
         await store.disconnect()
 
 
-async def test_a_crash_between_stamp_and_publish_loses_nothing(tmp_path: Path) -> None:
-    backend = rabbitmq_backend(tmp_path, republish_after=0.3)
-    assert isinstance(backend, RabbitMQBackend)
+@pytest.mark.parametrize("state", ["sqlite", "redis"])
+async def test_a_crash_between_stamp_and_publish_loses_nothing(tmp_path: Path,
+                                                               state: str) -> None:
+    backend = make_rabbit(tmp_path, state, republish_after=0.3)
     await backend.connect()
     try:
         t = Task(job="j")
@@ -390,5 +423,35 @@ async def test_a_crash_between_stamp_and_publish_loses_nothing(tmp_path: Path) -
         await asyncio.sleep(due - time.time())
         assert [x.id for x in await backend.dequeue(1)] == [t.id]
     finally:
-        await backend.delete_layout()
-        await backend.disconnect()
+        await close_rabbit(backend)
+
+
+async def test_tasks_already_in_a_redis_store_are_published(tmp_path: Path) -> None:
+    """A Redis store filled before any RabbitMQ backend used it (migrate, or a Redis-only
+    deployment switching to RabbitMQ) has its pending tasks indexed and published."""
+    from chronctl.backends.redis import RedisBackend
+
+    backend = make_rabbit(tmp_path, "redis")
+    store = backend.state
+    assert isinstance(store, RedisBackend)
+    early, later = Task(job="j", priority=1), Task(job="j", scheduled_at=time.time() + 0.3)
+    await store.connect()
+    await store.enqueue_many([early, later])
+    await backend.connect()
+    try:
+        assert [t.id for t in await backend.dequeue(5)] == [early.id]
+        due = await backend.next_due()
+        assert due == pytest.approx(later.scheduled_at)
+        await asyncio.sleep(max(0.0, due - time.time()))
+        assert [t.id for t in await backend.dequeue(5)] == [later.id]
+    finally:
+        await close_rabbit(backend)
+
+
+def test_a_state_store_without_publish_markers_is_refused(tmp_path: Path) -> None:
+    from chronctl.backends.memory import MemoryBackend
+    from chronctl.errors import BackendError
+
+    backend = RabbitMQBackend(RABBITMQ_URL, "never", "never", state=MemoryBackend())
+    with pytest.raises(BackendError, match=r"cannot be the state store.*redis://"):
+        asyncio.run(backend.connect())

@@ -59,7 +59,8 @@ them.
 No double fires: `record_fire` runs in the state store (its atomic
 `last_fire` compare-and-set plus the task insert in one transaction), so
 schedulers sharing a state store never double-fire. Several hosts therefore
-need a shared state store (Redis); SQLite serves the processes of one host.
+need a shared state store (`RedisBackend`, which then also indexes unpublished
+pending tasks); SQLite serves the processes of one host.
 
 Outages: the connection is `aio_pika.connect_robust`, which reconnects with
 `reconnect_interval` backoff and restores channels, exchanges and queues.
@@ -245,7 +246,8 @@ class RabbitMQBackend(QueueBackend):
         if missing:
             raise BackendError(
                 f"{self.state.display_url or type(self.state).__name__} cannot be the state "
-                f"store of a RabbitMQ backend (it lacks {', '.join(missing)}); use sqlite://")
+                f"store of a RabbitMQ backend (it lacks {', '.join(missing)}); "
+                "use sqlite:// (one host) or redis:// (several hosts)")
         import aio_pika
 
         global _quiet_connects
@@ -261,6 +263,9 @@ class RabbitMQBackend(QueueBackend):
         self._conn = conn
         try:
             await self.state.connect()
+            prepare = getattr(self.state, "prepare_for_broker", None)
+            if prepare is not None:
+                await prepare()
         except BaseException:
             self._conn = None
             with contextlib.suppress(Exception):

@@ -20,6 +20,8 @@ ever touches one slot):
 | `procs` | hash | process id -> heartbeat JSON |
 | `rate:<job>` | zset | start times within the rate-limit window (shared by all workers) |
 | `wake` | pub/sub channel | "new work": idle workers sleep on it instead of polling |
+| `pub:<queue>` | zset | as a RabbitMQ state store only (`brokered` set): pending tasks |
+|  |  | whose publish is unconfirmed, scored by when the pump may take them |
 
 Every state change that touches several keys (claim a batch with lease
 recovery and promotion of due tasks, ack, reject/retry/dead-letter,
@@ -171,7 +173,9 @@ class RedisBackend(QueueBackend):
         self.options = parse_redis_url(url)
         prefix = key_prefix or self.options.get("prefix") or "chronctl:"
         tag = prefix.rstrip(":")
-        self.prefix = f"{{{tag}}}:"
+        if not (tag.startswith("{") and tag.endswith("}")):  # `{app}:` is tagged already
+            tag = f"{{{tag}}}"
+        self.prefix = f"{tag}:"
         self.max_connections = max_connections
         self.socket_timeout = socket_timeout
         self.socket_connect_timeout = socket_connect_timeout
@@ -566,6 +570,59 @@ class RedisBackend(QueueBackend):
 
     async def forget_process(self, process_id: str) -> None:
         await self._do(self._redis.hdel, self._k("procs"), process_id)
+
+    # -- delivery by a message broker (RabbitMQBackend keeps its state here) ---------
+    # Once `prepare_for_broker` ran, every pending task whose publish the broker has not
+    # confirmed sits in `pub:<queue>`, scored by when the publish pump may take it: its
+    # scheduled_at, or stamp + `stale` once stamped (a stamp never confirmed because the
+    # publisher crashed is taken again then, so no task is lost between the two steps).
+    async def prepare_for_broker(self) -> None:
+        """Start indexing unpublished tasks (once per prefix; indexes those already here)."""
+        await self._call("broker_on")
+
+    async def claim_for_publish(self, now: float, limit: int = 500, *,
+                                ids: Sequence[str] | None = None,
+                                stale: float = 30.0) -> list[Task]:
+        """Atomically stamp due, pending, unpublished tasks as being published; return them
+        by priority, then time, then enqueue order. Two processes never get the same task."""
+        if ids is not None and not ids:
+            return []
+        chosen = list(ids or ())
+        rows = await self._call("claim_publish", _num(now), str(limit), _num(now + stale),
+                                str(len(chosen)), *chosen)
+        return [task_from_fields(dict(zip(r[::2], r[1::2], strict=True))) for r in rows]
+
+    async def confirm_published(self, ids: Sequence[str]) -> None:
+        """The broker confirmed these tasks' messages."""
+        if ids:
+            await self._call("confirm_publish", *ids)
+
+    async def unpublish(self, ids: Sequence[str]) -> None:
+        """Publishing failed: let the next pump publish these tasks again."""
+        if ids:
+            await self._call("unpublish", *ids)
+
+    async def next_publish(self, queues: Sequence[str] | None = None,
+                           stale: float = 30.0) -> float | None:
+        """When the publish pump next has work: the earliest unpublished pending task."""
+        if queues is not None and not queues:
+            return None
+        reply = await self._call("next_publish", *self._queues_args(queues))
+        return float(reply) if reply else None
+
+    async def claim_ids(self, ids: Sequence[str], *, lease: float, worker: str,
+                        lost: Iterable[str] = (), lost_error: str = LEASE_EXPIRED_ERROR,
+                        ) -> tuple[list[Task], list[str]]:
+        """Claim the tasks a broker delivered, in one script: see SQLiteBackend.claim_ids."""
+        if not ids:
+            return [], []
+        lost_ids = list(lost)
+        now = time.time()
+        rows, dead = await self._call("claim_ids", _num(now), _num(now + lease), worker,
+                                      lost_error, str(len(lost_ids)), *lost_ids, *ids)
+        claimed = [task_from_fields(dict(zip(r[::2], r[1::2], strict=True))) for r in rows]
+        claimed.sort(key=lambda t: (-t.priority, t.scheduled_at, t.created_at))
+        return claimed, list(dead)
 
     # -- migration target ----------------------------------------------------
     async def import_tasks(self, tasks: Sequence[Task]) -> int:

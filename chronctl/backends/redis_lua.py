@@ -9,6 +9,9 @@ SCRIPT = r"""
 
 local P = KEYS[1]
 local op = ARGV[1]
+-- Set once a RabbitMQ backend uses this Redis as its state store: pending tasks
+-- whose publish the broker has not confirmed are then indexed in pub:<queue>.
+local BROKERED = redis.call('EXISTS', P .. 'brokered') == 1
 
 local function tkey(id) return P .. 't:' .. id end
 
@@ -42,6 +45,7 @@ local function finish(id, new)
   local q = redis.call('HGET', h, 'queue')
   local old = redis.call('HGET', h, 'status')
   unindex_queue(id, q)
+  if BROKERED then redis.call('ZREM', P .. 'pub:' .. q, id) end
   set_status(id, old, new)
   redis.call('HDEL', h, 'lease_until')
   redis.call('SREM', P .. 'active:' .. redis.call('HGET', h, 'job'), id)
@@ -51,8 +55,14 @@ local function finish(id, new)
   end
 end
 
-local function schedule(id, q, at)
+-- a task (re)enters pending at `at`; `unpub`: the broker must be handed it again
+-- (pub:<queue> is scored by when the publish pump may next take it)
+local function schedule(id, q, at, unpub)
   redis.call('ZADD', P .. 'sched:' .. q, at, id)
+  if BROKERED and unpub then
+    redis.call('HDEL', tkey(id), 'pub_at', 'pub_ok')
+    redis.call('ZADD', P .. 'pub:' .. q, at, id)
+  end
 end
 
 local RUN_FIELDS = {'job', 'queue', 'attempt', 'started_at', 'args', 'kwargs', 'priority',
@@ -91,7 +101,7 @@ local function put(fields, as_status)
   set_status(id, nil, as_status)
   if as_status == 'pending' then
     redis.call('SADD', P .. 'active:' .. fields.job, id)
-    schedule(id, q, fields.scheduled_at)
+    schedule(id, q, fields.scheduled_at, true)
     if key and key ~= '' then redis.call('HSET', P .. 'keys', key, id) end
   end
   return {id, 1}
@@ -118,7 +128,7 @@ local function lost_lease(id, now, err)
     set_status(id, 'running', 'pending')
     redis.call('HDEL', h, 'lease_until')
     redis.call('HSET', h, 'scheduled_at', now)
-    schedule(id, q, now)
+    schedule(id, q, now, true)
   end
 end
 
@@ -175,6 +185,7 @@ if op == 'claim' then
     local id = string.sub(member, 17)
     local h = tkey(id)
     redis.call('ZREM', P .. 'ready:' .. q, member)
+    if BROKERED then redis.call('ZREM', P .. 'pub:' .. q, id) end
     set_status(id, 'pending', 'running')
     redis.call('HSET', h, 'started_at', now, 'lease_until', until_, 'worker', worker)
     redis.call('HINCRBY', h, 'deliveries', 1)
@@ -251,7 +262,7 @@ elseif op == 'reject' then
     set_status(id, 'running', 'pending')
     redis.call('HDEL', h, 'lease_until')
     redis.call('HSET', h, 'scheduled_at', ARGV[10])
-    schedule(id, q, ARGV[10])
+    schedule(id, q, ARGV[10], true)
     redis.call('PUBLISH', P .. 'wake', '1')
   else
     finish(id, 'dead')
@@ -271,7 +282,7 @@ elseif op == 'release' then
       set_status(id, 'running', 'pending')
       redis.call('HDEL', h, 'lease_until', 'started_at', 'worker')
       if at ~= '' then redis.call('HSET', h, 'scheduled_at', at) end
-      schedule(id, q, redis.call('HGET', h, 'scheduled_at'))
+      schedule(id, q, redis.call('HGET', h, 'scheduled_at'), at ~= '')
       n = n + 1
     end
   end
@@ -332,7 +343,7 @@ elseif op == 'retry_dead' then
       redis.call('HSET', h, 'attempt', '0', 'scheduled_at', now)
       redis.call('HDEL', h, 'finished_at', 'started_at', 'worker')
       redis.call('SADD', P .. 'active:' .. redis.call('HGET', h, 'job'), id)
-      schedule(id, redis.call('HGET', h, 'queue'), now)
+      schedule(id, redis.call('HGET', h, 'queue'), now, true)
       n = n + 1
     end
   end
@@ -383,6 +394,139 @@ elseif op == 'rate' then
   end
   local oldest = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
   return tostring(tonumber(oldest[2]) + per - now)
+
+-- ---- delivery by a message broker (RabbitMQ keeps its task state here) ----
+elseif op == 'broker_on' then
+  -- index every pending task once, then keep the index up to date
+  if BROKERED then return 0 end
+  redis.call('SET', P .. 'brokered', '1')
+  local ids = redis.call('ZRANGE', P .. 'st:pending', 0, -1)
+  for _, id in ipairs(ids) do
+    local st = redis.call('HMGET', tkey(id), 'queue', 'scheduled_at')
+    redis.call('HDEL', tkey(id), 'pub_at', 'pub_ok')
+    redis.call('ZADD', P .. 'pub:' .. st[1], st[2], id)
+  end
+  return #ids
+
+elseif op == 'claim_publish' then
+  -- now, limit, stamp_until (now + stale), nids, ids...: stamp due pending tasks not
+  -- yet published (or stamped longer than `stale` ago and never confirmed)
+  local now, limit, until_ = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+  local nowf = tonumber(now)
+  local nids = tonumber(ARGV[5])
+  local cands = {}
+  local function consider(id, q)
+    local st = redis.call('HMGET', tkey(id), 'status', 'scheduled_at', 'priority', 'seq')
+    if st[1] ~= 'pending' then
+      redis.call('ZREM', P .. 'pub:' .. q, id)
+    elseif tonumber(st[2]) <= nowf then
+      cands[#cands + 1] = {id, q, tonumber(st[3]) or 5, tonumber(st[2]), tonumber(st[4]) or 0}
+    end
+  end
+  if nids > 0 then
+    for i = 6, 5 + nids do
+      local id = ARGV[i]
+      local q = redis.call('HGET', tkey(id), 'queue')
+      if q then
+        local score = redis.call('ZSCORE', P .. 'pub:' .. q, id)
+        if score and tonumber(score) <= nowf then consider(id, q) end
+      end
+    end
+  else
+    for _, q in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
+      local ids = redis.call('ZRANGEBYSCORE', P .. 'pub:' .. q, '-inf', now, 'LIMIT', 0, limit)
+      for _, id in ipairs(ids) do consider(id, q) end
+    end
+  end
+  table.sort(cands, function(a, b)
+    if a[3] ~= b[3] then return a[3] > b[3] end
+    if a[4] ~= b[4] then return a[4] < b[4] end
+    return a[5] < b[5]
+  end)
+  local out = {}
+  for i = 1, math.min(limit, #cands) do
+    local id, q = cands[i][1], cands[i][2]
+    redis.call('HSET', tkey(id), 'pub_at', now)
+    redis.call('HDEL', tkey(id), 'pub_ok')
+    redis.call('ZADD', P .. 'pub:' .. q, until_, id)
+    out[#out + 1] = redis.call('HGETALL', tkey(id))
+  end
+  return out
+
+elseif op == 'confirm_publish' then
+  for i = 2, #ARGV do
+    local id = ARGV[i]
+    local st = redis.call('HMGET', tkey(id), 'queue', 'pub_at')
+    if st[1] and st[2] then
+      redis.call('HSET', tkey(id), 'pub_ok', '1')
+      redis.call('ZREM', P .. 'pub:' .. st[1], id)
+    end
+  end
+  return 1
+
+elseif op == 'unpublish' then
+  for i = 2, #ARGV do
+    local id = ARGV[i]
+    local st = redis.call('HMGET', tkey(id), 'status', 'queue', 'scheduled_at')
+    if st[1] == 'pending' then
+      redis.call('HDEL', tkey(id), 'pub_at', 'pub_ok')
+      redis.call('ZADD', P .. 'pub:' .. st[2], st[3], id)
+    end
+  end
+  return 1
+
+elseif op == 'next_publish' then
+  -- nq, q...: the earliest time the publish pump has work in unpaused queues
+  local best = nil
+  for _, q in ipairs(queue_list(2)) do
+    if redis.call('SISMEMBER', P .. 'paused', q) == 0 then
+      local top = redis.call('ZRANGE', P .. 'pub:' .. q, 0, 0, 'WITHSCORES')
+      if top[2] and (best == nil or tonumber(top[2]) < tonumber(best)) then best = top[2] end
+    end
+  end
+  return best or ''
+
+elseif op == 'claim_ids' then
+  -- now, until, worker, lost_error, nlost, lost..., ids...: claim the tasks a broker
+  -- delivered; a lost one (redelivered while still running) counts a failed attempt
+  -- and is taken over, or goes dead. Returns {claimed hashes, dead ids}.
+  local now, until_, worker, err = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+  local nowf = tonumber(now)
+  local nlost = tonumber(ARGV[6])
+  local lost = {}
+  for i = 7, 6 + nlost do lost[ARGV[i]] = true end
+  local claimed, dead = {}, {}
+  local function take(id, q)
+    local h = tkey(id)
+    redis.call('HSET', h, 'started_at', now, 'lease_until', until_, 'worker', worker)
+    redis.call('HINCRBY', h, 'deliveries', 1)
+    redis.call('ZADD', P .. 'lease:' .. q, until_, id)
+    claimed[#claimed + 1] = redis.call('HGETALL', h)
+  end
+  for i = 7 + nlost, #ARGV do
+    local id = ARGV[i]
+    local h = tkey(id)
+    local st = redis.call('HMGET', h, 'status', 'scheduled_at', 'queue')
+    if st[1] == 'pending' and tonumber(st[2]) <= nowf then
+      unindex_queue(id, st[3])
+      redis.call('ZREM', P .. 'pub:' .. st[3], id)
+      set_status(id, 'pending', 'running')
+      take(id, st[3])
+    elseif st[1] == 'running' and lost[id] then
+      redis.call('HSET', h, 'finished_at', now, 'error', err)
+      redis.call('HDEL', h, 'traceback')
+      push_run(id, 'failed', now)
+      local attempt = redis.call('HINCRBY', h, 'attempt', 1)
+      if attempt > (tonumber(redis.call('HGET', h, 'max_retries')) or 0) then
+        finish(id, 'dead')
+        dead[#dead + 1] = id
+      else
+        redis.call('HDEL', h, 'finished_at')
+        take(id, st[3])
+      end
+    end
+  end
+  return {claimed, dead}
 end
 
 return redis.error_reply('unknown operation ' .. tostring(op))

@@ -77,12 +77,12 @@ async def _get(url: str, task_id: str) -> Task | None:
 STATE: dict[str, str] = {}  # url -> state store (RabbitMQ keeps task state elsewhere)
 
 
-@pytest.fixture(params=["sqlite", "redis", "rabbitmq"])
+@pytest.fixture(params=["sqlite", "redis", "rabbitmq", "rabbitmq-redis"])
 def chaos_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.db'}"
         return
-    if request.param == "rabbitmq":
+    if request.param.startswith("rabbitmq"):
         import socket
 
         try:
@@ -97,12 +97,19 @@ def chaos_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         url = (f"amqp://guest:guest@127.0.0.1:5672/%2F?queue_name={name}"
                f"&exchange_name={name}")
         STATE[url] = f"sqlite:///{tmp_path / 'state.db'}"
+        if request.param == "rabbitmq-redis":  # the several-hosts deployment
+            from ..conftest import REDIS_URL
+
+            STATE[url] = f"{REDIS_URL}?prefix={name}"
         yield url
 
         async def delete() -> None:
             backend = _open(url)
             async with backend:
                 await backend.delete_layout(["default"])  # type: ignore[attr-defined]
+                drop = getattr(backend.state, "drop_everything", None)  # type: ignore
+                if drop is not None:
+                    await drop()
 
         asyncio.run(delete())
         return
