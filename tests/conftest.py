@@ -96,6 +96,19 @@ def rabbitmq_backend(tmp_path: Path, **options: object) -> QueueBackend:
                            state=state, **options)  # type: ignore[arg-type]
 
 
+def _redis_cluster(tmp_path: Path) -> QueueBackend:
+    """A local three-node Redis Cluster (started once per session on free ports)."""
+    import uuid
+
+    from tests.redis_cluster import cluster_url
+
+    url, why = cluster_url()
+    need_service("Redis Cluster", url is not None, why)
+    from chronctl.backends.redis import RedisBackend
+
+    return RedisBackend(str(url), key_prefix=f"chronctl-test-{uuid.uuid4().hex[:10]}:")
+
+
 def _rabbitmq_on_redis(tmp_path: Path) -> QueueBackend:
     """RabbitMQ delivering, Redis holding the state: the several-hosts deployment."""
     state = _redis(tmp_path)
@@ -108,6 +121,7 @@ BACKEND_FACTORIES: dict[str, Callable[[Path], QueueBackend]] = {
     "rabbitmq-redis": _rabbitmq_on_redis,
     "sqlite": _sqlite,
     "redis": _redis,
+    "redis-cluster": _redis_cluster,
 }
 
 

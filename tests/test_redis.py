@@ -54,8 +54,12 @@ def test_url_forms() -> None:
     sentinel = parse_redis_url("redis+sentinel://:pw@s1:26379,s2:26380/mymaster/2")
     assert sentinel["sentinel"] == [("s1", 26379), ("s2", 26380)]
     assert (sentinel["service"], sentinel["db"], sentinel["password"]) == ("mymaster", 2, "pw")
-    with pytest.raises(UsageError, match="Cluster"):
-        parse_redis_url("redis://h1:7000,h2:7001/0")
+    cluster = parse_redis_url("rediss://:pw@h1:7000,h2:7001,[::1]/0?prefix=app")
+    assert cluster["cluster"] == [("h1", 7000), ("h2", 7001), ("::1", 6379)]
+    assert (cluster["tls"], cluster["password"], cluster["prefix"]) == (True, "pw", "app")
+    assert parse_redis_url("redis://h1:7000?cluster=yes")["cluster"] == [("h1", 7000)]
+    with pytest.raises(UsageError, match="only database 0"):
+        parse_redis_url("redis://h1:7000,h2:7001/3")
     backend = from_url("rediss://admin:s3cret@cache.example:6380/1")
     assert isinstance(backend, RedisBackend)
     assert backend.display_url == "rediss://***@cache.example:6380/1"
@@ -284,3 +288,38 @@ def test_cli_says_when_redis_is_down(tmp_path: Path) -> None:
     line = one_error_line(result)
     assert "unreachable" in line and "s3cret" not in line
 
+
+
+def test_cli_on_a_redis_cluster(tmp_path: Path) -> None:
+    """The CLI and a worker on a three-node cluster: every key of a prefix shares one hash
+    tag, so each Lua script runs on the node that owns that slot."""
+    from .redis_cluster import cluster_url
+
+    url, why = cluster_url()
+    need_service("Redis Cluster", url is not None, why)
+    prefix = f"chronctl-test-{uuid.uuid4().hex[:10]}"
+    (tmp_path / "jobs.toml").write_text(f"""
+[scheduler]
+backend = "{url}?prefix={prefix}"
+[jobs.flaky]
+command = ["sh", "-c", "test -e seen || {{ touch seen; exit 3; }}"]
+retry_delay = "0s"
+max_retries = 1
+""")
+    enq = chronctl("enqueue", "flaky", cwd=tmp_path)
+    assert enq.returncode == 0, enq.stderr
+    task_id = enq.stdout.strip()
+    run = chronctl("run", "--once", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    shown = json.loads(chronctl("--json", "tasks", "show", task_id, cwd=tmp_path).stdout)
+    assert (shown["status"], shown["attempt"]) == ("succeeded", 1)  # failed once, retried
+    runs = json.loads(chronctl("--json", "history", cwd=tmp_path).stdout)
+    assert [r["status"] for r in runs] == ["succeeded", "failed"]
+
+
+def test_cli_says_when_a_cluster_is_down(tmp_path: Path) -> None:
+    _manifest(tmp_path, "redis://admin:s3cret@127.0.0.1:1,127.0.0.1:2/0")
+    result = chronctl("tasks", "list", cwd=tmp_path)
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "unreachable" in line and "s3cret" not in line

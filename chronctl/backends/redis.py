@@ -153,9 +153,28 @@ def parse_redis_url(url: str) -> dict[str, Any]:
                 "password": unquote(parts.password) if parts.password else None,
                 "username": unquote(parts.username) if parts.username else None,
                 "prefix": query.get("prefix")}
-    if "," in parts.netloc:
-        raise UsageError("Redis Cluster URLs (several hosts) are not supported yet: "
-                         "use one redis:// host or a redis+sentinel:// URL")
+    if "," in parts.netloc or query.get("cluster", "").lower() in ("1", "yes", "true"):
+        # Redis Cluster: `redis://[user:pass@]h1:7000,h2:7001/0`, or one seed node with
+        # `?cluster=yes`. Every key carries the prefix's hash tag, so all live in one slot.
+        db = parts.path.strip("/") or "0"
+        if db != "0":
+            raise UsageError(f"a Redis Cluster has only database 0, not {db}: "
+                             "use ?prefix= to keep applications apart")
+        nodes = []
+        for item in parts.netloc.rpartition("@")[2].split(","):
+            if item.startswith("["):  # [::1]:7000
+                host, _, port = item[1:].partition("]")
+                port = port.lstrip(":")
+            else:
+                host, _, port = item.partition(":")
+            try:
+                nodes.append((host, int(port or 6379)))
+            except ValueError:
+                raise UsageError(f"bad Redis Cluster node '{item}'") from None
+        return {"cluster": nodes, "tls": parts.scheme == "rediss",
+                "password": unquote(parts.password) if parts.password else None,
+                "username": unquote(parts.username) if parts.username else None,
+                "prefix": query.get("prefix")}
     return {"url": url.split("?", 1)[0], "prefix": query.get("prefix")}
 
 
@@ -207,6 +226,16 @@ class RedisBackend(QueueBackend):
             client = sentinel.master_for(self.options["service"], db=self.options["db"],
                                          password=self.options["password"],
                                          username=self.options["username"])
+        elif "cluster" in self.options:
+            from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+            client = RedisCluster(
+                startup_nodes=[ClusterNode(h, p) for h, p in self.options["cluster"]],
+                username=self.options["username"], password=self.options["password"],
+                ssl=self.options["tls"], max_connections=self.max_connections,
+                socket_timeout=self.socket_timeout,
+                socket_connect_timeout=self.socket_connect_timeout,
+                decode_responses=True, health_check_interval=15)
         else:
             client = aredis.Redis.from_url(self.options["url"],
                                            max_connections=self.max_connections, **common)
@@ -243,7 +272,8 @@ class RedisBackend(QueueBackend):
             await self.connect()
         try:
             return await fn(*args, **kwargs)
-        except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
+        except (rx.ConnectionError, rx.TimeoutError, OSError, rx.RedisClusterException,
+                rx.ClusterDownError, rx.MasterDownError) as exc:
             raise BackendUnavailableError(
                 f"redis {self.display_url} unreachable: {_reason(exc)}") from None
         except rx.ResponseError as exc:
