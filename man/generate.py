@@ -22,6 +22,7 @@ PAGE = ROOT / "man" / "chronctl.1"
 
 
 def esc(text: str) -> str:
+    text = text.replace("\\[", "[")  # rich markup's escaped bracket: a plain one here
     text = text.replace("\\", "\\\\").replace("-", "\\-")
     return "\n".join(("\\&" + ln) if ln.startswith((".", "'")) else ln for ln in text.splitlines())
 

@@ -76,11 +76,11 @@ def _version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     manifest: Annotated[Path | None, typer.Option(
-        "-f", "--manifest", help="Manifest file [default: ./jobs.toml or $CHRONCTL_MANIFEST].",
+        "-f", "--manifest", help="Manifest file (default: ./jobs.toml or $CHRONCTL_MANIFEST).",
         show_default=False)] = None,
     backend: Annotated[str | None, typer.Option(
         "--backend", envvar="CHRONCTL_BACKEND",
-        help="Backend URL, overriding the manifest's [scheduler].backend.")] = None,
+        help="Backend URL, overriding the manifest's \\[scheduler].backend.")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")
                     ] = False,
     verbose: Annotated[int, typer.Option("-v", "--verbose", count=True,

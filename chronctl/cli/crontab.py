@@ -20,9 +20,9 @@ def import_crontab(
     file: Annotated[Path, typer.Argument(help="A user crontab, /etc/crontab or a cron.d file.",
                                          show_default=False)],
     output: Annotated[Path | None, typer.Option(
-        "-o", "--output", help="Write the manifest here [default: stdout].")] = None,
+        "-o", "--output", help="Write the manifest here (default: stdout).")] = None,
     system: Annotated[bool | None, typer.Option(
-        "--system/--user", help="Force (or deny) a user column [default: detected].",
+        "--system/--user", help="Force (or deny) a user column (default: detected).",
         show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --output.")] = False,
 ) -> None:

@@ -27,7 +27,7 @@ def run(
     workers: Annotated[int | None, typer.Option(
         "--workers", min=1, help="Concurrent tasks in this process.")] = None,
     queues: Annotated[str | None, typer.Option(
-        "--queues", help="Comma-separated queues to take tasks from [default: all].")] = None,
+        "--queues", help="Comma-separated queues to take tasks from (default: all).")] = None,
     role: Annotated[str, typer.Option(
         "--role", help="all, scheduler (fire triggers only) or worker (run tasks only).")
     ] = "all",
@@ -38,7 +38,7 @@ def run(
         "--log-format", help="text or json (one object per line).")] = "text",
     metrics_port: Annotated[int | None, typer.Option(
         "--metrics-port", min=0, max=65535,
-        help="Serve Prometheus metrics on this port (needs chronctl[metrics]).")] = None,
+        help="Serve Prometheus metrics on this port (needs chronctl\\[metrics]).")] = None,
     metrics_addr: Annotated[str, typer.Option(
         "--metrics-addr", help="Address for --metrics-port.")] = "127.0.0.1",
 ) -> None:

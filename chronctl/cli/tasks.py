@@ -49,7 +49,7 @@ def enqueue(
                    ] = None,
     priority: Annotated[int | None, typer.Option("--priority", min=0, max=9,
                                                  help="0..9, higher first.")] = None,
-    queue: Annotated[str | None, typer.Option("--queue", help="Queue [default: the job's].")
+    queue: Annotated[str | None, typer.Option("--queue", help="Queue (default: the job's).")
                      ] = None,
     key: Annotated[str | None, typer.Option(
         "--key", help="Idempotency key: while a task with it is unfinished, return its id.")
