@@ -319,7 +319,7 @@ class RedisBackend(QueueBackend):
         for start in range(0, len(tasks), 1000):
             chunk = tasks[start:start + 1000]
             payload = json.dumps([task_fields(t) for t in chunk])
-            flat = await self._call("enqueue", payload)
+            flat = await self._call("enqueue", payload, _num(time.time()))
             out.extend((flat[i], bool(int(flat[i + 1]))) for i in range(0, len(flat), 2))
         self.notify()
         return out
@@ -356,7 +356,8 @@ class RedisBackend(QueueBackend):
         while self._acks:
             batch, self._acks = self._acks[:256], self._acks[256:]
             try:
-                replies = await self._call("ack", *(x for args, _ in batch for x in args))
+                replies = await self._call(
+                    "ack", json.dumps([x for args, _ in batch for x in args]))
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():
@@ -568,7 +569,8 @@ class RedisBackend(QueueBackend):
                           max_instances: int | None) -> FireOutcome:
         payload = "" if task is None else json.dumps(task_fields(task))
         outcome = await self._call("fire", job, _num(fire_time), payload,
-                                   "" if max_instances is None else str(max_instances))
+                                   "" if max_instances is None else str(max_instances),
+                                   _num(time.time()))
         if outcome == "enqueued":
             self.notify()
         return FireOutcome(outcome)
@@ -690,6 +692,8 @@ class RedisBackend(QueueBackend):
     # -- tests and cleanup -----------------------------------------------------
     async def drop_everything(self) -> int:
         """Delete every key of this prefix (tests; `queues purge` keeps history)."""
+        if self._redis is None:
+            await self.connect()
         count = 0
         async for key in self._redis.scan_iter(match=self.prefix.replace("{", "\\{").replace(
                 "}", "\\}") + "*", count=1000):

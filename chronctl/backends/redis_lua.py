@@ -15,10 +15,18 @@ local BROKERED = redis.call('EXISTS', P .. 'brokered') == 1
 
 local function tkey(id) return P .. 't:' .. id end
 
-local function score_ready(id)
-  local pr = tonumber(redis.call('HGET', tkey(id), 'priority')) or 5
-  local sa = tonumber(redis.call('HGET', tkey(id), 'scheduled_at')) or 0
-  return (9 - pr) * 1e10 + sa
+local function ready_score(pr, sa)
+  return (9 - (tonumber(pr) or 5)) * 1e10 + (tonumber(sa) or 0)
+end
+
+local function seq_member(seq, id)
+  return string.format('%015d', tonumber(seq or 0)) .. ':' .. id
+end
+
+-- a due task joins its queue's ready set
+local function make_ready(id, q)
+  local v = redis.call('HMGET', tkey(id), 'priority', 'scheduled_at', 'seq')
+  redis.call('ZADD', P .. 'ready:' .. q, ready_score(v[1], v[2]), seq_member(v[3], id))
 end
 
 local function set_status(id, old, new)
@@ -30,7 +38,7 @@ end
 
 -- ready members are "<seq>:<id>": equal scores then sort by enqueue order (FIFO)
 local function ready_member(id)
-  return string.format('%015d', tonumber(redis.call('HGET', tkey(id), 'seq') or 0)) .. ':' .. id
+  return seq_member(redis.call('HGET', tkey(id), 'seq'), id)
 end
 
 local function unindex_queue(id, q)
@@ -55,10 +63,15 @@ local function finish(id, new)
   end
 end
 
--- a task (re)enters pending at `at`; `unpub`: the broker must be handed it again
+-- a task (re)enters pending at `at`: straight into the ready set when due by `now`
+-- (nil: let the next claim promote it); `unpub`: the broker must be handed it again
 -- (pub:<queue> is scored by when the publish pump may next take it)
-local function schedule(id, q, at, unpub)
-  redis.call('ZADD', P .. 'sched:' .. q, at, id)
+local function schedule(id, q, at, unpub, now)
+  if now and tonumber(at) <= tonumber(now) then
+    make_ready(id, q)
+  else
+    redis.call('ZADD', P .. 'sched:' .. q, at, id)
+  end
   if BROKERED and unpub then
     redis.call('HDEL', tkey(id), 'pub_at', 'pub_ok')
     redis.call('ZADD', P .. 'pub:' .. q, at, id)
@@ -81,7 +94,7 @@ local function push_run(id, status, finished_at)
 end
 
 -- a new task, from a flat JSON object of strings; returns id, created (1/0)
-local function put(fields, as_status)
+local function put(fields, as_status, now)
   local id = fields.id
   local key = fields.key
   if as_status == 'pending' and key and key ~= '' then
@@ -89,19 +102,27 @@ local function put(fields, as_status)
     if existing then return {existing, 0} end
   end
   local h = tkey(id)
+  local seq = redis.call('INCR', P .. 'seq')
+  fields.seq = tostring(seq)
+  fields.status = as_status
   local flat = {}
   for k, v in pairs(fields) do
     flat[#flat + 1] = k
     flat[#flat + 1] = v
   end
   redis.call('HSET', h, unpack(flat))
-  redis.call('HSET', h, 'seq', redis.call('INCR', P .. 'seq'))
   local q = fields.queue
   redis.call('SADD', P .. 'queues', q)
-  set_status(id, nil, as_status)
+  redis.call('ZADD', P .. 'st:' .. as_status, fields.created_at or '0', id)
   if as_status == 'pending' then
     redis.call('SADD', P .. 'active:' .. fields.job, id)
-    schedule(id, q, fields.scheduled_at, true)
+    if now and tonumber(fields.scheduled_at) <= tonumber(now) then
+      redis.call('ZADD', P .. 'ready:' .. q, ready_score(fields.priority, fields.scheduled_at),
+                 seq_member(seq, id))
+    else
+      redis.call('ZADD', P .. 'sched:' .. q, fields.scheduled_at, id)
+    end
+    if BROKERED then redis.call('ZADD', P .. 'pub:' .. q, fields.scheduled_at, id) end
     if key and key ~= '' then redis.call('HSET', P .. 'keys', key, id) end
   end
   return {id, 1}
@@ -128,7 +149,7 @@ local function lost_lease(id, now, err)
     set_status(id, 'running', 'pending')
     redis.call('HDEL', h, 'lease_until')
     redis.call('HSET', h, 'scheduled_at', now)
-    schedule(id, q, now, true)
+    schedule(id, q, now, true, now)
   end
 end
 
@@ -154,7 +175,7 @@ local function recover_and_promote(qs, now, nowf, err)
     local due = redis.call('ZRANGEBYSCORE', P .. 'sched:' .. q, '-inf', nowf, 'LIMIT', 0, 5000)
     for _, id in ipairs(due) do
       redis.call('ZREM', P .. 'sched:' .. q, id)
-      redis.call('ZADD', P .. 'ready:' .. q, score_ready(id), ready_member(id))
+      make_ready(id, q)
     end
   end
   return recovered
@@ -186,8 +207,10 @@ if op == 'claim' then
     local h = tkey(id)
     redis.call('ZREM', P .. 'ready:' .. q, member)
     if BROKERED then redis.call('ZREM', P .. 'pub:' .. q, id) end
-    set_status(id, 'pending', 'running')
-    redis.call('HSET', h, 'started_at', now, 'lease_until', until_, 'worker', worker)
+    redis.call('ZREM', P .. 'st:pending', id)
+    redis.call('ZADD', P .. 'st:running', redis.call('HGET', h, 'created_at') or '0', id)
+    redis.call('HSET', h, 'status', 'running', 'started_at', now, 'lease_until', until_,
+               'worker', worker)
     redis.call('HINCRBY', h, 'deliveries', 1)
     redis.call('ZADD', P .. 'lease:' .. q, until_, id)
     out[#out + 1] = redis.call('HGETALL', h)
@@ -199,11 +222,11 @@ elseif op == 'recover' then
   return recover_and_promote(redis.call('SMEMBERS', P .. 'queues'), now, tonumber(now), err)
 
 elseif op == 'enqueue' then
-  -- json array of flat string objects
+  -- json array of flat string objects, now
   local tasks = cjson.decode(ARGV[2])
   local out = {}
   for _, fields in ipairs(tasks) do
-    local r = put(fields, 'pending')
+    local r = put(fields, 'pending', ARGV[3])
     out[#out + 1] = r[1]
     out[#out + 1] = r[2]
   end
@@ -226,18 +249,46 @@ elseif op == 'import' then
   return added
 
 elseif op == 'ack' then
-  -- groups of six: id, worker, deliveries, finished_at, result, output; one 0/1 each
+  -- one JSON array of strings, groups of six: id, worker, deliveries, finished_at,
+  -- result, output (one argument: packing thousands of arguments costs the client
+  -- more than cjson costs here); one 0/1 each. The hot path: one HMGET reads all a
+  -- success needs (ownership, indexes, history row).
+  local A = cjson.decode(ARGV[2])
   local out = {}
-  for i = 2, #ARGV, 6 do
-    local id = ARGV[i]
-    if owned(id, ARGV[i + 1], ARGV[i + 2]) then
-      local h = tkey(id)
-      redis.call('HSET', h, 'finished_at', ARGV[i + 3])
-      redis.call('HDEL', h, 'error', 'traceback', 'result', 'output')
-      if ARGV[i + 4] ~= '' then redis.call('HSET', h, 'result', ARGV[i + 4]) end
-      if ARGV[i + 5] ~= '' then redis.call('HSET', h, 'output', ARGV[i + 5]) end
-      finish(id, 'succeeded')
-      push_run(id, 'succeeded', ARGV[i + 3])
+  for i = 1, #A, 6 do
+    local id, finished, result, output = A[i], A[i + 3], A[i + 4], A[i + 5]
+    local h = tkey(id)
+    local v = redis.call('HMGET', h, 'status', 'worker', 'deliveries', 'queue', 'created_at',
+                         'job', 'key', 'attempt', 'started_at', 'args', 'kwargs', 'priority',
+                         'scheduled_at')
+    if v[1] == 'running' and (v[2] or '') == A[i + 1] and v[3] == A[i + 2] then
+      local q, job, key = v[4], v[6], v[7]
+      redis.call('HDEL', h, 'error', 'traceback', 'result', 'output', 'lease_until')
+      local set = {'finished_at', finished, 'status', 'succeeded'}
+      local run = {task_id = id, status = 'succeeded', finished_at = finished, job = job,
+                   queue = q}
+      if result ~= '' then
+        set[#set + 1] = 'result'; set[#set + 1] = result; run.result = result
+      end
+      if output ~= '' then
+        set[#set + 1] = 'output'; set[#set + 1] = output; run.output = output
+      end
+      redis.call('HSET', h, unpack(set))
+      redis.call('ZREM', P .. 'lease:' .. q, id)
+      redis.call('ZREM', P .. 'st:running', id)
+      redis.call('ZADD', P .. 'st:succeeded', v[5] or '0', id)
+      redis.call('SREM', P .. 'active:' .. job, id)
+      if key and redis.call('HGET', P .. 'keys', key) == id then
+        redis.call('HDEL', P .. 'keys', key)
+      end
+      if BROKERED then redis.call('ZREM', P .. 'pub:' .. q, id) end
+      local names = {'attempt', 'started_at', 'args', 'kwargs', 'priority', 'scheduled_at'}
+      for j, name in ipairs(names) do
+        if v[7 + j] then run[name] = v[7 + j] end
+      end
+      local member = cjson.encode(run)
+      redis.call('ZADD', P .. 'runs', finished, member)
+      redis.call('ZADD', P .. 'runs:' .. job, finished, member)
       out[#out + 1] = 1
     else
       out[#out + 1] = 0
@@ -262,7 +313,7 @@ elseif op == 'reject' then
     set_status(id, 'running', 'pending')
     redis.call('HDEL', h, 'lease_until')
     redis.call('HSET', h, 'scheduled_at', ARGV[10])
-    schedule(id, q, ARGV[10], true)
+    schedule(id, q, ARGV[10], true, ARGV[5])
     redis.call('PUBLISH', P .. 'wake', '1')
   else
     finish(id, 'dead')
@@ -343,7 +394,7 @@ elseif op == 'retry_dead' then
       redis.call('HSET', h, 'attempt', '0', 'scheduled_at', now)
       redis.call('HDEL', h, 'finished_at', 'started_at', 'worker')
       redis.call('SADD', P .. 'active:' .. redis.call('HGET', h, 'job'), id)
-      schedule(id, redis.call('HGET', h, 'queue'), now, true)
+      schedule(id, redis.call('HGET', h, 'queue'), now, true, now)
       n = n + 1
     end
   end
@@ -365,7 +416,7 @@ elseif op == 'delete' then
   return n
 
 elseif op == 'fire' then
-  -- job, fire_time, task json ('' = missed), max_instances ('' = none)
+  -- job, fire_time, task json ('' = missed), max_instances ('' = none), now
   local job, fire = ARGV[2], ARGV[3]
   local jk = P .. 'job:' .. job
   redis.call('HSETNX', jk, 'first_seen', fire)
@@ -378,7 +429,7 @@ elseif op == 'fire' then
   if ARGV[5] ~= '' and redis.call('SCARD', P .. 'active:' .. job) >= tonumber(ARGV[5]) then
     return 'skipped'
   end
-  put(cjson.decode(ARGV[4]), 'pending')
+  put(cjson.decode(ARGV[4]), 'pending', ARGV[6])
   redis.call('PUBLISH', P .. 'wake', '1')
   return 'enqueued'
 
