@@ -265,7 +265,7 @@ def _print_table(headers: list[str], rows: list[list[str]], title: str, plain: b
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--backends", default="memory,sqlite",
-                        help="comma-separated names (memory, sqlite) or backend URLs")
+                        help="comma-separated names (memory, sqlite, redis, rabbitmq) or URLs")
     parser.add_argument("--only", default=",".join(WORKLOADS),
                         help="comma-separated workloads, e.g. W1,W2")
     parser.add_argument("--quick", action="store_true", help="small N: a smoke run")
