@@ -84,7 +84,7 @@ PEERS: list[Peer] = [
     Peer("Dramatiq", "dramatiq_peer", "rabbitmq", ("dramatiq", "pika"),
          "RabbitmqBroker, 1 worker process, 8 threads, default middleware"),
     Peer("Celery", "celery_peer", "rabbitmq", ("celery", "amqp"),
-         "1 worker, threads pool x8, no result backend"),
+         "1 worker, solo pool (threads pool stalls on pyamqp), no result backend"),
 ]
 
 #: chronctl's backend label (a name or a URL scheme) -> the peers' backend.

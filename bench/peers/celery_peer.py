@@ -15,9 +15,14 @@ from celery import Celery
 
 from bench.peers import _common as c
 
-#: "threads" with 8 threads, as chronctl's Scheduler(workers=8) (see the README
-#: for solo and prefork); override with BENCH_PEER_CELERY_POOL=solo|threads|prefork.
-POOL = os.environ.get("BENCH_PEER_CELERY_POOL", "threads")
+#: Redis: "threads" with 8 threads, as chronctl's Scheduler(workers=8), the faster of
+#: threads and solo there. RabbitMQ: "solo" (tasks on the consuming thread): with
+#: the threads pool, pyamqp's acks from pool threads wait on the consumer's event
+#: loop and the worker crawls at about 30 tasks/s once its prefetch (4 x 8) is
+#: used up. prefork would add a pipe round trip per task. Override with
+#: BENCH_PEER_CELERY_POOL=solo|threads|prefork.
+POOL = os.environ.get("BENCH_PEER_CELERY_POOL",
+                      "solo" if c.BACKEND == "rabbitmq" else "threads")
 CONCURRENCY = {"solo": 1, "prefork": 1}.get(POOL, 8)
 
 app = Celery("chronctl_bench", broker=c.URL)
