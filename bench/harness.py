@@ -2,22 +2,23 @@
 
 A backend is a URL. `BACKENDS` maps a short name to a function of a fresh
 temporary directory that returns the URL; a workload builds the backend with
-`chronctl.backends.from_url`, so adding Redis is one line here, e.g.
-
-    "redis": lambda tmp: os.environ.get("CHRONCTL_BENCH_REDIS", "redis://127.0.0.1:6379/15"),
-
-(point it at a database the bench may empty: shared stores are cleared before
-each run). `--backends` also accepts a URL directly.
+`chronctl.backends.from_url`. `redis` and `rabbitmq` point at the local
+servers (override with CHRONCTL_BENCH_REDIS / CHRONCTL_BENCH_AMQP) under a
+key prefix or queue names unique to the run, so a shared server is never
+emptied: the run deletes only what it created. `--backends` also accepts a
+URL directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,9 +27,22 @@ from typing import Any
 
 from chronctl.backends import QueueBackend, from_url
 
+#: Redis database 14 is the benchmark's (15 is the test suite's).
+REDIS_URL = os.environ.get("CHRONCTL_BENCH_REDIS", "redis://127.0.0.1:6379/14")
+AMQP_URL = os.environ.get("CHRONCTL_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def _run_name(tmp: Path) -> str:
+    """A name unique to one run (the temporary directory's), usable as a key prefix."""
+    return "chronctl-bench-" + "".join(c for c in tmp.name if c.isalnum())[-12:]
+
+
 BACKENDS: dict[str, Callable[[Path], str]] = {
     "memory": lambda tmp: "memory://",
     "sqlite": lambda tmp: f"sqlite:///{tmp}/bench.db",  # sqlite:////abs/path.db
+    "redis": lambda tmp: f"{REDIS_URL}?prefix={_run_name(tmp)}",
+    "rabbitmq": lambda tmp: (f"{AMQP_URL}?queue_name={_run_name(tmp)}"
+                             f"&exchange_name={_run_name(tmp)}"),
 }
 
 
@@ -61,18 +75,32 @@ def choose_backends(spec: str) -> list[BackendChoice]:
 
 @asynccontextmanager
 async def open_backend(url: str):  # type: ignore[no-untyped-def]
-    """A connected backend with no pending tasks left by an earlier run."""
-    backend: QueueBackend = from_url(url)
-    await backend.connect()
-    try:
-        if backend.shared:
-            await backend.clear()
-        yield backend
-    finally:
-        drop = getattr(backend, "drop_everything", None)
-        if drop is not None:  # a shared Redis: leave no benchmark keys behind
-            await drop()
-        await backend.disconnect()
+    """A connected backend with no pending tasks left by an earlier run.
+
+    An amqp:// backend gets its SQLite state store in a temporary directory (the
+    default, `chronctl.db` in the working directory, would outlive the run), and
+    its broker queues and exchanges are deleted afterwards.
+    """
+    with contextlib.ExitStack() as stack:
+        options: dict[str, Any] = {}
+        if url.split("://", 1)[0].lower() in ("amqp", "amqps"):
+            state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="chronctl-bench-"))
+            options["state"] = f"sqlite:///{state_dir}/state.db"
+        backend: QueueBackend = from_url(url, **options)
+        await backend.connect()
+        try:
+            if backend.shared:
+                await backend.clear()
+            yield backend
+        finally:
+            await backend.connect()  # Scheduler.stop() disconnected it; connect is idempotent
+            drop = getattr(backend, "drop_everything", None)
+            if drop is not None:  # a shared Redis: leave no benchmark keys behind
+                await drop()
+            delete_layout = getattr(backend, "delete_layout", None)
+            if delete_layout is not None:  # RabbitMQ: leave no queues behind
+                await delete_layout()
+            await backend.disconnect()
 
 
 # -- statistics ----------------------------------------------------------------

@@ -3,6 +3,7 @@
     python -m bench                          # everything, memory and sqlite (about 6 min)
     python -m bench --quick                  # small N, a smoke run (about 30 s)
     python -m bench --only W1,W4 --backends sqlite --w4-pending 1000000
+    python -m bench --peers --backends redis,sqlite,rabbitmq --only W1,W2   # vs other queues
 
 Each throughput/latency workload runs `--repeat` times on a fresh store; the
 table shows the median and, in brackets, the best run. Targets are judged on
@@ -237,6 +238,18 @@ def render(results: dict[str, Any], plain: bool) -> None:
                      "CLI start, SQLite file with no tasks", plain)
 
 
+def render_peers(report: dict[str, Any], results: dict[str, Any], labels: list[str],
+                 plain: bool) -> None:
+    from .peers import table
+
+    headers, rows = table(report, results, labels)
+    _print_table(headers, rows, "chronctl and its peers, same backends, same run (medians); "
+                 "ratios > 1: chronctl is better", plain)
+    for v in report["verdicts"]:
+        print(f"{v['backend']} {v['workload']} {v['metric']}: chronctl "
+              f"{'ahead of' if v['ahead'] else 'BEHIND'} the best peer ({v['best_peer']})")
+
+
 def _print_table(headers: list[str], rows: list[list[str]], title: str, plain: bool) -> None:
     if not rows:
         return
@@ -265,7 +278,7 @@ def _print_table(headers: list[str], rows: list[list[str]], title: str, plain: b
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--backends", default="memory,sqlite",
-                        help="comma-separated names (memory, sqlite) or backend URLs")
+                        help="comma-separated names (memory, sqlite, redis, rabbitmq) or URLs")
     parser.add_argument("--only", default=",".join(WORKLOADS),
                         help="comma-separated workloads, e.g. W1,W2")
     parser.add_argument("--quick", action="store_true", help="small N: a smoke run")
@@ -283,6 +296,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON file (default bench/results/<date>.json)")
     parser.add_argument("--plain", action="store_true", help="plain text table")
+    parser.add_argument("--peers", action="store_true",
+                        help="also run W1/W2 with Huey, Dramatiq, arq, RQ and Celery on the same "
+                             "backends (pip install -e '.[bench]'); prints chronctl/peer ratios")
     return parser.parse_args(argv)
 
 
@@ -318,10 +334,18 @@ def main(argv: list[str] | None = None) -> int:
                                  for k, v in w6.items()
                                  if k.endswith("_ms") and not k.endswith("_min_ms")}}
         results["cli"]["W6"]["repeat"] = w6["repeat"]
+    if ns.peers:
+        from . import peers
+
+        report["peers"] = peers.run_peers(
+            [c.label for c in choices], results, only, w1_tasks=sizes.w1_tasks,
+            w2_tasks=sizes.w2_tasks, w2_rate=sizes.w2_rate, repeat=repeat, tmp_root=ns.tmpdir)
     report["machine"]["loadavg_end"] = os.getloadavg()
     report["seconds"] = (datetime.now(UTC) - started).total_seconds()
     report["targets"] = judge(results)
     render(results, ns.plain)
+    if ns.peers:
+        render_peers(report["peers"], results, [c.label for c in choices], ns.plain)
     out = ns.out or RESULTS_DIR / f"{started.date().isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
