@@ -14,7 +14,7 @@ from chronctl import Scheduler, TaskStatus
 from chronctl.backends.base import QueueBackend
 from chronctl.backends.sqlite import SQLiteBackend
 from chronctl.events import Event
-from chronctl.models import FireOutcome, iso
+from chronctl.models import FireOutcome, Task, iso
 
 
 @pytest.fixture
@@ -318,3 +318,19 @@ async def test_rate_limit_holds_and_does_not_starve_other_jobs(backend: QueueBac
         assert at - starts[0] >= (k - 5) / 5 - 0.02, (k, at - starts[0])
     # The limited job waited in the queue, not in the worker slots: `other` was not starved.
     assert order.index("other") <= 7, order
+
+
+async def test_sqlite_idle_wait_wakes_on_another_connections_commit(tmp_path: Path) -> None:
+    """`chronctl enqueue` from another process wakes an idle SQLite worker (no 1 s poll)."""
+    worker_side, cli_side = SQLiteBackend(tmp_path / "x.db"), SQLiteBackend(tmp_path / "x.db")
+    await worker_side.connect()
+    await cli_side.connect()
+    try:
+        waiter = asyncio.create_task(worker_side.wait_for_work(60))
+        await asyncio.sleep(0.2)
+        assert not waiter.done()
+        await cli_side.enqueue(Task(job="j"))  # cli_side's notify() is not worker_side's
+        await asyncio.wait_for(waiter, 10)
+    finally:
+        await cli_side.disconnect()
+        await worker_side.disconnect()

@@ -16,7 +16,6 @@ from typing import Any
 from bench.peers import _common as c
 from chronctl import Scheduler
 from chronctl.backends import QueueBackend, from_url
-from chronctl.errors import BackendError
 from chronctl.scheduler import build_task
 
 
@@ -63,19 +62,8 @@ class Client:
         self.scheduler = make_scheduler()
         self.loop.run_until_complete(self._connect())
 
-    async def _connect(self, tries: int = 10) -> None:
-        """Connect, retrying "database is locked": when two processes open a fresh
-        SQLite file at once (W2 starts the worker and this client together), one
-        may fail in the schema setup despite the busy timeout (a chronctl bug,
-        about 1 in 4 such starts here); the bench measures latency, not that."""
-        for attempt in range(tries):
-            try:
-                await self.scheduler.backend.connect()
-                return
-            except BackendError as exc:
-                if "locked" not in str(exc) or attempt == tries - 1:
-                    raise
-                await asyncio.sleep(0.05 * (attempt + 1))
+    async def _connect(self) -> None:
+        await self.scheduler.backend.connect()
 
     def enqueue(self, n: int) -> None:
         spec = self.scheduler.jobs["noop"]
