@@ -199,6 +199,9 @@ class RabbitMQBackend(QueueBackend):
         self._arrived = asyncio.Event()
         self._last_queues: list[str] = []
         self._last_max = 1
+        # chronctl queue -> (broker queue, consumer tag): kept open while this process claims
+        # work, so deliveries stream into `_buffer` instead of one basic.get round trip each
+        self._consumers: dict[str, tuple[AbstractQueue, str]] = {}
         self._infos: list[QueueInfo] | None = None
         self._infos_until = 0.0
         self._due_hint: float | None = None
@@ -292,6 +295,7 @@ class RabbitMQBackend(QueueBackend):
         self._queues.clear()
         self._held.clear()
         self._buffer.clear()
+        self._consumers.clear()
         try:
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -487,37 +491,80 @@ class RabbitMQBackend(QueueBackend):
         names = await self._consumable(queues)
         self._last_queues, self._last_max = names, max(1, max_items)
         wanted = set(names)
+        messages = await self._take(wanted, max_items)
+        if not messages and names:
+            try:
+                async with self._broker():
+                    await self._consume(names, max(1, max_items))
+                    got: list[tuple[str, AbstractIncomingMessage]] = []
+                    active = [(n, await self._queue(n)) for n in names]
+                    while active and len(got) < max_items:
+                        for name, queue in list(active):
+                            message = await queue.get(no_ack=False, fail=False)
+                            if message is None:
+                                active.remove((name, queue))
+                                continue
+                            got.append((name, message))
+                            messages.append(message)
+                            if not message.message_count:
+                                # basic.get-ok says the queue is now empty: skip the round
+                                # trip that would only hear "get-empty".
+                                active.remove((name, queue))
+                            if len(got) >= max_items:
+                                break
+                # Our consumers may have taken what the gets missed: the broker sent those
+                # deliveries before its get answers (one channel keeps frame order), so
+                # once their callbacks have run they are in the buffer. Gets and deliveries
+                # together, highest priority first: the rest stays buffered.
+                for _ in range(5):
+                    await asyncio.sleep(0)
+                got = [(n, m) for n, m in self._buffer if n in wanted] + got  # sent first
+                self._buffer = [(n, m) for n, m in self._buffer if n not in wanted]
+                got.sort(key=lambda item: -(item[1].priority or 0))
+                messages = [m for _, m in got[:max_items]]
+                self._buffer = got[max_items:] + self._buffer
+            except BaseException:
+                self._queues.clear()  # declare again next time (a queue deleted by hand)
+                self._consumers.clear()
+                for message in messages:  # never leave a fetched message stranded
+                    await self._settle(message.nack(requeue=True))
+                raise
+        return await self._claim(messages, lease, worker)
+
+    async def _take(self, wanted: set[str], limit: int) -> list[AbstractIncomingMessage]:
+        """Up to `limit` buffered messages of the wanted queues; those of queues no longer
+        wanted (paused) go back to the broker."""
         messages: list[AbstractIncomingMessage] = []
         keep: list[tuple[str, AbstractIncomingMessage]] = []
         for name, message in self._buffer:
             if not self._open(message):
                 continue  # its channel died: RabbitMQ requeued it
-            if name in wanted and len(messages) < max_items:
+            if name in wanted and len(messages) < limit:
                 messages.append(message)
             elif name in wanted:
                 keep.append((name, message))
             else:
                 await self._settle(message.nack(requeue=True))
         self._buffer = keep
-        if len(messages) < max_items and names:
-            try:
-                async with self._broker():
-                    active = [await self._queue(n) for n in names]
-                    while active and len(messages) < max_items:
-                        for queue in list(active):
-                            message = await queue.get(no_ack=False, fail=False)
-                            if message is None:
-                                active.remove(queue)
-                                continue
-                            messages.append(message)
-                            if len(messages) >= max_items:
-                                break
-            except BaseException:
-                self._queues.clear()  # declare again next time (a queue deleted by hand)
-                for message in messages:  # never leave a fetched message stranded
-                    await self._settle(message.nack(requeue=True))
-                raise
-        return await self._claim(messages, lease, worker)
+        return messages
+
+    async def _consume(self, names: Sequence[str], slots: int) -> None:
+        """Keep one consumer per claimed queue. The broker then pushes up to `prefetch`
+        unacked messages (the running tasks' and as many again, buffered): a busy worker
+        finds its next batch already here. A queue no longer claimed (paused) stops
+        being consumed; its buffered messages are nacked back by `dequeue`."""
+        assert self._chan is not None
+        for name in [n for n in self._consumers if n not in names]:
+            queue, tag = self._consumers.pop(name)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(queue.cancel(tag), 1.0)
+        if not self._consumers:
+            await self._chan.set_qos(prefetch_count=2 * slots)
+        for name in names:
+            if name not in self._consumers:
+                queue = await self._queue(name)
+                self._consumers[name] = (queue, await queue.consume(self._consumer(name),
+                                                                    no_ack=False))
 
     async def _claim(self, messages: list[AbstractIncomingMessage], lease: float,
                      worker: str) -> list[Task]:
@@ -643,38 +690,26 @@ class RabbitMQBackend(QueueBackend):
         return due
 
     async def wait_for_work(self, timeout: float) -> None:
-        """Consume the queues last dequeued from until a message arrives, a local wakeup,
-        or `timeout`; the messages stay buffered (unacked) for the next dequeue."""
+        """Wait for a message on the queues last dequeued from (their consumers stay open),
+        a local wakeup, or `timeout`; messages stay buffered (unacked) for the next dequeue."""
         if self._buffer or self._wakeup.is_set():
             self._wakeup.clear()
             return
         self._arrived.clear()
-        consumers: list[tuple[AbstractQueue, str]] = []
-        try:
-            if self._conn is not None and self._last_queues:
-                try:
-                    async with self._broker():
-                        assert self._chan is not None
-                        await self._chan.set_qos(prefetch_count=self._last_max)
-                        for name in self._last_queues:
-                            queue = await self._queue(name)
-                            consumers.append((queue, await queue.consume(
-                                self._consumer(name), no_ack=False)))
-                except BackendUnavailableError as exc:
-                    log.debug("cannot consume while idle: %s", exc)
-            waits = [asyncio.ensure_future(self._wakeup.wait()),
-                     asyncio.ensure_future(self._arrived.wait())]
+        if self._conn is not None and self._last_queues:
             try:
-                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waits:
-                    waiter.cancel()
+                async with self._broker():
+                    await self._consume(self._last_queues, self._last_max)
+            except BackendUnavailableError as exc:
+                log.debug("cannot consume while idle: %s", exc)
+                self._consumers.clear()
+        waits = [asyncio.ensure_future(self._wakeup.wait()),
+                 asyncio.ensure_future(self._arrived.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for queue, tag in consumers:
-                with contextlib.suppress(Exception):
-                    # The robust queue forgets the consumer before the RPC, so even a
-                    # timeout (broker down) keeps it from being restored on reconnect.
-                    await asyncio.wait_for(queue.cancel(tag), 1.0)
+            for waiter in waits:
+                waiter.cancel()
             self._wakeup.clear()
 
     def _consumer(self, name: str) -> Any:
