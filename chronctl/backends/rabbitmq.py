@@ -36,16 +36,21 @@ confirmed (crash between stamp and publish) is published again after
 `republish_after` seconds, so nothing is lost; a rare duplicate is dropped at
 delivery because the task is no longer pending.
 
-Delivery: `dequeue` takes messages the consumer already pushed, then fetches
-the rest with basic.get (manual acks), and claims their tasks in the state
-store (pending -> running with worker, delivery count and lease). The message
-stays unacked while the task runs. `acknowledge` acks it; `reject(requeue=True)`
+Delivery: a claiming process keeps one consumer open per queue it takes work
+from, with `prefetch_count` = twice its slots, so the broker streams messages
+into a local buffer while tasks run and `dequeue` takes its next batch from
+there (no round trip per message). Only when the buffer is empty does
+`dequeue` also ask with basic.get; those answers and the deliveries the
+broker sent before them are merged by priority, then broker order. Messages
+are taken with manual acks, and their tasks are claimed in the state store
+(pending -> running with worker, delivery count and lease). The message stays
+unacked while the task runs. `acknowledge` acks it; `reject(requeue=True)`
 records the retry in the state store (pending at `retry_at`, unpublished) and
 acks: the pump republishes it when due; `reject(requeue=False)` marks it dead
 and rejects the message without requeue, so RabbitMQ dead-letters it to
-`<queue_name>.dead`; `release` nacks with requeue. While a worker is idle,
-`wait_for_work` consumes its queues with `prefetch_count` = its free slots and
-returns as soon as a message arrives.
+`<queue_name>.dead`; `release` nacks with requeue. `wait_for_work` returns as
+soon as a message arrives. A queue no longer claimed (paused) stops being
+consumed and its buffered messages go back to the broker.
 
 A consumer that dies (kill -9, lost connection) has its unacked messages
 redelivered by RabbitMQ with `redelivered=True`. A redelivered message whose
@@ -491,6 +496,9 @@ class RabbitMQBackend(QueueBackend):
         names = await self._consumable(queues)
         self._last_queues, self._last_max = names, max(1, max_items)
         wanted = set(names)
+        if self._consumers and set(self._consumers) != wanted:
+            async with self._broker():  # a queue paused or added since: consume accordingly
+                await self._consume(names, max(1, max_items))
         messages = await self._take(wanted, max_items)
         if not messages and names:
             try:
