@@ -271,18 +271,24 @@ async def test_due_pump_of_another_process_publishes_a_delayed_task(
         await other.disconnect()
 
 
-def test_cli_on_an_amqp_manifest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_cli_on_an_amqp_manifest(tmp_path: Path, store: str) -> None:
     import uuid
 
     from tests.cli.helpers import chronctl, one_error_line
-    from tests.conftest import need_service, rabbitmq_reachable
+    from tests.conftest import REDIS_URL, need_service, rabbitmq_reachable, redis_reachable
 
     need_service("rabbitmq", rabbitmq_reachable(), "nothing listens on 127.0.0.1:5672")
     prefix = f"chronctl-test-{uuid.uuid4().hex[:10]}"
+    state = "sqlite:///state.db"
+    if store == "redis":  # the several-hosts deployment
+        ok, why = redis_reachable()
+        need_service("Redis", ok, why)
+        state = f"{REDIS_URL}?prefix={prefix}"
     (tmp_path / "jobs.toml").write_text(f"""
 [scheduler]
 backend = "{RABBITMQ_URL}?queue_name={prefix}&exchange_name={prefix}"
-state = "sqlite:///state.db"
+state = "{state}"
 
 [jobs.hello]
 command = ["true"]
@@ -314,14 +320,17 @@ max_retries = 0
         line = one_error_line(down)
         assert "hunter2" not in line and "amqp://***@127.0.0.1:1/%2F" in line
     finally:
-        from chronctl.backends.sqlite import SQLiteBackend
+        from chronctl.backends import from_url
 
         cleaner = RabbitMQBackend(RABBITMQ_URL, prefix, prefix,
-                                  state=SQLiteBackend(tmp_path / "state.db"))
+                                  state=from_url(state, base=tmp_path))
 
         async def drop() -> None:
             await cleaner.connect()
             await cleaner.delete_layout(["default", "mail"])
+            dropper = getattr(cleaner.state, "drop_everything", None)
+            if dropper is not None:
+                await dropper()
             await cleaner.disconnect()
 
         asyncio.run(drop())
