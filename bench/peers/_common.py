@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 BACKEND = os.environ.get("BENCH_PEER_BACKEND", "redis")
 URL = os.environ.get("BENCH_PEER_URL", "redis://127.0.0.1:6379/14")
@@ -136,3 +136,22 @@ def main(worker: Callable[[], Any], enqueue: Callable[[int], Any],
             closer()
     print(json.dumps(out), flush=True)
     sys.stdout.flush()
+
+
+class Client(Protocol):
+    """A peer's enqueuing side when it needs its own event loop and connection."""
+
+    def enqueue(self, n: int) -> None: ...
+    def send_one(self, ts: float) -> None: ...
+    def close(self) -> None: ...
+
+
+def main_with_client(worker: Callable[[], Any], make_client: Callable[[], Client]) -> None:
+    """`main` for a peer whose client roles share one object, made once per process."""
+    made: list[Client] = []
+
+    def setup() -> Callable[[], None]:
+        made.append(make_client())
+        return made[0].close
+
+    main(worker, lambda n: made[0].enqueue(n), lambda ts: made[0].send_one(ts), setup=setup)

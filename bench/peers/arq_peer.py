@@ -63,15 +63,5 @@ class Client:
         self.loop.close()
 
 
-_client: Client | None = None
-
-
-def _setup() -> Any:
-    global _client
-    _client = Client()
-    return _client.close
-
-
 if __name__ == "__main__":
-    c.main(worker, lambda n: _client.enqueue(n),  # type: ignore[union-attr]
-           lambda ts: _client.send_one(ts), setup=_setup)  # type: ignore[union-attr]
+    c.main_with_client(worker, Client)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from bench.peers import _common as c
 from chronctl import Scheduler
@@ -78,15 +77,5 @@ class Client:
         self.loop.close()
 
 
-_client: Client | None = None
-
-
-def _setup() -> Any:
-    global _client
-    _client = Client()
-    return _client.close
-
-
 if __name__ == "__main__":
-    c.main(worker, lambda n: _client.enqueue(n),  # type: ignore[union-attr]
-           lambda ts: _client.send_one(ts), setup=_setup)  # type: ignore[union-attr]
+    c.main_with_client(worker, Client)

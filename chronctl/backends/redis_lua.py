@@ -37,6 +37,12 @@ local function set_status(id, old, new)
 end
 
 -- ready members are "<seq>:<id>": equal scores then sort by enqueue order (FIFO)
+-- candidates {member, score, queue}: the ready order (priority, then time, then FIFO)
+local function by_ready_order(a, b)
+  if a[2] ~= b[2] then return a[2] < b[2] end
+  return a[1] < b[1]
+end
+
 local function ready_member(id)
   return seq_member(redis.call('HGET', tkey(id), 'seq'), id)
 end
@@ -196,10 +202,7 @@ if op == 'claim' then
       end
     end
   end
-  table.sort(cands, function(a, b)
-    if a[2] ~= b[2] then return a[2] < b[2] end
-    return a[1] < b[1]
-  end)
+  table.sort(cands, by_ready_order)
   local out = {}
   for i = 1, math.min(max, #cands) do
     local member, q = cands[i][1], cands[i][3]
@@ -471,7 +474,7 @@ elseif op == 'claim_publish' then
     if st[1] ~= 'pending' then
       redis.call('ZREM', P .. 'pub:' .. q, id)
     elseif tonumber(st[2]) <= nowf then
-      cands[#cands + 1] = {id, q, tonumber(st[3]) or 5, tonumber(st[2]), tonumber(st[4]) or 0}
+      cands[#cands + 1] = {seq_member(st[4], id), ready_score(st[3], st[2]), q}
     end
   end
   if nids > 0 then
@@ -489,14 +492,10 @@ elseif op == 'claim_publish' then
       for _, id in ipairs(ids) do consider(id, q) end
     end
   end
-  table.sort(cands, function(a, b)
-    if a[3] ~= b[3] then return a[3] > b[3] end
-    if a[4] ~= b[4] then return a[4] < b[4] end
-    return a[5] < b[5]
-  end)
+  table.sort(cands, by_ready_order)
   local out = {}
   for i = 1, math.min(limit, #cands) do
-    local id, q = cands[i][1], cands[i][2]
+    local id, q = string.sub(cands[i][1], 17), cands[i][3]
     redis.call('HSET', tkey(id), 'pub_at', now)
     redis.call('HDEL', tkey(id), 'pub_ok')
     redis.call('ZADD', P .. 'pub:' .. q, until_, id)
