@@ -82,6 +82,7 @@ class SchedulerConfig:
     pidfile: str = "chronctl.pid"
     log_file: str = "chronctl.log"
     queues: list[str] | None = None
+    prefetch: int | None = None  # None: twice `workers`
 
 
 @dataclass
@@ -99,7 +100,8 @@ class Manifest:
 
 TOP_LEVEL = ("scheduler", "defaults", "jobs")
 SCHEDULER_KEYS = ("backend", "state", "timezone", "workers", "misfire_grace_time", "coalesce",
-                  "shutdown_timeout", "lease", "pythonpath", "pidfile", "log_file", "queues")
+                  "shutdown_timeout", "lease", "pythonpath", "pidfile", "log_file", "queues",
+                  "prefetch")
 DEFAULT_KEYS = ("queue", "priority", "max_retries", "retry_backoff", "retry_delay",
                 "retry_max_delay", "timeout", "max_instances", "jitter", "executor",
                 "misfire_grace_time", "coalesce", "timezone", "rate_limit", "on_failure",
@@ -466,6 +468,7 @@ class _Parser:
             "pidfile": _string,
             "log_file": _string,
             "queues": lambda v: _string_list(v, comma_string=True),
+            "prefetch": lambda v: _integer(v, 0),
         }
         for key, value in data.items():
             convert = converters[key]

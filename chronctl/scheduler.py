@@ -62,6 +62,7 @@ class Scheduler:
         role: str = "all",
         default_max_retries: int = 3,
         clock: Callable[[], float] = time.time,
+        prefetch: int | None = None,
     ) -> None:
         if backend is None:
             from .backends.memory import MemoryBackend
@@ -72,6 +73,7 @@ class Scheduler:
         self.backend = backend
         self.timezone = timezone
         self.workers = workers
+        self.prefetch = prefetch
         self.misfire_grace_time = misfire_grace_time
         self.coalesce = coalesce
         self.shutdown_timeout = shutdown_timeout
@@ -109,6 +111,7 @@ class Scheduler:
             timezone=cfg.timezone, workers=cfg.workers,
             misfire_grace_time=cfg.misfire_grace_time, coalesce=cfg.coalesce,
             shutdown_timeout=cfg.shutdown_timeout, lease=cfg.lease, queues=cfg.queues,
+            prefetch=cfg.prefetch,
         )
         options.update({k: v for k, v in overrides.items() if v is not None})
         scheduler = cls(backend, **options)
@@ -225,7 +228,8 @@ class Scheduler:
         if self._executors is None:
             self._executors = Executors(threads=self.workers, processes=min(self.workers, 4))
         return Worker(self.backend, self.get_job, self._executors, concurrency=self.workers,
-                      queues=self.queues, lease=self.lease, events=self.events)
+                      queues=self.queues, lease=self.lease, events=self.events,
+                      prefetch=self.prefetch)
 
     async def stop(self, *, now: bool = False) -> None:
         """Graceful: stop firing and claiming, let runs finish, return the rest."""

@@ -5,6 +5,14 @@ scheduled task, an in-process wakeup (enqueue, retry, resume) or, for
 backends other processes write to, a short poll interval. While tasks run,
 one heartbeat renews all their leases; a lease this worker lost (the task
 was cancelled, or expired and was taken by another worker) cancels the run.
+
+Short tasks would otherwise leave slots idle for two round trips each (claim,
+then acknowledge), so a slot is free again as soon as its run returns (the
+acknowledgement goes on in the background, group-committed by the backend) and
+the worker claims up to `prefetch` tasks beyond its free slots. A prefetched
+task waits at most PREFETCH_WAIT for a slot; then it goes back to the queue,
+where an idle worker elsewhere can take it, and the worker prefetches nothing
+until one of its runs ends: long runs never hoard work.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("chronctl.worker")
 
 TRACEBACK_TAIL = 4000  # characters of traceback kept with a failed run
+PREFETCH_WAIT = 1.0  # seconds a prefetched task waits for a slot before it goes back
 
 
 def worker_id() -> str:
@@ -76,6 +85,7 @@ class Worker:
         lease: float = 30.0,
         events: EventBus | None = None,
         poll_interval: float | None = None,
+        prefetch: int | None = None,
     ) -> None:
         self.backend = backend
         self.get_job = get_job
@@ -88,7 +98,14 @@ class Worker:
         # Other processes may write a shared backend without waking us.
         self.poll_interval = poll_interval if poll_interval is not None else (
             1.0 if backend.shared else 3600.0)
+        #: tasks claimed beyond the free slots, waiting (briefly) for one
+        self.prefetch = max(0, prefetch if prefetch is not None else 2 * self.concurrency)
+        # claimed and not yet settled: waiting for a slot, running, or being acknowledged
         self._inflight: dict[str, tuple[Task, asyncio.Task[None]]] = {}
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._unfinished: set[str] = set()  # claimed, run not over yet (waiting or running)
+        self._waiting: set[str] = set()  # claimed, waiting for a slot
+        self._slots_stuck = False  # a prefetched task timed out; no prefetch until a run ends
         self._slot_freed = asyncio.Event()
         self._stopping = False
         self._releasing: set[str] = set()
@@ -97,7 +114,16 @@ class Worker:
 
     @property
     def busy(self) -> int:
-        return len(self._inflight)
+        """Runs in progress (prefetched tasks and acknowledgements in flight excluded)."""
+        return len(self._unfinished) - len(self._waiting)
+
+    def _room(self) -> int:
+        """How many tasks to claim now: free slots plus the prefetch, minus what is
+        claimed and unstarted; 0 also while too many acknowledgements are in flight."""
+        if len(self._inflight) >= 4 * (self.concurrency + self.prefetch):
+            return 0
+        extra = 0 if self._slots_stuck else self.prefetch
+        return self.concurrency + extra - len(self._unfinished)
 
     # -- loops -------------------------------------------------------------
     async def run(self) -> None:
@@ -106,7 +132,7 @@ class Worker:
         backoff = 0.0
         try:
             while not self._stopping:
-                free = self.concurrency - len(self._inflight)
+                free = self._room()
                 if free <= 0:
                     self._slot_freed.clear()
                     await self._slot_freed.wait()
@@ -141,7 +167,7 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(), name="chronctl-lease-heartbeat")
         try:
             while not self._stopping:
-                free = self.concurrency - len(self._inflight)
+                free = self._room()
                 claimed = await self._claim(free) if free > 0 else 0
                 if claimed:
                     continue
@@ -158,6 +184,7 @@ class Worker:
         tasks = await self.backend.dequeue(free, queues=self.queues, lease=self.lease,
                                            worker=self.id)
         for task in tasks:
+            self._unfinished.add(task.id)
             runner = asyncio.create_task(self._execute(task), name=f"chronctl-task-{task.id}")
             self._inflight[task.id] = (task, runner)
         return len(tasks)
@@ -185,6 +212,14 @@ class Worker:
         self._stopping = True
         self._slot_freed.set()
         self.backend.notify()
+        # Prefetched tasks never started: back to the queue at once, not run now.
+        unstarted = [self._inflight[i] for i in self._waiting if i in self._inflight]
+        if unstarted:
+            self._releasing.update(t.id for t, _ in unstarted)
+            for _, runner in unstarted:
+                runner.cancel()
+            await asyncio.gather(*(r for _, r in unstarted), return_exceptions=True)
+            await self.backend.release([t for t, _ in unstarted])
         if self._inflight and not now:
             await asyncio.wait([r for _, r in self._inflight.values()], timeout=timeout)
         leftover = list(self._inflight.values())
@@ -205,8 +240,36 @@ class Worker:
         except Exception:  # a backend error while settling: the lease will bring it back
             log.exception("could not record the outcome of task %s", task.id)
         finally:
+            self._run_over(task)
             self._inflight.pop(task.id, None)
             self._slot_freed.set()
+
+    def _run_over(self, task: Task) -> None:
+        """The task no longer needs a slot: the worker may claim another one now."""
+        if task.id in self._unfinished:
+            self._unfinished.discard(task.id)
+            self._slot_freed.set()
+
+    async def _take_slot(self, task: Task) -> bool:
+        """Wait for a free slot, at most PREFETCH_WAIT; False = the task went back."""
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return True
+        self._waiting.add(task.id)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), PREFETCH_WAIT)
+            return True
+        except TimeoutError:
+            pass
+        finally:
+            self._waiting.discard(task.id)
+        # Every slot is held by a long run: let an idle worker elsewhere have it.
+        self._slots_stuck = True
+        self._run_over(task)
+        await self.backend.release([task])
+        log.debug("task %s waited %.1fs for a slot; returned to the queue", task.id,
+                  PREFETCH_WAIT)
+        return False
 
     async def _run_one(self, task: Task) -> None:
         spec = self.get_job(task.job)
@@ -241,14 +304,21 @@ class Worker:
                 # Step aside until its turn, so due tasks of other jobs run meanwhile.
                 await self.backend.release([task], at=time.time() + wait)
                 return
-        if log.isEnabledFor(logging.INFO):
-            log.info("start job=%s task=%s attempt=%d", task.job, task.id, task.attempt,
-                     extra={"event": "task_start", "job": task.job, "task_id": task.id,
-                            "attempt": task.attempt})
-        await self.events.emit("task_started", task=task)
+        if not await self._take_slot(task):
+            return
         started = time.monotonic()
         try:
-            outcome = await self.executors.run(spec, task)
+            try:
+                if log.isEnabledFor(logging.INFO):
+                    log.info("start job=%s task=%s attempt=%d", task.job, task.id,
+                             task.attempt, extra={"event": "task_start", "job": task.job,
+                                                  "task_id": task.id, "attempt": task.attempt})
+                await self.events.emit("task_started", task=task)
+                outcome = await self.executors.run(spec, task)
+            finally:
+                self._slots.release()
+                self._slots_stuck = False
+                self._run_over(task)
         except asyncio.CancelledError:
             if task.id in self._releasing:
                 raise  # shutdown: stop() releases it

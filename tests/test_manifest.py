@@ -54,6 +54,7 @@ pythonpath = [".", "src", "/opt/lib"]
 pidfile = "run/chronctl.pid"
 log_file = "/var/log/chronctl.log"
 queues = ["default", "mail"]
+prefetch = 0
 
 [defaults]
 queue = "work"
@@ -121,6 +122,7 @@ def test_every_key_is_parsed(tmp_path: Path) -> None:
         pidfile=str(base / "run/chronctl.pid"),
         log_file="/var/log/chronctl.log",
         queues=["default", "mail"],
+        prefetch=0,
     )
     assert list(manifest.jobs) == ["everything", "inherits", "shell_string"]
     job = manifest.jobs["everything"]
@@ -487,6 +489,7 @@ def test_value_typos_get_suggestions(tmp_path: Path) -> None:
         ('pythonpath = [1]', "pythonpath", "non-empty strings"),
         ('pidfile = 3', "pidfile", "expected a string"),
         ('queues = 3', "queues", "array of strings"),
+        ('prefetch = -1', "prefetch", "at least 0"),
     ],
 )
 def test_bad_scheduler_values(tmp_path: Path, body: str, key: str, fragment: str) -> None:
