@@ -49,6 +49,28 @@ def redis_url() -> Iterator[str]:
     asyncio.run(drop())
 
 
+def test_claim_rows_decode_every_field_in_order() -> None:
+    """A claim returns values only (TASK_FIELDS order): a field out of place would
+    silently swap, say, the worker and the error, so check with all fields distinct."""
+    from dataclasses import fields
+
+    from chronctl.backends.redis import task_fields, task_from_row
+    from chronctl.backends.redis_lua import TASK_FIELDS
+    from chronctl.models import Task, TaskStatus
+
+    assert sorted(TASK_FIELDS) == sorted(f.name for f in fields(Task))
+    task = Task(job="j", args=[1, "a"], kwargs={"k": [2]}, queue="q", priority=7,
+                scheduled_at=11.5, id="tid", status=TaskStatus.RUNNING, attempt=2,
+                max_retries=9, key="key", created_at=10.25, started_at=12.0, finished_at=13.0,
+                result={"r": 1}, error="err", traceback="tb", output="out", lease_until=14.0,
+                worker="w", deliveries=3, fire_time=9.0)
+    stored = task_fields(task)
+    assert task_from_row([stored.get(name) for name in TASK_FIELDS]) == task
+    bare = Task(job="j", id="t2", created_at=5.0)
+    stored = task_fields(bare)
+    assert task_from_row([stored.get(name) for name in TASK_FIELDS]) == bare
+
+
 def test_url_forms() -> None:
     assert parse_redis_url("redis://u:p@h:6379/3?prefix=app")["prefix"] == "app"
     sentinel = parse_redis_url("redis+sentinel://:pw@s1:26379,s2:26380/mymaster/2")

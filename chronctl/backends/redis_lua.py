@@ -1,5 +1,12 @@
 """The Lua state machine of the Redis backend, one EVAL per state change."""
 
+#: The order in which a claim returns a task's fields: values only (HMGET), so a
+#: claimed batch crosses without field names and decodes by position.
+TASK_FIELDS = ("id", "job", "queue", "status", "key", "worker", "error", "traceback",
+               "output", "priority", "attempt", "max_retries", "deliveries", "scheduled_at",
+               "created_at", "started_at", "finished_at", "lease_until", "fire_time", "args",
+               "kwargs", "result")
+
 SCRIPT = r"""
 -- chronctl's Redis state machine. Every function runs inside one EVAL, so a
 -- crash between two steps of a state change cannot lose or duplicate a task.
@@ -14,6 +21,10 @@ local op = ARGV[1]
 local BROKERED = redis.call('EXISTS', P .. 'brokered') == 1
 
 local function tkey(id) return P .. 't:' .. id end
+
+local TASK_FIELDS = {__TASK_FIELDS__}
+-- a claimed task for the client: its values in TASK_FIELDS order
+local function task_row(h) return redis.call('HMGET', h, unpack(TASK_FIELDS)) end
 
 local function ready_score(pr, sa)
   return (9 - (tonumber(pr) or 5)) * 1e10 + (tonumber(sa) or 0)
@@ -216,7 +227,7 @@ if op == 'claim' then
                'worker', worker)
     redis.call('HINCRBY', h, 'deliveries', 1)
     redis.call('ZADD', P .. 'lease:' .. q, until_, id)
-    out[#out + 1] = redis.call('HGETALL', h)
+    out[#out + 1] = task_row(h)
   end
   return out
 
@@ -499,7 +510,7 @@ elseif op == 'claim_publish' then
     redis.call('HSET', tkey(id), 'pub_at', now)
     redis.call('HDEL', tkey(id), 'pub_ok')
     redis.call('ZADD', P .. 'pub:' .. q, until_, id)
-    out[#out + 1] = redis.call('HGETALL', tkey(id))
+    out[#out + 1] = task_row(tkey(id))
   end
   return out
 
@@ -551,7 +562,7 @@ elseif op == 'claim_ids' then
     redis.call('HSET', h, 'started_at', now, 'lease_until', until_, 'worker', worker)
     redis.call('HINCRBY', h, 'deliveries', 1)
     redis.call('ZADD', P .. 'lease:' .. q, until_, id)
-    claimed[#claimed + 1] = redis.call('HGETALL', h)
+    claimed[#claimed + 1] = task_row(h)
   end
   for i = 7 + nlost, #ARGV do
     local id = ARGV[i]
@@ -580,4 +591,4 @@ elseif op == 'claim_ids' then
 end
 
 return redis.error_reply('unknown operation ' .. tostring(op))
-"""
+""".replace("__TASK_FIELDS__", ", ".join(f"'{name}'" for name in TASK_FIELDS))
