@@ -252,6 +252,10 @@ class Worker:
 
     async def _take_slot(self, task: Task) -> bool:
         """Wait for a free slot, at most PREFETCH_WAIT; False = the task went back."""
+        if self._stopping:  # claimed just before a graceful stop: not started now
+            self._run_over(task)
+            await self.backend.release([task])
+            return False
         if not self._slots.locked():
             await self._slots.acquire()
             return True
