@@ -552,7 +552,7 @@ def build_task(spec: JobSpec, args: list[Any] | None = None,
     if not isinstance(kwargs, dict):
         raise UsageError("kwargs must be a JSON object")
     try:
-        size = len(dumps([args, kwargs]).encode())
+        size = len(dumps([args, kwargs]).encode()) if args or kwargs else 0
     except (TypeError, ValueError) as exc:
         raise UsageError(f"args and kwargs must be JSON values: {exc}") from exc
     if size > MAX_PAYLOAD:
