@@ -25,6 +25,8 @@ local function tkey(id) return P .. 't:' .. id end
 local TASK_FIELDS = {__TASK_FIELDS__}
 -- a claimed task for the client: its values in TASK_FIELDS order
 local function task_row(h) return redis.call('HMGET', h, unpack(TASK_FIELDS)) end
+local F = {}  -- field name -> position in a row
+for i, name in ipairs(TASK_FIELDS) do F[name] = i end
 
 local function ready_score(pr, sa)
   return (9 - (tonumber(pr) or 5)) * 1e10 + (tonumber(sa) or 0)
@@ -40,10 +42,13 @@ local function make_ready(id, q)
   redis.call('ZADD', P .. 'ready:' .. q, ready_score(v[1], v[2]), seq_member(v[3], id))
 end
 
+-- Running tasks have no st: set (lease:<queue> lists them); the ZREM of an old
+-- 'running' still clears st:running, which versions before 0.x kept.
 local function set_status(id, old, new)
-  local created = redis.call('HGET', tkey(id), 'created_at') or '0'
   if old then redis.call('ZREM', P .. 'st:' .. old, id) end
-  redis.call('ZADD', P .. 'st:' .. new, created, id)
+  if new ~= 'running' then
+    redis.call('ZADD', P .. 'st:' .. new, redis.call('HGET', tkey(id), 'created_at') or '0', id)
+  end
   redis.call('HSET', tkey(id), 'status', new)
 end
 
@@ -110,6 +115,8 @@ local function push_run(id, status, finished_at)
   redis.call('ZADD', P .. 'runs:' .. run.job, finished_at, member)
 end
 
+local KNOWN_QUEUES = {}
+
 -- a new task, from a flat JSON object of strings; returns id, created (1/0)
 local function put(fields, as_status, now)
   local id = fields.id
@@ -129,7 +136,10 @@ local function put(fields, as_status, now)
   end
   redis.call('HSET', h, unpack(flat))
   local q = fields.queue
-  redis.call('SADD', P .. 'queues', q)
+  if not KNOWN_QUEUES[q] then  -- once per queue per script call
+    redis.call('SADD', P .. 'queues', q)
+    KNOWN_QUEUES[q] = true
+  end
   redis.call('ZADD', P .. 'st:' .. as_status, fields.created_at or '0', id)
   if as_status == 'pending' then
     redis.call('SADD', P .. 'active:' .. fields.job, id)
@@ -222,12 +232,15 @@ if op == 'claim' then
     redis.call('ZREM', P .. 'ready:' .. q, member)
     if BROKERED then redis.call('ZREM', P .. 'pub:' .. q, id) end
     redis.call('ZREM', P .. 'st:pending', id)
-    redis.call('ZADD', P .. 'st:running', redis.call('HGET', h, 'created_at') or '0', id)
+    -- read the row first and patch it: one call fewer than write-then-read
+    local row = task_row(h)
+    local deliveries = tostring((tonumber(row[F.deliveries]) or 0) + 1)
     redis.call('HSET', h, 'status', 'running', 'started_at', now, 'lease_until', until_,
-               'worker', worker)
-    redis.call('HINCRBY', h, 'deliveries', 1)
+               'worker', worker, 'deliveries', deliveries)
+    row[F.status], row[F.started_at], row[F.lease_until] = 'running', now, until_
+    row[F.worker], row[F.deliveries] = worker, deliveries
     redis.call('ZADD', P .. 'lease:' .. q, until_, id)
-    out[#out + 1] = task_row(h)
+    out[#out + 1] = row
   end
   return out
 
@@ -289,7 +302,6 @@ elseif op == 'ack' then
       end
       redis.call('HSET', h, unpack(set))
       redis.call('ZREM', P .. 'lease:' .. q, id)
-      redis.call('ZREM', P .. 'st:running', id)
       redis.call('ZADD', P .. 'st:succeeded', v[5] or '0', id)
       redis.call('SREM', P .. 'active:' .. job, id)
       if key and redis.call('HGET', P .. 'keys', key) == id then

@@ -30,6 +30,31 @@ async def test_roundtrip_keeps_args_and_kwargs(backend: QueueBackend) -> None:
     assert await backend.dequeue(5) == []
 
 
+async def test_running_tasks_are_listed_by_status_queue_and_job(backend: QueueBackend) -> None:
+    now = time.time()
+    a1 = task("ja", queue="qa", created_at=now - 3, priority=9)
+    b1 = task("jb", queue="qb", created_at=now - 2, priority=9)
+    waiting = task("ja", queue="qa", created_at=now - 1, priority=1)
+    for t in (a1, b1, waiting):
+        await backend.enqueue(t)
+    claimed = await backend.dequeue(2, worker="w")
+    assert {t.id for t in claimed} == {a1.id, b1.id}
+    running = await backend.list_tasks(status=TaskStatus.RUNNING)
+    assert [t.id for t in running] == [b1.id, a1.id]  # newest first
+    assert all(t.status is TaskStatus.RUNNING and t.worker == "w" for t in running)
+    assert [t.id for t in await backend.list_tasks(status=TaskStatus.RUNNING, queue="qa")] == [
+        a1.id]
+    assert [t.id for t in await backend.list_tasks(status=TaskStatus.RUNNING, job="jb")] == [
+        b1.id]
+    assert [t.id for t in await backend.list_tasks()] == [waiting.id, b1.id, a1.id]
+    by_id = {t.id: t for t in claimed}
+    by_id[a1.id].finished_at = time.time()
+    assert await backend.acknowledge(by_id[a1.id])
+    assert [t.id for t in await backend.list_tasks(status=TaskStatus.RUNNING)] == [b1.id]
+    assert [t.id for t in await backend.list_tasks(
+        status=[TaskStatus.RUNNING, TaskStatus.SUCCEEDED])] == [b1.id, a1.id]
+
+
 async def test_priority_then_time_then_fifo(backend: QueueBackend) -> None:
     now = time.time()
     low = task(priority=1, scheduled_at=now - 10)
