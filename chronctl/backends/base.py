@@ -126,7 +126,9 @@ class QueueBackend(ABC):
 
     @abstractmethod
     async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
-        """Earliest scheduled_at among pending tasks, so idle workers can sleep until then."""
+        """Earliest scheduled_at among pending tasks of the given unpaused queues (None:
+        all; [] : none), so idle workers can sleep until then. A broker backend may leave
+        out due tasks it has already published: their delivery wakes `wait_for_work`."""
 
     async def wait_for_work(self, timeout: float) -> None:
         """Sleep until new work may be there or `timeout` passes (in-process wakeups)."""

@@ -250,9 +250,19 @@ class MemoryBackend(QueueBackend):
         return lost
 
     async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
+        if queues is not None and not queues:
+            return None
         while self._scheduled and self._valid(self._scheduled[0][1], self._scheduled[0][2]) is None:
             heapq.heappop(self._scheduled)
-        best = self._scheduled[0][0] if self._scheduled else None
+        if queues is None and not self._paused:
+            best = self._scheduled[0][0] if self._scheduled else None
+        else:  # a filter or a paused queue: look past the top (rare: a worker per queue)
+            best = None
+            for at, seq, task_id in self._scheduled:
+                task = self._valid(seq, task_id)
+                if (task is not None and (queues is None or task.queue in queues)
+                        and task.queue not in self._paused and (best is None or at < best)):
+                    best = at
         for name, heap in self._ready.items():
             if heap and (queues is None or name in queues) and name not in self._paused:
                 best = min(best, heap[0][1]) if best is not None else heap[0][1]

@@ -655,6 +655,9 @@ class SQLiteBackend(QueueBackend):
         self._wakeup.clear()
 
     async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
+        if queues is not None and not queues:
+            return None
+
         def query(db: sqlite3.Connection) -> float | None:
             paused = [r[0] for r in db.execute("SELECT name FROM queues WHERE paused = 1")]
             where, params = "", list(paused)

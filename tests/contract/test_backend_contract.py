@@ -70,6 +70,27 @@ async def test_priority_then_time_then_fifo(backend: QueueBackend) -> None:
     assert await backend.next_due() == pytest.approx(future_top.scheduled_at)
 
 
+async def test_next_due_tells_an_idle_worker_when_to_come_back(backend: QueueBackend) -> None:
+    assert await backend.next_due() is None
+    now = time.time()
+    await backend.enqueue(task(queue="later", scheduled_at=now + 60))
+    await backend.enqueue(task(queue="later", scheduled_at=now + 30))
+    assert await backend.next_due() == pytest.approx(now + 30)
+    await backend.enqueue(task(queue="held"))  # due now, but its queue is paused
+    await backend.enqueue(task(queue="held", scheduled_at=now + 10))
+    await backend.set_queue_paused("held", True)
+    # a paused queue's tasks cannot be claimed: they do not count (resume wakes workers)
+    assert await backend.next_due() == pytest.approx(now + 30)
+    await backend.enqueue(task(queue="other", scheduled_at=now + 20))
+    assert await backend.next_due() == pytest.approx(now + 20)
+    assert await backend.next_due(["later"]) == pytest.approx(now + 30)
+    assert await backend.next_due([]) is None
+    await backend.set_queue_paused("held", False)
+    # due now (RabbitMQ: its delivery wakes the worker; the next publish is at now + 10)
+    assert (await backend.next_due() or 0) <= now + 10 + 0.01
+    assert await backend.next_due(["later", "other"]) == pytest.approx(now + 20)
+
+
 async def test_batches_never_overlap(backend: QueueBackend) -> None:
     await backend.enqueue_many([task(args=[i]) for i in range(50)])
     batches = await asyncio.gather(*(backend.dequeue(7, worker=f"w{i}") for i in range(10)))
