@@ -233,6 +233,8 @@ class RedisBackend(QueueBackend):
         self._closing = False
         self._acks: list[tuple[list[str], asyncio.Future[bool]]] = []
         self._ack_flusher: asyncio.Task[None] | None = None
+        # Our enqueues' wake messages carry this: we notified ourselves already.
+        self._origin = uuid.uuid4().hex
 
     # -- lifecycle ---------------------------------------------------------
     async def connect(self) -> None:
@@ -359,7 +361,7 @@ class RedisBackend(QueueBackend):
                 while not self._closing:
                     message = await pubsub.get_message(ignore_subscribe_messages=True,
                                                        timeout=1.0)
-                    if message is not None:
+                    if message is not None and message.get("data") != self._origin:
                         self.notify()
             except asyncio.CancelledError:
                 raise
@@ -376,11 +378,16 @@ class RedisBackend(QueueBackend):
         return task_id, created
 
     async def enqueue_many(self, tasks: Sequence[Task]) -> list[tuple[str, bool]]:
-        chunks = (tasks[start:start + 1000] for start in range(0, len(tasks), 1000))
-        calls = ((json.dumps([task_fields(t) for t in chunk]), _num(time.time()))
-                 for chunk in chunks)
+        def call(chunk: Sequence[Task]) -> tuple[str, str, str]:
+            return json.dumps([task_fields(t) for t in chunk]), _num(time.time()), self._origin
+
+        if len(tasks) <= 1000:  # one round trip, no streaming set-up
+            replies = [await self._call("enqueue", *call(tasks))]
+        else:
+            replies = await self._call_many("enqueue", (
+                call(tasks[start:start + 1000]) for start in range(0, len(tasks), 1000)))
         out: list[tuple[str, bool]] = []
-        for flat in await self._call_many("enqueue", calls):
+        for flat in replies:
             out.extend((flat[i], bool(int(flat[i + 1]))) for i in range(0, len(flat), 2))
         self.notify()
         return out
@@ -450,23 +457,14 @@ class RedisBackend(QueueBackend):
         return int(await self._call("recover", _num(time.time()), LEASE_EXPIRED_ERROR))
 
     async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
-        names = list(queues) if queues is not None else await self._do(
-            self._redis.smembers, self._k("queues"))
-        paused = await self._do(self._redis.smembers, self._k("paused"))
-        pipe = self._redis.pipeline(transaction=False)
-        for q in names:
-            pipe.zcard(self._k(f"ready:{q}"))
-            pipe.zrange(self._k(f"sched:{q}"), 0, 0, withscores=True)
-        replies = await self._do(pipe.execute)
-        best: float | None = None
-        for i, q in enumerate(names):
-            ready, sched = replies[2 * i: 2 * i + 2]
-            candidates = [s for _, s in sched]
-            if ready and q not in paused:
-                candidates.append(time.time())
-            for value in candidates:
-                best = value if best is None else min(best, value)
-        return best
+        """One script (it was three round trips): an idle worker asks this after every
+        empty claim, so it sits on the path of the next task's start."""
+        if queues is not None and not queues:
+            return None
+        reply = await self._call("next_due", *self._queues_args(queues))
+        if reply is None:
+            return None
+        return time.time() if reply == "0" else float(reply)
 
     async def get_queue_size(self, queue: str = "default") -> int:
         pipe = self._redis.pipeline(transaction=False)

@@ -249,7 +249,8 @@ elseif op == 'recover' then
   return recover_and_promote(redis.call('SMEMBERS', P .. 'queues'), now, tonumber(now), err)
 
 elseif op == 'enqueue' then
-  -- json array of flat string objects, now
+  -- json array of flat string objects, now, [origin: the wake message, so the
+  -- enqueuing process, already awake, can ignore its own]
   local tasks = cjson.decode(ARGV[2])
   local out = {}
   for _, fields in ipairs(tasks) do
@@ -257,8 +258,23 @@ elseif op == 'enqueue' then
     out[#out + 1] = r[1]
     out[#out + 1] = r[2]
   end
-  redis.call('PUBLISH', P .. 'wake', '1')
+  redis.call('PUBLISH', P .. 'wake', ARGV[4] or '1')
   return out
+
+elseif op == 'next_due' then
+  -- nq, q...: over the unpaused queues, now (as '0': the client reads its own clock)
+  -- when one has a due task, else the earliest scheduled time, else nothing
+  local best = nil
+  for _, q in ipairs(queue_list(2)) do
+    if redis.call('SISMEMBER', P .. 'paused', q) == 0 then
+      if redis.call('ZCARD', P .. 'ready:' .. q) > 0 then return '0' end
+      local first = redis.call('ZRANGE', P .. 'sched:' .. q, 0, 0, 'WITHSCORES')
+      if first[2] and (best == nil or tonumber(first[2]) < tonumber(best)) then
+        best = first[2]
+      end
+    end
+  end
+  return best
 
 elseif op == 'import' then
   local tasks = cjson.decode(ARGV[2])
