@@ -200,6 +200,11 @@ def write_idle_manifest(tmp: Path, backend_url: str, jobs: int) -> Path:
     return path
 
 
+async def _drop_store(url: str) -> None:
+    async with open_backend(url):  # leaving it drops the run's keys and queues
+        pass
+
+
 def w5_idle_cpu(tmp: Path, backend_url: str, *, jobs: int, seconds: float,
                 warmup: float = 3.0) -> dict[str, Any]:
     """CPU of a real `chronctl run` holding `jobs` cron jobs, none of them due."""
@@ -226,6 +231,7 @@ def w5_idle_cpu(tmp: Path, backend_url: str, *, jobs: int, seconds: float,
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        asyncio.run(_drop_store(backend_url))  # the job rows it wrote, on a shared server
     used, wall = cpu1 - cpu0, wall1 - wall0
     return {"jobs": jobs, "seconds": wall, "cpu_s": used, "cpu_percent": 100 * used / wall,
             "rss_mb": rss, "exit_code": proc.returncode}

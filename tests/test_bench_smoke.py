@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -64,3 +65,16 @@ def test_bench_peers_ratios_and_verdicts() -> None:
     verdicts = {v["workload"]: v for v in peers.verdicts(rows, chronctl, {"redis": "redis"})}
     assert verdicts["W1"]["ahead"] and verdicts["W1"]["best_peer"] == "A"
     assert not verdicts["W2"]["ahead"] and verdicts["W2"]["best_peer"] == "A"
+
+
+async def test_amqp_floor_publishes_and_consumes_every_message() -> None:
+    """The RabbitMQ floor script runs against the real broker and cleans up."""
+    from bench.amqp_floor import measure
+
+    from .conftest import RABBITMQ_URL, need_service, rabbitmq_reachable
+
+    need_service("RabbitMQ", rabbitmq_reachable(), RABBITMQ_URL.split("@")[-1])
+    # it returns only once all 300 messages were consumed and acked
+    result = await asyncio.wait_for(measure(RABBITMQ_URL, 300), 60)
+    assert (result["publish_per_s"] or 0) > 0 and (result["consume_ack_per_s"] or 0) > 0
+    assert (result["publish_cpu_us"] or 0) > 0
