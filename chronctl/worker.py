@@ -112,11 +112,6 @@ class Worker:
         self._limiters: dict[str, RateLimiter] = {}
         self._reserved: dict[str, float] = {}  # task id -> its reserved rate-limit turn
 
-    @property
-    def busy(self) -> int:
-        """Runs in progress (prefetched tasks and acknowledgements in flight excluded)."""
-        return len(self._unfinished) - len(self._waiting)
-
     def _room(self) -> int:
         """How many tasks to claim now: free slots plus the prefetch, minus what is
         claimed and unstarted; 0 also while too many acknowledgements are in flight."""
@@ -213,23 +208,23 @@ class Worker:
         self._slot_freed.set()
         self.backend.notify()
         # Prefetched tasks never started: back to the queue at once, not run now.
-        unstarted = [self._inflight[i] for i in self._waiting if i in self._inflight]
-        if unstarted:
-            self._releasing.update(t.id for t, _ in unstarted)
-            for _, runner in unstarted:
-                runner.cancel()
-            await asyncio.gather(*(r for _, r in unstarted), return_exceptions=True)
-            await self.backend.release([t for t, _ in unstarted])
+        await self._hand_back([self._inflight[i] for i in self._waiting if i in self._inflight])
         if self._inflight and not now:
             await asyncio.wait([r for _, r in self._inflight.values()], timeout=timeout)
         leftover = list(self._inflight.values())
         if leftover:
-            self._releasing.update(t.id for t, _ in leftover)
-            for _, runner in leftover:
-                runner.cancel()
-            await asyncio.gather(*(r for _, r in leftover), return_exceptions=True)
-            await self.backend.release([t for t, _ in leftover])
+            await self._hand_back(leftover)
             log.info("returned %d unfinished task(s) to the queue", len(leftover))
+
+    async def _hand_back(self, entries: list[tuple[Task, asyncio.Task[None]]]) -> None:
+        """Cancel these runs and return their tasks to the queue (no attempt counted)."""
+        if not entries:
+            return
+        self._releasing.update(t.id for t, _ in entries)
+        for _, runner in entries:
+            runner.cancel()
+        await asyncio.gather(*(r for _, r in entries), return_exceptions=True)
+        await self.backend.release([t for t, _ in entries])
 
     # -- one task ----------------------------------------------------------
     async def _execute(self, task: Task) -> None:
@@ -250,11 +245,15 @@ class Worker:
             self._unfinished.discard(task.id)
             self._slot_freed.set()
 
+    async def _give_back(self, task: Task) -> None:
+        """An unstarted task returns to the queue; its room here is free at once."""
+        self._run_over(task)
+        await self.backend.release([task])
+
     async def _take_slot(self, task: Task) -> bool:
         """Wait for a free slot, at most PREFETCH_WAIT; False = the task went back."""
         if self._stopping:  # claimed just before a graceful stop: not started now
-            self._run_over(task)
-            await self.backend.release([task])
+            await self._give_back(task)
             return False
         if not self._slots.locked():
             await self._slots.acquire()
@@ -269,8 +268,7 @@ class Worker:
             self._waiting.discard(task.id)
         # Every slot is held by a long run: let an idle worker elsewhere have it.
         self._slots_stuck = True
-        self._run_over(task)
-        await self.backend.release([task])
+        await self._give_back(task)
         log.debug("task %s waited %.1fs for a slot; returned to the queue", task.id,
                   PREFETCH_WAIT)
         return False

@@ -46,7 +46,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from ..errors import BackendError, BackendUnavailableError, UsageError
 from ..models import FINISHED, FireOutcome, JobState, Process, Run, Task, TaskStatus
 from .base import LEASE_EXPIRED_ERROR, PROCESS_TTL, QueueBackend, QueueInfo
-from .redis_lua import SCRIPT
+from .redis_lua import SCRIPT, TASK_FIELDS
 
 log = logging.getLogger("chronctl.redis")
 T = TypeVar("T")
@@ -54,7 +54,6 @@ T = TypeVar("T")
 _FLOATS = ("scheduled_at", "created_at", "started_at", "finished_at", "lease_until",
            "fire_time")
 _INTS = ("priority", "attempt", "max_retries", "deliveries")
-_JSON = ("args", "kwargs", "result")
 _STRS = ("job", "queue", "status", "key", "worker", "error", "traceback", "output")
 
 
@@ -84,23 +83,6 @@ def task_fields(task: Task) -> dict[str, str]:
     return out
 
 
-def task_from_fields(raw: dict[str, str]) -> Task:
-    data: dict[str, Any] = {"id": raw["id"]}
-    for name in _STRS:
-        if name in raw:
-            data[name] = raw[name]
-    for name in _INTS:
-        if name in raw:
-            data[name] = int(raw[name])
-    for name in _FLOATS:
-        if name in raw:
-            data[name] = float(raw[name])
-    for name in _JSON:
-        if name in raw:
-            data[name] = json.loads(raw[name])
-    return Task(**data)
-
-
 def _json(text: str | None, default: Any) -> Any:
     if text is None:
         return default
@@ -122,7 +104,7 @@ def task_from_row(row: Sequence[str | None]) -> Task:
                 queue=queue or "default", priority=int(priority or 5),
                 scheduled_at=float(scheduled_at or 0.0), id=id_ or "",
                 status=TaskStatus(status or "pending"), attempt=int(attempt or 0),
-                max_retries=int(max_retries or 0), key=key,
+                max_retries=int(max_retries or 3), key=key,
                 created_at=float(created_at or 0.0), started_at=_float(started_at),
                 finished_at=_float(finished_at), result=_json(result, None), error=error,
                 traceback=traceback, output=output, lease_until=_float(lease_until),
@@ -483,8 +465,8 @@ class RedisBackend(QueueBackend):
             return []
         pipe = self._redis.pipeline(transaction=False)
         for task_id in ids:
-            pipe.hgetall(self._k(f"t:{task_id}"))
-        return [task_from_fields(raw) for raw in await self._do(pipe.execute) if raw]
+            pipe.hmget(self._k(f"t:{task_id}"), TASK_FIELDS)
+        return [task_from_row(row) for row in await self._do(pipe.execute) if row[0]]
 
     async def get_task(self, task_id: str) -> Task | None:
         found = await self._tasks([task_id])

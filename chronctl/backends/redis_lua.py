@@ -43,7 +43,7 @@ local function make_ready(id, q)
 end
 
 -- Running tasks have no st: set (lease:<queue> lists them); the ZREM of an old
--- 'running' still clears st:running, which versions before 0.x kept.
+-- 'running' still clears the st:running set that earlier chronctl versions kept.
 local function set_status(id, old, new)
   if old then redis.call('ZREM', P .. 'st:' .. old, id) end
   if new ~= 'running' then
