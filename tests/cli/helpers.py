@@ -14,6 +14,18 @@ ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
+def command() -> list[str]:
+    """The `chronctl` console script users run, installed beside this Python.
+
+    Tests drive the real command, not `python -m chronctl`: the entry point,
+    its argument handling and its exit codes are what operators meet.
+    """
+    script = Path(sys.executable).parent / "chronctl"
+    if not script.exists():
+        raise AssertionError(f"no chronctl console script at {script}: run `pip install -e .`")
+    return [str(script)]
+
+
 def env() -> dict[str, str]:
     out = dict(os.environ)
     out["PYTHONPATH"] = str(ROOT) + os.pathsep + out.get("PYTHONPATH", "")
@@ -27,14 +39,14 @@ def env() -> dict[str, str]:
 def chronctl(*args: str, cwd: Path | None = None, timeout: float = 60,
              input: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "chronctl", *args], cwd=cwd or ROOT, env=env(),
+        [*command(), *args], cwd=cwd or ROOT, env=env(),
         capture_output=True, text=True, timeout=timeout, input=input,
     )
 
 
 def spawn(*args: str, cwd: Path, log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
-    return subprocess.Popen([sys.executable, "-m", "chronctl", *args], cwd=cwd, env=env(),
+    return subprocess.Popen([*command(), *args], cwd=cwd, env=env(),
                             stdout=handle, stderr=subprocess.STDOUT)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..cli.helpers import ROOT, chronctl, env, one_error_line, poll, spawn
+from ..cli.helpers import ROOT, chronctl, command, env, one_error_line, poll, spawn
 
 pytestmark = pytest.mark.reliability
 
@@ -45,12 +45,12 @@ def test_cli_enqueues_while_run_claims_without_lock_errors(tmp_path: Path) -> No
             (tmp_path / f"w{w}.jsonl").write_text(lines)
         for w in range(6):
             writers.append(subprocess.Popen(
-                [sys.executable, "-m", "chronctl", "enqueue", "--from", f"w{w}.jsonl"],
+                [*command(), "enqueue", "--from", f"w{w}.jsonl"],
                 cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True))
         for w in range(6, 20):  # and single enqueues racing the bulk ones
             writers.append(subprocess.Popen(
-                [sys.executable, "-m", "chronctl", "enqueue", "echo", "--args", f'["{w}"]'],
+                [*command(), "enqueue", "echo", "--args", f'["{w}"]'],
                 cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True))
         for proc in writers:
