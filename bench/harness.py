@@ -41,8 +41,9 @@ BACKENDS: dict[str, Callable[[Path], str]] = {
     "memory": lambda tmp: "memory://",
     "sqlite": lambda tmp: f"sqlite:///{tmp}/bench.db",  # sqlite:////abs/path.db
     "redis": lambda tmp: f"{REDIS_URL}?prefix={_run_name(tmp)}",
-    "rabbitmq": lambda tmp: (f"{AMQP_URL}?queue_name={_run_name(tmp)}"
-                             f"&exchange_name={_run_name(tmp)}"),
+    "rabbitmq": lambda tmp: (
+        f"{AMQP_URL}?queue_name={_run_name(tmp)}&exchange_name={_run_name(tmp)}"
+    ),
 }
 
 
@@ -68,8 +69,10 @@ def choose_backends(spec: str) -> list[BackendChoice]:
         elif item in BACKENDS:
             out.append(BackendChoice(item, BACKENDS[item]))
         else:
-            raise SystemExit(f"bench: unknown backend '{item}': expected one of "
-                             f"{', '.join(BACKENDS)} or a backend URL")
+            raise SystemExit(
+                f"bench: unknown backend '{item}': expected one of "
+                f"{', '.join(BACKENDS)} or a backend URL"
+            )
     return out
 
 
@@ -105,6 +108,7 @@ async def open_backend(url: str):  # type: ignore[no-untyped-def]
 
 # -- statistics ----------------------------------------------------------------
 
+
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of already sorted values (q in 0..1)."""
     if not sorted_values:
@@ -125,8 +129,9 @@ def latency_summary(samples_s: Sequence[float]) -> dict[str, float]:
     }
 
 
-def aggregate(runs: list[dict[str, Any]], higher_is_better: Callable[[str], bool]
-              ) -> dict[str, Any]:
+def aggregate(
+    runs: list[dict[str, Any]], higher_is_better: Callable[[str], bool]
+) -> dict[str, Any]:
     """Per numeric metric: the median and the best over repeated runs."""
     if not runs:
         return {}
@@ -143,6 +148,7 @@ def aggregate(runs: list[dict[str, Any]], higher_is_better: Callable[[str], bool
 
 # -- the machine -----------------------------------------------------------------
 
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -155,8 +161,14 @@ def _cpu_model() -> str:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).parent, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+            check=False,
+        )
     except OSError:
         return None
     return out.stdout.strip() or None
@@ -179,7 +191,7 @@ def machine_info() -> dict[str, Any]:
 def process_cpu_seconds(pid: int) -> float:
     """utime + stime of `pid` from /proc (psutil is not a dependency)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
 

@@ -63,9 +63,11 @@ async def throughput(url: str, tmp: Path, tasks: int, workers: int) -> None:
     await scheduler.stop()
     await producer.delete_layout(["default"])
     await producer.disconnect()
-    print(f"throughput: enqueue_many {tasks} tasks in {enqueued:.2f}s "
-          f"({tasks / enqueued:.0f}/s); processed by one Scheduler (workers={workers}) in "
-          f"{ran:.2f}s = {tasks / ran:.0f} tasks/s end to end")
+    print(
+        f"throughput: enqueue_many {tasks} tasks in {enqueued:.2f}s "
+        f"({tasks / enqueued:.0f}/s); processed by one Scheduler (workers={workers}) in "
+        f"{ran:.2f}s = {tasks / ran:.0f} tasks/s end to end"
+    )
 
 
 async def latency(url: str, tmp: Path, rate: float, seconds: float, workers: int) -> None:
@@ -92,8 +94,10 @@ async def latency(url: str, tmp: Path, rate: float, seconds: float, workers: int
     await producer.disconnect()
     ms = sorted(d * 1000 for d in delays)
     p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-    print(f"latency: {len(ms)}/{total} tasks at {rate:.0f}/s for {seconds:.0f}s; start latency "
-          f"p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms")
+    print(
+        f"latency: {len(ms)}/{total} tasks at {rate:.0f}/s for {seconds:.0f}s; start latency "
+        f"p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms"
+    )
 
 
 async def main(ns: argparse.Namespace) -> None:

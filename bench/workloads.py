@@ -52,11 +52,11 @@ def _counter(n: int) -> tuple[asyncio.Event, Any]:
 async def _fill(backend: Any, spec: Any, n: int, chunk: int = 50_000) -> None:
     """`n` pending no-op tasks through the bulk path, in chunks of `chunk`."""
     for start in range(0, n, chunk):
-        await backend.enqueue_many(
-            [build_task(spec, [], {}) for _ in range(min(chunk, n - start))])
+        await backend.enqueue_many([build_task(spec, [], {}) for _ in range(min(chunk, n - start))])
 
 
 # -- W1 --------------------------------------------------------------------------
+
 
 async def w1_throughput(url: str, *, n: int, workers: int) -> dict[str, Any]:
     """Enqueue `n` no-op tasks in bulk, then let one Scheduler run them all."""
@@ -82,6 +82,7 @@ async def w1_throughput(url: str, *, n: int, workers: int) -> dict[str, Any]:
 
 
 # -- W2 --------------------------------------------------------------------------
+
 
 async def w2_start_latency(url: str, *, n: int, rate: float, workers: int) -> dict[str, Any]:
     """An idle worker; `n` tasks enqueued one by one at `rate`/s; started - enqueued."""
@@ -111,8 +112,10 @@ async def w2_start_latency(url: str, *, n: int, rate: float, workers: int) -> di
 
 # -- W3 --------------------------------------------------------------------------
 
-async def w3_schedule_accuracy(url: str, *, n: int, ahead: tuple[float, float],
-                               workers: int) -> dict[str, Any]:
+
+async def w3_schedule_accuracy(
+    url: str, *, n: int, ahead: tuple[float, float], workers: int
+) -> dict[str, Any]:
     """`n` tasks due `ahead` seconds from now (uniform); started - scheduled time."""
     samples: list[float] = []
 
@@ -136,6 +139,7 @@ async def w3_schedule_accuracy(url: str, *, n: int, ahead: tuple[float, float],
 
 # -- W4 --------------------------------------------------------------------------
 
+
 async def w4_scale(url: str, *, pending: int, n: int, workers: int) -> dict[str, Any]:
     """W1's processing rate for the first `n` tasks of a queue `pending` tasks deep."""
     async with open_backend(url) as backend:
@@ -150,8 +154,12 @@ async def w4_scale(url: str, *, pending: int, n: int, workers: int) -> dict[str,
         await asyncio.wait_for(done.wait(), DONE_TIMEOUT)
         t2 = time.perf_counter()
         await scheduler.stop()
-    return {"pending": pending, "n": n, "prefill_per_s": pending / (t1 - t0),
-            "process_per_s": n / (t2 - t1)}
+    return {
+        "pending": pending,
+        "n": n,
+        "prefill_per_s": pending / (t1 - t0),
+        "process_per_s": n / (t2 - t1),
+    }
 
 
 async def w4_memory_per_task(*, n: int) -> dict[str, Any]:
@@ -177,6 +185,7 @@ async def w4_memory_per_task(*, n: int) -> dict[str, Any]:
 
 # -- W5 --------------------------------------------------------------------------
 
+
 def chronctl_argv() -> list[str]:
     """The installed `chronctl` script next to this interpreter, else `python -m chronctl`."""
     script = Path(sys.executable).parent / "chronctl"
@@ -190,11 +199,14 @@ def write_idle_manifest(tmp: Path, backend_url: str, jobs: int) -> Path:
     """`jobs` cron jobs, all due about 12 hours from now, with an importable no-op."""
     (tmp / "bench_tasks.py").write_text("def noop():\n    return None\n")
     hour = (time.gmtime().tm_hour + 12) % 24
-    lines = ["[scheduler]", f'backend = "{backend_url}"', "workers = 8", 'pythonpath = ["."]',
-             ""]
+    lines = ["[scheduler]", f'backend = "{backend_url}"', "workers = 8", 'pythonpath = ["."]', ""]
     for i in range(jobs):
-        lines += [f"[jobs.job{i}]", 'entrypoint = "bench_tasks:noop"',
-                  f'cron = "{i % 60} {hour} * * *"', ""]
+        lines += [
+            f"[jobs.job{i}]",
+            'entrypoint = "bench_tasks:noop"',
+            f'cron = "{i % 60} {hour} * * *"',
+            "",
+        ]
     path = tmp / "idle.toml"
     path.write_text("\n".join(lines))
     return path
@@ -205,14 +217,16 @@ async def _drop_store(url: str) -> None:
         pass
 
 
-def w5_idle_cpu(tmp: Path, backend_url: str, *, jobs: int, seconds: float,
-                warmup: float = 3.0) -> dict[str, Any]:
+def w5_idle_cpu(
+    tmp: Path, backend_url: str, *, jobs: int, seconds: float, warmup: float = 3.0
+) -> dict[str, Any]:
     """CPU of a real `chronctl run` holding `jobs` cron jobs, none of them due."""
     manifest = write_idle_manifest(tmp, backend_url, jobs)
     log_path = tmp / "idle.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([*chronctl_argv(), "run", str(manifest)], cwd=tmp,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [*chronctl_argv(), "run", str(manifest)], cwd=tmp, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 60
         while b"chronctl running" not in log_path.read_bytes():
@@ -233,8 +247,14 @@ def w5_idle_cpu(tmp: Path, backend_url: str, *, jobs: int, seconds: float,
             proc.wait()
         asyncio.run(_drop_store(backend_url))  # the job rows it wrote, on a shared server
     used, wall = cpu1 - cpu0, wall1 - wall0
-    return {"jobs": jobs, "seconds": wall, "cpu_s": used, "cpu_percent": 100 * used / wall,
-            "rss_mb": rss, "exit_code": proc.returncode}
+    return {
+        "jobs": jobs,
+        "seconds": wall,
+        "cpu_s": used,
+        "cpu_percent": 100 * used / wall,
+        "rss_mb": rss,
+        "exit_code": proc.returncode,
+    }
 
 
 # -- W6 --------------------------------------------------------------------------

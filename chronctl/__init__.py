@@ -25,14 +25,33 @@ if TYPE_CHECKING:
     from .scheduler import Scheduler
 
 __all__ = [
-    "BackendError", "ChronctlError", "Event", "JobSpec", "ManifestError", "Run", "Scheduler",
-    "Task", "TaskNotFoundError", "TaskStatus", "UnknownJobError", "UsageError", "__version__",
+    "BackendError",
+    "ChronctlError",
+    "Event",
+    "JobSpec",
+    "ManifestError",
+    "Run",
+    "Scheduler",
+    "Task",
+    "TaskNotFoundError",
+    "TaskStatus",
+    "UnknownJobError",
+    "UsageError",
+    "__version__",
 ]
 
 _HOMES = {
-    "Scheduler": "scheduler", "Task": "models", "TaskStatus": "models", "Run": "models",
-    "JobSpec": "jobs", "Event": "events", "BackendError": "errors", "ChronctlError": "errors",
-    "ManifestError": "errors", "TaskNotFoundError": "errors", "UnknownJobError": "errors",
+    "Scheduler": "scheduler",
+    "Task": "models",
+    "TaskStatus": "models",
+    "Run": "models",
+    "JobSpec": "jobs",
+    "Event": "events",
+    "BackendError": "errors",
+    "ChronctlError": "errors",
+    "ManifestError": "errors",
+    "TaskNotFoundError": "errors",
+    "UnknownJobError": "errors",
     "UsageError": "errors",
 }
 

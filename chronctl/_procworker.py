@@ -36,11 +36,13 @@ def _serve(channel: Any) -> None:
             reply = {"ok": True, "result": result}
             text = json.dumps(reply)
         except Exception as exc:
-            text = json.dumps({
-                "ok": False,
-                "error": f"{type(exc).__name__}: {exc}",
-                "traceback": "".join(traceback.format_exception(exc))[-TRACEBACK_TAIL:],
-            })
+            text = json.dumps(
+                {
+                    "ok": False,
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": "".join(traceback.format_exception(exc))[-TRACEBACK_TAIL:],
+                }
+            )
         channel.write(text + "\n")
         channel.flush()
 

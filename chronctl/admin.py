@@ -36,8 +36,10 @@ def _noop(_: int) -> None:
 
 # -- reaching the backend ------------------------------------------------------
 
-def open_backend(manifest_path: Path, backend_url: str | None, command: str,
-                 manifest: Manifest | None = None) -> QueueBackend:
+
+def open_backend(
+    manifest_path: Path, backend_url: str | None, command: str, manifest: Manifest | None = None
+) -> QueueBackend:
     """The backend a state command talks to: `--backend`, else the manifest's.
 
     A memory backend lives inside one process, so another process can never
@@ -50,17 +52,21 @@ def open_backend(manifest_path: Path, backend_url: str | None, command: str,
         backend = from_url(backend_url, base=Path.cwd())
     else:
         manifest = manifest or load_manifest(manifest_path)
-        backend = from_url(manifest.config.backend,
-                           base=manifest.path.parent if manifest.path else None,
-                           state=manifest.config.state)
+        backend = from_url(
+            manifest.config.backend,
+            base=manifest.path.parent if manifest.path else None,
+            state=manifest.config.state,
+        )
     if not backend.shared:
         raise BackendUnavailableError(
             f"`chronctl {command}` cannot reach a memory:// backend: it lives inside the "
-            "process that runs it (use sqlite:// or redis:// to share state)")
+            "process that runs it (use sqlite:// or redis:// to share state)"
+        )
     return backend
 
 
 # -- parsing what operators type -------------------------------------------------
+
 
 def parse_json(text: str | None, what: str, kind: type) -> Any:
     if text is None:
@@ -68,16 +74,18 @@ def parse_json(text: str | None, what: str, kind: type) -> Any:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"bad JSON in {what}: {exc.msg} (line {exc.lineno} column {exc.colno})"
-                         ) from None
+        raise UsageError(
+            f"bad JSON in {what}: {exc.msg} (line {exc.lineno} column {exc.colno})"
+        ) from None
     if not isinstance(value, kind):
         expected = "an array like '[1, \"a\"]'" if kind is list else "an object like '{\"a\": 1}'"
         raise UsageError(f"{what} must be {expected}, not {type(value).__name__}")
     return value
 
 
-def parse_statuses(text: str | None, allowed: Iterable[TaskStatus] | None = None
-                   ) -> list[TaskStatus] | None:
+def parse_statuses(
+    text: str | None, allowed: Iterable[TaskStatus] | None = None
+) -> list[TaskStatus] | None:
     if not text:
         return None
     choices = list(allowed or TaskStatus)
@@ -90,8 +98,9 @@ def parse_statuses(text: str | None, allowed: Iterable[TaskStatus] | None = None
         except ValueError:
             status = None
         if status is None or status not in choices:
-            raise UsageError(f"bad status '{part}': expected one of "
-                             + ", ".join(s.value for s in choices))
+            raise UsageError(
+                f"bad status '{part}': expected one of " + ", ".join(s.value for s in choices)
+            )
         out.append(status)
     return out or None
 
@@ -117,8 +126,16 @@ def make_task(manifest: Manifest, request: EnqueueRequest) -> Task:
         raise UnknownJobError(request.job)
     if request.at is not None and request.delay is not None:
         raise UsageError("give --at or --in, not both")
-    return build_task(spec, request.args, request.kwargs, delay=request.delay, at=request.at,
-                      priority=request.priority, queue=request.queue, key=request.key)
+    return build_task(
+        spec,
+        request.args,
+        request.kwargs,
+        delay=request.delay,
+        at=request.at,
+        priority=request.priority,
+        queue=request.queue,
+        key=request.key,
+    )
 
 
 def read_bulk(path: Path, manifest: Manifest, default_job: str | None = None) -> list[Task]:
@@ -145,19 +162,33 @@ def read_bulk(path: Path, manifest: Manifest, default_job: str | None = None) ->
                 raise UsageError(f"{where}: expected a JSON object per line")
             unknown = sorted(set(data) - BULK_FIELDS)
             if unknown:
-                raise UsageError(f"{where}: unknown field '{unknown[0]}' (fields: "
-                                 + ", ".join(sorted(BULK_FIELDS)) + ")")
+                raise UsageError(
+                    f"{where}: unknown field '{unknown[0]}' (fields: "
+                    + ", ".join(sorted(BULK_FIELDS))
+                    + ")"
+                )
             job = data.get("job", default_job)
             if not job:
-                raise UsageError(f"{where}: no job (give \"job\" or the JOB argument)")
+                raise UsageError(f'{where}: no job (give "job" or the JOB argument)')
             try:
                 delay = data.get("in")
                 if delay is not None:
                     delay = parse_duration(delay, what="in")
-                tasks.append(make_task(manifest, EnqueueRequest(
-                    job=job, args=data.get("args"), kwargs=data.get("kwargs"),
-                    at=data.get("at"), delay=delay, priority=data.get("priority"),
-                    queue=data.get("queue"), key=data.get("key"))))
+                tasks.append(
+                    make_task(
+                        manifest,
+                        EnqueueRequest(
+                            job=job,
+                            args=data.get("args"),
+                            kwargs=data.get("kwargs"),
+                            at=data.get("at"),
+                            delay=delay,
+                            priority=data.get("priority"),
+                            queue=data.get("queue"),
+                            key=data.get("key"),
+                        ),
+                    )
+                )
             except ChronctlError as exc:
                 located = ChronctlError(f"{where}: {exc}")
                 located.exit_code = exc.exit_code  # an unknown job stays exit 1
@@ -165,8 +196,9 @@ def read_bulk(path: Path, manifest: Manifest, default_job: str | None = None) ->
     return tasks
 
 
-async def enqueue_tasks(backend: QueueBackend, tasks: Sequence[Task],
-                        progress: Progress = _noop) -> list[tuple[str, bool]]:
+async def enqueue_tasks(
+    backend: QueueBackend, tasks: Sequence[Task], progress: Progress = _noop
+) -> list[tuple[str, bool]]:
     """All tasks in one backend step where the backend has one (SQLite, Redis chunks)."""
     out = await backend.enqueue_many(tasks)
     progress(len(tasks))
@@ -174,6 +206,7 @@ async def enqueue_tasks(backend: QueueBackend, tasks: Sequence[Task],
 
 
 # -- tasks -----------------------------------------------------------------------
+
 
 async def get_task(backend: QueueBackend, task_id: str) -> Task:
     task = await backend.get_task(task_id)
@@ -185,26 +218,28 @@ async def get_task(backend: QueueBackend, task_id: str) -> Task:
 async def cancel_task(backend: QueueBackend, task_id: str) -> Task:
     task = await get_task(backend, task_id)
     if task.status in FINISHED:
-        raise ChronctlError(f"task '{task_id}' is already {task.status.value}: "
-                            "nothing to cancel")
+        raise ChronctlError(f"task '{task_id}' is already {task.status.value}: nothing to cancel")
     if not await backend.cancel_task(task_id):
         latest = await get_task(backend, task_id)
-        raise ChronctlError(f"task '{task_id}' is already {latest.status.value}: "
-                            "nothing to cancel")
+        raise ChronctlError(f"task '{task_id}' is already {latest.status.value}: nothing to cancel")
     return await get_task(backend, task_id)
 
 
 async def get_dead(backend: QueueBackend, task_id: str) -> Task:
     task = await get_task(backend, task_id)
     if task.status is not TaskStatus.DEAD:
-        raise ChronctlError(f"task '{task_id}' is {task.status.value}, not in the dead "
-                            "letter queue")
+        raise ChronctlError(
+            f"task '{task_id}' is {task.status.value}, not in the dead letter queue"
+        )
     return task
 
 
-async def retry_dead(backend: QueueBackend, task_ids: Sequence[str] | None,
-                     progress: Progress = _noop, on_total: Callable[[int], None] = _noop
-                     ) -> int:
+async def retry_dead(
+    backend: QueueBackend,
+    task_ids: Sequence[str] | None,
+    progress: Progress = _noop,
+    on_total: Callable[[int], None] = _noop,
+) -> int:
     """Dead tasks back to pending (same id, attempt 0), in atomic chunks.
 
     Named ids must all be dead letters before anything changes, so a typo in
@@ -220,13 +255,14 @@ async def retry_dead(backend: QueueBackend, task_ids: Sequence[str] | None,
     on_total(len(ids))
     count = 0
     for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
+        chunk = ids[start : start + CHUNK]
         count += await backend.retry_dead(chunk)
         progress(len(chunk))
     return count
 
 
 # -- status --------------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class DaemonState:
@@ -257,10 +293,14 @@ class StatusReport:
     processes: list[Process] = field(default_factory=list)
 
     def to_public(self) -> dict[str, Any]:
-        return {"running": self.daemon.running, "pid": self.daemon.pid,
-                "backend": self.backend,
-                "schedulers": [p.to_public() for p in self.processes],
-                "queues": [q.to_public() for q in self.queues], "dead": self.dead}
+        return {
+            "running": self.daemon.running,
+            "pid": self.daemon.pid,
+            "backend": self.backend,
+            "schedulers": [p.to_public() for p in self.processes],
+            "queues": [q.to_public() for q in self.queues],
+            "dead": self.dead,
+        }
 
 
 async def status(backend: QueueBackend, pidfile: Path | None) -> StatusReport:
@@ -268,11 +308,13 @@ async def status(backend: QueueBackend, pidfile: Path | None) -> StatusReport:
     running = await backend.list_tasks(status=TaskStatus.RUNNING, limit=None)
     dead = len(await backend.list_tasks(status=TaskStatus.DEAD, limit=None))
     processes = await backend.list_processes()
-    return StatusReport(daemon_state(pidfile), backend.display_url, queues, running, dead,
-                        processes)
+    return StatusReport(
+        daemon_state(pidfile), backend.display_url, queues, running, dead, processes
+    )
 
 
 # -- migrate ---------------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class MigrationReport:
@@ -282,15 +324,23 @@ class MigrationReport:
     skipped_tasks: int = 0
 
     def to_public(self) -> dict[str, Any]:
-        return {"tasks": self.tasks, "runs": self.runs, "jobs": self.jobs,
-                "already_there": self.skipped_tasks}
+        return {
+            "tasks": self.tasks,
+            "runs": self.runs,
+            "jobs": self.jobs,
+            "already_there": self.skipped_tasks,
+        }
 
 
 MIGRATED_STATUSES = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.DEAD)
 
 
-async def migrate(source: QueueBackend, target: QueueBackend, progress: Progress = _noop,
-                  on_total: Callable[[int], None] = _noop) -> MigrationReport:
+async def migrate(
+    source: QueueBackend,
+    target: QueueBackend,
+    progress: Progress = _noop,
+    on_total: Callable[[int], None] = _noop,
+) -> MigrationReport:
     """Copy pending tasks, dead letters, job state and history; safe to run twice.
 
     Running tasks are copied as pending: their run belongs to the source, and
@@ -311,14 +361,14 @@ async def migrate(source: QueueBackend, target: QueueBackend, progress: Progress
             task.lease_until = None
             task.worker = None
     for start in range(0, len(tasks), CHUNK):
-        chunk = tasks[start:start + CHUNK]
+        chunk = tasks[start : start + CHUNK]
         added = await target.import_tasks(chunk)
         report.tasks += added
         report.skipped_tasks += len(chunk) - added
         progress(len(chunk))
     runs.reverse()  # oldest first, so the target's history keeps its order
     for start in range(0, len(runs), CHUNK):
-        chunk = runs[start:start + CHUNK]
+        chunk = runs[start : start + CHUNK]
         report.runs += await target.import_runs(chunk)
         progress(len(chunk))
     report.jobs = await target.import_job_states(jobs)
@@ -331,7 +381,25 @@ def older_than(text: str) -> float:
     return time.time() - parse_duration(text, what="--older-than")
 
 
-__all__ = ["DaemonState", "EnqueueRequest", "JobState", "MigrationReport", "Run",
-           "StatusReport", "cancel_task", "daemon_state", "enqueue_tasks", "get_dead",
-           "get_task", "make_task", "migrate", "older_than", "open_backend", "parse_json",
-           "parse_statuses", "read_bulk", "retry_dead", "status"]
+__all__ = [
+    "DaemonState",
+    "EnqueueRequest",
+    "JobState",
+    "MigrationReport",
+    "Run",
+    "StatusReport",
+    "cancel_task",
+    "daemon_state",
+    "enqueue_tasks",
+    "get_dead",
+    "get_task",
+    "make_task",
+    "migrate",
+    "older_than",
+    "open_backend",
+    "parse_json",
+    "parse_statuses",
+    "read_bulk",
+    "retry_dead",
+    "status",
+]

@@ -18,9 +18,15 @@ from croniter import croniter
 
 from .errors import UsageError
 
-MACROS = {"@yearly": "@yearly", "@annually": "@yearly", "@monthly": "@monthly",
-          "@weekly": "@weekly", "@daily": "@daily", "@midnight": "@daily",
-          "@hourly": "@hourly"}
+MACROS = {
+    "@yearly": "@yearly",
+    "@annually": "@yearly",
+    "@monthly": "@monthly",
+    "@weekly": "@weekly",
+    "@daily": "@daily",
+    "@midnight": "@daily",
+    "@hourly": "@hourly",
+}
 _ENV = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
 _NAME = re.compile(r"[^a-z0-9_]+")
 
@@ -54,8 +60,9 @@ class Imported:
             table: dict[str, Any] = {"command": [shell, "-c", command]}
             if job.schedule is not None:
                 table["cron"] = job.schedule
-            env = {k: v for k, v in job.env.items() if k not in ("SHELL", "MAILTO", "CRON_TZ",
-                                                                  "TZ")}
+            env = {
+                k: v for k, v in job.env.items() if k not in ("SHELL", "MAILTO", "CRON_TZ", "TZ")
+            }
             if env:
                 table["env"] = env
             if job.timezone:
@@ -68,8 +75,10 @@ class Imported:
     def toml(self, source: str) -> str:
         import tomli_w
 
-        header = [f"# Imported from {source} by `chronctl import-crontab`.",
-                  "# Each job runs its line through the shell, as cron did."]
+        header = [
+            f"# Imported from {source} by `chronctl import-crontab`.",
+            "# Each job runs its line through the shell, as cron did.",
+        ]
         for job in self.jobs:
             header.append(f"#   {job.name}: line {job.line}: {job.source}")
         for warning in self.warnings:
@@ -141,12 +150,18 @@ def parse_crontab(text: str, source: str = "crontab", system: bool | None = None
         if not line or line.startswith("#"):
             continue
         match = _ENV.match(line)
-        if match and not line.startswith("@") and not line[0].isdigit() \
-                and not line.startswith("*"):
+        if (
+            match
+            and not line.startswith("@")
+            and not line[0].isdigit()
+            and not line.startswith("*")
+        ):
             key, value = match.group(1), _unquote(match.group(2))
             if key == "MAILTO":
-                warnings.append(f"{where}: MAILTO={value or '(empty)'}: chronctl sends no "
-                                "mail; add an on_failure job that mails or calls a webhook")
+                warnings.append(
+                    f"{where}: MAILTO={value or '(empty)'}: chronctl sends no "
+                    "mail; add an on_failure job that mails or calls a webhook"
+                )
             elif key in ("CRON_TZ", "TZ"):
                 timezone = _valid_timezone(value, where, warnings)
             env[key] = value
@@ -183,14 +198,26 @@ def parse_crontab(text: str, source: str = "crontab", system: bool | None = None
             warnings.append(f"{where}: no command: line skipped")
             continue
         name = _job_name(command, taken)
-        job = CronJob(name=name, schedule=schedule, command=command.strip(), line=number,
-                      source=line, env=dict(env), user=user, timezone=timezone, stdin=stdin)
+        job = CronJob(
+            name=name,
+            schedule=schedule,
+            command=command.strip(),
+            line=number,
+            source=line,
+            env=dict(env),
+            user=user,
+            timezone=timezone,
+            stdin=stdin,
+        )
         if schedule is None:
-            warnings.append(f"{where}: @reboot has no chronctl trigger: job '{name}' has none; "
-                            f"run `chronctl trigger {name}` from a boot-time unit")
+            warnings.append(
+                f"{where}: @reboot has no chronctl trigger: job '{name}' has none; "
+                f"run `chronctl trigger {name}` from a boot-time unit"
+            )
         if user and user != "root":
-            warnings.append(f"{where}: job '{name}' runs as '{user}': chronctl must run as "
-                            "root for that")
+            warnings.append(
+                f"{where}: job '{name}' runs as '{user}': chronctl must run as root for that"
+            )
         jobs.append(job)
     return Imported(jobs, warnings)
 
@@ -216,8 +243,11 @@ def _looks_system(text: str) -> bool:
     votes, roots = 0, 0
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line.startswith("#") or (_ENV.match(line) and not line[0].isdigit()
-                                                and not line.startswith(("*", "@"))):
+        if (
+            not line
+            or line.startswith("#")
+            or (_ENV.match(line) and not line[0].isdigit() and not line.startswith(("*", "@")))
+        ):
             continue
         fields = line.split()
         index = 1 if line.startswith("@") else 5

@@ -80,7 +80,8 @@ def acquire_pidfile(path: Path) -> PidFile:
             pid = read_pid(path)
             if pid is not None and pid_alive(pid) and _locked(path):
                 raise AlreadyRunningError(
-                    f"chronctl is already running (pid {pid}, pidfile {path})") from None
+                    f"chronctl is already running (pid {pid}, pidfile {path})"
+                ) from None
             # Stale: its process is gone (or it was never locked). Replace it.
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -110,8 +111,9 @@ def _locked(path: Path) -> bool:
     return False
 
 
-def daemonize(pidfile: Path, workdir: Path, start: Callable[[Callable[[str | None], None]], None]
-              ) -> int:
+def daemonize(
+    pidfile: Path, workdir: Path, start: Callable[[Callable[[str | None], None]], None]
+) -> int:
     """Detach and call `start(ready)` in the daemon; returns the daemon's pid in the parent.
 
     `ready(None)` tells the waiting parent the daemon is up; `ready("why")`
@@ -185,8 +187,10 @@ def stop_daemon(pidfile: Path, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while pid_alive(pid):
         if time.monotonic() > deadline:
-            raise ChronctlError(f"chronctl (pid {pid}) did not stop within {timeout:g}s; "
-                                "send SIGTERM again to stop it now")
+            raise ChronctlError(
+                f"chronctl (pid {pid}) did not stop within {timeout:g}s; "
+                "send SIGTERM again to stop it now"
+            )
         time.sleep(0.05)
     return pid
 
@@ -196,12 +200,24 @@ def process_started(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = int(fields[19])
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
 
 
-__all__ = ["AlreadyRunningError", "NotRunningError", "PidFile", "acquire_pidfile", "daemonize",
-           "pid_alive", "process_started", "read_pid", "stop_daemon"]
+__all__ = [
+    "AlreadyRunningError",
+    "NotRunningError",
+    "PidFile",
+    "acquire_pidfile",
+    "daemonize",
+    "pid_alive",
+    "process_started",
+    "read_pid",
+    "stop_daemon",
+]

@@ -17,10 +17,18 @@ from .models import Task
 
 log = logging.getLogger("chronctl.events")
 
-EVENTS = frozenset({
-    "task_enqueued", "task_started", "task_succeeded", "task_failed", "task_dead",
-    "job_missed", "job_skipped", "job_fired",
-})
+EVENTS = frozenset(
+    {
+        "task_enqueued",
+        "task_started",
+        "task_succeeded",
+        "task_failed",
+        "task_dead",
+        "job_missed",
+        "job_skipped",
+        "job_fired",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -51,8 +59,9 @@ class EventBus:
     def has(self, name: str) -> bool:
         return bool(self._handlers.get(name) or self._handlers.get("*"))
 
-    async def emit(self, name: str, *, job: str | None = None, task: Task | None = None,
-                   **data: Any) -> None:
+    async def emit(
+        self, name: str, *, job: str | None = None, task: Task | None = None, **data: Any
+    ) -> None:
         handlers = self._handlers.get(name, []) + self._handlers.get("*", [])
         if not handlers:
             return

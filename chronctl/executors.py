@@ -110,8 +110,9 @@ class Executors:
     """The worker's one way to run a task, whatever kind of job it is."""
 
     def __init__(self, threads: int = 8, processes: int = 2) -> None:
-        self._threads = ThreadPoolExecutor(max_workers=max(1, threads),
-                                           thread_name_prefix="chronctl-job")
+        self._threads = ThreadPoolExecutor(
+            max_workers=max(1, threads), thread_name_prefix="chronctl-job"
+        )
         self.processes = ProcessPool(max(1, processes))
 
     async def run(self, spec: JobSpec, task: Task) -> ExecutionResult:
@@ -157,6 +158,7 @@ async def _with_timeout(awaitable: Any, timeout: float | None) -> Any:
 
 # -- shell commands ----------------------------------------------------------
 
+
 async def run_command(spec: JobSpec, task: Task) -> ExecutionResult:
     """argv, never a shell string: task args are appended as arguments, not interpolated."""
     assert spec.command is not None
@@ -167,16 +169,21 @@ async def run_command(spec: JobSpec, task: Task) -> ExecutionResult:
         env, identity = _as_user(spec.user, env)
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, cwd=spec.cwd, env=env, start_new_session=True,
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=spec.cwd,
+            env=env,
+            start_new_session=True,
             **identity,
         )
     except PermissionError as exc:
         if spec.user is not None and os.geteuid() != 0:
-            raise ShellCommandFailed(126, f"cannot run as user '{spec.user}': chronctl is not "
-                                     "running as root") from None
-        raise ShellCommandFailed(126, f"cannot start {argv[0]!r}: {exc.strerror or exc}"
-                                 ) from None
+            raise ShellCommandFailed(
+                126, f"cannot run as user '{spec.user}': chronctl is not running as root"
+            ) from None
+        raise ShellCommandFailed(126, f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
     except OSError as exc:
         raise ShellCommandFailed(127, f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
     buffer = bytearray()
@@ -231,6 +238,7 @@ def _arg(value: Any) -> str:
 
 # -- process pool ------------------------------------------------------------
 
+
 class _Child:
     """One `python -m chronctl._procworker`: runs one call at a time over JSON lines."""
 
@@ -240,9 +248,13 @@ class _Child:
     @classmethod
     async def start(cls) -> _Child:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chronctl._procworker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            start_new_session=True, limit=64 * 1024 * 1024,
+            sys.executable,
+            "-m",
+            "chronctl._procworker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            limit=64 * 1024 * 1024,
         )
         return cls(proc)
 
@@ -284,8 +296,12 @@ class ProcessPool:
 
     async def run(self, spec: JobSpec, task: Task) -> Any:
         entrypoint = spec.entrypoint or _entrypoint_of(spec)
-        request = {"entrypoint": entrypoint, "pythonpath": spec.pythonpath,
-                   "args": task.args, "kwargs": task.kwargs}
+        request = {
+            "entrypoint": entrypoint,
+            "pythonpath": spec.pythonpath,
+            "args": task.args,
+            "kwargs": task.kwargs,
+        }
         async with self._slots:
             child = self._idle.pop() if self._idle else await _Child.start()
             self._busy.add(child)

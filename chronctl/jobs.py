@@ -92,13 +92,15 @@ class JobSpec:
         return self.func
 
 
-def import_entrypoint(entrypoint: str, pythonpath: list[str] | None = None, *,
-                      job: str | None = None) -> Callable[..., Any]:
+def import_entrypoint(
+    entrypoint: str, pythonpath: list[str] | None = None, *, job: str | None = None
+) -> Callable[..., Any]:
     module_name, sep, attr = entrypoint.partition(":")
     if not sep or not module_name or not attr:
         raise ManifestError(
             f"bad entrypoint '{entrypoint}': expected 'package.module:function'",
-            job=job, key="entrypoint",
+            job=job,
+            key="entrypoint",
         )
     for path in pythonpath or []:
         if path not in sys.path:
@@ -108,7 +110,8 @@ def import_entrypoint(entrypoint: str, pythonpath: list[str] | None = None, *,
     except Exception as exc:
         raise ManifestError(
             f"cannot import '{module_name}': {type(exc).__name__}: {exc}",
-            job=job, key="entrypoint",
+            job=job,
+            key="entrypoint",
         ) from exc
     obj: Any = module
     for part in attr.split("."):

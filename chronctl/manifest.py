@@ -62,8 +62,7 @@ from .jobs import Backoff, Executor, JobSpec, RetryPolicy
 from .models import dumps
 from .triggers import CronTrigger, DateTrigger, IntervalTrigger, Trigger, get_timezone, parse_at
 
-__all__ = ["Manifest", "SchedulerConfig", "check_entrypoints", "load_manifest",
-           "parse_manifest"]
+__all__ = ["Manifest", "SchedulerConfig", "check_entrypoints", "load_manifest", "parse_manifest"]
 
 
 @dataclass
@@ -99,16 +98,43 @@ class Manifest:
 # -- keys -------------------------------------------------------------------
 
 TOP_LEVEL = ("scheduler", "defaults", "jobs")
-SCHEDULER_KEYS = ("backend", "state", "timezone", "workers", "misfire_grace_time", "coalesce",
-                  "shutdown_timeout", "lease", "pythonpath", "pidfile", "log_file", "queues",
-                  "prefetch")
-DEFAULT_KEYS = ("queue", "priority", "max_retries", "retry_backoff", "retry_delay",
-                "retry_max_delay", "timeout", "max_instances", "jitter", "executor",
-                "misfire_grace_time", "coalesce", "timezone", "rate_limit", "on_failure",
-                "concurrency_policy", "catchup", "user")
+SCHEDULER_KEYS = (
+    "backend",
+    "state",
+    "timezone",
+    "workers",
+    "misfire_grace_time",
+    "coalesce",
+    "shutdown_timeout",
+    "lease",
+    "pythonpath",
+    "pidfile",
+    "log_file",
+    "queues",
+    "prefetch",
+)
+DEFAULT_KEYS = (
+    "queue",
+    "priority",
+    "max_retries",
+    "retry_backoff",
+    "retry_delay",
+    "retry_max_delay",
+    "timeout",
+    "max_instances",
+    "jitter",
+    "executor",
+    "misfire_grace_time",
+    "coalesce",
+    "timezone",
+    "rate_limit",
+    "on_failure",
+    "concurrency_policy",
+    "catchup",
+    "user",
+)
 TRIGGER_KEYS = ("cron", "every", "at")
-JOB_KEYS = ("entrypoint", "command", "env", "cwd", *TRIGGER_KEYS, "args", "kwargs",
-            *DEFAULT_KEYS)
+JOB_KEYS = ("entrypoint", "command", "env", "cwd", *TRIGGER_KEYS, "args", "kwargs", *DEFAULT_KEYS)
 
 JOB_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 ENTRYPOINT = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -170,8 +196,11 @@ class _Lines:
             return 0, end
         for index, (number, header) in enumerate(self.headers):
             if header == path:
-                end = (self.headers[index + 1][0] - 1 if index + 1 < len(self.headers)
-                       else len(self.lines))
+                end = (
+                    self.headers[index + 1][0] - 1
+                    if index + 1 < len(self.headers)
+                    else len(self.lines)
+                )
                 return number, end
         return None
 
@@ -255,8 +284,9 @@ def _boolean(value: Any) -> bool:
 
 def _duration(value: Any, *, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _Invalid(f"expected a duration like '30s' or a number of seconds, "
-                       f"got {_type_name(value)}")
+        raise _Invalid(
+            f"expected a duration like '30s' or a number of seconds, got {_type_name(value)}"
+        )
     try:
         seconds = parse_duration(value)
     except UsageError as exc:
@@ -304,8 +334,9 @@ def _rate_limit(value: Any) -> tuple[int, float]:
     text = _string(value).strip().lower().replace(" ", "")
     count_text, sep, per_text = text.partition("/")
     if not sep or not count_text.isdigit() or not per_text:
-        raise _Invalid(f"bad rate limit {value!r}: expected e.g. '100/s', '10/m', '5/h' "
-                       "or '10/30s'")
+        raise _Invalid(
+            f"bad rate limit {value!r}: expected e.g. '100/s', '10/m', '5/h' or '10/30s'"
+        )
     count = int(count_text)
     if count < 1:
         raise _Invalid(f"bad rate limit {value!r}: the count must be at least 1")
@@ -315,8 +346,9 @@ def _rate_limit(value: Any) -> tuple[int, float]:
     try:
         per = parse_duration(per_text)
     except UsageError as exc:
-        raise _Invalid(f"bad rate limit {value!r}: expected e.g. '100/s', '10/m', '5/h' "
-                       "or '10/30s'") from exc
+        raise _Invalid(
+            f"bad rate limit {value!r}: expected e.g. '100/s', '10/m', '5/h' or '10/30s'"
+        ) from exc
     if not per > 0 or not math.isfinite(per):
         raise _Invalid(f"bad rate limit {value!r}: the period must be positive")
     return count, per
@@ -326,8 +358,10 @@ def _json_value(value: Any, what: str) -> Any:
     try:
         dumps(value)
     except (TypeError, ValueError) as exc:
-        raise _Invalid(f"{what} must hold JSON values only (strings, numbers, booleans, "
-                       f"arrays, tables; no dates, nan or inf): {exc}") from exc
+        raise _Invalid(
+            f"{what} must hold JSON values only (strings, numbers, booleans, "
+            f"arrays, tables; no dates, nan or inf): {exc}"
+        ) from exc
     return value
 
 
@@ -345,13 +379,14 @@ def _store_url(value: Any, base: Path, schemes: tuple[str, ...]) -> str:
         raise _Invalid(f"bad URL {url!r}: expected e.g. 'sqlite:///chronctl.db'")
     if scheme not in schemes:
         options = ", ".join(f"{s}://" for s in schemes)
-        raise _Invalid(f"unknown URL scheme '{scheme}://': expected one of {options}",
-                       hint=(h + "://") if (h := closest(scheme, schemes)) else None)
+        raise _Invalid(
+            f"unknown URL scheme '{scheme}://': expected one of {options}",
+            hint=(h + "://") if (h := closest(scheme, schemes)) else None,
+        )
     if scheme != "sqlite":
         return url
     if not rest.startswith("/") or rest == "/":
-        raise _Invalid(f"bad URL {url!r}: expected sqlite:///relative.db or "
-                       "sqlite:////absolute.db")
+        raise _Invalid(f"bad URL {url!r}: expected sqlite:///relative.db or sqlite:////absolute.db")
     file = rest[1:]
     if file.startswith("/") or file.startswith(":memory:"):
         return url
@@ -369,13 +404,21 @@ class _Parser:
         self.lines = _Lines(text)
 
     # errors
-    def fail(self, message: str, *, table: tuple[str, ...], key: str | None = None,
-             job: str | None = None, hint: str | None = None) -> NoReturn:
+    def fail(
+        self,
+        message: str,
+        *,
+        table: tuple[str, ...],
+        key: str | None = None,
+        job: str | None = None,
+        hint: str | None = None,
+    ) -> NoReturn:
         line = self.lines.key(table, key) if key else self.lines.table(table)
         raise ManifestError(message, path=self.where, line=line, job=job, key=key, hint=hint)
 
-    def check(self, table: tuple[str, ...], key: str, job: str | None,
-              convert: Callable[[], Any]) -> Any:
+    def check(
+        self, table: tuple[str, ...], key: str, job: str | None, convert: Callable[[], Any]
+    ) -> Any:
         """Run one conversion, turning any complaint into a ManifestError at `key`."""
         try:
             return convert()
@@ -384,8 +427,14 @@ class _Parser:
         except UsageError as exc:  # TriggerError and parse_duration's
             self.fail(str(exc), table=table, key=key, job=job)
 
-    def unknown_keys(self, data: dict[str, Any], valid: tuple[str, ...],
-                     table: tuple[str, ...], job: str | None, where: str) -> None:
+    def unknown_keys(
+        self,
+        data: dict[str, Any],
+        valid: tuple[str, ...],
+        table: tuple[str, ...],
+        job: str | None,
+        where: str,
+    ) -> None:
         for key in data:
             if key in valid:
                 continue
@@ -411,8 +460,11 @@ class _Parser:
                 continue
             hint = closest(key, TOP_LEVEL)
             if isinstance(value, dict):
-                self.fail(f"unknown table [{key}]: expected [scheduler], [defaults] or "
-                          "[jobs.NAME]", table=(key,), hint=hint)
+                self.fail(
+                    f"unknown table [{key}]: expected [scheduler], [defaults] or [jobs.NAME]",
+                    table=(key,),
+                    hint=hint,
+                )
             message = "unknown top-level key"
             if key in SCHEDULER_KEYS:
                 message += ": put it under [scheduler]"
@@ -428,16 +480,24 @@ class _Parser:
             target = spec.on_failure
             if target is not None and target not in jobs:
                 in_job = "on_failure" in self.table_of(data, "jobs")[spec.name]
-                self.fail(f"on_failure names unknown job '{target}'",
-                          table=("jobs", spec.name) if in_job else ("defaults",),
-                          key="on_failure", job=spec.name, hint=closest(target, jobs))
+                self.fail(
+                    f"on_failure names unknown job '{target}'",
+                    table=("jobs", spec.name) if in_job else ("defaults",),
+                    key="on_failure",
+                    job=spec.name,
+                    hint=closest(target, jobs),
+                )
             if target == spec.name:
-                self.fail("on_failure cannot name the job itself",
-                          table=("jobs", spec.name), key="on_failure", job=spec.name)
-        manifest_path = (Path(self.where).expanduser().resolve()
-                         if self.where is not None else None)
-        return Manifest(path=manifest_path, config=config, jobs=jobs, source=self.text,
-                        display_path=self.where)
+                self.fail(
+                    "on_failure cannot name the job itself",
+                    table=("jobs", spec.name),
+                    key="on_failure",
+                    job=spec.name,
+                )
+        manifest_path = Path(self.where).expanduser().resolve() if self.where is not None else None
+        return Manifest(
+            path=manifest_path, config=config, jobs=jobs, source=self.text, display_path=self.where
+        )
 
     def syntax_error(self, exc: tomllib.TOMLDecodeError) -> ManifestError:
         text = str(exc)
@@ -485,18 +545,23 @@ class _Parser:
         """Checked `[defaults]` values, converted like the same keys of a job."""
         table = ("defaults",)
         self.unknown_keys(data, DEFAULT_KEYS, table, None, "[defaults]")
-        return {key: self.check(table, key, None, lambda k=key, v=value: _setting(k, v))
-                for key, value in data.items()}
+        return {
+            key: self.check(table, key, None, lambda k=key, v=value: _setting(k, v))
+            for key, value in data.items()
+        }
 
-    def job(self, name: str, data: Any, defaults: dict[str, Any],
-            config: SchedulerConfig) -> JobSpec:
+    def job(
+        self, name: str, data: Any, defaults: dict[str, Any], config: SchedulerConfig
+    ) -> JobSpec:
         table = ("jobs", name)
         if not JOB_NAME.fullmatch(name):
-            self.fail("bad job name: use letters, digits, '_', '.' and '-' only",
-                      table=table, job=name)
+            self.fail(
+                "bad job name: use letters, digits, '_', '.' and '-' only", table=table, job=name
+            )
         if not isinstance(data, dict):
-            self.fail(f"must be a table ([jobs.{name}]), got {_type_name(data)}",
-                      table=table, job=name)
+            self.fail(
+                f"must be a table ([jobs.{name}]), got {_type_name(data)}", table=table, job=name
+            )
         self.unknown_keys(data, JOB_KEYS, table, name, "a job")
 
         def get(key: str, convert: Callable[[Any], Any]) -> Any:
@@ -511,11 +576,15 @@ class _Parser:
         # what to run
         if "entrypoint" in data and "command" in data:
             second = max(("entrypoint", "command"), key=lambda k: self.lines.key(table, k) or 0)
-            self.fail("has both 'entrypoint' and 'command': use one", table=table, key=second,
-                      job=name)
+            self.fail(
+                "has both 'entrypoint' and 'command': use one", table=table, key=second, job=name
+            )
         if "entrypoint" not in data and "command" not in data:
-            self.fail("needs 'entrypoint' (a Python function) or 'command' (a shell command)",
-                      table=table, job=name)
+            self.fail(
+                "needs 'entrypoint' (a Python function) or 'command' (a shell command)",
+                table=table,
+                job=name,
+            )
         entrypoint = get("entrypoint", _entrypoint) if "entrypoint" in data else None
         command = get("command", _command) if "command" in data else None
         env = get("env", _env) if "env" in data else {}
@@ -527,8 +596,12 @@ class _Parser:
         present = [k for k in TRIGGER_KEYS if k in data]
         if len(present) > 1:
             second = max(present, key=lambda k: self.lines.key(table, k) or 0)
-            self.fail(f"has {' and '.join(repr(k) for k in present)}: "
-                      "use at most one trigger", table=table, key=second, job=name)
+            self.fail(
+                f"has {' and '.join(repr(k) for k in present)}: use at most one trigger",
+                table=table,
+                key=second,
+                job=name,
+            )
         trigger: Trigger | None = None
         if present:
             key = present[0]
@@ -537,16 +610,27 @@ class _Parser:
         executor = cast(Executor, settings.get("executor", "auto"))
         if command is not None and executor == "process":
             key = "executor" if "executor" in data else "command"
-            self.fail("executor 'process' cannot run a command: a command already runs in "
-                      "its own process", table=table, key=key, job=name)
+            self.fail(
+                "executor 'process' cannot run a command: a command already runs in "
+                "its own process",
+                table=table,
+                key=key,
+                job=name,
+            )
 
         for first, second in (("concurrency_policy", "max_instances"), ("catchup", "coalesce")):
             if first in data and second in data:
-                self.fail(f"has both '{first}' and '{second}': use one", table=table,
-                          key=first, job=name)
+                self.fail(
+                    f"has both '{first}' and '{second}': use one", table=table, key=first, job=name
+                )
         if "user" in data and command is None:
-            self.fail("'user' applies to command jobs only (a Python job runs inside "
-                      "chronctl's own process)", table=table, key="user", job=name)
+            self.fail(
+                "'user' applies to command jobs only (a Python job runs inside "
+                "chronctl's own process)",
+                table=table,
+                key="user",
+                job=name,
+            )
         timeout = settings.get("timeout", DEFAULT_TIMEOUT)
         return JobSpec(
             name=name,
@@ -642,8 +726,7 @@ def _command(value: Any) -> list[str]:
         parts = value
         for item in parts:
             if not isinstance(item, str):
-                raise _Invalid(f"expected an array of strings, found {_type_name(item)} "
-                               f"{item!r}")
+                raise _Invalid(f"expected an array of strings, found {_type_name(item)} {item!r}")
     else:
         raise _Invalid(f"expected an array of strings or a string, got {_type_name(value)}")
     if not parts or not parts[0]:
@@ -656,8 +739,9 @@ def _env(value: Any) -> dict[str, str]:
         raise _Invalid(f"expected a table of strings, got {_type_name(value)}")
     for key, item in value.items():
         if not isinstance(item, str):
-            raise _Invalid(f"value of '{key}' must be a string, got {_type_name(item)} "
-                           f"{item!r} (quote it)")
+            raise _Invalid(
+                f"value of '{key}' must be a string, got {_type_name(item)} {item!r} (quote it)"
+            )
     return dict(value)
 
 
@@ -683,8 +767,9 @@ def _trigger(key: str, value: Any, timezone: str) -> Trigger:
     if isinstance(value, date):
         return DateTrigger(parse_at(datetime(value.year, value.month, value.day), timezone))
     if not isinstance(value, str):
-        raise _Invalid(f"expected a date and time like 2026-12-24T18:00:00, got "
-                       f"{_type_name(value)}")
+        raise _Invalid(
+            f"expected a date and time like 2026-12-24T18:00:00, got {_type_name(value)}"
+        )
     return DateTrigger(parse_at(value, timezone))
 
 
@@ -709,8 +794,9 @@ def load_manifest(path: str | Path) -> Manifest:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"not UTF-8 text: {exc.reason} at byte {exc.start}",
-                            path=where) from None
+        raise ManifestError(
+            f"not UTF-8 text: {exc.reason} at byte {exc.start}", path=where
+        ) from None
     return parse_manifest(text, path)
 
 
@@ -727,12 +813,24 @@ def check_entrypoints(manifest: Manifest) -> list[ManifestError]:
         try:
             spec.resolve()
         except ManifestError as exc:
-            errors.append(ManifestError(
-                exc.message, path=where, line=lines.key(("jobs", spec.name), "entrypoint"),
-                job=spec.name, key="entrypoint", hint=exc.hint))
+            errors.append(
+                ManifestError(
+                    exc.message,
+                    path=where,
+                    line=lines.key(("jobs", spec.name), "entrypoint"),
+                    job=spec.name,
+                    key="entrypoint",
+                    hint=exc.hint,
+                )
+            )
         except Exception as exc:  # a module that imports but misbehaves on getattr
-            errors.append(ManifestError(
-                f"cannot load '{spec.entrypoint}': {type(exc).__name__}: {exc}", path=where,
-                line=lines.key(("jobs", spec.name), "entrypoint"), job=spec.name,
-                key="entrypoint"))
+            errors.append(
+                ManifestError(
+                    f"cannot load '{spec.entrypoint}': {type(exc).__name__}: {exc}",
+                    path=where,
+                    line=lines.key(("jobs", spec.name), "entrypoint"),
+                    job=spec.name,
+                    key="entrypoint",
+                )
+            )
     return errors

@@ -29,8 +29,9 @@ def _client() -> Any:
     try:
         import prometheus_client
     except ImportError:
-        raise UsageError("--metrics-port needs prometheus-client: "
-                         "pip install 'chronctl[metrics]'") from None
+        raise UsageError(
+            "--metrics-port needs prometheus-client: pip install 'chronctl[metrics]'"
+        ) from None
     return prometheus_client
 
 
@@ -42,25 +43,37 @@ class Metrics:
         self.scheduler = scheduler
         self.refresh = refresh
         r = self.registry
-        self.tasks = prom.Counter("chronctl_tasks", "Finished runs by job and outcome",
-                                  ["job", "status"], registry=r)
+        self.tasks = prom.Counter(
+            "chronctl_tasks", "Finished runs by job and outcome", ["job", "status"], registry=r
+        )
         self.duration = prom.Histogram(
-            "chronctl_task_duration_seconds", "Run durations", ["job"], registry=r,
-            buckets=(0.005, 0.05, 0.25, 1, 5, 30, 120, 600, 3600))
+            "chronctl_task_duration_seconds",
+            "Run durations",
+            ["job"],
+            registry=r,
+            buckets=(0.005, 0.05, 0.25, 1, 5, 30, 120, 600, 3600),
+        )
         self.lateness = prom.Histogram(
-            "chronctl_fire_lateness_seconds", "How long after its scheduled time a fire "
-            "was enqueued", ["job"], registry=r,
-            buckets=(0.001, 0.01, 0.1, 0.5, 1, 5, 30, 60, 600))
-        self.missed = prom.Counter("chronctl_fires_missed", "Fires past misfire_grace_time",
-                                   ["job"], registry=r)
-        self.skipped = prom.Counter("chronctl_fires_skipped", "Fires skipped (paused or "
-                                    "max_instances)", ["job", "reason"], registry=r)
-        self.pending = prom.Gauge("chronctl_queue_pending", "Pending tasks", ["queue"],
-                                  registry=r)
-        self.running = prom.Gauge("chronctl_queue_running", "Running tasks", ["queue"],
-                                  registry=r)
-        self.dead = prom.Gauge("chronctl_dead_letters", "Tasks in the dead letter queue",
-                               registry=r)
+            "chronctl_fire_lateness_seconds",
+            "How long after its scheduled time a fire was enqueued",
+            ["job"],
+            registry=r,
+            buckets=(0.001, 0.01, 0.1, 0.5, 1, 5, 30, 60, 600),
+        )
+        self.missed = prom.Counter(
+            "chronctl_fires_missed", "Fires past misfire_grace_time", ["job"], registry=r
+        )
+        self.skipped = prom.Counter(
+            "chronctl_fires_skipped",
+            "Fires skipped (paused or max_instances)",
+            ["job", "reason"],
+            registry=r,
+        )
+        self.pending = prom.Gauge("chronctl_queue_pending", "Pending tasks", ["queue"], registry=r)
+        self.running = prom.Gauge("chronctl_queue_running", "Running tasks", ["queue"], registry=r)
+        self.dead = prom.Gauge(
+            "chronctl_dead_letters", "Tasks in the dead letter queue", registry=r
+        )
         events = scheduler.events
         events.on("task_succeeded", self._finished)
         events.on("task_failed", self._finished)
@@ -72,8 +85,11 @@ class Metrics:
         task = event.task
         if task is None:
             return
-        outcome = "succeeded" if event.name == "task_succeeded" else (
-            "retrying" if event.data.get("retry_at") else "dead")
+        outcome = (
+            "succeeded"
+            if event.name == "task_succeeded"
+            else ("retrying" if event.data.get("retry_at") else "dead")
+        )
         self.tasks.labels(task.job, outcome).inc()
         if task.duration is not None:
             self.duration.labels(task.job).observe(task.duration)
@@ -113,8 +129,9 @@ class Metrics:
         try:
             server, thread = self.prom.start_http_server(port, addr=addr, registry=self.registry)
         except OSError as exc:
-            raise UsageError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}"
-                             ) from None
+            raise UsageError(
+                f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}"
+            ) from None
         poller = asyncio.create_task(self._poll())
         log.info("metrics on http://%s:%d/metrics", addr, server.server_port)
         try:

@@ -215,9 +215,16 @@ class Process:
 
     def to_public(self, now: float | None = None, stale_after: float = 60.0) -> dict[str, Any]:
         now = time.time() if now is None else now
-        return {"id": self.id, "host": self.host, "pid": self.pid, "role": self.role,
-                "started": iso(self.started), "last_beat": iso(self.last_beat),
-                "queues": self.queues, "alive": now - self.last_beat <= stale_after}
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "role": self.role,
+            "started": iso(self.started),
+            "last_beat": iso(self.last_beat),
+            "queues": self.queues,
+            "alive": now - self.last_beat <= stale_after,
+        }
 
 
 class FireOutcome(StrEnum):

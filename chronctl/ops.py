@@ -19,9 +19,14 @@ from .scheduler import Scheduler
 from .triggers import IntervalTrigger, get_timezone
 
 
-def build_scheduler(manifest: Manifest, *, backend_url: str | None = None,
-                    workers: int | None = None, queues: list[str] | None = None,
-                    role: str | None = None) -> Scheduler:
+def build_scheduler(
+    manifest: Manifest,
+    *,
+    backend_url: str | None = None,
+    workers: int | None = None,
+    queues: list[str] | None = None,
+    role: str | None = None,
+) -> Scheduler:
     from .backends import from_url
 
     backend = None
@@ -49,9 +54,13 @@ class ValidationReport:
     def to_public(self) -> dict[str, Any]:
         if not self.ok:
             return {"ok": False, "errors": self.errors}
-        return {"ok": True, "jobs": [
-            {"name": j.name, "next_fire": j.next_fire.isoformat() if j.next_fire else None}
-            for j in self.jobs]}
+        return {
+            "ok": True,
+            "jobs": [
+                {"name": j.name, "next_fire": j.next_fire.isoformat() if j.next_fire else None}
+                for j in self.jobs
+            ],
+        }
 
 
 def validate_manifest(manifest: Manifest) -> ValidationReport:
@@ -93,10 +102,14 @@ class JobOverview:
     last_run: float | None
 
     def to_public(self) -> dict[str, Any]:
-        return {"name": self.name, "trigger": self.trigger,
-                "next_fire": self.next_fire.isoformat() if self.next_fire else None,
-                "paused": self.paused, "last_status": self.last_status,
-                "last_run": iso(self.last_run)}
+        return {
+            "name": self.name,
+            "trigger": self.trigger,
+            "next_fire": self.next_fire.isoformat() if self.next_fire else None,
+            "paused": self.paused,
+            "last_status": self.last_status,
+            "last_run": iso(self.last_run),
+        }
 
 
 async def jobs_overview(scheduler: Scheduler) -> list[JobOverview]:
@@ -118,15 +131,28 @@ async def jobs_overview(scheduler: Scheduler) -> list[JobOverview]:
             nxt = trigger.next_fire(base) if trigger else None
             runs = await backend.history(spec.name, limit=1)
             last = runs[0] if runs else None
-            out.append(JobOverview(
-                spec.name, trigger.describe() if trigger else None,
-                nxt.astimezone(get_timezone(spec.timezone)) if nxt else None,
-                bool(state and state.paused), last.status.value if last else None,
-                last.finished_at if last else None))
+            out.append(
+                JobOverview(
+                    spec.name,
+                    trigger.describe() if trigger else None,
+                    nxt.astimezone(get_timezone(spec.timezone)) if nxt else None,
+                    bool(state and state.paused),
+                    last.status.value if last else None,
+                    last.finished_at if last else None,
+                )
+            )
         return out
     finally:
         await backend.disconnect()
 
 
-__all__ = ["JobOverview", "JobReport", "ManifestError", "ValidationReport", "build_scheduler",
-           "job_next_fires", "jobs_overview", "validate_manifest"]
+__all__ = [
+    "JobOverview",
+    "JobReport",
+    "ManifestError",
+    "ValidationReport",
+    "build_scheduler",
+    "job_next_fires",
+    "jobs_overview",
+    "validate_manifest",
+]

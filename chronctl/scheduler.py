@@ -99,8 +99,9 @@ class Scheduler:
         self._beat_task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, backend: QueueBackend | None = None,
-                      **overrides: Any) -> Scheduler:
+    def from_manifest(
+        cls, manifest: Manifest, backend: QueueBackend | None = None, **overrides: Any
+    ) -> Scheduler:
         from .backends import from_url
 
         cfg = manifest.config
@@ -108,9 +109,13 @@ class Scheduler:
             base = manifest.path.parent if manifest.path else None
             backend = from_url(cfg.backend, base=base, state=cfg.state)
         options: dict[str, Any] = dict(
-            timezone=cfg.timezone, workers=cfg.workers,
-            misfire_grace_time=cfg.misfire_grace_time, coalesce=cfg.coalesce,
-            shutdown_timeout=cfg.shutdown_timeout, lease=cfg.lease, queues=cfg.queues,
+            timezone=cfg.timezone,
+            workers=cfg.workers,
+            misfire_grace_time=cfg.misfire_grace_time,
+            coalesce=cfg.coalesce,
+            shutdown_timeout=cfg.shutdown_timeout,
+            lease=cfg.lease,
+            queues=cfg.queues,
             prefetch=cfg.prefetch,
         )
         options.update({k: v for k, v in overrides.items() if v is not None})
@@ -147,15 +152,25 @@ class Scheduler:
 
         def register(func: Callable[..., Any]) -> Callable[..., Any]:
             tz = timezone or self.timezone
-            spec = JobSpec(name=name or func.__name__, func=func, timezone=tz,
-                           trigger=_make_trigger(cron, every, at, tz))
+            spec = JobSpec(
+                name=name or func.__name__,
+                func=func,
+                timezone=tz,
+                trigger=_make_trigger(cron, every, at, tz),
+            )
             retry = RetryPolicy(max_retries=self.default_max_retries)
             for key, value in options.items():
                 if key in ("max_retries", "retry_backoff", "retry_delay", "retry_max_delay"):
-                    setattr(retry, {"max_retries": "max_retries", "retry_backoff": "backoff",
-                                    "retry_delay": "delay", "retry_max_delay": "max_delay"}[key],
-                            _seconds(value) if key in ("retry_delay", "retry_max_delay")
-                            else value)
+                    setattr(
+                        retry,
+                        {
+                            "max_retries": "max_retries",
+                            "retry_backoff": "backoff",
+                            "retry_delay": "delay",
+                            "retry_max_delay": "max_delay",
+                        }[key],
+                        _seconds(value) if key in ("retry_delay", "retry_max_delay") else value,
+                    )
                 elif key in ("timeout", "jitter", "misfire_grace_time"):
                     setattr(spec, key, _seconds(value) if value is not None else None)
                 elif hasattr(spec, key) and key not in ("name", "func", "trigger"):
@@ -204,10 +219,20 @@ class Scheduler:
         import socket
 
         now = time.time()
-        ident = self._worker.id if self._worker is not None else (
-            f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")
-        return Process(id=ident, host=socket.gethostname(), pid=os.getpid(), role=self.role,
-                       started=now, last_beat=now, queues=self.queues)
+        ident = (
+            self._worker.id
+            if self._worker is not None
+            else (f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")
+        )
+        return Process(
+            id=ident,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            role=self.role,
+            started=now,
+            last_beat=now,
+            queues=self.queues,
+        )
 
     async def _beat_loop(self) -> None:
         """Tell the backend we are alive, for `chronctl status` on any host."""
@@ -227,9 +252,16 @@ class Scheduler:
 
         if self._executors is None:
             self._executors = Executors(threads=self.workers, processes=min(self.workers, 4))
-        return Worker(self.backend, self.get_job, self._executors, concurrency=self.workers,
-                      queues=self.queues, lease=self.lease, events=self.events,
-                      prefetch=self.prefetch)
+        return Worker(
+            self.backend,
+            self.get_job,
+            self._executors,
+            concurrency=self.workers,
+            queues=self.queues,
+            lease=self.lease,
+            events=self.events,
+            prefetch=self.prefetch,
+        )
 
     async def stop(self, *, now: bool = False) -> None:
         """Graceful: stop firing and claiming, let runs finish, return the rest."""
@@ -340,10 +372,14 @@ class Scheduler:
                 next_wake = ts if next_wake is None else min(next_wake, ts)
         return next_wake
 
-    async def _fire_job(self, spec: JobSpec, trigger: Trigger, first: datetime,
-                        now: float) -> datetime | None:
-        grace = spec.misfire_grace_time if spec.misfire_grace_time is not None else (
-            self.misfire_grace_time)
+    async def _fire_job(
+        self, spec: JobSpec, trigger: Trigger, first: datetime, now: float
+    ) -> datetime | None:
+        grace = (
+            spec.misfire_grace_time
+            if spec.misfire_grace_time is not None
+            else (self.misfire_grace_time)
+        )
         coalesce = spec.coalesce if spec.coalesce is not None else self.coalesce
         if spec.catchup == "skip":  # only the fire that is due now, nothing missed
             grace, coalesce = min(grace, CATCHUP_SKIP_TOLERANCE), True
@@ -365,28 +401,39 @@ class Scheduler:
         if missed:
             outcome = await self.backend.record_fire(spec.name, missed[-1].timestamp(), None, None)
             if outcome is FireOutcome.MISSED:
-                log.warning("job %s missed %d fire(s), last at %s (grace %.0fs)", spec.name,
-                            len(missed), missed[-1].isoformat(), grace)
-                await self.events.emit("job_missed", job=spec.name, count=len(missed),
-                                       fire_time=missed[-1])
+                log.warning(
+                    "job %s missed %d fire(s), last at %s (grace %.0fs)",
+                    spec.name,
+                    len(missed),
+                    missed[-1].isoformat(),
+                    grace,
+                )
+                await self.events.emit(
+                    "job_missed", job=spec.name, count=len(missed), fire_time=missed[-1]
+                )
         for fire in on_time[-1:] if coalesce else on_time:
             await self._fire_one(spec, fire, coalesced=len(on_time) if coalesce else 1)
         return current
 
     async def _fire_one(self, spec: JobSpec, fire: datetime, coalesced: int = 1) -> None:
         fire_ts = fire.timestamp()
-        task = self._new_task(spec, scheduled_at=max(fire_ts, self.clock()) + jitter_delay(
-            spec.jitter), key=f"{spec.name}@{iso(fire_ts)}")
+        task = self._new_task(
+            spec,
+            scheduled_at=max(fire_ts, self.clock()) + jitter_delay(spec.jitter),
+            key=f"{spec.name}@{iso(fire_ts)}",
+        )
         task.fire_time = fire_ts
         replace = spec.concurrency_policy == "replace"
-        outcome = await self.backend.record_fire(spec.name, fire_ts, task,
-                                                 None if replace else spec.effective_max_instances)
+        outcome = await self.backend.record_fire(
+            spec.name, fire_ts, task, None if replace else spec.effective_max_instances
+        )
         if outcome is FireOutcome.ENQUEUED and replace:
             await self._replace_older(spec, task)
         if outcome is FireOutcome.ENQUEUED:
             log.info("fired job=%s fire_time=%s task=%s", spec.name, fire.isoformat(), task.id)
-            await self.events.emit("job_fired", job=spec.name, task=task, fire_time=fire,
-                                   coalesced=coalesced)
+            await self.events.emit(
+                "job_fired", job=spec.name, task=task, fire_time=fire, coalesced=coalesced
+            )
             await self.events.emit("task_enqueued", task=task)
         elif outcome in (FireOutcome.SKIPPED, FireOutcome.PAUSED):
             reason = "paused" if outcome is FireOutcome.PAUSED else "max_instances reached"
@@ -396,7 +443,8 @@ class Scheduler:
     async def _replace_older(self, spec: JobSpec, newest: Task) -> None:
         """concurrency_policy = "replace": the new fire cancels the runs still going."""
         active = await self.backend.list_tasks(
-            status=[TaskStatus.PENDING, TaskStatus.RUNNING], job=spec.name, limit=None)
+            status=[TaskStatus.PENDING, TaskStatus.RUNNING], job=spec.name, limit=None
+        )
         for task in active:
             if task.id != newest.id and await self.backend.cancel_task(task.id):
                 log.info("replaced job=%s task=%s by task=%s", spec.name, task.id, newest.id)
@@ -419,8 +467,9 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(timeout, 3600.0))
 
-    def next_fires(self, name: str, count: int = 5, after: datetime | None = None
-                   ) -> list[datetime]:
+    def next_fires(
+        self, name: str, count: int = 5, after: datetime | None = None
+    ) -> list[datetime]:
         spec = self._job(name)
         if spec.trigger is None:
             return []
@@ -432,9 +481,15 @@ class Scheduler:
 
     # -- tasks -------------------------------------------------------------
     def _new_task(self, spec: JobSpec, **fields: Any) -> Task:
-        return Task(job=spec.name, args=list(spec.args), kwargs=dict(spec.kwargs),
-                    queue=spec.queue, priority=spec.priority,
-                    max_retries=spec.retry.max_retries, **fields)
+        return Task(
+            job=spec.name,
+            args=list(spec.args),
+            kwargs=dict(spec.kwargs),
+            queue=spec.queue,
+            priority=spec.priority,
+            max_retries=spec.retry.max_retries,
+            **fields,
+        )
 
     async def submit(
         self,
@@ -450,16 +505,22 @@ class Scheduler:
     ) -> tuple[str, bool]:
         """Like enqueue(), also telling whether `key` found an existing task."""
         spec = self._job(job)
-        task = build_task(spec, args, kwargs, delay=delay, at=at, priority=priority,
-                          queue=queue, key=key)
+        task = build_task(
+            spec, args, kwargs, delay=delay, at=at, priority=priority, queue=queue, key=key
+        )
         await self._connect()
         task_id, created = await self.backend.enqueue(task)
         if created:
             await self.events.emit("task_enqueued", task=task)
         return task_id, created
 
-    async def enqueue(self, job: str, args: list[Any] | None = None,
-                      kwargs: dict[str, Any] | None = None, **options: Any) -> str:
+    async def enqueue(
+        self,
+        job: str,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> str:
         task_id, _ = await self.submit(job, args, kwargs, **options)
         return task_id
 
@@ -488,10 +549,15 @@ class Scheduler:
         await self.backend.set_job_paused(name, False)
         self._wake.set()
 
-    async def reschedule_job(self, name: str, *, cron: str | None = None,
-                             every: float | str | None = None,
-                             at: str | datetime | None = None,
-                             timezone: str | None = None) -> None:
+    async def reschedule_job(
+        self,
+        name: str,
+        *,
+        cron: str | None = None,
+        every: float | str | None = None,
+        at: str | datetime | None = None,
+        timezone: str | None = None,
+    ) -> None:
         spec = self._job(name)
         spec.timezone = timezone or spec.timezone
         spec.trigger = _make_trigger(cron, every, at, spec.timezone)
@@ -531,17 +597,25 @@ class Scheduler:
         await self._connect()
         return await self.backend.health_check()
 
-    async def cleanup(self, older_than: timedelta | float,
-                      statuses: list[TaskStatus] | None = None) -> int:
+    async def cleanup(
+        self, older_than: timedelta | float, statuses: list[TaskStatus] | None = None
+    ) -> int:
         seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
         await self._connect()
         return await self.backend.cleanup(time.time() - seconds, statuses)
 
 
-def build_task(spec: JobSpec, args: list[Any] | None = None,
-               kwargs: dict[str, Any] | None = None, *, delay: float | None = None,
-               at: datetime | str | None = None, priority: int | None = None,
-               queue: str | None = None, key: str | None = None) -> Task:
+def build_task(
+    spec: JobSpec,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    delay: float | None = None,
+    at: datetime | str | None = None,
+    priority: int | None = None,
+    queue: str | None = None,
+    key: str | None = None,
+) -> Task:
     """A task of `spec` with the job's defaults, checked: JSON args, priority 0..9."""
     from .models import dumps
 
@@ -556,8 +630,10 @@ def build_task(spec: JobSpec, args: list[Any] | None = None,
     except (TypeError, ValueError) as exc:
         raise UsageError(f"args and kwargs must be JSON values: {exc}") from exc
     if size > MAX_PAYLOAD:
-        raise UsageError(f"payload of {size / 1e6:.1f} MB is over the {MAX_PAYLOAD // 1024} KiB "
-                         "limit: pass a path or an id, not the data itself")
+        raise UsageError(
+            f"payload of {size / 1e6:.1f} MB is over the {MAX_PAYLOAD // 1024} KiB "
+            "limit: pass a path or an id, not the data itself"
+        )
     priority = spec.priority if priority is None else priority
     if not isinstance(priority, int) or not 0 <= priority <= 9:
         raise UsageError(f"bad priority {priority!r}: expected 0..9")
@@ -569,9 +645,17 @@ def build_task(spec: JobSpec, args: list[Any] | None = None,
         if delay < 0:
             raise UsageError("delay must not be negative")
         scheduled = now + delay
-    return Task(job=spec.name, args=args, kwargs=kwargs, queue=queue or spec.queue,
-                priority=priority, scheduled_at=scheduled, max_retries=spec.retry.max_retries,
-                key=key, created_at=now)
+    return Task(
+        job=spec.name,
+        args=args,
+        kwargs=kwargs,
+        queue=queue or spec.queue,
+        priority=priority,
+        scheduled_at=scheduled,
+        max_retries=spec.retry.max_retries,
+        key=key,
+        created_at=now,
+    )
 
 
 def _seconds(value: float | str) -> float:
@@ -580,8 +664,9 @@ def _seconds(value: float | str) -> float:
     return parse_duration(value)
 
 
-def _make_trigger(cron: str | None, every: float | str | None, at: str | datetime | None,
-                  tz: str) -> Trigger | None:
+def _make_trigger(
+    cron: str | None, every: float | str | None, at: str | datetime | None, tz: str
+) -> Trigger | None:
     given = [x for x in (cron, every, at) if x is not None]
     if len(given) > 1:
         raise UsageError("give at most one of cron=, every=, at=")

@@ -59,9 +59,14 @@ def apply_manifest(scheduler: Scheduler, old: Manifest, new: Manifest) -> Reload
     return result
 
 
-async def serve(scheduler: Scheduler, *, install_signals: bool = True,
-                reload: Callable[[], Manifest] | None = None, manifest: Manifest | None = None,
-                on_started: Callable[[], None] | None = None) -> None:
+async def serve(
+    scheduler: Scheduler,
+    *,
+    install_signals: bool = True,
+    reload: Callable[[], Manifest] | None = None,
+    manifest: Manifest | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> None:
     loop = asyncio.get_running_loop()
     stop_requests = asyncio.Queue[str]()
     current = manifest
@@ -81,15 +86,27 @@ async def serve(scheduler: Scheduler, *, install_signals: bool = True,
             return
         result = apply_manifest(scheduler, current, new)
         current = new
-        log.info("reloaded %s: %d added, %d removed, %d changed%s",
-                 new.display_path or new.path, len(result.added), len(result.removed),
-                 len(result.changed),
-                 "".join(f" {k}={v}" for k, v in (("added", result.added),
-                                                  ("removed", result.removed),
-                                                  ("changed", result.changed)) if v))
+        log.info(
+            "reloaded %s: %d added, %d removed, %d changed%s",
+            new.display_path or new.path,
+            len(result.added),
+            len(result.removed),
+            len(result.changed),
+            "".join(
+                f" {k}={v}"
+                for k, v in (
+                    ("added", result.added),
+                    ("removed", result.removed),
+                    ("changed", result.changed),
+                )
+                if v
+            ),
+        )
         if result.restart_needed:
-            log.warning("[scheduler] %s changed: takes effect after a restart",
-                        ", ".join(result.restart_needed))
+            log.warning(
+                "[scheduler] %s changed: takes effect after a restart",
+                ", ".join(result.restart_needed),
+            )
 
     signals = [signal.SIGTERM, signal.SIGINT]
     if install_signals:
@@ -98,9 +115,13 @@ async def serve(scheduler: Scheduler, *, install_signals: bool = True,
         loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await scheduler.start()
-        log.info("chronctl running: backend=%s jobs=%d workers=%d role=%s",
-                 scheduler.backend.display_url, len(scheduler.jobs), scheduler.workers,
-                 scheduler.role)
+        log.info(
+            "chronctl running: backend=%s jobs=%d workers=%d role=%s",
+            scheduler.backend.display_url,
+            len(scheduler.jobs),
+            scheduler.workers,
+            scheduler.role,
+        )
         if on_started is not None:
             on_started()
         waiter = asyncio.create_task(scheduler.wait_stopped())
@@ -110,8 +131,11 @@ async def serve(scheduler: Scheduler, *, install_signals: bool = True,
             if waiter in done:
                 waiter.result()  # a crashed loop: raise it
                 return
-            log.info("%s received: stopping gracefully (up to %.0fs); send again to stop now",
-                     getter.result(), scheduler.shutdown_timeout)
+            log.info(
+                "%s received: stopping gracefully (up to %.0fs); send again to stop now",
+                getter.result(),
+                scheduler.shutdown_timeout,
+            )
             graceful = asyncio.create_task(scheduler.stop())
             second = asyncio.create_task(stop_requests.get())
             done, _ = await asyncio.wait([graceful, second], return_when=asyncio.FIRST_COMPLETED)

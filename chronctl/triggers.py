@@ -103,8 +103,14 @@ class CronTrigger(Trigger):
         try:
             itr = self._iter(datetime(2000, 1, 1))
             itr.get_next(datetime)
-        except (CroniterBadCronError, CroniterBadDateError, CroniterError, ValueError,
-                KeyError, IndexError) as exc:
+        except (
+            CroniterBadCronError,
+            CroniterBadDateError,
+            CroniterError,
+            ValueError,
+            KeyError,
+            IndexError,
+        ) as exc:
             reason = str(exc).split("\n")[0] or type(exc).__name__
             if isinstance(exc, CroniterBadDateError):
                 reason = "it never fires"

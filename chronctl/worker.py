@@ -96,8 +96,9 @@ class Worker:
         self.events = events or EventBus()
         self.id = worker_id()
         # Other processes may write a shared backend without waking us.
-        self.poll_interval = poll_interval if poll_interval is not None else (
-            1.0 if backend.shared else 3600.0)
+        self.poll_interval = (
+            poll_interval if poll_interval is not None else (1.0 if backend.shared else 3600.0)
+        )
         #: tasks claimed beyond the free slots, waiting (briefly) for one
         self.prefetch = max(0, prefetch if prefetch is not None else 2 * self.concurrency)
         # claimed and not yet settled: waiting for a slot, running, or being acknowledged
@@ -176,8 +177,9 @@ class Worker:
                 await heartbeat
 
     async def _claim(self, free: int) -> int:
-        tasks = await self.backend.dequeue(free, queues=self.queues, lease=self.lease,
-                                           worker=self.id)
+        tasks = await self.backend.dequeue(
+            free, queues=self.queues, lease=self.lease, worker=self.id
+        )
         for task in tasks:
             self._unfinished.add(task.id)
             runner = asyncio.create_task(self._execute(task), name=f"chronctl-task-{task.id}")
@@ -269,8 +271,7 @@ class Worker:
         # Every slot is held by a long run: let an idle worker elsewhere have it.
         self._slots_stuck = True
         await self._give_back(task)
-        log.debug("task %s waited %.1fs for a slot; returned to the queue", task.id,
-                  PREFETCH_WAIT)
+        log.debug("task %s waited %.1fs for a slot; returned to the queue", task.id, PREFETCH_WAIT)
         return False
 
     async def _run_one(self, task: Task) -> None:
@@ -312,9 +313,18 @@ class Worker:
         try:
             try:
                 if log.isEnabledFor(logging.INFO):
-                    log.info("start job=%s task=%s attempt=%d", task.job, task.id,
-                             task.attempt, extra={"event": "task_start", "job": task.job,
-                                                  "task_id": task.id, "attempt": task.attempt})
+                    log.info(
+                        "start job=%s task=%s attempt=%d",
+                        task.job,
+                        task.id,
+                        task.attempt,
+                        extra={
+                            "event": "task_start",
+                            "job": task.job,
+                            "task_id": task.id,
+                            "attempt": task.attempt,
+                        },
+                    )
                 await self.events.emit("task_started", task=task)
                 outcome = await self.executors.run(spec, task)
             finally:
@@ -335,11 +345,21 @@ class Worker:
         if await self.backend.acknowledge(task):
             if log.isEnabledFor(logging.INFO):
                 duration = time.monotonic() - started
-                log.info("end job=%s task=%s attempt=%d duration=%.3fs status=succeeded",
-                         task.job, task.id, task.attempt, duration,
-                         extra={"event": "task_end", "job": task.job, "task_id": task.id,
-                                "attempt": task.attempt, "duration": round(duration, 6),
-                                "status": "succeeded"})
+                log.info(
+                    "end job=%s task=%s attempt=%d duration=%.3fs status=succeeded",
+                    task.job,
+                    task.id,
+                    task.attempt,
+                    duration,
+                    extra={
+                        "event": "task_end",
+                        "job": task.job,
+                        "task_id": task.id,
+                        "attempt": task.attempt,
+                        "duration": round(duration, 6),
+                        "status": "succeeded",
+                    },
+                )
             await self.events.emit("task_succeeded", task=task)
 
     async def _failed(self, spec: JobSpec, task: Task, exc: Exception, duration: float) -> None:
@@ -358,11 +378,24 @@ class Worker:
         if not await self.backend.reject(task, requeue=retry, retry_at=retry_at):
             return
         status = "retrying" if retry else "dead"
-        log.warning("end job=%s task=%s attempt=%d duration=%.3fs status=%s error=%s",
-                    task.job, task.id, task.attempt, duration, status, task.error,
-                    extra={"event": "task_end", "job": task.job, "task_id": task.id,
-                           "attempt": task.attempt, "duration": round(duration, 6),
-                           "status": status, "error": task.error})
+        log.warning(
+            "end job=%s task=%s attempt=%d duration=%.3fs status=%s error=%s",
+            task.job,
+            task.id,
+            task.attempt,
+            duration,
+            status,
+            task.error,
+            extra={
+                "event": "task_end",
+                "job": task.job,
+                "task_id": task.id,
+                "attempt": task.attempt,
+                "duration": round(duration, 6),
+                "status": status,
+                "error": task.error,
+            },
+        )
         await self.events.emit("task_failed", task=task, retry_at=retry_at)
         if not retry:
             await self.events.emit("task_dead", task=task)
@@ -385,8 +418,7 @@ class Worker:
         follow.key = f"on_failure:{task.id}:{task.attempt}"  # once per dead letter
         task_id, created = await self.backend.enqueue(follow)
         if created:
-            log.info("on_failure job=%s task=%s for failed task=%s", target.name, task_id,
-                     task.id)
+            log.info("on_failure job=%s task=%s for failed task=%s", target.name, task_id, task.id)
             await self.events.emit("task_enqueued", task=follow)
 
 

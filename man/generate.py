@@ -1,7 +1,7 @@
 """Generate man/chronctl.1 from the CLI definition, so the page cannot drift.
 
-    python man/generate.py            # write man/chronctl.1
-    python man/generate.py --check    # exit 1 if the page is out of date
+python man/generate.py            # write man/chronctl.1
+python man/generate.py --check    # exit 1 if the page is out of date
 """
 
 from __future__ import annotations
@@ -59,8 +59,11 @@ def walk(group: Any, prefix: str) -> list[str]:
             out += walk(command, full)
             continue
         usage = " ".join(command.collect_usage_pieces(context(command)))
-        out += [".SS", f"chronctl {esc(full)} {esc(usage)}".rstrip(),
-                esc(first_paragraph(command.help))]
+        out += [
+            ".SS",
+            f"chronctl {esc(full)} {esc(usage)}".rstrip(),
+            esc(first_paragraph(command.help)),
+        ]
         out += options(command)
     return out
 
@@ -83,9 +86,15 @@ def render() -> str:
         "0 success; 1 the operation failed (unknown job or task, unreachable backend);",
         "2 usage or manifest error (bad arguments, bad JSON or duration, broken manifest).",
         ".SH ENVIRONMENT",
-        ".TP", "\\fBCHRONCTL_MANIFEST\\fR", "Manifest path when \\fB\\-f\\fR is not given.",
-        ".TP", "\\fBCHRONCTL_BACKEND\\fR", "Backend URL when \\fB\\-\\-backend\\fR is not given.",
-        ".TP", "\\fBNO_COLOR\\fR", "Disable colours.",
+        ".TP",
+        "\\fBCHRONCTL_MANIFEST\\fR",
+        "Manifest path when \\fB\\-f\\fR is not given.",
+        ".TP",
+        "\\fBCHRONCTL_BACKEND\\fR",
+        "Backend URL when \\fB\\-\\-backend\\fR is not given.",
+        ".TP",
+        "\\fBNO_COLOR\\fR",
+        "Disable colours.",
         ".SH SEE ALSO",
         "crontab(5), the chronctl README.",
     ]

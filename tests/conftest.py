@@ -92,8 +92,9 @@ def rabbitmq_backend(tmp_path: Path, **options: object) -> QueueBackend:
     need_service("rabbitmq", rabbitmq_reachable(), "nothing listens on 127.0.0.1:5672")
     prefix = f"chronctl-test-{uuid.uuid4().hex[:10]}"
     state = options.pop("state", None) or SQLiteBackend(tmp_path / "rabbit-state.db")
-    return RabbitMQBackend(RABBITMQ_URL, queue_name=prefix, exchange_name=prefix,
-                           state=state, **options)  # type: ignore[arg-type]
+    return RabbitMQBackend(
+        RABBITMQ_URL, queue_name=prefix, exchange_name=prefix, state=state, **options
+    )  # type: ignore[arg-type]
 
 
 def _redis_cluster(tmp_path: Path) -> QueueBackend:

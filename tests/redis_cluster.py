@@ -40,8 +40,9 @@ def _ports(count: int) -> list[int]:
 
 
 def _cli(port: int, *args: str) -> str:
-    out = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=30
+    )
     return out.stdout
 
 
@@ -83,23 +84,54 @@ def cluster_url() -> tuple[str | None, str]:
     for port in ports:
         node = root / str(port)
         node.mkdir()
-        procs.append(subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-             "--cluster-enabled", "yes", "--cluster-config-file", str(node / "nodes.conf"),
-             "--dir", str(node), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(node / "nodes.conf"),
+                    "--dir",
+                    str(node),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     url = "redis://" + ",".join(f"127.0.0.1:{p}" for p in ports) + "/0"
     _started = (url, procs, root)
     atexit.register(_stop)
     try:
         for port in ports:
             _until(lambda port=port: _cli(port, "ping").strip() == "PONG", "start")
-        subprocess.run(["redis-cli", "--cluster", "create",
-                        *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "0",
-                        "--cluster-yes"], capture_output=True, timeout=60, check=True)
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
         for port in ports:
-            _until(lambda port=port: "cluster_state:ok" in _cli(port, "cluster", "info"),
-                   "slot assignment")
+            _until(
+                lambda port=port: "cluster_state:ok" in _cli(port, "cluster", "info"),
+                "slot assignment",
+            )
     except (RuntimeError, subprocess.SubprocessError) as exc:
         _stop()
         _started = None

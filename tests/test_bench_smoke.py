@@ -13,8 +13,20 @@ from bench.run import main
 
 def test_bench_quick_smoke(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    code = main(["--quick", "--only", "W1,W2,W4", "--backends", "memory,sqlite", "--plain",
-                 "--out", str(out), "--tmpdir", str(tmp_path)])
+    code = main(
+        [
+            "--quick",
+            "--only",
+            "W1,W2,W4",
+            "--backends",
+            "memory,sqlite",
+            "--plain",
+            "--out",
+            str(out),
+            "--tmpdir",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"memory", "sqlite"}
@@ -27,19 +39,32 @@ def test_bench_quick_smoke(tmp_path: Path) -> None:
     assert {t["metric"] for t in report["targets"]} >= {"end_to_end_per_s", "p99_ms"}
 
 
-def test_bench_peers_not_installed_are_skipped(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bench_peers_not_installed_are_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`--peers` without the `bench` extra: every peer is reported skipped, the run
     still succeeds and the JSON says why (the reference chronctl row is left out:
     it needs no extra and would run for real)."""
     from bench import peers
 
-    monkeypatch.setattr(peers, "PEERS",
-                        [p for p in peers.PEERS if p.name != peers.CHRONCTL_SPLIT])
+    monkeypatch.setattr(peers, "PEERS", [p for p in peers.PEERS if p.name != peers.CHRONCTL_SPLIT])
     monkeypatch.setattr(peers, "_find_spec", lambda name: None)
     out = tmp_path / "bench.json"
-    code = main(["--quick", "--only", "W1", "--backends", "memory,sqlite", "--plain", "--peers",
-                 "--out", str(out), "--tmpdir", str(tmp_path)])
+    code = main(
+        [
+            "--quick",
+            "--only",
+            "W1",
+            "--backends",
+            "memory,sqlite",
+            "--plain",
+            "--peers",
+            "--out",
+            str(out),
+            "--tmpdir",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     rows = json.loads(out.read_text())["peers"]["rows"]
     assert [(r["peer"], r["backend"]) for r in rows] == [("Huey", "sqlite")]
@@ -54,11 +79,21 @@ def test_bench_peers_ratios_and_verdicts() -> None:
         return {"median": v, "best": v}
 
     chronctl = {"redis": {"W1": {"end_to_end_per_s": m(4000.0)}, "W2": {"p99_ms": m(2.0)}}}
-    rows = [{"peer": "A", "backend": "redis", "W1": {"end_to_end_per_s": m(2000.0)},
-             "W2": {"p99_ms": m(1.0)}},
-            {"peer": "B", "backend": "redis", "W1": {"end_to_end_per_s": m(1000.0)},
-             "W2": {"p99_ms": m(8.0)}},
-            {"peer": "C", "backend": "redis", "skipped": "c not installed"}]
+    rows = [
+        {
+            "peer": "A",
+            "backend": "redis",
+            "W1": {"end_to_end_per_s": m(2000.0)},
+            "W2": {"p99_ms": m(1.0)},
+        },
+        {
+            "peer": "B",
+            "backend": "redis",
+            "W1": {"end_to_end_per_s": m(1000.0)},
+            "W2": {"p99_ms": m(8.0)},
+        },
+        {"peer": "C", "backend": "redis", "skipped": "c not installed"},
+    ]
     ratios = peers.ratios(chronctl["redis"], rows[0])
     assert ratios["W1_end_to_end_per_s"] == 2.0
     assert ratios["W2_p99_ms"] == 0.5

@@ -68,8 +68,7 @@ async def test_catchup(backend: QueueBackend, catchup: str, expected: int) -> No
     # Half a minute past the minute: no fire is "due right now" by accident.
     now = (int(time.time() // 60)) * 60 + 30.0
     s = Scheduler(backend, misfire_grace_time=600, clock=lambda: now)
-    s.job(name="job", cron="* * * * *", catchup=catchup, concurrency_policy="allow")(
-        lambda: None)
+    s.job(name="job", cron="* * * * *", catchup=catchup, concurrency_policy="allow")(lambda: None)
     await _prime(backend, "job", now - 5 * 60 - 29)
     await s.fire_due()
     assert len(await backend.list_tasks(job="job", limit=None)) == expected
@@ -83,7 +82,8 @@ async def test_shell_job_runs_as_another_user() -> None:
     try:
         out = await executors.run(
             JobSpec(name="who", command=["sh", "-c", "id -u; echo $HOME $USER"], user="nobody"),
-            Task(job="who"))
+            Task(job="who"),
+        )
     finally:
         await executors.shutdown()
     assert out.output == f"{nobody.pw_uid}\n{nobody.pw_dir} nobody\n"
@@ -117,20 +117,28 @@ on_failure = "backup"
 """)
     backup = m.jobs["backup"]
     assert (backup.user, backup.concurrency_policy, backup.catchup, backup.on_failure) == (
-        "nobody", "replace", "all", "mail")
+        "nobody",
+        "replace",
+        "all",
+        "mail",
+    )
     assert backup.effective_max_instances == 1
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ('[jobs.a]\ncommand = ["x"]\non_failure = "mial"\n[jobs.mail]\ncommand = ["m"]',
-     "on_failure names unknown job 'mial' (did you mean 'mail'?)"),
-    ('[jobs.a]\ncommand = ["x"]\non_failure = "a"', "cannot name the job itself"),
-    ('[jobs.a]\nentrypoint = "m:f"\nuser = "nobody"', "'user' applies to command jobs only"),
-    ('[jobs.a]\ncommand = ["x"]\nuser = "no-such-user-here"', "unknown user"),
-    ('[jobs.a]\ncommand = ["x"]\nmax_instances = 2\nconcurrency_policy = "allow"',
-     "use one"),
-    ('[jobs.a]\ncommand = ["x"]\ncatchup = "sometimes"', "catchup"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            '[jobs.a]\ncommand = ["x"]\non_failure = "mial"\n[jobs.mail]\ncommand = ["m"]',
+            "on_failure names unknown job 'mial' (did you mean 'mail'?)",
+        ),
+        ('[jobs.a]\ncommand = ["x"]\non_failure = "a"', "cannot name the job itself"),
+        ('[jobs.a]\nentrypoint = "m:f"\nuser = "nobody"', "'user' applies to command jobs only"),
+        ('[jobs.a]\ncommand = ["x"]\nuser = "no-such-user-here"', "unknown user"),
+        ('[jobs.a]\ncommand = ["x"]\nmax_instances = 2\nconcurrency_policy = "allow"', "use one"),
+        ('[jobs.a]\ncommand = ["x"]\ncatchup = "sometimes"', "catchup"),
+    ],
+)
 def test_manifest_rejects_bad_cron_keys(body: str, message: str) -> None:
     with pytest.raises(ManifestError) as info:
         parse_manifest(body, "jobs.toml")

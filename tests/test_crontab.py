@@ -44,8 +44,11 @@ def test_imported_jobs_fire_when_cron_would(name: str) -> None:
 def test_system_crontab_mapping() -> None:
     imported, text = import_crontab(DATA / "crontab.system")
     jobs = parse_manifest(text).jobs
-    assert jobs["run_parts"].command == ["/bin/sh", "-c",
-                                         "cd / && run-parts --report /etc/cron.hourly"]
+    assert jobs["run_parts"].command == [
+        "/bin/sh",
+        "-c",
+        "cd / && run-parts --report /etc/cron.hourly",
+    ]
     assert jobs["tar"].user == "www-data" and jobs["check_sh"].user is None  # root: omitted
     assert jobs["morning_sh"].timezone == "America/New_York"  # CRON_TZ
     assert jobs["report"].trigger.describe() == "cron 0 0 1,15 * 5"  # type: ignore[union-attr]
@@ -76,13 +79,11 @@ def test_percent_becomes_stdin() -> None:
 
 def test_cli_writes_a_manifest_that_validates(tmp_path: Path) -> None:
     out = tmp_path / "jobs.toml"
-    result = chronctl("import-crontab", str(DATA / "crontab.system"), "-o", str(out),
-                      cwd=tmp_path)
+    result = chronctl("import-crontab", str(DATA / "crontab.system"), "-o", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "warning:" in result.stderr and "MAILTO" in result.stderr
     assert chronctl("validate", str(out), cwd=tmp_path).returncode == 0
-    again = chronctl("import-crontab", str(DATA / "crontab.system"), "-o", str(out),
-                     cwd=tmp_path)
+    again = chronctl("import-crontab", str(DATA / "crontab.system"), "-o", str(out), cwd=tmp_path)
     assert again.returncode == 2 and "--force" in again.stderr
     as_json = chronctl("--json", "import-crontab", str(DATA / "crontab.user"), cwd=tmp_path)
     doc = json.loads(as_json.stdout)

@@ -38,9 +38,30 @@ def test_parse_duration_accepts(text: str | int | float, seconds: float) -> None
 
 @pytest.mark.parametrize(
     "value",
-    ["", "   ", "soon", "-5s", "5x", "s", "1h-30m", "1.5.5s", "ms5", "10 minutes",
-     "inf", "nan", "-1", -1, -0.5, True, False, None, [1], {"s": 1},
-     float("inf"), float("nan")],
+    [
+        "",
+        "   ",
+        "soon",
+        "-5s",
+        "5x",
+        "s",
+        "1h-30m",
+        "1.5.5s",
+        "ms5",
+        "10 minutes",
+        "inf",
+        "nan",
+        "-1",
+        -1,
+        -0.5,
+        True,
+        False,
+        None,
+        [1],
+        {"s": 1},
+        float("inf"),
+        float("nan"),
+    ],
 )
 def test_parse_duration_refuses(value: object) -> None:
     with pytest.raises(UsageError) as info:

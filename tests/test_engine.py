@@ -93,7 +93,10 @@ async def test_retries_then_succeeds(scheduler: Scheduler) -> None:
     await wait(failed)
     task = await scheduler.get_task(task_id)
     assert task is not None and (task.status, task.attempt, task.result) == (
-        TaskStatus.SUCCEEDED, 2, "ok")
+        TaskStatus.SUCCEEDED,
+        2,
+        "ok",
+    )
     runs = await scheduler.history("flaky")
     assert [(r.status, r.attempt, r.error) for r in reversed(runs)] == [
         (TaskStatus.FAILED, 0, "RuntimeError: failure 1"),
@@ -117,17 +120,24 @@ async def test_exhausted_retries_dead_letter_then_retry(scheduler: Scheduler) ->
     await wait(dead)
     [letter] = await scheduler.dead_letters()
     assert (letter.id, letter.status, letter.attempt, letter.error) == (
-        task_id, TaskStatus.DEAD, 2, "ValueError: bad 7")
+        task_id,
+        TaskStatus.DEAD,
+        2,
+        "ValueError: bad 7",
+    )
     assert letter.traceback and "ValueError: bad 7" in letter.traceback
     # The traceback starts at the job's own frame: the engine's frames are noise.
-    assert 'in broken' in letter.traceback and "chronctl/worker.py" not in letter.traceback
+    assert "in broken" in letter.traceback and "chronctl/worker.py" not in letter.traceback
     fail = False
     done, _ = waiter(scheduler, "task_succeeded")
     assert await scheduler.retry_dead_letter(task_id)
     await wait(done)
     task = await scheduler.get_task(task_id)
     assert task is not None and (task.status, task.result, task.attempt) == (
-        TaskStatus.SUCCEEDED, 7, 0)
+        TaskStatus.SUCCEEDED,
+        7,
+        0,
+    )
     assert len(await scheduler.history("broken")) == 3
 
 
@@ -175,7 +185,8 @@ async def test_delayed_task_waits_for_its_time(scheduler: Scheduler) -> None:
 
 
 async def test_unknown_job_is_refused_and_dead_lettered(
-        scheduler: Scheduler, backend: QueueBackend) -> None:
+    scheduler: Scheduler, backend: QueueBackend
+) -> None:
     from chronctl.models import Task
 
     dead, _ = waiter(scheduler, "task_dead")

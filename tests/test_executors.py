@@ -71,13 +71,13 @@ async def test_process_job_runs_in_a_child_with_json_args(executors: ex.Executor
     second = (await executors.run(job, task())).result
     assert first["pid"] != os.getpid()
     assert first["pid"] == second["pid"]  # the child is reused
-    added = await executors.run(spec(entrypoint="tests.jobfuncs:add", executor="process"),
-                                task(2, b=40))
+    added = await executors.run(
+        spec(entrypoint="tests.jobfuncs:add", executor="process"), task(2, b=40)
+    )
     assert added.result == 42
 
 
-async def test_process_job_may_print_without_breaking_the_protocol(
-        executors: ex.Executors) -> None:
+async def test_process_job_may_print_without_breaking_the_protocol(executors: ex.Executors) -> None:
     job = spec(entrypoint="tests.jobfuncs:chatty", executor="process")
     assert (await executors.run(job, task(21))).result == 42
 
@@ -90,8 +90,7 @@ async def test_process_job_error_carries_the_remote_traceback(executors: ex.Exec
     assert "in boom" in info.value.remote_traceback
 
 
-async def test_process_job_timeout_kills_the_child(executors: ex.Executors,
-                                                   tmp_path: Path) -> None:
+async def test_process_job_timeout_kills_the_child(executors: ex.Executors, tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     job = spec(entrypoint="tests.jobfuncs:sleepy", executor="process", timeout=0.5)
     with pytest.raises(ex.TaskTimeout, match=r"timed out after 0.5s"):
@@ -113,10 +112,14 @@ async def test_result_must_be_json(executors: ex.Executors) -> None:
         await executors.run(spec(func=jobfuncs.not_json), task())
 
 
-async def test_shell_job_gets_args_env_cwd_and_keeps_output(executors: ex.Executors,
-                                                           tmp_path: Path) -> None:
-    job = spec(command=["sh", "-c", 'echo "$GREETING $1 $(pwd)"; echo oops >&2', "sh"],
-               env={"GREETING": "hello"}, cwd=str(tmp_path))
+async def test_shell_job_gets_args_env_cwd_and_keeps_output(
+    executors: ex.Executors, tmp_path: Path
+) -> None:
+    job = spec(
+        command=["sh", "-c", 'echo "$GREETING $1 $(pwd)"; echo oops >&2', "sh"],
+        env={"GREETING": "hello"},
+        cwd=str(tmp_path),
+    )
     out = await executors.run(job, task("world"))
     assert out.output == f"hello world {tmp_path}\noops\n"
 
@@ -129,15 +132,15 @@ async def test_shell_job_nonzero_exit_is_a_failure_with_output(executors: ex.Exe
 
 
 async def test_shell_output_keeps_only_the_tail(executors: ex.Executors) -> None:
-    job = spec(command=[sys.executable, "-c",
-                        "import sys; sys.stdout.write('x' * 200000 + 'END')"])
+    job = spec(command=[sys.executable, "-c", "import sys; sys.stdout.write('x' * 200000 + 'END')"])
     out = await executors.run(job, task())
     assert out.output is not None
     assert len(out.output) == ex.OUTPUT_TAIL and out.output.endswith("END")
 
 
-async def test_shell_timeout_kills_the_whole_process_group(executors: ex.Executors,
-                                                          tmp_path: Path) -> None:
+async def test_shell_timeout_kills_the_whole_process_group(
+    executors: ex.Executors, tmp_path: Path
+) -> None:
     pidfile = tmp_path / "grandchild"
     # The grandchild ignores nothing, but only dies if the group is signalled.
     job = spec(command=["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], timeout=0.5)
@@ -146,10 +149,14 @@ async def test_shell_timeout_kills_the_whole_process_group(executors: ex.Executo
     assert await wait_dead(int(pidfile.read_text()))
 
 
-async def test_shell_command_that_ignores_term_is_killed(executors: ex.Executors,
-                                                        tmp_path: Path) -> None:
-    job = spec(command=["sh", "-c", "trap '' TERM; echo $$ > pid; sleep 60 & wait; sleep 60"],
-               cwd=str(tmp_path), timeout=0.3)
+async def test_shell_command_that_ignores_term_is_killed(
+    executors: ex.Executors, tmp_path: Path
+) -> None:
+    job = spec(
+        command=["sh", "-c", "trap '' TERM; echo $$ > pid; sleep 60 & wait; sleep 60"],
+        cwd=str(tmp_path),
+        timeout=0.3,
+    )
     with pytest.raises(ex.TaskTimeout):
         await executors.run(job, task())
     assert await wait_dead(int((tmp_path / "pid").read_text()))

@@ -9,8 +9,12 @@ from .cli.helpers import ROOT, env
 
 
 def test_man_page_is_current() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "man" / "generate.py"), "--check"],
-                            capture_output=True, text=True, env=env())
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "man" / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        env=env(),
+    )
     assert result.returncode == 0, result.stderr
 
 

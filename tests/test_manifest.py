@@ -193,15 +193,17 @@ def test_built_in_defaults(tmp_path: Path) -> None:
     )
     assert manifest.config.backend.startswith("sqlite:////")
     job = manifest.jobs["a"]
-    assert job == JobSpec(name="a", entrypoint="m:f", timeout=600.0,
-                          pythonpath=[str(base / ".")])
+    assert job == JobSpec(name="a", entrypoint="m:f", timeout=600.0, pythonpath=[str(base / ".")])
     assert job.trigger is None and job.max_instances is None
     assert job.effective_max_instances is None
 
 
 def test_scheduler_timezone_is_the_job_default(tmp_path: Path) -> None:
-    manifest = load(tmp_path, '[scheduler]\ntimezone = "America/New_York"\n'
-                              '[jobs.a]\nentrypoint = "m:f"\ncron = "0 2 * * *"\n')
+    manifest = load(
+        tmp_path,
+        '[scheduler]\ntimezone = "America/New_York"\n'
+        '[jobs.a]\nentrypoint = "m:f"\ncron = "0 2 * * *"\n',
+    )
     job = manifest.jobs["a"]
     assert job.timezone == "America/New_York"
     assert job.trigger == CronTrigger("0 2 * * *", "America/New_York")
@@ -224,8 +226,9 @@ def test_backend_urls(tmp_path: Path, url: str, expected: str) -> None:
     assert manifest.config.backend == expected.format(base=tmp_path.resolve())
 
 
-def test_state_url_and_relative_manifest_path(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_state_url_and_relative_manifest_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "conf").mkdir()
     write(tmp_path / "conf", '[scheduler]\nstate = "sqlite:///s.db"\npidfile = "p.pid"\n')
     monkeypatch.chdir(tmp_path)
@@ -238,7 +241,8 @@ def test_state_url_and_relative_manifest_path(tmp_path: Path,
 
 
 def test_parse_without_a_file_uses_the_current_directory(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     manifest = parse_manifest('[jobs.a]\ncommand = ["true"]\ncwd = "w"\n')
     assert manifest.path is None
@@ -255,8 +259,15 @@ def test_empty_manifest_and_queues_as_string(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "expected"),
-    [("100/s", (100, 1.0)), ("10/m", (10, 60.0)), ("5/h", (5, 3600.0)), ("1/d", (1, 86400.0)),
-     ("10/30s", (10, 30.0)), ("3 / 2m", (3, 120.0)), ("7/min", (7, 60.0))],
+    [
+        ("100/s", (100, 1.0)),
+        ("10/m", (10, 60.0)),
+        ("5/h", (5, 3600.0)),
+        ("1/d", (1, 86400.0)),
+        ("10/30s", (10, 30.0)),
+        ("3 / 2m", (3, 120.0)),
+        ("7/min", (7, 60.0)),
+    ],
 )
 def test_rate_limits(tmp_path: Path, spec: str, expected: tuple[int, float]) -> None:
     manifest = load(tmp_path, f'[jobs.a]\nentrypoint = "m:f"\nrate_limit = "{spec}"\n')
@@ -264,7 +275,9 @@ def test_rate_limits(tmp_path: Path, spec: str, expected: tuple[int, float]) -> 
 
 
 def test_native_toml_datetimes_for_at(tmp_path: Path) -> None:
-    manifest = load(tmp_path, """\
+    manifest = load(
+        tmp_path,
+        """\
         [jobs.offset]
         command = ["true"]
         at = 2026-12-24T18:00:00+01:00
@@ -285,9 +298,13 @@ def test_native_toml_datetimes_for_at(tmp_path: Path) -> None:
         [jobs.string_offset]
         command = ["true"]
         at = "2026-12-24T18:00:00-05:00"
-    """)
-    when = {name: job.trigger.when for name, job in manifest.jobs.items()
-            if isinstance(job.trigger, DateTrigger)}
+    """,
+    )
+    when = {
+        name: job.trigger.when
+        for name, job in manifest.jobs.items()
+        if isinstance(job.trigger, DateTrigger)
+    }
     assert when == {
         "offset": datetime(2026, 12, 24, 17, tzinfo=UTC),
         "local": datetime(2026, 12, 24, 23, tzinfo=UTC),
@@ -296,15 +313,19 @@ def test_native_toml_datetimes_for_at(tmp_path: Path) -> None:
         "string_offset": datetime(2026, 12, 24, 23, tzinfo=UTC),
     }
     assert manifest.jobs["local"].trigger.next_fire(  # type: ignore[union-attr]
-        datetime(2026, 1, 1, tzinfo=UTC)) == datetime(2026, 12, 24, 23, tzinfo=UTC)
+        datetime(2026, 1, 1, tzinfo=UTC)
+    ) == datetime(2026, 12, 24, 23, tzinfo=UTC)
 
 
 def test_inline_job_tables_and_quoted_names(tmp_path: Path) -> None:
-    manifest = load(tmp_path, """\
+    manifest = load(
+        tmp_path,
+        """\
         [jobs]
         a = { command = "true", every = 90 }
         "b.c-d" = { entrypoint = "m:f" }
-    """)
+    """,
+    )
     assert manifest.jobs["a"].trigger == IntervalTrigger(90.0)
     assert "b.c-d" in manifest.jobs
 
@@ -334,14 +355,15 @@ def test_syntax_error_at_end_of_document(tmp_path: Path) -> None:
         ('[jobs.a]\nentrypoint = "m:f"\n\ncrn = "* * * * *"\n', 4, "a", "crn", "cron"),
         ('[jobs.a]\nentrypoint = "m:f"\ntimezon = "UTC"\n', 3, "a", "timezon", "timezone"),
         ('[jobs.a]\nentrypoint = "m:f"\nxyzzy = 1\n', 3, "a", "xyzzy", None),
-        ('[scheduler]\nworker = 3\n', 2, None, "worker", "workers"),
+        ("[scheduler]\nworker = 3\n", 2, None, "worker", "workers"),
         ('[scheduler]\nbackened = "memory://"\n', 2, None, "backened", "backend"),
-        ('[defaults]\nprority = 3\n', 2, None, "prority", "priority"),
-        ('[defaults]\n\nmax_retry = 3\n', 3, None, "max_retry", "max_retries"),
+        ("[defaults]\nprority = 3\n", 2, None, "prority", "priority"),
+        ("[defaults]\n\nmax_retry = 3\n", 3, None, "max_retry", "max_retries"),
     ],
 )
-def test_unknown_keys_suggest_the_closest(tmp_path: Path, text: str, line: int,
-                                          job: str | None, key: str, hint: str | None) -> None:
+def test_unknown_keys_suggest_the_closest(
+    tmp_path: Path, text: str, line: int, job: str | None, key: str, hint: str | None
+) -> None:
     exc, path = error(tmp_path, text)
     assert (exc.path, exc.line, exc.job, exc.key, exc.hint) == (str(path), line, job, key, hint)
     assert "unknown key" in exc.message
@@ -355,13 +377,16 @@ def test_unknown_keys_suggest_the_closest(tmp_path: Path, text: str, line: int,
 
 def test_retries_typo_renders_one_clear_line(tmp_path: Path) -> None:
     exc, path = error(tmp_path, '[jobs.a]\nentrypoint = "m:f"\nretries = 3\n')
-    assert str(exc) == (f"{path}:3: job 'a', key 'retries': unknown key "
-                        "(did you mean 'max_retries'?)")
+    assert str(exc) == (
+        f"{path}:3: job 'a', key 'retries': unknown key (did you mean 'max_retries'?)"
+    )
     assert "\n" not in str(exc)
 
 
 def test_unknown_key_in_the_right_job(tmp_path: Path) -> None:
-    exc, _ = error(tmp_path, """\
+    exc, _ = error(
+        tmp_path,
+        """\
         [jobs.a]
         entrypoint = "m:f"
         crn = "x"
@@ -369,9 +394,12 @@ def test_unknown_key_in_the_right_job(tmp_path: Path) -> None:
         [jobs.b]
         entrypoint = "m:f"
         crn = "x"
-    """)
+    """,
+    )
     assert (exc.job, exc.line) == ("a", 3)
-    exc, _ = error(tmp_path, """\
+    exc, _ = error(
+        tmp_path,
+        """\
         [jobs.a]
         entrypoint = "m:f"
         cron = "* * * * *"
@@ -379,7 +407,8 @@ def test_unknown_key_in_the_right_job(tmp_path: Path) -> None:
         [jobs.b]
         entrypoint = "m:f"
         cron = "61 * * * *"
-    """)
+    """,
+    )
     assert (exc.job, exc.key, exc.line) == ("b", "cron", 7)
 
 
@@ -392,7 +421,7 @@ def test_unknown_top_level(tmp_path: Path) -> None:
     exc, _ = error(tmp_path, 'backend = "memory://"\n')
     assert (exc.line, exc.key) == (1, "backend")
     assert "[scheduler]" in exc.message
-    exc, _ = error(tmp_path, 'jobs = 1\n')
+    exc, _ = error(tmp_path, "jobs = 1\n")
     assert (exc.line, exc.key) == (1, "jobs")
 
 
@@ -405,12 +434,12 @@ def test_job_only_keys_are_not_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "key", "fragment"),
     [
-        ('entrypoint = 3', "entrypoint", "expected a string"),
+        ("entrypoint = 3", "entrypoint", "expected a string"),
         ('entrypoint = "no_colon"', "entrypoint", "package.module:function"),
         ('entrypoint = "m:"', "entrypoint", "package.module:function"),
-        ('command = []', "command", "must name a program"),
+        ("command = []", "command", "must name a program"),
         ('command = ["ls", 3]', "command", "array of strings"),
-        ('command = 5', "command", "array of strings or a string"),
+        ("command = 5", "command", "array of strings or a string"),
         ('command = "echo \'unbalanced"', "command", "cannot split"),
         ('command = ["ls"]\nenv = { A = 1 }', "env", "must be a string"),
         ('command = ["ls"]\nenv = ["A=1"]', "env", "table of strings"),
@@ -445,19 +474,27 @@ def test_job_only_keys_are_not_defaults(tmp_path: Path) -> None:
         ('command = ["ls"]\nevery = 0', "every", "positive"),
         ('command = ["ls"]\nat = "tomorrow"', "at", "bad date 'tomorrow'"),
         ('command = ["ls"]\nat = 12:00:00', "at", "expected a date and time"),
-        ('command = ["ls"]\ntimezone = "Mars/Olympus"', "timezone",
-         "unknown timezone 'Mars/Olympus'"),
-        ('command = ["ls"]\ncron = "* * * * *"\ntimezone = "Mars/Olympus"', "timezone",
-         "unknown timezone"),
+        (
+            'command = ["ls"]\ntimezone = "Mars/Olympus"',
+            "timezone",
+            "unknown timezone 'Mars/Olympus'",
+        ),
+        (
+            'command = ["ls"]\ncron = "* * * * *"\ntimezone = "Mars/Olympus"',
+            "timezone",
+            "unknown timezone",
+        ),
     ],
 )
-def test_bad_values_name_job_key_and_line(tmp_path: Path, body: str, key: str,
-                                          fragment: str) -> None:
+def test_bad_values_name_job_key_and_line(
+    tmp_path: Path, body: str, key: str, fragment: str
+) -> None:
     text = f"[scheduler]\nworkers = 2\n\n[jobs.j]\n{body}\n"
     exc, path = error(tmp_path, text)
     lines = text.splitlines()
-    expected_line = next(i for i, line in enumerate(lines, 1)
-                         if i > 4 and line.startswith(f"{key} ="))
+    expected_line = next(
+        i for i, line in enumerate(lines, 1) if i > 4 and line.startswith(f"{key} =")
+    )
     assert (exc.path, exc.line, exc.job, exc.key) == (str(path), expected_line, "j", key)
     assert fragment in exc.message
     assert str(exc).startswith(f"{path}:{expected_line}: job 'j', key '{key}': ")
@@ -475,21 +512,21 @@ def test_value_typos_get_suggestions(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "key", "fragment"),
     [
-        ('workers = 0', "workers", "at least 1"),
+        ("workers = 0", "workers", "at least 1"),
         ('workers = "many"', "workers", "expected an integer"),
-        ('lease = 0', "lease", "positive"),
+        ("lease = 0", "lease", "positive"),
         ('lease = "forever"', "lease", "bad duration"),
-        ('misfire_grace_time = -5', "misfire_grace_time", "negative"),
-        ('coalesce = 1', "coalesce", "true or false"),
+        ("misfire_grace_time = -5", "misfire_grace_time", "negative"),
+        ("coalesce = 1", "coalesce", "true or false"),
         ('timezone = "Nowhere/Land"', "timezone", "unknown timezone"),
         ('backend = "postgres://db"', "backend", "unknown URL scheme"),
         ('backend = "chronctl.db"', "backend", "bad URL"),
         ('backend = "sqlite://rel.db"', "backend", "sqlite:///relative.db"),
         ('state = "amqp://host"', "state", "unknown URL scheme"),
-        ('pythonpath = [1]', "pythonpath", "non-empty strings"),
-        ('pidfile = 3', "pidfile", "expected a string"),
-        ('queues = 3', "queues", "array of strings"),
-        ('prefetch = -1', "prefetch", "at least 0"),
+        ("pythonpath = [1]", "pythonpath", "non-empty strings"),
+        ("pidfile = 3", "pidfile", "expected a string"),
+        ("queues = 3", "queues", "array of strings"),
+        ("prefetch = -1", "prefetch", "at least 0"),
     ],
 )
 def test_bad_scheduler_values(tmp_path: Path, body: str, key: str, fragment: str) -> None:
@@ -521,8 +558,9 @@ def test_more_than_one_trigger(tmp_path: Path) -> None:
     exc, _ = error(tmp_path, '[jobs.t]\nentrypoint = "m:f"\ncron = "@daily"\nevery = "1h"\n')
     assert (exc.line, exc.job, exc.key) == (4, "t", "every")
     assert "'cron' and 'every'" in exc.message and "at most one trigger" in exc.message
-    exc, _ = error(tmp_path, '[jobs.t]\nentrypoint = "m:f"\nat = 2026-01-01T00:00:00\n'
-                             'cron = "@daily"\n')
+    exc, _ = error(
+        tmp_path, '[jobs.t]\nentrypoint = "m:f"\nat = 2026-01-01T00:00:00\ncron = "@daily"\n'
+    )
     assert (exc.line, exc.key) == (4, "cron")
 
 
@@ -537,20 +575,22 @@ def test_bad_job_names_and_shapes(tmp_path: Path) -> None:
     exc, _ = error(tmp_path, '[jobs."has space"]\ncommand = ["ls"]\n')
     assert (exc.line, exc.job) == (1, "has space")
     assert "bad job name" in exc.message
-    exc, _ = error(tmp_path, '[jobs]\nbroken = 3\n')
+    exc, _ = error(tmp_path, "[jobs]\nbroken = 3\n")
     assert (exc.line, exc.job) == (2, "broken")
     assert "must be a table" in exc.message
 
 
 def test_inline_job_errors_point_at_the_job_line(tmp_path: Path) -> None:
-    exc, _ = error(tmp_path, '[jobs]\nok = { command = "true" }\nbad = { command = "true", '
-                             'crn = "x" }\n')
+    exc, _ = error(
+        tmp_path, '[jobs]\nok = { command = "true" }\nbad = { command = "true", crn = "x" }\n'
+    )
     assert (exc.line, exc.job, exc.key, exc.hint) == (3, "bad", "crn", "cron")
 
 
 def test_header_variants_are_found(tmp_path: Path) -> None:
-    exc, _ = error(tmp_path, '[ jobs . "x" ]   # spaced and quoted\ncommand = ["ls"]\n'
-                             'priority = 99\n')
+    exc, _ = error(
+        tmp_path, '[ jobs . "x" ]   # spaced and quoted\ncommand = ["ls"]\npriority = 99\n'
+    )
     assert (exc.line, exc.job, exc.key) == (3, "x", "priority")
 
 
@@ -582,7 +622,9 @@ def test_check_entrypoints_reports_instead_of_raising(tmp_path: Path) -> None:
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "tasks.py").write_text("def good():\n    return 1\n\nNOT_CALLABLE = 3\n")
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
         [jobs.good]
         entrypoint = "ep_pkg_for_manifest_test.tasks:good"
 
@@ -597,7 +639,8 @@ def test_check_entrypoints_reports_instead_of_raising(tmp_path: Path) -> None:
 
         [jobs.shell]
         command = ["true"]
-    """)
+    """,
+    )
     try:
         manifest = load_manifest(path)
         errors = check_entrypoints(manifest)

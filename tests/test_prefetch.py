@@ -44,7 +44,8 @@ async def test_runs_never_exceed_the_slots(backend: QueueBackend) -> None:
 
 
 async def test_prefetched_task_goes_to_an_idle_worker_when_slots_are_held(
-        backend: QueueBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend: QueueBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(worker_mod, "PREFETCH_WAIT", 0.05)
     s = Scheduler(backend, workers=1, prefetch=2, shutdown_timeout=5)
     long_started, let_long_end, quick_ran = asyncio.Event(), asyncio.Event(), asyncio.Event()
@@ -80,8 +81,7 @@ async def test_prefetched_task_goes_to_an_idle_worker_when_slots_are_held(
             await asyncio.gather(other_run, return_exceptions=True)
 
 
-async def test_stop_hands_back_prefetched_tasks_without_running_them(
-        backend: QueueBackend) -> None:
+async def test_stop_hands_back_prefetched_tasks_without_running_them(backend: QueueBackend) -> None:
     s = Scheduler(backend, workers=1, prefetch=2, shutdown_timeout=5)
     long_started, let_long_end = asyncio.Event(), asyncio.Event()
     quick_runs: list[int] = []

@@ -49,13 +49,13 @@ def twin(backend: RabbitMQBackend) -> RabbitMQBackend:
     """Another process's view: same broker names, its own connection to the same state."""
     from chronctl.backends import from_url
 
-    return RabbitMQBackend(RABBITMQ_URL, backend.queue_name, backend.exchange_name,
-                           state=from_url(state_url(backend)))
+    return RabbitMQBackend(
+        RABBITMQ_URL, backend.queue_name, backend.exchange_name, state=from_url(state_url(backend))
+    )
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-async def rabbit(tmp_path: Path, request: pytest.FixtureRequest
-                 ) -> AsyncIterator[RabbitMQBackend]:
+async def rabbit(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[RabbitMQBackend]:
     backend = make_rabbit(tmp_path, request.param)
     await backend.connect()
     try:
@@ -65,14 +65,14 @@ async def rabbit(tmp_path: Path, request: pytest.FixtureRequest
 
 
 def rabbitmqctl(*args: str) -> str:
-    out = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
 
-async def broker_messages(backend: RabbitMQBackend, queue: str, want: int,
-                          deadline: float = 5.0) -> list[str]:
+async def broker_messages(
+    backend: RabbitMQBackend, queue: str, want: int, deadline: float = 5.0
+) -> list[str]:
     """Task ids of messages waiting in a broker queue (taken off it), polling until `want`."""
     import aio_pika
 
@@ -95,15 +95,19 @@ async def broker_messages(backend: RabbitMQBackend, queue: str, want: int,
 
 async def test_layout_as_rabbitmqctl_shows_it(rabbit: RabbitMQBackend) -> None:
     await rabbit.enqueue(Task(job="j", queue="mail"))
-    rows = {line.split("\t")[0]: line.split("\t")[1:]
-            for line in rabbitmqctl("list_queues", "name", "durable", "arguments").splitlines()}
+    rows = {
+        line.split("\t")[0]: line.split("\t")[1:]
+        for line in rabbitmqctl("list_queues", "name", "durable", "arguments").splitlines()
+    }
     durable, arguments = rows[f"{rabbit.queue_name}.mail"]
     assert durable == "true"
     assert f'{{"x-dead-letter-exchange","{rabbit.exchange_name}.dlx"}}' in arguments
     assert '{"x-max-priority",10}' in arguments
     assert rows[f"{rabbit.queue_name}.dead"][0] == "true"
-    exchanges = {tuple(line.split("\t")[:3]) for line in rabbitmqctl(
-        "list_exchanges", "name", "type", "durable").splitlines()}
+    exchanges = {
+        tuple(line.split("\t")[:3])
+        for line in rabbitmqctl("list_exchanges", "name", "type", "durable").splitlines()
+    }
     assert (rabbit.exchange_name, "direct", "true") in exchanges
     assert (f"{rabbit.exchange_name}.dlx", "fanout", "true") in exchanges
 
@@ -143,7 +147,8 @@ async def test_priority_nine_before_zero(rabbit: RabbitMQBackend) -> None:
 
 
 async def test_wait_for_work_wakes_on_a_message_from_another_process(
-        rabbit: RabbitMQBackend, tmp_path: Path) -> None:
+    rabbit: RabbitMQBackend, tmp_path: Path
+) -> None:
     await rabbit.dequeue(4)  # remembers which queues to consume while idle
     other = twin(rabbit)
     await other.connect()
@@ -184,8 +189,15 @@ async def test_killed_consumer_redelivers_and_counts(rabbit: RabbitMQBackend) ->
     await rabbit.enqueue_many([retry, last])
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _DOOMED_CONSUMER, RABBITMQ_URL, rabbit.queue_name,
-        state_url(rabbit), stdout=subprocess.PIPE, env=env)
+        sys.executable,
+        "-c",
+        _DOOMED_CONSUMER,
+        RABBITMQ_URL,
+        rabbit.queue_name,
+        state_url(rabbit),
+        stdout=subprocess.PIPE,
+        env=env,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == -9
     assert out.decode().split() == sorted([retry.id, last.id])
@@ -198,12 +210,18 @@ async def test_killed_consumer_redelivers_and_counts(rabbit: RabbitMQBackend) ->
             await asyncio.sleep(0.05)
     [taken] = got
     assert (taken.id, taken.worker, taken.attempt, taken.deliveries, taken.error) == (
-        retry.id, "heir", 1, 2, LOST_CONSUMER_ERROR)
+        retry.id,
+        "heir",
+        1,
+        2,
+        LOST_CONSUMER_ERROR,
+    )
     dead = await rabbit.get_task(last.id)
     assert dead is not None and (dead.status, dead.attempt) == (TaskStatus.DEAD, 1)
     assert await broker_messages(rabbit, rabbit.dead_queue, 1) == [last.id]
     assert sorted((r.task_id, r.error) for r in await rabbit.history()) == sorted(
-        [(retry.id, LOST_CONSUMER_ERROR), (last.id, LOST_CONSUMER_ERROR)])
+        [(retry.id, LOST_CONSUMER_ERROR), (last.id, LOST_CONSUMER_ERROR)]
+    )
     taken.result = "ok"
     assert await rabbit.acknowledge(taken)
 
@@ -240,8 +258,11 @@ def test_from_url_options_and_state(tmp_path: Path) -> None:
     from chronctl.backends import from_url
     from chronctl.backends.sqlite import SQLiteBackend
 
-    backend = from_url("amqp://u:secret@mq:5672/prod?queue_name=q&exchange_name=x&heartbeat=30",
-                       base=tmp_path, state="sqlite:///state.db")
+    backend = from_url(
+        "amqp://u:secret@mq:5672/prod?queue_name=q&exchange_name=x&heartbeat=30",
+        base=tmp_path,
+        state="sqlite:///state.db",
+    )
     assert isinstance(backend, RabbitMQBackend)
     assert (backend.queue_name, backend.exchange_name) == ("q", "x")
     assert backend.url == "amqp://u:secret@mq:5672/prod?heartbeat=30"
@@ -256,7 +277,8 @@ def test_from_url_options_and_state(tmp_path: Path) -> None:
 
 
 async def test_due_pump_of_another_process_publishes_a_delayed_task(
-        rabbit: RabbitMQBackend) -> None:
+    rabbit: RabbitMQBackend,
+) -> None:
     t = Task(job="j", scheduled_at=time.time() + 0.5)
     await rabbit.enqueue(t)
     other = twin(rabbit)
@@ -307,23 +329,27 @@ max_retries = 0
         assert run.returncode == 0, run.stderr
         tasks = json.loads(chronctl("--json", "tasks", "list", cwd=tmp_path).stdout)
         assert sorted((t["job"], t["status"]) for t in tasks) == [
-            ("broken", "dead"), ("hello", "succeeded")]
+            ("broken", "dead"),
+            ("hello", "succeeded"),
+        ]
         assert f"{prefix}.dead\t1" in rabbitmqctl("list_queues", "name", "messages")
         [dead] = json.loads(chronctl("--json", "dlq", "list", cwd=tmp_path).stdout)
         assert dead["job"] == "broken"
         purge = chronctl("--json", "dlq", "purge", cwd=tmp_path)
         assert json.loads(purge.stdout) == {"count": 1}
         assert f"{prefix}.dead\t0" in rabbitmqctl("list_queues", "name", "messages")
-        down = chronctl("--backend", "amqp://user:hunter2@127.0.0.1:1/%2F", "tasks", "list",
-                        cwd=tmp_path)
+        down = chronctl(
+            "--backend", "amqp://user:hunter2@127.0.0.1:1/%2F", "tasks", "list", cwd=tmp_path
+        )
         assert down.returncode == 1
         line = one_error_line(down)
         assert "hunter2" not in line and "amqp://***@127.0.0.1:1/%2F" in line
     finally:
         from chronctl.backends import from_url
 
-        cleaner = RabbitMQBackend(RABBITMQ_URL, prefix, prefix,
-                                  state=from_url(state, base=tmp_path))
+        cleaner = RabbitMQBackend(
+            RABBITMQ_URL, prefix, prefix, state=from_url(state, base=tmp_path)
+        )
 
         async def drop() -> None:
             await cleaner.connect()
@@ -373,9 +399,12 @@ async def test_two_schedulers_sharing_the_state_store_fire_once(rabbit: RabbitMQ
     await other.connect()
     try:
         fire = time.time() - 1
-        outcomes = await asyncio.gather(*(
-            backend.record_fire("cron", fire, Task(job="cron", key=f"cron@{fire}"), 1)
-            for backend in (rabbit, other, rabbit, other)))
+        outcomes = await asyncio.gather(
+            *(
+                backend.record_fire("cron", fire, Task(job="cron", key=f"cron@{fire}"), 1)
+                for backend in (rabbit, other, rabbit, other)
+            )
+        )
         assert sorted(outcomes) == sorted([FireOutcome.ENQUEUED] + [FireOutcome.DUPLICATE] * 3)
         [task] = await rabbit.list_tasks(job="cron")
         assert await broker_messages(rabbit, rabbit.broker_queue("default"), 2, 0.5) == [task.id]
@@ -416,15 +445,15 @@ async def test_state_file_from_before_the_publish_columns_still_opens(tmp_path: 
 
 
 @pytest.mark.parametrize("state", ["sqlite", "redis"])
-async def test_a_crash_between_stamp_and_publish_loses_nothing(tmp_path: Path,
-                                                               state: str) -> None:
+async def test_a_crash_between_stamp_and_publish_loses_nothing(tmp_path: Path, state: str) -> None:
     backend = make_rabbit(tmp_path, state, republish_after=0.3)
     await backend.connect()
     try:
         t = Task(job="j")
         await backend.state.enqueue(t)  # stored, as enqueue does first...
         stamped = await backend.state.claim_for_publish(  # type: ignore[attr-defined]
-            time.time(), 10, stale=0.3)
+            time.time(), 10, stale=0.3
+        )
         assert [x.id for x in stamped] == [t.id]  # ...stamped, then the publisher died
         assert await backend.dequeue(1) == []  # another publisher may still be at it
         due = await backend.next_due()

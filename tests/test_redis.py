@@ -59,11 +59,30 @@ def test_claim_rows_decode_every_field_in_order() -> None:
     from chronctl.models import Task, TaskStatus
 
     assert sorted(TASK_FIELDS) == sorted(f.name for f in fields(Task))
-    task = Task(job="j", args=[1, "a"], kwargs={"k": [2]}, queue="q", priority=7,
-                scheduled_at=11.5, id="tid", status=TaskStatus.RUNNING, attempt=2,
-                max_retries=9, key="key", created_at=10.25, started_at=12.0, finished_at=13.0,
-                result={"r": 1}, error="err", traceback="tb", output="out", lease_until=14.0,
-                worker="w", deliveries=3, fire_time=9.0)
+    task = Task(
+        job="j",
+        args=[1, "a"],
+        kwargs={"k": [2]},
+        queue="q",
+        priority=7,
+        scheduled_at=11.5,
+        id="tid",
+        status=TaskStatus.RUNNING,
+        attempt=2,
+        max_retries=9,
+        key="key",
+        created_at=10.25,
+        started_at=12.0,
+        finished_at=13.0,
+        result={"r": 1},
+        error="err",
+        traceback="tb",
+        output="out",
+        lease_until=14.0,
+        worker="w",
+        deliveries=3,
+        fire_time=9.0,
+    )
     stored = task_fields(task)
     assert task_from_row([stored.get(name) for name in TASK_FIELDS]) == task
     bare = Task(job="j", id="t2", created_at=5.0)
@@ -103,7 +122,8 @@ async def test_two_schedulers_fire_once(redis_url: str) -> None:
     last = (int(time.time() // 60) - 3) * 60 + 1.0
     await schedulers[0].backend.job_state("minutely", last - 3600)
     assert await schedulers[0].backend.record_fire("minutely", last, None, None) is (
-        FireOutcome.MISSED)
+        FireOutcome.MISSED
+    )
     await asyncio.gather(*(s.fire_due() for s in schedulers))
     assert len(await schedulers[0].backend.list_tasks(job="minutely")) == 1
     for s in schedulers:
@@ -153,8 +173,21 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[str, Controls]]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path)]
+    args = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--dir",
+        str(tmp_path),
+    ]
     procs: list[subprocess.Popen[bytes]] = []
 
     def start() -> None:
@@ -181,11 +214,14 @@ def _listening(port: int) -> bool:
     return True
 
 
-async def test_redis_restart_mid_run_loses_nothing(
-        own_redis: tuple[str, Controls]) -> None:
+async def test_redis_restart_mid_run_loses_nothing(own_redis: tuple[str, Controls]) -> None:
     url, (start, stop) = own_redis
-    s = Scheduler(RedisBackend(url, socket_timeout=1, socket_connect_timeout=1), workers=4,
-                  lease=5, shutdown_timeout=5)
+    s = Scheduler(
+        RedisBackend(url, socket_timeout=1, socket_connect_timeout=1),
+        workers=4,
+        lease=5,
+        shutdown_timeout=5,
+    )
     ran: list[int] = []
 
     @s.job()
@@ -247,14 +283,18 @@ def _json(result: subprocess.CompletedProcess[str]) -> object:
 def test_kill_9_worker_recovers_on_redis(tmp_path: Path, redis_url: str) -> None:
     _manifest(tmp_path, redis_url)
     marker = tmp_path / "marker"
-    task_id = _json(chronctl("--json", "enqueue", "crash_once", "--args",
-                             json.dumps([str(marker)]), cwd=tmp_path))["id"]  # type: ignore[index]
+    task_id = _json(
+        chronctl(
+            "--json", "enqueue", "crash_once", "--args", json.dumps([str(marker)]), cwd=tmp_path
+        )
+    )["id"]  # type: ignore[index]
     proc = spawn("run", cwd=tmp_path, log=tmp_path / "run1.log")
     poll(lambda: marker.exists(), what="the task to start")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc = spawn("run", cwd=tmp_path, log=tmp_path / "run2.log")
     try:
+
         def status(i: str) -> str:
             return _json(chronctl("--json", "tasks", "show", i, cwd=tmp_path))["status"]  # type: ignore[index]
 
@@ -278,13 +318,13 @@ def test_kill_9_worker_recovers_on_redis(tmp_path: Path, redis_url: str) -> None
 
 def test_operator_commands_on_redis(tmp_path: Path, redis_url: str) -> None:
     _manifest(tmp_path, redis_url)
-    ok = _json(chronctl("--json", "enqueue", "echo", "--args", '["x"]', "--key", "k",
-                        cwd=tmp_path))
+    ok = _json(chronctl("--json", "enqueue", "echo", "--args", '["x"]', "--key", "k", cwd=tmp_path))
     again = _json(chronctl("--json", "enqueue", "echo", "--key", "k", cwd=tmp_path))
     assert again == {"id": ok["id"], "created": False}  # type: ignore[index]
     _json(chronctl("--json", "enqueue", "fail", cwd=tmp_path))
     assert _json(chronctl("--json", "queues", "list", cwd=tmp_path)) == [
-        {"name": "default", "pending": 2, "running": 0, "paused": False}]
+        {"name": "default", "pending": 2, "running": 0, "paused": False}
+    ]
     assert chronctl("run", "--once", cwd=tmp_path).returncode == 0
     [dead] = _json(chronctl("--json", "dlq", "list", cwd=tmp_path))  # type: ignore[misc]
     assert dead["job"] == "fail" and dead["error"] == "RuntimeError: boom"
@@ -294,25 +334,27 @@ def test_operator_commands_on_redis(tmp_path: Path, redis_url: str) -> None:
     assert status["dead"] == 0 and status["backend"].startswith("redis://")  # type: ignore[index]
     # Migrate SQLite -> Redis, twice: the second copies nothing.
     sqlite = f"sqlite:///{tmp_path / 'old.db'}"
-    _json(chronctl("--json", "--backend", sqlite, "enqueue", "echo", "--args", "[1]",
-                   cwd=tmp_path))
-    first = _json(chronctl("--json", "--backend", sqlite, "migrate", "--to", redis_url,
-                           cwd=tmp_path))
-    second = _json(chronctl("--json", "--backend", sqlite, "migrate", "--to", redis_url,
-                            cwd=tmp_path))
+    _json(chronctl("--json", "--backend", sqlite, "enqueue", "echo", "--args", "[1]", cwd=tmp_path))
+    first = _json(
+        chronctl("--json", "--backend", sqlite, "migrate", "--to", redis_url, cwd=tmp_path)
+    )
+    second = _json(
+        chronctl("--json", "--backend", sqlite, "migrate", "--to", redis_url, cwd=tmp_path)
+    )
     assert first["tasks"] == 1 and second["tasks"] == 0  # type: ignore[index]
 
 
-@pytest.mark.parametrize("url", ["redis://admin:s3cret@127.0.0.1:1/0",
-                                 "redis://admin:s3cret@127.0.0.1:1,127.0.0.1:2/0"],
-                         ids=["single", "cluster"])
+@pytest.mark.parametrize(
+    "url",
+    ["redis://admin:s3cret@127.0.0.1:1/0", "redis://admin:s3cret@127.0.0.1:1,127.0.0.1:2/0"],
+    ids=["single", "cluster"],
+)
 def test_cli_says_when_redis_is_down(tmp_path: Path, url: str) -> None:
     _manifest(tmp_path, url)
     result = chronctl("tasks", "list", cwd=tmp_path)
     assert result.returncode == 1
     line = one_error_line(result)
     assert "unreachable" in line and "s3cret" not in line
-
 
 
 def test_cli_on_a_redis_cluster(tmp_path: Path) -> None:

@@ -23,10 +23,13 @@ command = ["true"]
 def test_reload_adds_removes_and_changes_jobs() -> None:
     old = parse_manifest(BASE)
     scheduler = Scheduler.from_manifest(old)
-    new = parse_manifest(BASE.replace('[jobs.drop]\ncommand = ["true"]\n', "")
-                         .replace('[jobs.change]\ncommand = ["true"]\ncron = "0 * * * *"',
-                                  '[jobs.change]\ncommand = ["true"]\ncron = "30 * * * *"')
-                         + '\n[jobs.fresh]\ncommand = ["true"]\n[scheduler]\nworkers = 2\n')
+    new = parse_manifest(
+        BASE.replace('[jobs.drop]\ncommand = ["true"]\n', "").replace(
+            '[jobs.change]\ncommand = ["true"]\ncron = "0 * * * *"',
+            '[jobs.change]\ncommand = ["true"]\ncron = "30 * * * *"',
+        )
+        + '\n[jobs.fresh]\ncommand = ["true"]\n[scheduler]\nworkers = 2\n'
+    )
     result = apply_manifest(scheduler, old, new)
     assert (result.added, result.removed, result.changed) == (["fresh"], ["drop"], ["change"])
     assert result.restart_needed == ["workers"]

@@ -51,15 +51,22 @@ def fires_between(expr: str, tz: str, start: datetime, end: datetime) -> list[da
 
 
 def test_five_fields() -> None:
-    assert fires("30 2 * * *", utc(2026, 1, 1), 2) == [utc(2026, 1, 1, 2, 30),
-                                                       utc(2026, 1, 2, 2, 30)]
+    assert fires("30 2 * * *", utc(2026, 1, 1), 2) == [
+        utc(2026, 1, 1, 2, 30),
+        utc(2026, 1, 2, 2, 30),
+    ]
 
 
 def test_six_fields_seconds_first() -> None:
-    assert fires("15 30 2 * * *", utc(2026, 1, 1), 2) == [utc(2026, 1, 1, 2, 30, 15),
-                                                          utc(2026, 1, 2, 2, 30, 15)]
+    assert fires("15 30 2 * * *", utc(2026, 1, 1), 2) == [
+        utc(2026, 1, 1, 2, 30, 15),
+        utc(2026, 1, 2, 2, 30, 15),
+    ]
     assert fires("*/20 * * * * *", utc(2026, 1, 1, 0, 0, 5), 3) == [
-        utc(2026, 1, 1, 0, 0, 20), utc(2026, 1, 1, 0, 0, 40), utc(2026, 1, 1, 0, 1, 0)]
+        utc(2026, 1, 1, 0, 0, 20),
+        utc(2026, 1, 1, 0, 0, 40),
+        utc(2026, 1, 1, 0, 1, 0),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -83,8 +90,12 @@ def test_macros(macro: str, expected: list[datetime]) -> None:
 def test_day_and_month_names() -> None:
     # Friday 2026-01-02, then Monday 5 .. Friday 9.
     assert fires("0 9 * * MON-FRI", utc(2026, 1, 2, 10), 5) == [
-        utc(2026, 1, 5, 9), utc(2026, 1, 6, 9), utc(2026, 1, 7, 9), utc(2026, 1, 8, 9),
-        utc(2026, 1, 9, 9)]
+        utc(2026, 1, 5, 9),
+        utc(2026, 1, 6, 9),
+        utc(2026, 1, 7, 9),
+        utc(2026, 1, 8, 9),
+        utc(2026, 1, 9, 9),
+    ]
     assert fires("0 0 1 JAN *", utc(2026, 1, 1), 2) == [utc(2027, 1, 1), utc(2028, 1, 1)]
     assert fires("0 0 1 jan,jul *", utc(2026, 1, 1), 2) == [utc(2026, 7, 1), utc(2027, 1, 1)]
 
@@ -92,13 +103,13 @@ def test_day_and_month_names() -> None:
 def test_day_of_month_or_day_of_week() -> None:
     """Classic cron: both restricted means either matches (every 13th AND every Friday)."""
     assert fires("0 0 13 * 5", utc(2026, 1, 1), 7) == [
-        utc(2026, 1, 2),   # Fri
-        utc(2026, 1, 9),   # Fri
+        utc(2026, 1, 2),  # Fri
+        utc(2026, 1, 9),  # Fri
         utc(2026, 1, 13),  # Tue, the 13th
         utc(2026, 1, 16),  # Fri
         utc(2026, 1, 23),  # Fri
         utc(2026, 1, 30),  # Fri
-        utc(2026, 2, 6),   # Fri
+        utc(2026, 2, 6),  # Fri
     ]
     # Friday the 13th fires once, not twice.
     assert fires("0 0 13 * 5", utc(2026, 2, 12), 2) == [utc(2026, 2, 13), utc(2026, 2, 20)]
@@ -182,7 +193,10 @@ def test_spring_forward_new_york_runs_once_right_after_the_jump() -> None:
 def test_spring_forward_london() -> None:
     # 2026-03-29: 01:00 GMT jumps to 02:00 BST (01:00 UTC); 01:30 does not exist.
     assert fires("30 1 * * *", utc(2026, 3, 28, 12), 3, LONDON) == [
-        utc(2026, 3, 29, 1), utc(2026, 3, 30, 0, 30), utc(2026, 3, 31, 0, 30)]
+        utc(2026, 3, 29, 1),
+        utc(2026, 3, 30, 0, 30),
+        utc(2026, 3, 31, 0, 30),
+    ]
     fire = CronTrigger("30 1 * * *", LONDON).next_fire(utc(2026, 3, 28, 12))
     assert fire is not None and (fire.hour, fire.minute) == (2, 0)
 
@@ -191,7 +205,10 @@ def test_spring_forward_every_quarter_hour_in_the_gap_fires_once() -> None:
     night = fires_between("*/15 2 * * *", NY, utc(2026, 3, 8, 5), utc(2026, 3, 8, 12))
     assert night == [utc(2026, 3, 8, 7)]
     assert fires("*/15 2 * * *", utc(2026, 3, 8, 5), 3, NY) == [
-        utc(2026, 3, 8, 7), utc(2026, 3, 9, 6), utc(2026, 3, 9, 6, 15)]
+        utc(2026, 3, 8, 7),
+        utc(2026, 3, 9, 6),
+        utc(2026, 3, 9, 6, 15),
+    ]
 
 
 def test_spring_forward_does_not_disturb_fires_outside_the_gap() -> None:
@@ -211,9 +228,9 @@ def test_spring_forward_does_not_disturb_fires_outside_the_gap() -> None:
         (LONDON, utc(2026, 10, 24, 12), utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)),
     ],
 )
-def test_fall_back_runs_once_at_the_first_occurrence(tz: str, after: datetime,
-                                                     first: datetime,
-                                                     next_day: datetime) -> None:
+def test_fall_back_runs_once_at_the_first_occurrence(
+    tz: str, after: datetime, first: datetime, next_day: datetime
+) -> None:
     assert fires("30 1 * * *", after, 2, tz) == [first, next_day]
     fire = CronTrigger("30 1 * * *", tz).next_fire(after)
     assert fire is not None and fire.fold == 0
@@ -225,9 +242,9 @@ def test_fall_back_half_hourly_is_strictly_increasing_and_never_repeats() -> Non
     got = fires_between("*/30 * * * *", NY, utc(2026, 11, 1, 4), utc(2026, 11, 1, 8, 1))
     assert got == [
         utc(2026, 11, 1, 4, 30),  # 00:30 EDT
-        utc(2026, 11, 1, 5),      # 01:00 EDT
+        utc(2026, 11, 1, 5),  # 01:00 EDT
         utc(2026, 11, 1, 5, 30),  # 01:30 EDT; the EST repeat of 01:00/01:30 does not fire
-        utc(2026, 11, 1, 7),      # 02:00 EST
+        utc(2026, 11, 1, 7),  # 02:00 EST
         utc(2026, 11, 1, 7, 30),
         utc(2026, 11, 1, 8),
     ]
@@ -261,7 +278,10 @@ def test_interval_counts_from_its_anchor() -> None:
     # Restarts do not reset it: the grid stays on the anchor.
     assert trigger.next_fire(utc(2026, 1, 3, 7, 59, 59)) == utc(2026, 1, 3, 8)
     assert trigger.fires(utc(2026, 1, 1, 1), 3) == [
-        utc(2026, 1, 1, 1, 30), utc(2026, 1, 1, 2), utc(2026, 1, 1, 2, 30)]
+        utc(2026, 1, 1, 1, 30),
+        utc(2026, 1, 1, 2),
+        utc(2026, 1, 1, 2, 30),
+    ]
 
 
 def test_interval_with_anchor_and_fractional_seconds() -> None:

@@ -66,30 +66,71 @@ class Peer:
 CHRONCTL_SPLIT = "chronctl, 2 processes"
 
 PEERS: list[Peer] = [
-    *(Peer(CHRONCTL_SPLIT, "chronctl_peer", backend, (), "Scheduler(workers=8) in a worker "
-           "process, enqueues from a client process")
-      for backend in ("redis", "sqlite", "rabbitmq")),
-    Peer("Huey", "huey_peer", "redis", ("huey", "redis"),
-         "RedisHuey, 1 consumer process, 8 threads"),
-    Peer("Dramatiq", "dramatiq_peer", "redis", ("dramatiq", "redis"),
-         "RedisBroker, 1 worker process, 8 threads, default middleware"),
-    Peer("arq", "arq_peer", "redis", ("arq",),
-         "1 worker, defaults (max_jobs 10, poll_delay 0.5 s)"),
-    Peer("RQ", "rq_peer", "redis", ("rq",),
-         "1 SimpleWorker (no fork per job), enqueue_many for W1"),
-    Peer("Celery", "celery_peer", "redis", ("celery", "redis"),
-         "1 worker, threads pool x8, no result backend"),
-    Peer("Huey", "huey_peer", "sqlite", ("huey",),
-         "SqliteHuey, 1 consumer process, 8 threads, default polling"),
-    Peer("Dramatiq", "dramatiq_peer", "rabbitmq", ("dramatiq", "pika"),
-         "RabbitmqBroker, 1 worker process, 8 threads, default middleware"),
-    Peer("Celery", "celery_peer", "rabbitmq", ("celery", "amqp"),
-         "1 worker, solo pool (threads pool stalls on pyamqp), no result backend"),
+    *(
+        Peer(
+            CHRONCTL_SPLIT,
+            "chronctl_peer",
+            backend,
+            (),
+            "Scheduler(workers=8) in a worker process, enqueues from a client process",
+        )
+        for backend in ("redis", "sqlite", "rabbitmq")
+    ),
+    Peer(
+        "Huey", "huey_peer", "redis", ("huey", "redis"), "RedisHuey, 1 consumer process, 8 threads"
+    ),
+    Peer(
+        "Dramatiq",
+        "dramatiq_peer",
+        "redis",
+        ("dramatiq", "redis"),
+        "RedisBroker, 1 worker process, 8 threads, default middleware",
+    ),
+    Peer(
+        "arq", "arq_peer", "redis", ("arq",), "1 worker, defaults (max_jobs 10, poll_delay 0.5 s)"
+    ),
+    Peer(
+        "RQ", "rq_peer", "redis", ("rq",), "1 SimpleWorker (no fork per job), enqueue_many for W1"
+    ),
+    Peer(
+        "Celery",
+        "celery_peer",
+        "redis",
+        ("celery", "redis"),
+        "1 worker, threads pool x8, no result backend",
+    ),
+    Peer(
+        "Huey",
+        "huey_peer",
+        "sqlite",
+        ("huey",),
+        "SqliteHuey, 1 consumer process, 8 threads, default polling",
+    ),
+    Peer(
+        "Dramatiq",
+        "dramatiq_peer",
+        "rabbitmq",
+        ("dramatiq", "pika"),
+        "RabbitmqBroker, 1 worker process, 8 threads, default middleware",
+    ),
+    Peer(
+        "Celery",
+        "celery_peer",
+        "rabbitmq",
+        ("celery", "amqp"),
+        "1 worker, solo pool (threads pool stalls on pyamqp), no result backend",
+    ),
 ]
 
 #: chronctl's backend label (a name or a URL scheme) -> the peers' backend.
-BACKEND_OF_LABEL = {"redis": "redis", "rediss": "redis", "sqlite": "sqlite",
-                    "rabbitmq": "rabbitmq", "amqp": "rabbitmq", "amqps": "rabbitmq"}
+BACKEND_OF_LABEL = {
+    "redis": "redis",
+    "rediss": "redis",
+    "sqlite": "sqlite",
+    "rabbitmq": "rabbitmq",
+    "amqp": "rabbitmq",
+    "amqps": "rabbitmq",
+}
 
 
 class PeerError(RuntimeError):
@@ -101,6 +142,7 @@ def _log(msg: str) -> None:
 
 
 # -- servers ----------------------------------------------------------------------
+
 
 def _reachable(url: str, default_port: int) -> str | None:
     """None if a TCP connection to the URL's host:port opens, else the reason."""
@@ -114,8 +156,9 @@ def _reachable(url: str, default_port: int) -> str | None:
 
 
 def _rabbitmqctl(*args: str) -> None:
-    result = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = subprocess.run(
+        ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120, check=False
+    )
     if result.returncode != 0:
         raise PeerError(f"rabbitmqctl {args[0]}: {(result.stderr or result.stdout).strip()}")
 
@@ -171,7 +214,7 @@ def _drop_redis_keys(ns: str) -> None:
     try:
         keys = list(client.scan_iter(match=f"*{ns}*", count=1000))
         for start in range(0, len(keys), 1000):
-            client.delete(*keys[start:start + 1000])
+            client.delete(*keys[start : start + 1000])
         for shared in ("rq:workers", "rq:queues"):
             members = [m for m in client.smembers(shared) if ns.encode() in m]
             if members:
@@ -185,10 +228,16 @@ def _drop_redis_keys(ns: str) -> None:
 
 # -- one run ------------------------------------------------------------------------
 
+
 def _env(peer: Peer, url: str, ns: str, out: Path, n: int) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(BENCH_PEER_BACKEND=peer.backend, BENCH_PEER_URL=url, BENCH_PEER_NS=ns,
-               BENCH_PEER_OUT=str(out), BENCH_PEER_N=str(n))
+    env.update(
+        BENCH_PEER_BACKEND=peer.backend,
+        BENCH_PEER_URL=url,
+        BENCH_PEER_NS=ns,
+        BENCH_PEER_OUT=str(out),
+        BENCH_PEER_N=str(n),
+    )
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return env
 
@@ -199,12 +248,21 @@ def _argv(peer: Peer, *args: str) -> list[str]:
 
 def _client(peer: Peer, env: dict[str, str], timeout: float, *args: str) -> dict[str, Any]:
     """Run a client role to completion; its last stdout line is JSON."""
-    result = subprocess.run(_argv(peer, *args), env=env, cwd=ROOT, capture_output=True,
-                            text=True, timeout=timeout, check=False)
+    result = subprocess.run(
+        _argv(peer, *args),
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
-        raise PeerError(f"{peer.name} {args[0]} exited {result.returncode}: "
-                        f"{(result.stderr or result.stdout)[-1500:]}")
+        raise PeerError(
+            f"{peer.name} {args[0]} exited {result.returncode}: "
+            f"{(result.stderr or result.stdout)[-1500:]}"
+        )
     return dict(json.loads(lines[-1]))
 
 
@@ -213,8 +271,14 @@ def _worker(peer: Peer, env: dict[str, str], log: Path) -> Iterator[subprocess.P
     """The peer's worker in its own session, stopped (SIGTERM, then SIGKILL) on exit,
     with any pool children it forked."""
     with log.open("wb") as sink:
-        proc = subprocess.Popen(_argv(peer, "worker"), env=env, cwd=ROOT, stdout=sink,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            _argv(peer, "worker"),
+            env=env,
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         yield proc
     finally:
@@ -234,14 +298,16 @@ def _wait_result(proc: subprocess.Popen[bytes], out: Path, log: Path) -> dict[st
         if proc.poll() is not None:
             raise PeerError(f"worker exited {proc.returncode}: {log.read_text()[-1500:]}")
         if time.monotonic() > deadline:
-            raise PeerError(f"worker did not finish in {WAIT_TIMEOUT:.0f} s: "
-                            f"{log.read_text()[-1500:]}")
+            raise PeerError(
+                f"worker did not finish in {WAIT_TIMEOUT:.0f} s: {log.read_text()[-1500:]}"
+            )
         time.sleep(0.01)
     return dict(json.loads(out.read_text()))
 
 
-def run_once(peer: Peer, workload: str, servers: Servers, *, n: int, rate: float,
-             tmp_root: str | None) -> dict[str, Any]:
+def run_once(
+    peer: Peer, workload: str, servers: Servers, *, n: int, rate: float, tmp_root: str | None
+) -> dict[str, Any]:
     """One W1 or W2 run of one peer on fresh queues; everything it made is deleted."""
     ns = f"chronctlbench{uuid.uuid4().hex[:10]}"  # alphanumeric: Huey strips other chars
     with tempfile.TemporaryDirectory(prefix="chronctl-bench-peer-", dir=tmp_root) as tmp_s:
@@ -255,11 +321,14 @@ def run_once(peer: Peer, workload: str, servers: Servers, *, n: int, rate: float
                     done = _wait_result(proc, out, log)
                 enqueue_s = enqueued["seconds"]
                 process_s = max(done["last"] - done["first"], 1e-9)
-                return {"n": n, "enqueue_per_s": n / enqueue_s, "process_per_s": n / process_s,
-                        "end_to_end_per_s": n / (enqueue_s + process_s)}
+                return {
+                    "n": n,
+                    "enqueue_per_s": n / enqueue_s,
+                    "process_per_s": n / process_s,
+                    "end_to_end_per_s": n / (enqueue_s + process_s),
+                }
             with _worker(peer, env, log) as proc:
-                sent = _client(peer, env, WAIT_TIMEOUT, "send", "--n", str(n),
-                               "--rate", str(rate))
+                sent = _client(peer, env, WAIT_TIMEOUT, "send", "--n", str(n), "--rate", str(rate))
                 done = _wait_result(proc, out, log)
             return {**latency_summary(done["samples"]), "sent_per_s": n / sent["seconds"]}
         finally:
@@ -274,8 +343,10 @@ def _run_retrying(peer: Peer, workload: str, servers: Servers, **kw: Any) -> dic
     try:
         return run_once(peer, workload, servers, **kw)
     except (PeerError, subprocess.SubprocessError, OSError) as exc:
-        _log(f"peer {peer.name} on {peer.backend} {workload} failed, trying once more: "
-             f"{str(exc).splitlines()[-1] if str(exc) else exc!r}")
+        _log(
+            f"peer {peer.name} on {peer.backend} {workload} failed, trying once more: "
+            f"{str(exc).splitlines()[-1] if str(exc) else exc!r}"
+        )
         return run_once(peer, workload, servers, **kw)
 
 
@@ -295,9 +366,17 @@ def _higher(key: str) -> bool:
     return key.endswith("_per_s")
 
 
-def run_peers(labels: list[str], chronctl: dict[str, Any], only: set[str], *, w1_tasks: int,
-              w2_tasks: int, w2_rate: float, repeat: int,
-              tmp_root: str | None = None) -> dict[str, Any]:
+def run_peers(
+    labels: list[str],
+    chronctl: dict[str, Any],
+    only: set[str],
+    *,
+    w1_tasks: int,
+    w2_tasks: int,
+    w2_rate: float,
+    repeat: int,
+    tmp_root: str | None = None,
+) -> dict[str, Any]:
     """Every peer of every backend in `labels`, W1/W2 as in `only`, `repeat` runs each.
 
     Returns {"rows": [...], "verdicts": [...]}: one row per peer and backend with
@@ -313,8 +392,11 @@ def run_peers(labels: list[str], chronctl: dict[str, Any], only: set[str], *, w1
         for peer in PEERS:
             if peer.backend not in label_of:
                 continue
-            row: dict[str, Any] = {"peer": peer.name, "backend": peer.backend,
-                                   "config": peer.config}
+            row: dict[str, Any] = {
+                "peer": peer.name,
+                "backend": peer.backend,
+                "config": peer.config,
+            }
             rows.append(row)
             reason = _missing(peer) or servers.unavailable(peer.backend)
             if reason is None and not workloads:
@@ -329,8 +411,16 @@ def run_peers(labels: list[str], chronctl: dict[str, Any], only: set[str], *, w1
                 try:
                     for i in range(repeat):
                         _log(f"peer {peer.name} on {peer.backend} {workload} run {i + 1}/{repeat}")
-                        runs.append(_run_retrying(peer, workload, servers, n=sizes[workload],
-                                                  rate=w2_rate, tmp_root=tmp_root))
+                        runs.append(
+                            _run_retrying(
+                                peer,
+                                workload,
+                                servers,
+                                n=sizes[workload],
+                                rate=w2_rate,
+                                tmp_root=tmp_root,
+                            )
+                        )
                 except (PeerError, subprocess.SubprocessError, OSError) as exc:
                     row[f"{workload}_error"] = str(exc)
                     _log(f"peer {peer.name} on {peer.backend} {workload} failed: {exc}")
@@ -351,10 +441,12 @@ def _median(results: dict[str, Any], workload: str, key: str) -> float | None:
 def ratios(chronctl: dict[str, Any], row: dict[str, Any]) -> dict[str, float | None]:
     """>1 means chronctl is better: throughput chronctl/peer, latency peer/chronctl."""
     out: dict[str, float | None] = {}
-    for workload, key, chronctl_over_peer in (("W1", "end_to_end_per_s", True),
-                                              ("W1", "process_per_s", True),
-                                              ("W2", "p50_ms", False),
-                                              ("W2", "p99_ms", False)):
+    for workload, key, chronctl_over_peer in (
+        ("W1", "end_to_end_per_s", True),
+        ("W1", "process_per_s", True),
+        ("W2", "p50_ms", False),
+        ("W2", "p99_ms", False),
+    ):
         ours, theirs = _median(chronctl, workload, key), _median(row, workload, key)
         if ours is None or theirs is None or not ours or not theirs:
             out[f"{workload}_{key}"] = None
@@ -363,28 +455,38 @@ def ratios(chronctl: dict[str, Any], row: dict[str, Any]) -> dict[str, float | N
     return out
 
 
-def verdicts(rows: list[dict[str, Any]], chronctl: dict[str, Any],
-             label_of: dict[str, str]) -> list[dict[str, Any]]:
+def verdicts(
+    rows: list[dict[str, Any]], chronctl: dict[str, Any], label_of: dict[str, str]
+) -> list[dict[str, Any]]:
     """Per backend and figure: is chronctl ahead of the best peer that ran?"""
     out = []
     for backend, label in label_of.items():
-        for workload, key, higher in (("W1", "end_to_end_per_s", True),
-                                      ("W2", "p99_ms", False)):
+        for workload, key, higher in (("W1", "end_to_end_per_s", True), ("W2", "p99_ms", False)):
             ours = _median(chronctl.get(label, {}), workload, key)
-            theirs = [(r["peer"], _median(r, workload, key)) for r in rows
-                      if r["backend"] == backend]
+            theirs = [
+                (r["peer"], _median(r, workload, key)) for r in rows if r["backend"] == backend
+            ]
             ran = [(p, v) for p, v in theirs if v is not None and p != CHRONCTL_SPLIT]
             if ours is None or not ran:
                 continue
             best = max(ran, key=lambda pv: pv[1]) if higher else min(ran, key=lambda pv: pv[1])
             ahead = ours > best[1] if higher else ours < best[1]
-            out.append({"backend": backend, "workload": workload, "metric": key,
-                        "chronctl": ours, "best_peer": best[0], "best_peer_value": best[1],
-                        "ahead": ahead})
+            out.append(
+                {
+                    "backend": backend,
+                    "workload": workload,
+                    "metric": key,
+                    "chronctl": ours,
+                    "best_peer": best[0],
+                    "best_peer_value": best[1],
+                    "ahead": ahead,
+                }
+            )
     return out
 
 
 # -- output ------------------------------------------------------------------------------
+
 
 def _fmt(value: float | None, kind: str) -> str:
     if value is None:
@@ -396,11 +498,19 @@ def _fmt(value: float | None, kind: str) -> str:
     return f"{value:.2f}" if value < 100 else f"{value:,.0f}"
 
 
-def table(report: dict[str, Any], chronctl: dict[str, Any],
-          labels: list[str]) -> tuple[list[str], list[list[str]]]:
+def table(
+    report: dict[str, Any], chronctl: dict[str, Any], labels: list[str]
+) -> tuple[list[str], list[list[str]]]:
     """Headers and rows: chronctl first on each backend, then its peers."""
-    headers = ["backend", "runner", "W1 end to end, tasks/s", "chronctl/peer",
-               "W2 p99, ms", "peer/chronctl", "W2 p50, ms"]
+    headers = [
+        "backend",
+        "runner",
+        "W1 end to end, tasks/s",
+        "chronctl/peer",
+        "W2 p99, ms",
+        "peer/chronctl",
+        "W2 p50, ms",
+    ]
     rows: list[list[str]] = []
     for label in labels:
         backend = BACKEND_OF_LABEL.get(label)
@@ -408,21 +518,33 @@ def table(report: dict[str, Any], chronctl: dict[str, Any],
         if not peer_rows:
             continue
         ours = chronctl.get(label, {})
-        rows.append([backend or label, "chronctl",
-                     _fmt(_median(ours, "W1", "end_to_end_per_s"), "rate"), "",
-                     _fmt(_median(ours, "W2", "p99_ms"), "ms"), "",
-                     _fmt(_median(ours, "W2", "p50_ms"), "ms")])
+        rows.append(
+            [
+                backend or label,
+                "chronctl",
+                _fmt(_median(ours, "W1", "end_to_end_per_s"), "rate"),
+                "",
+                _fmt(_median(ours, "W2", "p99_ms"), "ms"),
+                "",
+                _fmt(_median(ours, "W2", "p50_ms"), "ms"),
+            ]
+        )
         for r in peer_rows:
             if "skipped" in r:
                 rows.append(["", r["peer"], f"skipped: {r['skipped']}", "", "", "", ""])
                 continue
             ratio = r.get("ratios", {})
-            rows.append(["", r["peer"],
-                         _fmt(_median(r, "W1", "end_to_end_per_s"), "rate")
-                         if "W1_error" not in r else "failed",
-                         _fmt(ratio.get("W1_end_to_end_per_s"), "ratio"),
-                         _fmt(_median(r, "W2", "p99_ms"), "ms") if "W2_error" not in r
-                         else "failed",
-                         _fmt(ratio.get("W2_p99_ms"), "ratio"),
-                         _fmt(_median(r, "W2", "p50_ms"), "ms")])
+            rows.append(
+                [
+                    "",
+                    r["peer"],
+                    _fmt(_median(r, "W1", "end_to_end_per_s"), "rate")
+                    if "W1_error" not in r
+                    else "failed",
+                    _fmt(ratio.get("W1_end_to_end_per_s"), "ratio"),
+                    _fmt(_median(r, "W2", "p99_ms"), "ms") if "W2_error" not in r else "failed",
+                    _fmt(ratio.get("W2_p99_ms"), "ratio"),
+                    _fmt(_median(r, "W2", "p50_ms"), "ms"),
+                ]
+            )
     return headers, rows

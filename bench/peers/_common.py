@@ -73,8 +73,13 @@ class Recorder:
             self.count += 1
             if self.count != self.n:
                 return
-            result = {"n": self.count, "first": self.first, "last": time.time(),
-                      "samples": self.samples, "pid": os.getpid()}
+            result = {
+                "n": self.count,
+                "first": self.first,
+                "last": time.time(),
+                "samples": self.samples,
+                "pid": os.getpid(),
+            }
         tmp = self.out.with_name(self.out.name + ".tmp")
         tmp.write_text(json.dumps(result))
         os.replace(tmp, self.out)  # the orchestrator never sees a half-written file
@@ -104,8 +109,13 @@ def paced(n: int, rate: float, send: Callable[[float], Any]) -> float:
     return time.perf_counter() - start
 
 
-def main(worker: Callable[[], Any], enqueue: Callable[[int], Any],
-         send_one: Callable[[float], Any], *, setup: Callable[[], Any] | None = None) -> None:
+def main(
+    worker: Callable[[], Any],
+    enqueue: Callable[[int], Any],
+    send_one: Callable[[float], Any],
+    *,
+    setup: Callable[[], Any] | None = None,
+) -> None:
     """The command line of a peer module: dispatch ROLE to the module's functions.
 
     `enqueue(n)` puts n no-op tasks on the queue; `send_one(ts)` enqueues one

@@ -32,8 +32,9 @@ async def probe(ctx: dict[str, Any], enqueued: float) -> None:
 
 def worker() -> None:
     logging.basicConfig(level=logging.WARNING)
-    Worker(functions=[noop, probe], queue_name=c.NS, redis_settings=SETTINGS,
-           log_results=False).run()
+    Worker(
+        functions=[noop, probe], queue_name=c.NS, redis_settings=SETTINGS, log_results=False
+    ).run()
 
 
 class Client:
@@ -42,15 +43,15 @@ class Client:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.pool: ArqRedis = self.loop.run_until_complete(
-            create_pool(SETTINGS, default_queue_name=c.NS))
+            create_pool(SETTINGS, default_queue_name=c.NS)
+        )
 
     async def _enqueue(self, fn: str, *args: Any) -> None:
         await self.pool.enqueue_job(fn, *args, _job_id=f"{c.NS}-{next(_ids)}")
 
     async def _many(self, n: int, in_flight: int = 50) -> None:
         for start in range(0, n, in_flight):
-            await asyncio.gather(*(self._enqueue("noop")
-                                   for _ in range(min(in_flight, n - start))))
+            await asyncio.gather(*(self._enqueue("noop") for _ in range(min(in_flight, n - start))))
 
     def enqueue(self, n: int) -> None:
         self.loop.run_until_complete(self._many(n))

@@ -21,8 +21,7 @@ from bench.peers import _common as c
 #: loop and the worker crawls at about 30 tasks/s once its prefetch (4 x 8) is
 #: used up. prefork would add a pipe round trip per task. Override with
 #: BENCH_PEER_CELERY_POOL=solo|threads|prefork.
-POOL = os.environ.get("BENCH_PEER_CELERY_POOL",
-                      "solo" if c.BACKEND == "rabbitmq" else "threads")
+POOL = os.environ.get("BENCH_PEER_CELERY_POOL", "solo" if c.BACKEND == "rabbitmq" else "threads")
 CONCURRENCY = {"solo": 1, "prefork": 1}.get(POOL, 8)
 
 app = Celery("chronctl_bench", broker=c.URL)
@@ -49,8 +48,22 @@ def probe(enqueued: float) -> None:
 
 def worker() -> None:
     logging.basicConfig(level=logging.WARNING)
-    app.worker_main(["worker", "-P", POOL, "-c", str(CONCURRENCY), "-Q", c.NS, "-l", "WARNING",
-                     "--without-gossip", "--without-mingle", "--without-heartbeat"])
+    app.worker_main(
+        [
+            "worker",
+            "-P",
+            POOL,
+            "-c",
+            str(CONCURRENCY),
+            "-Q",
+            c.NS,
+            "-l",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
 
 
 def enqueue(n: int) -> None:

@@ -22,8 +22,10 @@ def make_backend() -> QueueBackend:
     if c.BACKEND == "sqlite":
         return from_url(f"sqlite:///{c.URL}")
     if c.BACKEND == "rabbitmq":  # the run's vhost; the state store is shared by both processes
-        return from_url(f"{c.URL}?queue_name={c.NS}&exchange_name={c.NS}",
-                        state=f"sqlite:///{c.OUT.parent / 'state.db'}")
+        return from_url(
+            f"{c.URL}?queue_name={c.NS}&exchange_name={c.NS}",
+            state=f"sqlite:///{c.OUT.parent / 'state.db'}",
+        )
     return from_url(f"{c.URL}?prefix={c.NS}")
 
 
@@ -67,7 +69,8 @@ class Client:
     def enqueue(self, n: int) -> None:
         spec = self.scheduler.jobs["noop"]
         self.loop.run_until_complete(
-            self.scheduler.backend.enqueue_many([build_task(spec) for _ in range(n)]))
+            self.scheduler.backend.enqueue_many([build_task(spec) for _ in range(n)])
+        )
 
     def send_one(self, ts: float) -> None:
         self.loop.run_until_complete(self.scheduler.enqueue("probe", args=[ts]))

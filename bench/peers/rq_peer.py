@@ -34,16 +34,20 @@ def worker() -> None:
     logging.basicConfig(level=logging.WARNING)
     queue = _queue()
     SimpleWorker([queue], connection=queue.connection, name=f"{c.NS}-worker").work(
-        logging_level="WARNING")
+        logging_level="WARNING"
+    )
 
 
 def enqueue(n: int) -> None:
     queue = _queue()
     chunk = 5_000
     for start in range(0, n, chunk):
-        queue.enqueue_many([Queue.prepare_data("bench.peers.rq_peer.noop",
-                                               job_id=f"{c.NS}-{next(_ids)}")
-                            for _ in range(min(chunk, n - start))])
+        queue.enqueue_many(
+            [
+                Queue.prepare_data("bench.peers.rq_peer.noop", job_id=f"{c.NS}-{next(_ids)}")
+                for _ in range(min(chunk, n - start))
+            ]
+        )
 
 
 _SEND_QUEUE: Queue | None = None

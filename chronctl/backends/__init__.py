@@ -15,8 +15,16 @@ if TYPE_CHECKING:
     from .redis import RedisBackend
     from .sqlite import SQLiteBackend
 
-__all__ = ["MemoryBackend", "QueueBackend", "QueueInfo", "RabbitMQBackend", "RedisBackend",
-           "SQLiteBackend", "from_url", "redact_url"]
+__all__ = [
+    "MemoryBackend",
+    "QueueBackend",
+    "QueueInfo",
+    "RabbitMQBackend",
+    "RedisBackend",
+    "SQLiteBackend",
+    "from_url",
+    "redact_url",
+]
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^@/\s]+)@", re.I)
 
@@ -28,7 +36,7 @@ def redact_url(url: str) -> str:
 
 def sqlite_path(url: str, base: Path | None = None) -> Path:
     """`sqlite:///rel.db` is relative (to `base`), `sqlite:////abs.db` absolute."""
-    rest = url[len("sqlite://"):]
+    rest = url[len("sqlite://") :]
     if not rest.startswith("/") or rest == "/":
         raise UsageError(f"bad backend URL '{redact_url(url)}': expected sqlite:///path.db")
     path = Path(rest[1:])  # "/rel.db" -> rel.db, "//abs.db" -> /abs.db
@@ -46,8 +54,9 @@ def _rabbitmq(url: str, base: Path | None, options: dict[str, Any]) -> QueueBack
     if state_url.split("://", 1)[0].lower() in ("amqp", "amqps"):
         raise UsageError("the state store of a RabbitMQ backend cannot be amqp:// itself")
     broker_url, query = split_url(url)
-    kwargs: dict[str, Any] = {k: v for k, v in query.items()
-                              if k in ("queue_name", "exchange_name")}
+    kwargs: dict[str, Any] = {
+        k: v for k, v in query.items() if k in ("queue_name", "exchange_name")
+    }
     if "durable" in query:
         kwargs["durable"] = query["durable"].lower() not in ("0", "false", "no")
     if "max_priority" in query:
@@ -80,7 +89,8 @@ def from_url(url: str, *, base: Path | None = None, **options: Any) -> QueueBack
         return _rabbitmq(url, base, options)
     raise UsageError(
         f"unknown backend URL '{redact_url(url)}': expected memory://, sqlite:///path.db, "
-        "redis://host:6379/0 or amqp://host:5672/vhost")
+        "redis://host:6379/0 or amqp://host:5672/vhost"
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -48,8 +48,12 @@ class QueueInfo:
     paused: bool = False
 
     def to_public(self) -> dict[str, Any]:
-        return {"name": self.name, "pending": self.pending, "running": self.running,
-                "paused": self.paused}
+        return {
+            "name": self.name,
+            "pending": self.pending,
+            "running": self.running,
+            "paused": self.paused,
+        }
 
 
 LEASE_EXPIRED_ERROR = "worker lost: lease expired before the task finished"
@@ -234,20 +238,18 @@ class QueueBackend(ABC):
     async def import_tasks(self, tasks: Sequence[Task]) -> int:
         """Store tasks exactly as given (status, attempt, id kept); ids already here are
         skipped. One atomic step per call. Returns how many were added."""
-        raise BackendError(f"{self.display_url or type(self).__name__} cannot receive a "
-                           "migration")
+        raise BackendError(f"{self.display_url or type(self).__name__} cannot receive a migration")
 
     async def import_runs(self, runs: Sequence[Run]) -> int:
         """Append history rows not already here (same task, attempt and finish time)."""
-        raise BackendError(f"{self.display_url or type(self).__name__} cannot receive a "
-                           "migration")
+        raise BackendError(f"{self.display_url or type(self).__name__} cannot receive a migration")
 
     async def import_job_states(self, states: Sequence[JobState]) -> int:
         """Merge job state: earliest first_seen, latest last_fire, paused if either is."""
-        raise BackendError(f"{self.display_url or type(self).__name__} cannot receive a "
-                           "migration")
+        raise BackendError(f"{self.display_url or type(self).__name__} cannot receive a migration")
 
     async def count_active(self, job: str) -> int:
-        tasks = await self.list_tasks(status=[TaskStatus.PENDING, TaskStatus.RUNNING],
-                                      job=job, limit=None)
+        tasks = await self.list_tasks(
+            status=[TaskStatus.PENDING, TaskStatus.RUNNING], job=job, limit=None
+        )
         return len(tasks)

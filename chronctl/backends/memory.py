@@ -69,8 +69,10 @@ class MemoryBackend(QueueBackend):
         if task.scheduled_at <= time.time():
             # Already due: straight to its ready heap, so a backlog of a million due
             # tasks is not moved heap to heap by the first dequeue.
-            heapq.heappush(self._ready.setdefault(task.queue, []),
-                           (-task.priority, task.scheduled_at, seq, task.id))
+            heapq.heappush(
+                self._ready.setdefault(task.queue, []),
+                (-task.priority, task.scheduled_at, seq, task.id),
+            )
         else:
             heapq.heappush(self._scheduled, (task.scheduled_at, seq, task.id))
         self._queues[task.queue] += 1
@@ -146,8 +148,11 @@ class MemoryBackend(QueueBackend):
             if task is not None:
                 heap = self._ready.setdefault(task.queue, [])
                 heapq.heappush(heap, (-task.priority, at, seq, task_id))
-        names = [q for q in (queues if queues is not None else list(self._ready))
-                 if q not in self._paused and self._ready.get(q)]
+        names = [
+            q
+            for q in (queues if queues is not None else list(self._ready))
+            if q not in self._paused and self._ready.get(q)
+        ]
         claimed: list[Task] = []
         while len(claimed) < max_items and names:
             best = min(names, key=lambda q: self._ready[q][0]) if len(names) > 1 else names[0]
@@ -260,8 +265,12 @@ class MemoryBackend(QueueBackend):
             best = None
             for at, seq, task_id in self._scheduled:
                 task = self._valid(seq, task_id)
-                if (task is not None and (queues is None or task.queue in queues)
-                        and task.queue not in self._paused and (best is None or at < best)):
+                if (
+                    task is not None
+                    and (queues is None or task.queue in queues)
+                    and task.queue not in self._paused
+                    and (best is None or at < best)
+                ):
                     best = at
         for name, heap in self._ready.items():
             if heap and (queues is None or name in queues) and name not in self._paused:
@@ -272,8 +281,11 @@ class MemoryBackend(QueueBackend):
         return self._queues[queue]
 
     async def clear(self, queue: str | None = None) -> int:
-        doomed = [t for t in self._tasks.values()
-                  if t.status is TaskStatus.PENDING and (queue is None or t.queue == queue)]
+        doomed = [
+            t
+            for t in self._tasks.values()
+            if t.status is TaskStatus.PENDING and (queue is None or t.queue == queue)
+        ]
         for task in doomed:
             self._finish(task, TaskStatus.CANCELLED)
             del self._tasks[task.id]
@@ -292,8 +304,9 @@ class MemoryBackend(QueueBackend):
         queue: str | None = None,
         limit: int | None = 100,
     ) -> list[Task]:
-        statuses = {status} if isinstance(status, TaskStatus | str) else (
-            set(status) if status else None)
+        statuses = (
+            {status} if isinstance(status, TaskStatus | str) else (set(status) if status else None)
+        )
         out = []
         for task in reversed(self._tasks.values()):
             if statuses and task.status not in statuses:
@@ -324,8 +337,11 @@ class MemoryBackend(QueueBackend):
         return out
 
     async def retry_dead(self, task_ids: Sequence[str] | None = None) -> int:
-        ids = task_ids if task_ids is not None else [
-            t.id for t in self._tasks.values() if t.status is TaskStatus.DEAD]
+        ids = (
+            task_ids
+            if task_ids is not None
+            else [t.id for t in self._tasks.values() if t.status is TaskStatus.DEAD]
+        )
         count = 0
         for task_id in ids:
             task = self._tasks.get(task_id)
@@ -343,20 +359,30 @@ class MemoryBackend(QueueBackend):
         return count
 
     async def purge_dead(self, older_than: float | None = None) -> int:
-        doomed = [t.id for t in self._tasks.values() if t.status is TaskStatus.DEAD
-                  and (older_than is None or (t.finished_at or 0) < older_than)]
+        doomed = [
+            t.id
+            for t in self._tasks.values()
+            if t.status is TaskStatus.DEAD
+            and (older_than is None or (t.finished_at or 0) < older_than)
+        ]
         for task_id in doomed:
             del self._tasks[task_id]
         return len(doomed)
 
     async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
         wanted = set(statuses) if statuses else set(FINISHED)
-        doomed = [t.id for t in self._tasks.values()
-                  if t.status in wanted and (t.finished_at or t.created_at) < older_than]
+        doomed = [
+            t.id
+            for t in self._tasks.values()
+            if t.status in wanted and (t.finished_at or t.created_at) < older_than
+        ]
         for task_id in doomed:
             del self._tasks[task_id]
-        self._runs = [r for r in self._runs
-                      if not (r.finished_at < older_than and self._run_matches(r, wanted))]
+        self._runs = [
+            r
+            for r in self._runs
+            if not (r.finished_at < older_than and self._run_matches(r, wanted))
+        ]
         return len(doomed)
 
     @staticmethod
@@ -367,8 +393,7 @@ class MemoryBackend(QueueBackend):
     async def list_queues(self) -> list[QueueInfo]:
         running: Counter[str] = Counter(t.queue for t in self._running.values())
         names = {q for q, n in self._queues.items() if n > 0} | set(running) | self._paused
-        return [QueueInfo(q, self._queues[q], running[q], q in self._paused)
-                for q in sorted(names)]
+        return [QueueInfo(q, self._queues[q], running[q], q in self._paused) for q in sorted(names)]
 
     async def set_queue_paused(self, queue: str, paused: bool) -> None:
         if paused:

@@ -103,8 +103,13 @@ log = logging.getLogger("chronctl.backends.rabbitmq")
 LOST_CONSUMER_ERROR = "worker lost: its RabbitMQ connection closed before the task finished"
 DEAD_QUEUE = "dead"
 _PUBLISH_BATCH = 500
-_STATE_METHODS = ("claim_for_publish", "confirm_published", "unpublish", "next_publish",
-                  "claim_ids")
+_STATE_METHODS = (
+    "claim_for_publish",
+    "confirm_published",
+    "unpublish",
+    "next_publish",
+    "claim_ids",
+)
 # Options read from the URL's query string (everything else goes to aio-pika).
 URL_OPTIONS = ("queue_name", "exchange_name", "durable", "max_priority")
 
@@ -129,9 +134,16 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
-_LIBRARY_LOGGERS = ("aio_pika", "aio_pika.robust_connection", "aio_pika.connection",
-                    "aio_pika.tools", "aiormq", "aiormq.connection", "aiormq.channel",
-                    "aiormq.tools")
+_LIBRARY_LOGGERS = (
+    "aio_pika",
+    "aio_pika.robust_connection",
+    "aio_pika.connection",
+    "aio_pika.tools",
+    "aiormq",
+    "aiormq.connection",
+    "aiormq.channel",
+    "aiormq.tools",
+)
 
 
 def _redact_library_logs() -> None:
@@ -227,7 +239,8 @@ class RabbitMQBackend(QueueBackend):
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
         # The exception text may carry the URL with its password: name only the type.
         return BackendUnavailableError(
-            f"RabbitMQ at {self.display_url} is unreachable ({type(exc).__name__})")
+            f"RabbitMQ at {self.display_url} is unreachable ({type(exc).__name__})"
+        )
 
     @contextlib.asynccontextmanager
     async def _broker(self) -> AsyncIterator[None]:
@@ -236,7 +249,8 @@ class RabbitMQBackend(QueueBackend):
         if conn is not None and not conn.connected.is_set():
             # Down and reconnecting in the background: fail now instead of hanging.
             raise BackendUnavailableError(
-                f"RabbitMQ at {self.display_url} is unreachable (reconnecting)")
+                f"RabbitMQ at {self.display_url} is unreachable (reconnecting)"
+            )
         try:
             async with asyncio.timeout(self.timeout):
                 yield
@@ -255,7 +269,8 @@ class RabbitMQBackend(QueueBackend):
             raise BackendError(
                 f"{self.state.display_url or type(self.state).__name__} cannot be the state "
                 f"store of a RabbitMQ backend (it lacks {', '.join(missing)}); "
-                "use sqlite:// (one host) or redis:// (several hosts)")
+                "use sqlite:// (one host) or redis:// (several hosts)"
+            )
         import aio_pika
 
         global _quiet_connects
@@ -264,8 +279,10 @@ class RabbitMQBackend(QueueBackend):
         try:
             async with self._broker():
                 conn = await aio_pika.connect_robust(
-                    self.url, reconnect_interval=self.reconnect_interval,
-                    client_properties={"connection_name": "chronctl"})
+                    self.url,
+                    reconnect_interval=self.reconnect_interval,
+                    client_properties={"connection_name": "chronctl"},
+                )
         finally:
             _quiet_connects -= 1
         self._conn = conn
@@ -285,9 +302,11 @@ class RabbitMQBackend(QueueBackend):
                 self._pub = await conn.channel(publisher_confirms=True, on_return_raises=True)
                 self._chan = await conn.channel(publisher_confirms=False)
                 self._exchange = await self._pub.declare_exchange(
-                    self.exchange_name, aio_pika.ExchangeType.DIRECT, durable=self.durable)
+                    self.exchange_name, aio_pika.ExchangeType.DIRECT, durable=self.durable
+                )
                 dlx = await self._pub.declare_exchange(
-                    self.dlx, aio_pika.ExchangeType.FANOUT, durable=self.durable)
+                    self.dlx, aio_pika.ExchangeType.FANOUT, durable=self.durable
+                )
                 dead = await self._chan.declare_queue(self.dead_queue, durable=self.durable)
                 await dead.bind(dlx, routing_key="")
         except BaseException:
@@ -333,9 +352,13 @@ class RabbitMQBackend(QueueBackend):
             if queue is None:
                 assert self._chan is not None and self._exchange is not None
                 queue = await self._chan.declare_queue(
-                    self.broker_queue(name), durable=self.durable,
-                    arguments={"x-max-priority": self.max_priority,
-                               "x-dead-letter-exchange": self.dlx})
+                    self.broker_queue(name),
+                    durable=self.durable,
+                    arguments={
+                        "x-max-priority": self.max_priority,
+                        "x-dead-letter-exchange": self.dlx,
+                    },
+                )
                 await queue.bind(self.exchange_name, routing_key=name)
                 self._queues[name] = queue
                 self._known.add(name)
@@ -358,7 +381,8 @@ class RabbitMQBackend(QueueBackend):
             if task.queue == DEAD_QUEUE:
                 raise BackendError(
                     f"queue name '{DEAD_QUEUE}' is reserved on RabbitMQ: {self.dead_queue} is "
-                    "the dead letter queue")
+                    "the dead letter queue"
+                )
 
     # -- publishing -------------------------------------------------------------------
     async def _publish(self, tasks: Sequence[Task]) -> None:
@@ -368,8 +392,11 @@ class RabbitMQBackend(QueueBackend):
         import aio_pika
 
         ids = [t.id for t in tasks]
-        mode = (aio_pika.DeliveryMode.PERSISTENT if self.durable
-                else aio_pika.DeliveryMode.NOT_PERSISTENT)
+        mode = (
+            aio_pika.DeliveryMode.PERSISTENT
+            if self.durable
+            else aio_pika.DeliveryMode.NOT_PERSISTENT
+        )
         try:
             await self._ensure()
             async with self._broker():
@@ -377,14 +404,22 @@ class RabbitMQBackend(QueueBackend):
                 for name in {t.queue for t in tasks}:
                     await self._queue(name)
                 exchange = self._exchange
-                await asyncio.gather(*(
-                    exchange.publish(
-                        aio_pika.Message(
-                            json.dumps({"id": t.id}).encode(), content_type="application/json",
-                            delivery_mode=mode, message_id=t.id,
-                            priority=max(0, min(t.priority, self.max_priority))),
-                        routing_key=t.queue, mandatory=True)
-                    for t in tasks))
+                await asyncio.gather(
+                    *(
+                        exchange.publish(
+                            aio_pika.Message(
+                                json.dumps({"id": t.id}).encode(),
+                                content_type="application/json",
+                                delivery_mode=mode,
+                                message_id=t.id,
+                                priority=max(0, min(t.priority, self.max_priority)),
+                            ),
+                            routing_key=t.queue,
+                            mandatory=True,
+                        )
+                        for t in tasks
+                    )
+                )
         except BaseException:
             self._queues.clear()  # a queue deleted behind our back is declared again
             with contextlib.suppress(Exception):
@@ -396,9 +431,10 @@ class RabbitMQBackend(QueueBackend):
         """Publish these just-stored tasks if due; a broker outage leaves them to the pump."""
         now = time.time()
         for start in range(0, len(ids), _PUBLISH_BATCH):
-            chunk = ids[start:start + _PUBLISH_BATCH]
+            chunk = ids[start : start + _PUBLISH_BATCH]
             tasks = await self.state.claim_for_publish(  # type: ignore[attr-defined]
-                now, len(chunk), ids=chunk, stale=self.republish_after)
+                now, len(chunk), ids=chunk, stale=self.republish_after
+            )
             try:
                 await self._publish(tasks)
             except BackendUnavailableError as exc:
@@ -419,7 +455,8 @@ class RabbitMQBackend(QueueBackend):
             count = 0
             while True:
                 tasks = await self.state.claim_for_publish(  # type: ignore[attr-defined]
-                    time.time(), _PUBLISH_BATCH, stale=self.republish_after)
+                    time.time(), _PUBLISH_BATCH, stale=self.republish_after
+                )
                 try:
                     await self._publish(tasks)
                 except BaseException:
@@ -444,8 +481,11 @@ class RabbitMQBackend(QueueBackend):
         await self._ensure()
         out = await self.state.enqueue_many(tasks)
         now = time.time()
-        due = [t.id for t, (_, created) in zip(tasks, out, strict=True)
-               if created and t.scheduled_at <= now]
+        due = [
+            t.id
+            for t, (_, created) in zip(tasks, out, strict=True)
+            if created and t.scheduled_at <= now
+        ]
         await self._publish_now(due)
         self.notify()
         return out
@@ -571,11 +611,14 @@ class RabbitMQBackend(QueueBackend):
         for name in names:
             if name not in self._consumers:
                 queue = await self._queue(name)
-                self._consumers[name] = (queue, await queue.consume(self._consumer(name),
-                                                                    no_ack=False))
+                self._consumers[name] = (
+                    queue,
+                    await queue.consume(self._consumer(name), no_ack=False),
+                )
 
-    async def _claim(self, messages: list[AbstractIncomingMessage], lease: float,
-                     worker: str) -> list[Task]:
+    async def _claim(
+        self, messages: list[AbstractIncomingMessage], lease: float, worker: str
+    ) -> list[Task]:
         if not messages:
             return []
         by_id: dict[str, AbstractIncomingMessage] = {}
@@ -598,8 +641,8 @@ class RabbitMQBackend(QueueBackend):
         lost = [i for i, m in by_id.items() if m.redelivered and i not in self._held]
         try:
             claimed, dead = await self.state.claim_ids(  # type: ignore[attr-defined]
-                list(by_id), lease=lease, worker=worker, lost=lost,
-                lost_error=LOST_CONSUMER_ERROR)
+                list(by_id), lease=lease, worker=worker, lost=lost, lost_error=LOST_CONSUMER_ERROR
+            )
         except BaseException:
             for message in by_id.values():
                 await self._settle(message.nack(requeue=True))
@@ -693,7 +736,8 @@ class RabbitMQBackend(QueueBackend):
         if self._buffer:
             return time.time()
         due: float | None = await self.state.next_publish(  # type: ignore[attr-defined]
-            queues, stale=self.republish_after)
+            queues, stale=self.republish_after
+        )
         self._due_hint = due
         return due
 
@@ -711,8 +755,10 @@ class RabbitMQBackend(QueueBackend):
             except BackendUnavailableError as exc:
                 log.debug("cannot consume while idle: %s", exc)
                 self._consumers.clear()
-        waits = [asyncio.ensure_future(self._wakeup.wait()),
-                 asyncio.ensure_future(self._arrived.wait())]
+        waits = [
+            asyncio.ensure_future(self._wakeup.wait()),
+            asyncio.ensure_future(self._arrived.wait()),
+        ]
         try:
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:

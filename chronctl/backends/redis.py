@@ -51,8 +51,7 @@ from .redis_lua import SCRIPT, TASK_FIELDS
 log = logging.getLogger("chronctl.redis")
 T = TypeVar("T")
 
-_FLOATS = ("scheduled_at", "created_at", "started_at", "finished_at", "lease_until",
-           "fire_time")
+_FLOATS = ("scheduled_at", "created_at", "started_at", "finished_at", "lease_until", "fire_time")
 _INTS = ("priority", "attempt", "max_retries", "deliveries")
 _STRS = ("job", "queue", "status", "key", "worker", "error", "traceback", "output")
 
@@ -97,18 +96,54 @@ def _float(text: str | None) -> float | None:
 
 def task_from_row(row: Sequence[str | None]) -> Task:
     """A task from a claim's reply: values in TASK_FIELDS order, None where absent."""
-    (id_, job, queue, status, key, worker, error, traceback, output, priority, attempt,
-     max_retries, deliveries, scheduled_at, created_at, started_at, finished_at, lease_until,
-     fire_time, args, kwargs, result) = row
-    return Task(job=job or "", args=_json(args, []), kwargs=_json(kwargs, {}),
-                queue=queue or "default", priority=int(priority or 5),
-                scheduled_at=float(scheduled_at or 0.0), id=id_ or "",
-                status=TaskStatus(status or "pending"), attempt=int(attempt or 0),
-                max_retries=int(max_retries or 3), key=key,
-                created_at=float(created_at or 0.0), started_at=_float(started_at),
-                finished_at=_float(finished_at), result=_json(result, None), error=error,
-                traceback=traceback, output=output, lease_until=_float(lease_until),
-                worker=worker, deliveries=int(deliveries or 0), fire_time=_float(fire_time))
+    (
+        id_,
+        job,
+        queue,
+        status,
+        key,
+        worker,
+        error,
+        traceback,
+        output,
+        priority,
+        attempt,
+        max_retries,
+        deliveries,
+        scheduled_at,
+        created_at,
+        started_at,
+        finished_at,
+        lease_until,
+        fire_time,
+        args,
+        kwargs,
+        result,
+    ) = row
+    return Task(
+        job=job or "",
+        args=_json(args, []),
+        kwargs=_json(kwargs, {}),
+        queue=queue or "default",
+        priority=int(priority or 5),
+        scheduled_at=float(scheduled_at or 0.0),
+        id=id_ or "",
+        status=TaskStatus(status or "pending"),
+        attempt=int(attempt or 0),
+        max_retries=int(max_retries or 3),
+        key=key,
+        created_at=float(created_at or 0.0),
+        started_at=_float(started_at),
+        finished_at=_float(finished_at),
+        result=_json(result, None),
+        error=error,
+        traceback=traceback,
+        output=output,
+        lease_until=_float(lease_until),
+        worker=worker,
+        deliveries=int(deliveries or 0),
+        fire_time=_float(fire_time),
+    )
 
 
 def run_from_json(text: str) -> Run:
@@ -118,22 +153,38 @@ def run_from_json(text: str) -> Run:
         return float(raw[name]) if raw.get(name) not in (None, "") else None
 
     return Run(
-        task_id=raw["task_id"], job=raw["job"], queue=raw["queue"],
-        attempt=int(raw.get("attempt", 0)), status=TaskStatus(raw["status"]),
-        started_at=f("started_at"), finished_at=float(raw["finished_at"]),
-        args=json.loads(raw.get("args", "[]")), kwargs=json.loads(raw.get("kwargs", "{}")),
-        priority=int(raw.get("priority", 5)), scheduled_at=f("scheduled_at"),
+        task_id=raw["task_id"],
+        job=raw["job"],
+        queue=raw["queue"],
+        attempt=int(raw.get("attempt", 0)),
+        status=TaskStatus(raw["status"]),
+        started_at=f("started_at"),
+        finished_at=float(raw["finished_at"]),
+        args=json.loads(raw.get("args", "[]")),
+        kwargs=json.loads(raw.get("kwargs", "{}")),
+        priority=int(raw.get("priority", 5)),
+        scheduled_at=f("scheduled_at"),
         result=json.loads(raw["result"]) if "result" in raw else None,
-        error=raw.get("error"), traceback=raw.get("traceback"), output=raw.get("output"))
+        error=raw.get("error"),
+        traceback=raw.get("traceback"),
+        output=raw.get("output"),
+    )
 
 
 def run_to_json(run: Run) -> str:
     from ..models import dumps
 
-    raw: dict[str, str] = {"task_id": run.task_id, "job": run.job, "queue": run.queue,
-                           "attempt": str(run.attempt), "status": TaskStatus(run.status).value,
-                           "finished_at": _num(run.finished_at), "priority": str(run.priority),
-                           "args": dumps(run.args), "kwargs": dumps(run.kwargs)}
+    raw: dict[str, str] = {
+        "task_id": run.task_id,
+        "job": run.job,
+        "queue": run.queue,
+        "attempt": str(run.attempt),
+        "status": TaskStatus(run.status).value,
+        "finished_at": _num(run.finished_at),
+        "priority": str(run.priority),
+        "args": dumps(run.args),
+        "kwargs": dumps(run.kwargs),
+    }
     if run.started_at is not None:
         raw["started_at"] = _num(run.started_at)
     if run.scheduled_at is not None:
@@ -153,24 +204,30 @@ def parse_redis_url(url: str) -> dict[str, Any]:
     if parts.scheme == "redis+sentinel":
         path = [p for p in parts.path.split("/") if p]
         if not path:
-            raise UsageError("a sentinel URL names the master: "
-                             "redis+sentinel://host:26379/mymaster/0")
+            raise UsageError(
+                "a sentinel URL names the master: redis+sentinel://host:26379/mymaster/0"
+            )
         hosts = []
         for item in parts.netloc.rpartition("@")[2].split(","):
             host, _, port = item.partition(":")
             hosts.append((host, int(port or 26379)))
-        return {"sentinel": hosts, "service": path[0],
-                "db": int(path[1]) if len(path) > 1 else 0,
-                "password": unquote(parts.password) if parts.password else None,
-                "username": unquote(parts.username) if parts.username else None,
-                "prefix": query.get("prefix")}
+        return {
+            "sentinel": hosts,
+            "service": path[0],
+            "db": int(path[1]) if len(path) > 1 else 0,
+            "password": unquote(parts.password) if parts.password else None,
+            "username": unquote(parts.username) if parts.username else None,
+            "prefix": query.get("prefix"),
+        }
     if "," in parts.netloc or query.get("cluster", "").lower() in ("1", "yes", "true"):
         # Redis Cluster: `redis://[user:pass@]h1:7000,h2:7001/0`, or one seed node with
         # `?cluster=yes`. Every key carries the prefix's hash tag, so all live in one slot.
         db = parts.path.strip("/") or "0"
         if db != "0":
-            raise UsageError(f"a Redis Cluster has only database 0, not {db}: "
-                             "use ?prefix= to keep applications apart")
+            raise UsageError(
+                f"a Redis Cluster has only database 0, not {db}: "
+                "use ?prefix= to keep applications apart"
+            )
         nodes = []
         for item in parts.netloc.rpartition("@")[2].split(","):
             if item.startswith("["):  # [::1]:7000
@@ -182,19 +239,27 @@ def parse_redis_url(url: str) -> dict[str, Any]:
                 nodes.append((host, int(port or 6379)))
             except ValueError:
                 raise UsageError(f"bad Redis Cluster node '{item}'") from None
-        return {"cluster": nodes, "tls": parts.scheme == "rediss",
-                "password": unquote(parts.password) if parts.password else None,
-                "username": unquote(parts.username) if parts.username else None,
-                "prefix": query.get("prefix")}
+        return {
+            "cluster": nodes,
+            "tls": parts.scheme == "rediss",
+            "password": unquote(parts.password) if parts.password else None,
+            "username": unquote(parts.username) if parts.username else None,
+            "prefix": query.get("prefix"),
+        }
     return {"url": url.split("?", 1)[0], "prefix": query.get("prefix")}
 
 
 class RedisBackend(QueueBackend):
     shared = True
 
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", key_prefix: str | None = None,
-                 max_connections: int = 32, socket_timeout: float = 10.0,
-                 socket_connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        key_prefix: str | None = None,
+        max_connections: int = 32,
+        socket_timeout: float = 10.0,
+        socket_connect_timeout: float = 5.0,
+    ) -> None:
         super().__init__()
         from . import redact_url
 
@@ -225,33 +290,46 @@ class RedisBackend(QueueBackend):
         try:
             import redis.asyncio as aredis
         except ImportError:
-            raise UsageError("the redis:// backend needs the redis package: "
-                             "pip install 'chronctl[redis]'") from None
-        common = dict(socket_timeout=self.socket_timeout,
-                      socket_connect_timeout=self.socket_connect_timeout,
-                      decode_responses=True, health_check_interval=15,
-                      retry_on_timeout=True)
+            raise UsageError(
+                "the redis:// backend needs the redis package: pip install 'chronctl[redis]'"
+            ) from None
+        common = dict(
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.socket_connect_timeout,
+            decode_responses=True,
+            health_check_interval=15,
+            retry_on_timeout=True,
+        )
         if "sentinel" in self.options:
             from redis.asyncio.sentinel import Sentinel
 
-            sentinel = Sentinel(self.options["sentinel"], password=self.options["password"],
-                                **common)
-            client = sentinel.master_for(self.options["service"], db=self.options["db"],
-                                         password=self.options["password"],
-                                         username=self.options["username"])
+            sentinel = Sentinel(
+                self.options["sentinel"], password=self.options["password"], **common
+            )
+            client = sentinel.master_for(
+                self.options["service"],
+                db=self.options["db"],
+                password=self.options["password"],
+                username=self.options["username"],
+            )
         elif "cluster" in self.options:
             from redis.asyncio.cluster import ClusterNode, RedisCluster
 
             client = RedisCluster(
                 startup_nodes=[ClusterNode(h, p) for h, p in self.options["cluster"]],
-                username=self.options["username"], password=self.options["password"],
-                ssl=self.options["tls"], max_connections=self.max_connections,
+                username=self.options["username"],
+                password=self.options["password"],
+                ssl=self.options["tls"],
+                max_connections=self.max_connections,
                 socket_timeout=self.socket_timeout,
                 socket_connect_timeout=self.socket_connect_timeout,
-                decode_responses=True, health_check_interval=15)
+                decode_responses=True,
+                health_check_interval=15,
+            )
         else:
-            client = aredis.Redis.from_url(self.options["url"],
-                                           max_connections=self.max_connections, **common)
+            client = aredis.Redis.from_url(
+                self.options["url"], max_connections=self.max_connections, **common
+            )
         self._redis = client
         self._script = client.register_script(SCRIPT)
         await self._do(client.ping)
@@ -285,10 +363,17 @@ class RedisBackend(QueueBackend):
             await self.connect()
         try:
             return await fn(*args, **kwargs)
-        except (rx.ConnectionError, rx.TimeoutError, OSError, rx.RedisClusterException,
-                rx.ClusterDownError, rx.MasterDownError) as exc:
+        except (
+            rx.ConnectionError,
+            rx.TimeoutError,
+            OSError,
+            rx.RedisClusterException,
+            rx.ClusterDownError,
+            rx.MasterDownError,
+        ) as exc:
             raise BackendUnavailableError(
-                f"redis {self.display_url} unreachable: {_reason(exc)}") from None
+                f"redis {self.display_url} unreachable: {_reason(exc)}"
+            ) from None
         except rx.ResponseError as exc:
             raise BackendError(f"redis {self.display_url}: {exc}") from None
 
@@ -341,8 +426,7 @@ class RedisBackend(QueueBackend):
                 await pubsub.subscribe(self._k("wake"))
                 delay = 0.1
                 while not self._closing:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                       timeout=1.0)
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("data") != self._origin:
                         self.notify()
             except asyncio.CancelledError:
@@ -366,8 +450,10 @@ class RedisBackend(QueueBackend):
         if len(tasks) <= 1000:  # one round trip, no streaming set-up
             replies = [await self._call("enqueue", *call(tasks))]
         else:
-            replies = await self._call_many("enqueue", (
-                call(tasks[start:start + 1000]) for start in range(0, len(tasks), 1000)))
+            replies = await self._call_many(
+                "enqueue",
+                (call(tasks[start : start + 1000]) for start in range(0, len(tasks), 1000)),
+            )
         out: list[tuple[str, bool]] = []
         for flat in replies:
             out.extend((flat[i], bool(int(flat[i + 1]))) for i in range(0, len(flat), 2))
@@ -378,14 +464,26 @@ class RedisBackend(QueueBackend):
         qs = list(queues) if queues is not None else []
         return [str(len(qs)), *qs]
 
-    async def dequeue(self, max_items: int = 1, *, queues: Sequence[str] | None = None,
-                      lease: float = 30.0, worker: str = "") -> list[Task]:
+    async def dequeue(
+        self,
+        max_items: int = 1,
+        *,
+        queues: Sequence[str] | None = None,
+        lease: float = 30.0,
+        worker: str = "",
+    ) -> list[Task]:
         if queues is not None and not queues:
             return []
         now = time.time()
-        rows = await self._call("claim", _num(now), _num(now + lease), worker,
-                                str(max_items), LEASE_EXPIRED_ERROR,
-                                *self._queues_args(queues))
+        rows = await self._call(
+            "claim",
+            _num(now),
+            _num(now + lease),
+            worker,
+            str(max_items),
+            LEASE_EXPIRED_ERROR,
+            *self._queues_args(queues),
+        )
         return [task_from_row(r) for r in rows]
 
     async def acknowledge(self, task: Task) -> bool:
@@ -395,9 +493,19 @@ class RedisBackend(QueueBackend):
 
         result = "" if task.result is None else dumps(task.result)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._acks.append(([task.id, task.worker or "", str(task.deliveries),
-                            _num(task.finished_at or time.time()), result, task.output or ""],
-                           future))
+        self._acks.append(
+            (
+                [
+                    task.id,
+                    task.worker or "",
+                    str(task.deliveries),
+                    _num(task.finished_at or time.time()),
+                    result,
+                    task.output or "",
+                ],
+                future,
+            )
+        )
         if self._ack_flusher is None or self._ack_flusher.done():
             self._ack_flusher = asyncio.create_task(self._flush_acks())
         return await future
@@ -407,7 +515,8 @@ class RedisBackend(QueueBackend):
             batch, self._acks = self._acks[:256], self._acks[256:]
             try:
                 replies = await self._call(
-                    "ack", json.dumps([x for args, _ in batch for x in args]))
+                    "ack", json.dumps([x for args, _ in batch for x in args])
+                )
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():
@@ -419,10 +528,20 @@ class RedisBackend(QueueBackend):
 
     async def reject(self, task: Task, *, requeue: bool, retry_at: float | None = None) -> bool:
         at = retry_at if retry_at is not None else time.time()
-        return bool(await self._call(
-            "reject", task.id, task.worker or "", str(task.deliveries),
-            _num(task.finished_at or time.time()), task.error or "", task.traceback or "",
-            task.output or "", "1" if requeue else "0", _num(at)))
+        return bool(
+            await self._call(
+                "reject",
+                task.id,
+                task.worker or "",
+                str(task.deliveries),
+                _num(task.finished_at or time.time()),
+                task.error or "",
+                task.traceback or "",
+                task.output or "",
+                "1" if requeue else "0",
+                _num(at),
+            )
+        )
 
     async def release(self, tasks: Iterable[Task], *, at: float | None = None) -> None:
         triples = [x for t in tasks for x in (t.id, t.worker or "", str(t.deliveries))]
@@ -456,8 +575,9 @@ class RedisBackend(QueueBackend):
         return int(ready) + int(sched)
 
     async def clear(self, queue: str | None = None) -> int:
-        return int(await self._call("clear", *self._queues_args(
-            [queue] if queue is not None else None)))
+        return int(
+            await self._call("clear", *self._queues_args([queue] if queue is not None else None))
+        )
 
     # -- state -------------------------------------------------------------
     async def _tasks(self, ids: Sequence[str]) -> list[Task]:
@@ -472,9 +592,14 @@ class RedisBackend(QueueBackend):
         found = await self._tasks([task_id])
         return found[0] if found else None
 
-    async def list_tasks(self, *, status: TaskStatus | Sequence[TaskStatus] | None = None,
-                         job: str | None = None, queue: str | None = None,
-                         limit: int | None = 100) -> list[Task]:
+    async def list_tasks(
+        self,
+        *,
+        status: TaskStatus | Sequence[TaskStatus] | None = None,
+        job: str | None = None,
+        queue: str | None = None,
+        limit: int | None = 100,
+    ) -> list[Task]:
         if status is None:
             statuses = [s for s in TaskStatus if s is not TaskStatus.FAILED]
         elif isinstance(status, TaskStatus | str):
@@ -511,8 +636,13 @@ class RedisBackend(QueueBackend):
         for q in names:
             pipe.zrange(self._k(f"lease:{q}"), 0, -1)
         ids = [i for members in await self._do(pipe.execute) for i in members]
-        return [t for t in await self._tasks(ids) if t.status is TaskStatus.RUNNING
-                and not (job and t.job != job) and not (queue and t.queue != queue)]
+        return [
+            t
+            for t in await self._tasks(ids)
+            if t.status is TaskStatus.RUNNING
+            and not (job and t.job != job)
+            and not (queue and t.queue != queue)
+        ]
 
     async def cancel_task(self, task_id: str) -> bool:
         return bool(await self._call("cancel", task_id, _num(time.time())))
@@ -524,12 +654,16 @@ class RedisBackend(QueueBackend):
         return [run_from_json(r) for r in rows]
 
     async def retry_dead(self, task_ids: Sequence[str] | None = None) -> int:
-        ids = list(task_ids) if task_ids is not None else await self._do(
-            self._redis.zrange, self._k("st:dead"), 0, -1)
+        ids = (
+            list(task_ids)
+            if task_ids is not None
+            else await self._do(self._redis.zrange, self._k("st:dead"), 0, -1)
+        )
         count = 0
         for start in range(0, len(ids), 500):
-            count += int(await self._call("retry_dead", _num(time.time()),
-                                          *ids[start:start + 500]))
+            count += int(
+                await self._call("retry_dead", _num(time.time()), *ids[start : start + 500])
+            )
         if count:
             self.notify()
         return count
@@ -538,26 +672,29 @@ class RedisBackend(QueueBackend):
         ids = await self._do(self._redis.zrange, self._k(f"st:{status.value}"), 0, -1)
         count = 0
         for start in range(0, len(ids), 500):
-            doomed = [t.id for t in await self._tasks(ids[start:start + 500]) if not keep(t)]
+            doomed = [t.id for t in await self._tasks(ids[start : start + 500]) if not keep(t)]
             if doomed:
                 count += int(await self._call("delete", status.value, *doomed))
         return count
 
     async def purge_dead(self, older_than: float | None = None) -> int:
-        return await self._delete(TaskStatus.DEAD, lambda t: older_than is not None and (
-            t.finished_at or 0) >= older_than)
+        return await self._delete(
+            TaskStatus.DEAD, lambda t: older_than is not None and (t.finished_at or 0) >= older_than
+        )
 
     async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
         wanted = set(statuses) if statuses else set(FINISHED)
         count = 0
         for status in wanted:
-            count += await self._delete(status, lambda t: (t.finished_at or t.created_at)
-                                        >= older_than)
-        rows = await self._do(self._redis.zrangebyscore, self._k("runs"), "-inf",
-                              f"({older_than!r}")
+            count += await self._delete(
+                status, lambda t: (t.finished_at or t.created_at) >= older_than
+            )
+        rows = await self._do(
+            self._redis.zrangebyscore, self._k("runs"), "-inf", f"({older_than!r}"
+        )
         doomed = [r for r in rows if _run_matches(run_from_json(r), wanted)]
         for start in range(0, len(doomed), 500):
-            chunk = doomed[start:start + 500]
+            chunk = doomed[start : start + 500]
             pipe = self._redis.pipeline(transaction=True)
             pipe.zrem(self._k("runs"), *chunk)
             for row in chunk:
@@ -577,7 +714,7 @@ class RedisBackend(QueueBackend):
         replies = await self._do(pipe.execute)
         out = []
         for i, q in enumerate(names):
-            ready, sched, running = replies[3 * i: 3 * i + 3]
+            ready, sched, running = replies[3 * i : 3 * i + 3]
             pending = int(ready) + int(sched)
             if pending or running or q in paused:
                 out.append(QueueInfo(q, pending, int(running), q in paused))
@@ -595,9 +732,12 @@ class RedisBackend(QueueBackend):
         raw = await self._do(self._redis.hgetall, self._k(f"job:{name}"))
         if not raw or "first_seen" not in raw:
             return None
-        return JobState(name, float(raw["first_seen"]),
-                        float(raw["last_fire"]) if raw.get("last_fire") else None,
-                        raw.get("paused") == "1")
+        return JobState(
+            name,
+            float(raw["first_seen"]),
+            float(raw["last_fire"]) if raw.get("last_fire") else None,
+            raw.get("paused") == "1",
+        )
 
     async def job_state(self, job: str, now: float) -> JobState:
         pipe = self._redis.pipeline(transaction=True)
@@ -619,12 +759,18 @@ class RedisBackend(QueueBackend):
         pipe.sadd(self._k("jobs"), job)
         await self._do(pipe.execute)
 
-    async def record_fire(self, job: str, fire_time: float, task: Task | None,
-                          max_instances: int | None) -> FireOutcome:
+    async def record_fire(
+        self, job: str, fire_time: float, task: Task | None, max_instances: int | None
+    ) -> FireOutcome:
         payload = "" if task is None else json.dumps(task_fields(task))
-        outcome = await self._call("fire", job, _num(fire_time), payload,
-                                   "" if max_instances is None else str(max_instances),
-                                   _num(time.time()))
+        outcome = await self._call(
+            "fire",
+            job,
+            _num(fire_time),
+            payload,
+            "" if max_instances is None else str(max_instances),
+            _num(time.time()),
+        )
         if outcome == "enqueued":
             self.notify()
         return FireOutcome(outcome)
@@ -635,15 +781,24 @@ class RedisBackend(QueueBackend):
     # -- shared rate limits --------------------------------------------------
     async def acquire_rate(self, job: str, count: int, per: float) -> float:
         """Seconds to wait for a slot in `job`'s window, shared by every worker (0 = go)."""
-        wait = await self._call("rate", job, str(count), _num(per), _num(time.time()),
-                                uuid.uuid4().hex)
+        wait = await self._call(
+            "rate", job, str(count), _num(per), _num(time.time()), uuid.uuid4().hex
+        )
         return float(wait)
 
     # -- processes -----------------------------------------------------------
     async def beat(self, process: Process) -> None:
-        row = json.dumps({"id": process.id, "host": process.host, "pid": process.pid,
-                          "role": process.role, "started": process.started,
-                          "last_beat": process.last_beat, "queues": process.queues})
+        row = json.dumps(
+            {
+                "id": process.id,
+                "host": process.host,
+                "pid": process.pid,
+                "role": process.role,
+                "started": process.started,
+                "last_beat": process.last_beat,
+                "queues": process.queues,
+            }
+        )
         await self._do(self._redis.hset, self._k("procs"), process.id, row)
         for other in await self.list_processes():
             if other.last_beat < process.last_beat - PROCESS_TTL:
@@ -666,16 +821,17 @@ class RedisBackend(QueueBackend):
         """Start indexing unpublished tasks (once per prefix; indexes those already here)."""
         await self._call("broker_on")
 
-    async def claim_for_publish(self, now: float, limit: int = 500, *,
-                                ids: Sequence[str] | None = None,
-                                stale: float = 30.0) -> list[Task]:
+    async def claim_for_publish(
+        self, now: float, limit: int = 500, *, ids: Sequence[str] | None = None, stale: float = 30.0
+    ) -> list[Task]:
         """Atomically stamp due, pending, unpublished tasks as being published; return them
         by priority, then time, then enqueue order. Two processes never get the same task."""
         if ids is not None and not ids:
             return []
         chosen = list(ids or ())
-        rows = await self._call("claim_publish", _num(now), str(limit), _num(now + stale),
-                                str(len(chosen)), *chosen)
+        rows = await self._call(
+            "claim_publish", _num(now), str(limit), _num(now + stale), str(len(chosen)), *chosen
+        )
         return [task_from_row(r) for r in rows]
 
     async def confirm_published(self, ids: Sequence[str]) -> None:
@@ -688,24 +844,39 @@ class RedisBackend(QueueBackend):
         if ids:
             await self._call("unpublish", *ids)
 
-    async def next_publish(self, queues: Sequence[str] | None = None,
-                           stale: float = 30.0) -> float | None:
+    async def next_publish(
+        self, queues: Sequence[str] | None = None, stale: float = 30.0
+    ) -> float | None:
         """When the publish pump next has work: the earliest unpublished pending task."""
         if queues is not None and not queues:
             return None
         reply = await self._call("next_publish", *self._queues_args(queues))
         return float(reply) if reply else None
 
-    async def claim_ids(self, ids: Sequence[str], *, lease: float, worker: str,
-                        lost: Iterable[str] = (), lost_error: str = LEASE_EXPIRED_ERROR,
-                        ) -> tuple[list[Task], list[str]]:
+    async def claim_ids(
+        self,
+        ids: Sequence[str],
+        *,
+        lease: float,
+        worker: str,
+        lost: Iterable[str] = (),
+        lost_error: str = LEASE_EXPIRED_ERROR,
+    ) -> tuple[list[Task], list[str]]:
         """Claim the tasks a broker delivered, in one script: see SQLiteBackend.claim_ids."""
         if not ids:
             return [], []
         lost_ids = list(lost)
         now = time.time()
-        rows, dead = await self._call("claim_ids", _num(now), _num(now + lease), worker,
-                                      lost_error, str(len(lost_ids)), *lost_ids, *ids)
+        rows, dead = await self._call(
+            "claim_ids",
+            _num(now),
+            _num(now + lease),
+            worker,
+            lost_error,
+            str(len(lost_ids)),
+            *lost_ids,
+            *ids,
+        )
         claimed = [task_from_row(r) for r in rows]
         claimed.sort(key=lambda t: (-t.priority, t.scheduled_at, t.created_at))
         return claimed, list(dead)
@@ -731,10 +902,13 @@ class RedisBackend(QueueBackend):
         for state in states:
             mine = await self._job(state.name)
             first = min(state.first_seen, mine.first_seen) if mine else state.first_seen
-            fires = [f for f in (state.last_fire, mine.last_fire if mine else None)
-                     if f is not None]
-            mapping = {"first_seen": _num(first),
-                       "paused": "1" if state.paused or (mine and mine.paused) else "0"}
+            fires = [
+                f for f in (state.last_fire, mine.last_fire if mine else None) if f is not None
+            ]
+            mapping = {
+                "first_seen": _num(first),
+                "paused": "1" if state.paused or (mine and mine.paused) else "0",
+            }
             if fires:
                 mapping["last_fire"] = _num(max(fires))
             pipe = self._redis.pipeline(transaction=True)
@@ -749,8 +923,9 @@ class RedisBackend(QueueBackend):
         if self._redis is None:
             await self.connect()
         count = 0
-        async for key in self._redis.scan_iter(match=self.prefix.replace("{", "\\{").replace(
-                "}", "\\}") + "*", count=1000):
+        async for key in self._redis.scan_iter(
+            match=self.prefix.replace("{", "\\{").replace("}", "\\}") + "*", count=1000
+        ):
             count += int(await self._redis.delete(key))
         return count
 

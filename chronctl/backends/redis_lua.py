@@ -2,10 +2,30 @@
 
 #: The order in which a claim returns a task's fields: values only (HMGET), so a
 #: claimed batch crosses without field names and decodes by position.
-TASK_FIELDS = ("id", "job", "queue", "status", "key", "worker", "error", "traceback",
-               "output", "priority", "attempt", "max_retries", "deliveries", "scheduled_at",
-               "created_at", "started_at", "finished_at", "lease_until", "fire_time", "args",
-               "kwargs", "result")
+TASK_FIELDS = (
+    "id",
+    "job",
+    "queue",
+    "status",
+    "key",
+    "worker",
+    "error",
+    "traceback",
+    "output",
+    "priority",
+    "attempt",
+    "max_retries",
+    "deliveries",
+    "scheduled_at",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "lease_until",
+    "fire_time",
+    "args",
+    "kwargs",
+    "result",
+)
 
 SCRIPT = r"""
 -- chronctl's Redis state machine. Every function runs inside one EVAL, so a

@@ -118,21 +118,52 @@ CREATE TABLE IF NOT EXISTS processes (
 """
 
 _TASK_COLUMNS = (
-    "id", "job", "queue", "priority", "scheduled_at", "status", "attempt", "max_retries", "key",
-    "created_at", "started_at", "finished_at", "lease_until", "worker", "deliveries", "fire_time",
-    "args", "kwargs", "result", "error", "traceback", "output",
+    "id",
+    "job",
+    "queue",
+    "priority",
+    "scheduled_at",
+    "status",
+    "attempt",
+    "max_retries",
+    "key",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "lease_until",
+    "worker",
+    "deliveries",
+    "fire_time",
+    "args",
+    "kwargs",
+    "result",
+    "error",
+    "traceback",
+    "output",
 )
 _INSERT_TASK = (
     f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _TASK_COLUMNS)})"
 )
 _RUN_COLUMNS = (
-    "task_id", "job", "queue", "priority", "attempt", "status", "args", "kwargs",
-    "scheduled_at", "started_at", "finished_at", "result", "error", "traceback", "output",
+    "task_id",
+    "job",
+    "queue",
+    "priority",
+    "attempt",
+    "status",
+    "args",
+    "kwargs",
+    "scheduled_at",
+    "started_at",
+    "finished_at",
+    "result",
+    "error",
+    "traceback",
+    "output",
 )
 _INSERT_RUN = (
-    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
+    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
 )
 _ACTIVE = "('pending', 'running')"
 # INDEXED BY: for MAX the planner would otherwise scan tasks_claim (O(pending)).
@@ -147,12 +178,28 @@ _WAL_AUTOCHECKPOINT = 10_000
 
 def _task_row(task: Task) -> tuple[Any, ...]:
     return (
-        task.id, task.job, task.queue, task.priority, task.scheduled_at, task.status.value,
-        task.attempt, task.max_retries, task.key, task.created_at, task.started_at,
-        task.finished_at, task.lease_until, task.worker, task.deliveries, task.fire_time,
-        dumps(task.args), dumps(task.kwargs),
+        task.id,
+        task.job,
+        task.queue,
+        task.priority,
+        task.scheduled_at,
+        task.status.value,
+        task.attempt,
+        task.max_retries,
+        task.key,
+        task.created_at,
+        task.started_at,
+        task.finished_at,
+        task.lease_until,
+        task.worker,
+        task.deliveries,
+        task.fire_time,
+        dumps(task.args),
+        dumps(task.kwargs),
         None if task.result is None else dumps(task.result),
-        task.error, task.traceback, task.output,
+        task.error,
+        task.traceback,
+        task.output,
     )
 
 
@@ -167,19 +214,41 @@ def _row_task(row: sqlite3.Row) -> Task:
 
 def _run_values(run: Run) -> tuple[Any, ...]:
     return (
-        run.task_id, run.job, run.queue, run.priority, run.attempt, TaskStatus(run.status).value,
-        dumps(run.args), dumps(run.kwargs), run.scheduled_at, run.started_at, run.finished_at,
-        None if run.result is None else dumps(run.result), run.error, run.traceback, run.output,
+        run.task_id,
+        run.job,
+        run.queue,
+        run.priority,
+        run.attempt,
+        TaskStatus(run.status).value,
+        dumps(run.args),
+        dumps(run.kwargs),
+        run.scheduled_at,
+        run.started_at,
+        run.finished_at,
+        None if run.result is None else dumps(run.result),
+        run.error,
+        run.traceback,
+        run.output,
     )
 
 
 def _row_run(row: sqlite3.Row) -> Run:
     return Run(
-        task_id=row["task_id"], job=row["job"], queue=row["queue"], attempt=row["attempt"],
-        status=TaskStatus(row["status"]), started_at=row["started_at"],
-        finished_at=row["finished_at"], args=loads(row["args"]), kwargs=loads(row["kwargs"]),
-        priority=row["priority"], scheduled_at=row["scheduled_at"], result=loads(row["result"]),
-        error=row["error"], traceback=row["traceback"], output=row["output"],
+        task_id=row["task_id"],
+        job=row["job"],
+        queue=row["queue"],
+        attempt=row["attempt"],
+        status=TaskStatus(row["status"]),
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        args=loads(row["args"]),
+        kwargs=loads(row["kwargs"]),
+        priority=row["priority"],
+        scheduled_at=row["scheduled_at"],
+        result=loads(row["result"]),
+        error=row["error"],
+        traceback=row["traceback"],
+        output=row["output"],
     )
 
 
@@ -206,8 +275,9 @@ def _stamp(path: str) -> tuple[int, int] | None:
 
 
 class SQLiteBackend(QueueBackend):
-    def __init__(self, db_path: str | Path = "chronctl.db", max_retries: int = 5,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self, db_path: str | Path = "chronctl.db", max_retries: int = 5, timeout: float = 10.0
+    ) -> None:
         super().__init__()
         self.db_path = Path(db_path)
         self.max_retries = max_retries
@@ -227,11 +297,13 @@ class SQLiteBackend(QueueBackend):
         if self.db_path.name != ":memory:":
             if not self.db_path.parent.exists():
                 raise BackendUnavailableError(
-                    f"cannot open {self.db_path}: directory {self.db_path.parent} does not exist")
+                    f"cannot open {self.db_path}: directory {self.db_path.parent} does not exist"
+                )
             create_private_file(self.db_path)
         try:
-            conn = await aiosqlite.connect(str(self.db_path), timeout=self.timeout,
-                                           isolation_level=None)
+            conn = await aiosqlite.connect(
+                str(self.db_path), timeout=self.timeout, isolation_level=None
+            )
         except sqlite3.Error as exc:
             raise BackendUnavailableError(f"cannot open {self.db_path}: {exc}") from exc
         conn.row_factory = sqlite3.Row
@@ -242,8 +314,9 @@ class SQLiteBackend(QueueBackend):
             await self.disconnect()
             raise
         if self.db_path.name != ":memory:":
-            self._checkpointer = asyncio.create_task(self._checkpoint_loop(),
-                                                     name="chronctl-sqlite-checkpoint")
+            self._checkpointer = asyncio.create_task(
+                self._checkpoint_loop(), name="chronctl-sqlite-checkpoint"
+            )
 
     async def _setup_schema(self) -> None:
         """Retry the setup while another process holds the file: SQLite answers "locked"
@@ -257,7 +330,8 @@ class SQLiteBackend(QueueBackend):
                 return
             except BackendError as exc:
                 locked = isinstance(exc.__cause__, sqlite3.OperationalError) and (
-                    "locked" in str(exc.__cause__) or "busy" in str(exc.__cause__))
+                    "locked" in str(exc.__cause__) or "busy" in str(exc.__cause__)
+                )
                 if not locked or time.monotonic() + delay > deadline:
                     raise
             await asyncio.sleep(delay)
@@ -281,7 +355,8 @@ class SQLiteBackend(QueueBackend):
                 db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             elif int(row[0]) > SCHEMA_VERSION:
                 raise BackendError(
-                    f"{self.db_path} was written by a newer chronctl (schema {row[0]})")
+                    f"{self.db_path} was written by a newer chronctl (schema {row[0]})"
+                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -300,10 +375,15 @@ class SQLiteBackend(QueueBackend):
                 seen = self._writes
                 try:
                     if db is None:
-                        db = sqlite3.connect(str(self.db_path), timeout=self.timeout,
-                                             isolation_level=None, check_same_thread=False)
+                        db = sqlite3.connect(
+                            str(self.db_path),
+                            timeout=self.timeout,
+                            isolation_level=None,
+                            check_same_thread=False,
+                        )
                     running = asyncio.ensure_future(
-                        asyncio.to_thread(db.execute, "PRAGMA wal_checkpoint(PASSIVE)"))
+                        asyncio.to_thread(db.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                    )
                     await asyncio.shield(running)
                 except sqlite3.Error:
                     pass  # the main connection's own checkpoints still bound the WAL
@@ -322,8 +402,10 @@ class SQLiteBackend(QueueBackend):
             db.execute("ALTER TABLE tasks ADD COLUMN published_at REAL")
         if "publish_confirmed" not in columns:
             db.execute("ALTER TABLE tasks ADD COLUMN publish_confirmed INTEGER NOT NULL DEFAULT 0")
-        db.execute("CREATE INDEX IF NOT EXISTS tasks_publish ON tasks(scheduled_at) "
-                   "WHERE status = 'pending' AND publish_confirmed = 0")
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS tasks_publish ON tasks(scheduled_at) "
+            "WHERE status = 'pending' AND publish_confirmed = 0"
+        )
 
     async def disconnect(self) -> None:
         if self._ack_writer is not None:
@@ -434,8 +516,9 @@ class SQLiteBackend(QueueBackend):
         return await self._tx(claim)
 
     @staticmethod
-    def _pick(db: sqlite3.Connection, now: float, limit: int,
-              queues: Sequence[str] | None) -> list[int]:
+    def _pick(
+        db: sqlite3.Connection, now: float, limit: int, queues: Sequence[str] | None
+    ) -> list[int]:
         """Rowids of the `limit` tasks to claim: priority desc, scheduled_at, FIFO.
 
         One index seek per priority present (and per queue when the worker
@@ -463,12 +546,16 @@ class SQLiteBackend(QueueBackend):
                     "SELECT scheduled_at, rowid FROM tasks WHERE status = 'pending' "
                     f"AND priority = ? AND scheduled_at <= ? AND {scope} "
                     "ORDER BY scheduled_at, rowid LIMIT ?",
-                    [priority, now, *([queue] if queue is not None else paused),
-                     limit - len(picked)],
+                    [
+                        priority,
+                        now,
+                        *([queue] if queue is not None else paused),
+                        limit - len(picked),
+                    ],
                 ).fetchall()
             if len(wanted) > 1:
                 found.sort()
-            picked += [rowid for _, rowid in found[:limit - len(picked)]]
+            picked += [rowid for _, rowid in found[: limit - len(picked)]]
             priority = db.execute(f"{top} AND priority < ?", (priority,)).fetchone()[0]
         return picked
 
@@ -489,8 +576,13 @@ class SQLiteBackend(QueueBackend):
                 "lease_until = NULL, worker = NULL, started_at = NULL, status = ?, "
                 "finished_at = ?, scheduled_at = ?, published_at = NULL, publish_confirmed = 0 "
                 "WHERE id = ?",
-                (LEASE_EXPIRED_ERROR, "dead" if dead else "pending", now if dead else None,
-                 task.scheduled_at if dead else now, task.id),
+                (
+                    LEASE_EXPIRED_ERROR,
+                    "dead" if dead else "pending",
+                    now if dead else None,
+                    task.scheduled_at if dead else now,
+                    task.id,
+                ),
             )
         return len(expired)
 
@@ -505,8 +597,14 @@ class SQLiteBackend(QueueBackend):
         cur = db.execute(
             "UPDATE tasks SET status = 'succeeded', result = ?, output = ?, error = NULL, "
             f"traceback = NULL, finished_at = ?, lease_until = NULL WHERE {_OWNED}",
-            (None if task.result is None else dumps(task.result), task.output, finished,
-             task.id, task.worker, task.deliveries),
+            (
+                None if task.result is None else dumps(task.result),
+                task.output,
+                finished,
+                task.id,
+                task.worker,
+                task.deliveries,
+            ),
         )
         if cur.rowcount != 1:
             return False
@@ -514,7 +612,9 @@ class SQLiteBackend(QueueBackend):
         db.execute(
             f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) SELECT id, job, queue, priority, "
             "attempt, 'succeeded', args, kwargs, scheduled_at, started_at, finished_at, "
-            "result, NULL, NULL, output FROM tasks WHERE id = ?", (task.id,))
+            "result, NULL, NULL, output FROM tasks WHERE id = ?",
+            (task.id,),
+        )
         return True
 
     async def acknowledge(self, task: Task) -> bool:
@@ -531,8 +631,11 @@ class SQLiteBackend(QueueBackend):
             while self._acks:
                 batch, self._acks = self._acks, []
                 try:
-                    results = await self._tx(lambda db, b=batch: [  # type: ignore[misc]
-                        self._ack(db, task, finished) for task, finished, _ in b])
+                    results = await self._tx(
+                        lambda db, b=batch: [  # type: ignore[misc]
+                            self._ack(db, task, finished) for task, finished, _ in b
+                        ]
+                    )
                 except Exception as exc:
                     if len(batch) > 1:  # one bad row must not fail the others: one by one
                         self._acks[:0] = batch
@@ -565,8 +668,9 @@ class SQLiteBackend(QueueBackend):
         finished = task.finished_at or time.time()
 
         def rej(db: sqlite3.Connection) -> bool:
-            row = db.execute(f"SELECT * FROM tasks WHERE {_OWNED}",
-                             (task.id, task.worker, task.deliveries)).fetchone()
+            row = db.execute(
+                f"SELECT * FROM tasks WHERE {_OWNED}", (task.id, task.worker, task.deliveries)
+            ).fetchone()
             if row is None:
                 return False
             stored = _row_task(row)
@@ -579,8 +683,13 @@ class SQLiteBackend(QueueBackend):
                     "traceback = ?, output = ?, scheduled_at = ?, started_at = NULL, "
                     "finished_at = NULL, lease_until = NULL, worker = NULL, "
                     "published_at = NULL, publish_confirmed = 0 WHERE id = ?",
-                    (task.error, task.traceback, task.output,
-                     retry_at if retry_at is not None else finished, task.id),
+                    (
+                        task.error,
+                        task.traceback,
+                        task.output,
+                        retry_at if retry_at is not None else finished,
+                        task.id,
+                    ),
                 )
             else:
                 db.execute(
@@ -619,8 +728,10 @@ class SQLiteBackend(QueueBackend):
             until = time.time() + lease
             lost = set()
             for task in tasks:
-                cur = db.execute(f"UPDATE tasks SET lease_until = ? WHERE {_OWNED}",
-                                 (until, task.id, task.worker, task.deliveries))
+                cur = db.execute(
+                    f"UPDATE tasks SET lease_until = ? WHERE {_OWNED}",
+                    (until, task.id, task.worker, task.deliveries),
+                )
                 if cur.rowcount == 0:
                     lost.add(task.id)
             return lost
@@ -673,7 +784,8 @@ class SQLiteBackend(QueueBackend):
             while priority is not None:
                 at = db.execute(
                     "SELECT MIN(scheduled_at) FROM tasks INDEXED BY tasks_pending "
-                    f"WHERE status = 'pending' AND priority = ?{where}", [priority, *params]
+                    f"WHERE status = 'pending' AND priority = ?{where}",
+                    [priority, *params],
                 ).fetchone()[0]
                 if at is not None and (earliest is None or at < earliest):
                     earliest = at
@@ -683,16 +795,19 @@ class SQLiteBackend(QueueBackend):
         return await self._call(query)
 
     async def get_queue_size(self, queue: str = "default") -> int:
-        return await self._call(lambda db: db.execute(
-            "SELECT COUNT(*) FROM tasks WHERE status = 'pending' AND queue = ?", (queue,)
-        ).fetchone()[0])
+        return await self._call(
+            lambda db: db.execute(
+                "SELECT COUNT(*) FROM tasks WHERE status = 'pending' AND queue = ?", (queue,)
+            ).fetchone()[0]
+        )
 
     async def clear(self, queue: str | None = None) -> int:
         def clr(db: sqlite3.Connection) -> int:
             if queue is None:
                 return db.execute("DELETE FROM tasks WHERE status = 'pending'").rowcount
-            return db.execute("DELETE FROM tasks WHERE status = 'pending' AND queue = ?",
-                              (queue,)).rowcount
+            return db.execute(
+                "DELETE FROM tasks WHERE status = 'pending' AND queue = ?", (queue,)
+            ).rowcount
 
         return await self._tx(clr)
 
@@ -732,10 +847,16 @@ class SQLiteBackend(QueueBackend):
         return await self._call(lambda db: [_row_task(r) for r in db.execute(sql, params)])
 
     async def cancel_task(self, task_id: str) -> bool:
-        return await self._tx(lambda db: db.execute(
-            "UPDATE tasks SET status = 'cancelled', finished_at = ?, lease_until = NULL "
-            f"WHERE id = ? AND status IN {_ACTIVE}", (time.time(), task_id)
-        ).rowcount == 1)
+        return await self._tx(
+            lambda db: (
+                db.execute(
+                    "UPDATE tasks SET status = 'cancelled', finished_at = ?, lease_until = NULL "
+                    f"WHERE id = ? AND status IN {_ACTIVE}",
+                    (time.time(), task_id),
+                ).rowcount
+                == 1
+            )
+        )
 
     async def history(self, job: str | None = None, limit: int | None = 50) -> list[Run]:
         sql = "SELECT * FROM runs"
@@ -761,12 +882,12 @@ class SQLiteBackend(QueueBackend):
                 "ELSE key END"
             )
             if task_ids is None:
-                return db.execute(f"UPDATE tasks SET {sets} WHERE status = 'dead'",
-                                  (now,)).rowcount
+                return db.execute(f"UPDATE tasks SET {sets} WHERE status = 'dead'", (now,)).rowcount
             count = 0
             for task_id in task_ids:
-                count += db.execute(f"UPDATE tasks SET {sets} WHERE id = ? AND status = 'dead'",
-                                    (now, task_id)).rowcount
+                count += db.execute(
+                    f"UPDATE tasks SET {sets} WHERE id = ? AND status = 'dead'", (now, task_id)
+                ).rowcount
             return count
 
         out = await self._tx(retry)
@@ -775,13 +896,22 @@ class SQLiteBackend(QueueBackend):
 
     async def purge_dead(self, older_than: float | None = None) -> int:
         cutoff = older_than if older_than is not None else float("inf")
-        return await self._tx(lambda db: db.execute(
-            "DELETE FROM tasks WHERE status = 'dead' AND COALESCE(finished_at, created_at) < ?",
-            (cutoff,)).rowcount)
+        return await self._tx(
+            lambda db: (
+                db.execute(
+                    "DELETE FROM tasks WHERE status = 'dead'"
+                    " AND COALESCE(finished_at, created_at) < ?",
+                    (cutoff,),
+                ).rowcount
+            )
+        )
 
     async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
-        wanted = [TaskStatus(s).value for s in statuses] if statuses else [
-            "succeeded", "dead", "cancelled"]
+        wanted = (
+            [TaskStatus(s).value for s in statuses]
+            if statuses
+            else ["succeeded", "dead", "cancelled"]
+        )
         run_statuses = [*wanted, "failed"] if "dead" in wanted else wanted
         marks = ", ".join("?" for _ in wanted)
         run_marks = ", ".join("?" for _ in run_statuses)
@@ -789,9 +919,13 @@ class SQLiteBackend(QueueBackend):
         def clean(db: sqlite3.Connection) -> int:
             count = db.execute(
                 f"DELETE FROM tasks WHERE status IN ({marks}) "
-                "AND COALESCE(finished_at, created_at) < ?", (*wanted, older_than)).rowcount
-            db.execute(f"DELETE FROM runs WHERE status IN ({run_marks}) AND finished_at < ?",
-                       (*run_statuses, older_than))
+                "AND COALESCE(finished_at, created_at) < ?",
+                (*wanted, older_than),
+            ).rowcount
+            db.execute(
+                f"DELETE FROM runs WHERE status IN ({run_marks}) AND finished_at < ?",
+                (*run_statuses, older_than),
+            )
             return count
 
         return await self._tx(clean)
@@ -812,9 +946,13 @@ class SQLiteBackend(QueueBackend):
         return await self._call(query)
 
     async def set_queue_paused(self, queue: str, paused: bool) -> None:
-        await self._tx(lambda db: db.execute(
-            "INSERT INTO queues (name, paused) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET paused = excluded.paused", (queue, int(paused))))
+        await self._tx(
+            lambda db: db.execute(
+                "INSERT INTO queues (name, paused) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET paused = excluded.paused",
+                (queue, int(paused)),
+            )
+        )
         if not paused:
             self.notify()
 
@@ -827,30 +965,37 @@ class SQLiteBackend(QueueBackend):
         def get(db: sqlite3.Connection) -> JobState:
             db.execute("INSERT OR IGNORE INTO jobs (name, first_seen) VALUES (?, ?)", (job, now))
             return self._row_state(
-                db.execute("SELECT * FROM jobs WHERE name = ?", (job,)).fetchone())
+                db.execute("SELECT * FROM jobs WHERE name = ?", (job,)).fetchone()
+            )
 
         return await self._tx(get)
 
     async def list_job_states(self) -> list[JobState]:
-        return await self._call(lambda db: [
-            self._row_state(r) for r in db.execute("SELECT * FROM jobs ORDER BY name")])
+        return await self._call(
+            lambda db: [self._row_state(r) for r in db.execute("SELECT * FROM jobs ORDER BY name")]
+        )
 
     async def set_job_paused(self, job: str, paused: bool) -> None:
-        await self._tx(lambda db: db.execute(
-            "INSERT INTO jobs (name, first_seen, paused) VALUES (?, ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET paused = excluded.paused",
-            (job, time.time(), int(paused))))
+        await self._tx(
+            lambda db: db.execute(
+                "INSERT INTO jobs (name, first_seen, paused) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET paused = excluded.paused",
+                (job, time.time(), int(paused)),
+            )
+        )
 
     async def record_fire(
         self, job: str, fire_time: float, task: Task | None, max_instances: int | None
     ) -> FireOutcome:
         def fire(db: sqlite3.Connection) -> FireOutcome:
-            db.execute("INSERT OR IGNORE INTO jobs (name, first_seen) VALUES (?, ?)",
-                       (job, fire_time))
+            db.execute(
+                "INSERT OR IGNORE INTO jobs (name, first_seen) VALUES (?, ?)", (job, fire_time)
+            )
             row = db.execute(
                 "UPDATE jobs SET last_fire = ? WHERE name = ? "
                 "AND (last_fire IS NULL OR last_fire < ?) RETURNING paused",
-                (fire_time, job, fire_time)).fetchone()
+                (fire_time, job, fire_time),
+            ).fetchone()
             if row is None:
                 return FireOutcome.DUPLICATE
             if task is None:
@@ -878,24 +1023,41 @@ class SQLiteBackend(QueueBackend):
                 "INSERT INTO processes (id, host, pid, role, started, last_beat, queues) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
                 "last_beat = excluded.last_beat",
-                (process.id, process.host, process.pid, process.role, process.started,
-                 process.last_beat, None if process.queues is None else dumps(process.queues)))
-            db.execute("DELETE FROM processes WHERE last_beat < ?",
-                       (process.last_beat - PROCESS_TTL,))
+                (
+                    process.id,
+                    process.host,
+                    process.pid,
+                    process.role,
+                    process.started,
+                    process.last_beat,
+                    None if process.queues is None else dumps(process.queues),
+                ),
+            )
+            db.execute(
+                "DELETE FROM processes WHERE last_beat < ?", (process.last_beat - PROCESS_TTL,)
+            )
 
         await self._tx(put)
 
     async def list_processes(self) -> list[Process]:
         def read(db: sqlite3.Connection) -> list[Process]:
-            return [Process(r["id"], r["host"], r["pid"], r["role"], r["started"],
-                            r["last_beat"], loads(r["queues"]))
-                    for r in db.execute("SELECT * FROM processes ORDER BY started")]
+            return [
+                Process(
+                    r["id"],
+                    r["host"],
+                    r["pid"],
+                    r["role"],
+                    r["started"],
+                    r["last_beat"],
+                    loads(r["queues"]),
+                )
+                for r in db.execute("SELECT * FROM processes ORDER BY started")
+            ]
 
         return await self._call(read)
 
     async def forget_process(self, process_id: str) -> None:
-        await self._tx(lambda db: db.execute("DELETE FROM processes WHERE id = ?",
-                                             (process_id,)))
+        await self._tx(lambda db: db.execute("DELETE FROM processes WHERE id = ?", (process_id,)))
 
     # -- migration target ----------------------------------------------------
     async def import_tasks(self, tasks: Sequence[Task]) -> int:
@@ -904,9 +1066,13 @@ class SQLiteBackend(QueueBackend):
             for task in tasks:
                 if db.execute("SELECT 1 FROM tasks WHERE id = ?", (task.id,)).fetchone():
                     continue
-                if task.key is not None and task.status in ACTIVE and db.execute(
-                        f"SELECT 1 FROM tasks WHERE key = ? AND status IN {_ACTIVE}",
-                        (task.key,)).fetchone():
+                if (
+                    task.key is not None
+                    and task.status in ACTIVE
+                    and db.execute(
+                        f"SELECT 1 FROM tasks WHERE key = ? AND status IN {_ACTIVE}", (task.key,)
+                    ).fetchone()
+                ):
                     continue  # the target already has an active task with this key
                 db.execute(_INSERT_TASK, _task_row(task))
                 added += 1
@@ -921,8 +1087,9 @@ class SQLiteBackend(QueueBackend):
             added = 0
             for run in runs:
                 if db.execute(
-                        "SELECT 1 FROM runs WHERE task_id = ? AND attempt = ? AND finished_at = ?",
-                        (run.task_id, run.attempt, run.finished_at)).fetchone():
+                    "SELECT 1 FROM runs WHERE task_id = ? AND attempt = ? AND finished_at = ?",
+                    (run.task_id, run.attempt, run.finished_at),
+                ).fetchone():
                     continue
                 db.execute(_INSERT_RUN, _run_values(run))
                 added += 1
@@ -940,28 +1107,33 @@ class SQLiteBackend(QueueBackend):
                     "last_fire = MAX(COALESCE(last_fire, excluded.last_fire), "
                     "COALESCE(excluded.last_fire, last_fire)), "
                     "paused = MAX(paused, excluded.paused)",
-                    (state.name, state.first_seen, state.last_fire, int(state.paused)))
+                    (state.name, state.first_seen, state.last_fire, int(state.paused)),
+                )
             return len(states)
 
         return await self._tx(put)
 
     async def count_active(self, job: str) -> int:
-        return await self._call(lambda db: db.execute(
-            f"SELECT COUNT(*) FROM tasks WHERE job = ? AND status IN {_ACTIVE}", (job,)
-        ).fetchone()[0])
+        return await self._call(
+            lambda db: db.execute(
+                f"SELECT COUNT(*) FROM tasks WHERE job = ? AND status IN {_ACTIVE}", (job,)
+            ).fetchone()[0]
+        )
 
     # -- delivery by a message broker (RabbitMQBackend keeps its state here) ----------
     # `published_at` stamps a pending task handed to the broker, `publish_confirmed` says the
     # broker confirmed it. A stamp never confirmed (the publisher crashed in between) is
     # claimed again after `stale` seconds, so no task is lost between the two steps.
-    async def claim_for_publish(self, now: float, limit: int = 500, *,
-                                ids: Sequence[str] | None = None,
-                                stale: float = 30.0) -> list[Task]:
+    async def claim_for_publish(
+        self, now: float, limit: int = 500, *, ids: Sequence[str] | None = None, stale: float = 30.0
+    ) -> list[Task]:
         """Atomically stamp due, pending, unpublished tasks as being published; return them.
 
         Two processes never get the same task (one UPDATE ... RETURNING)."""
-        where = ("status = 'pending' AND scheduled_at <= ? AND publish_confirmed = 0 "
-                 "AND (published_at IS NULL OR published_at < ?)")
+        where = (
+            "status = 'pending' AND scheduled_at <= ? AND publish_confirmed = 0 "
+            "AND (published_at IS NULL OR published_at < ?)"
+        )
         params: list[Any] = [now, now, now - stale]
         if ids is not None:
             if not ids:
@@ -975,7 +1147,8 @@ class SQLiteBackend(QueueBackend):
                 "UPDATE tasks SET published_at = ? WHERE rowid IN ("
                 f"SELECT rowid FROM tasks WHERE {where} "
                 "ORDER BY priority DESC, scheduled_at, rowid LIMIT ?) RETURNING rowid, *",
-                params).fetchall()
+                params,
+            ).fetchall()
             rows.sort(key=lambda r: (-r["priority"], r["scheduled_at"], r["rowid"]))
             return [_row_task(r) for r in rows]
 
@@ -984,33 +1157,51 @@ class SQLiteBackend(QueueBackend):
     async def confirm_published(self, ids: Sequence[str]) -> None:
         """The broker confirmed these tasks' messages."""
         if ids:
-            await self._tx(lambda db: db.executemany(
-                "UPDATE tasks SET publish_confirmed = 1 WHERE id = ? AND published_at IS NOT NULL",
-                [(i,) for i in ids]))
+            await self._tx(
+                lambda db: db.executemany(
+                    "UPDATE tasks SET publish_confirmed = 1"
+                    " WHERE id = ? AND published_at IS NOT NULL",
+                    [(i,) for i in ids],
+                )
+            )
 
     async def unpublish(self, ids: Sequence[str]) -> None:
         """Publishing failed: let the next pump publish these tasks again."""
         if ids:
-            await self._tx(lambda db: db.executemany(
-                "UPDATE tasks SET published_at = NULL, publish_confirmed = 0 WHERE id = ?",
-                [(i,) for i in ids]))
+            await self._tx(
+                lambda db: db.executemany(
+                    "UPDATE tasks SET published_at = NULL, publish_confirmed = 0 WHERE id = ?",
+                    [(i,) for i in ids],
+                )
+            )
 
-    async def next_publish(self, queues: Sequence[str] | None = None,
-                           stale: float = 30.0) -> float | None:
+    async def next_publish(
+        self, queues: Sequence[str] | None = None, stale: float = 30.0
+    ) -> float | None:
         """When the publish pump next has work: the earliest unpublished pending task."""
         params: list[Any] = [stale]
-        where = ("status = 'pending' AND publish_confirmed = 0 "
-                 "AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)")
+        where = (
+            "status = 'pending' AND publish_confirmed = 0 "
+            "AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)"
+        )
         if queues is not None:
             where += f" AND queue IN ({', '.join('?' for _ in queues)})"
             params.extend(queues)
-        sql = ("SELECT MIN(CASE WHEN published_at IS NULL THEN scheduled_at "
-               f"ELSE MAX(scheduled_at, published_at + ?) END) FROM tasks WHERE {where}")
+        sql = (
+            "SELECT MIN(CASE WHEN published_at IS NULL THEN scheduled_at "
+            f"ELSE MAX(scheduled_at, published_at + ?) END) FROM tasks WHERE {where}"
+        )
         return await self._call(lambda db: db.execute(sql, params).fetchone()[0])
 
-    async def claim_ids(self, ids: Sequence[str], *, lease: float, worker: str,
-                        lost: Iterable[str] = (), lost_error: str = LEASE_EXPIRED_ERROR,
-                        ) -> tuple[list[Task], list[str]]:
+    async def claim_ids(
+        self,
+        ids: Sequence[str],
+        *,
+        lease: float,
+        worker: str,
+        lost: Iterable[str] = (),
+        lost_error: str = LEASE_EXPIRED_ERROR,
+    ) -> tuple[list[Task], list[str]]:
         """Claim the named tasks for `worker` (a broker delivered them); one transaction.
 
         A due pending task becomes running, like dequeue. A task in `lost` (its message was
@@ -1029,14 +1220,16 @@ class SQLiteBackend(QueueBackend):
                     "UPDATE tasks SET status = 'running', started_at = ?, lease_until = ?, "
                     "worker = ?, deliveries = deliveries + 1 WHERE id = ? "
                     "AND status = 'pending' AND scheduled_at <= ? RETURNING *",
-                    (now, now + lease, worker, task_id, now)).fetchone()
+                    (now, now + lease, worker, task_id, now),
+                ).fetchone()
                 if row is not None:
                     claimed.append(_row_task(row))
                     continue
                 if task_id not in lost_ids:
                     continue
-                row = db.execute("SELECT * FROM tasks WHERE id = ? AND status = 'running'",
-                                 (task_id,)).fetchone()
+                row = db.execute(
+                    "SELECT * FROM tasks WHERE id = ? AND status = 'running'", (task_id,)
+                ).fetchone()
                 if row is None:
                     continue
                 task = _row_task(row)
@@ -1046,14 +1239,16 @@ class SQLiteBackend(QueueBackend):
                     db.execute(
                         "UPDATE tasks SET status = 'dead', attempt = attempt + 1, error = ?, "
                         "traceback = NULL, finished_at = ?, lease_until = NULL WHERE id = ?",
-                        (lost_error, now, task_id))
+                        (lost_error, now, task_id),
+                    )
                     dead.append(task_id)
                     continue
                 row = db.execute(
                     "UPDATE tasks SET attempt = attempt + 1, error = ?, traceback = NULL, "
                     "started_at = ?, lease_until = ?, worker = ?, deliveries = deliveries + 1 "
                     "WHERE id = ? RETURNING *",
-                    (lost_error, now, now + lease, worker, task_id)).fetchone()
+                    (lost_error, now, now + lease, worker, task_id),
+                ).fetchone()
                 claimed.append(_row_task(row))
             claimed.sort(key=lambda t: (-t.priority, t.scheduled_at, t.created_at))
             return claimed, dead

@@ -46,8 +46,12 @@ class Options:
 
         return load_manifest(path or self.manifest)
 
-    def call(self, command: str, fn: Callable[[QueueBackend], Awaitable[T]],
-             manifest: Manifest | None = None) -> T:
+    def call(
+        self,
+        command: str,
+        fn: Callable[[QueueBackend], Awaitable[T]],
+        manifest: Manifest | None = None,
+    ) -> T:
         """Run one operation against the backend, connected for just that call."""
         import asyncio
 
@@ -75,20 +79,35 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    manifest: Annotated[Path | None, typer.Option(
-        "-f", "--manifest", help="Manifest file (default: ./jobs.toml or $CHRONCTL_MANIFEST).",
-        show_default=False)] = None,
-    backend: Annotated[str | None, typer.Option(
-        "--backend", envvar="CHRONCTL_BACKEND",
-        help="Backend URL, overriding the manifest's \\[scheduler].backend.")] = None,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")
-                    ] = False,
-    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True,
-                                         help="More logging; tracebacks on errors.")] = 0,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only warnings and errors.")
-                     ] = False,
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "-f",
+            "--manifest",
+            help="Manifest file (default: ./jobs.toml or $CHRONCTL_MANIFEST).",
+            show_default=False,
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            envvar="CHRONCTL_BACKEND",
+            help="Backend URL, overriding the manifest's \\[scheduler].backend.",
+        ),
+    ] = None,
+    json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document on stdout.")
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("-v", "--verbose", count=True, help="More logging; tracebacks on errors.")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only warnings and errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """chronctl: run and inspect scheduled jobs and tasks."""

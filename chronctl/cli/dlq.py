@@ -10,8 +10,7 @@ from . import Options
 from .output import Progress, print_json, table
 from .tasks import print_task, print_tasks
 
-dlq_app = typer.Typer(help="The dead letter queue: tasks out of retries.",
-                      no_args_is_help=True)
+dlq_app = typer.Typer(help="The dead letter queue: tasks out of retries.", no_args_is_help=True)
 queues_app = typer.Typer(help="Queues with pending and running counts.", no_args_is_help=True)
 
 
@@ -24,21 +23,22 @@ def register(app: typer.Typer) -> None:
 def dlq_list(
     ctx: typer.Context,
     job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N, newest first.")
-                     ] = 100,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N, newest first.")] = 100,
 ) -> None:
     """Dead letters, newest first, with their last error."""
     from ..models import TaskStatus
 
     opts: Options = ctx.obj
-    tasks = opts.call("dlq list", lambda b: b.list_tasks(status=TaskStatus.DEAD, job=job,
-                                                         limit=limit))
+    tasks = opts.call(
+        "dlq list", lambda b: b.list_tasks(status=TaskStatus.DEAD, job=job, limit=limit)
+    )
     print_tasks(opts, tasks, "the dead letter queue is empty")
 
 
 @dlq_app.command("show")
-def dlq_show(ctx: typer.Context,
-             task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")]) -> None:
+def dlq_show(
+    ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")]
+) -> None:
     """One dead letter: error, traceback tail and output."""
     from ..admin import get_dead
 
@@ -49,8 +49,10 @@ def dlq_show(ctx: typer.Context,
 @dlq_app.command("retry")
 def dlq_retry(
     ctx: typer.Context,
-    task_ids: Annotated[list[str] | None, typer.Argument(
-        metavar="ID...", help="Dead tasks to retry.", show_default=False)] = None,
+    task_ids: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="ID...", help="Dead tasks to retry.", show_default=False),
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Retry every dead letter.")] = False,
 ) -> None:
     """Put dead tasks back to pending: same id, attempt 0, earlier runs kept in history."""
@@ -61,8 +63,9 @@ def dlq_retry(
     if bool(task_ids) == all_:
         raise UsageError("give task ids or --all")
     with Progress("retrying", opts.show_progress and all_) as bar:
-        count = opts.call("dlq retry", lambda b: retry_dead(
-            b, None if all_ else task_ids, bar.advance, bar.total))
+        count = opts.call(
+            "dlq retry", lambda b: retry_dead(b, None if all_ else task_ids, bar.advance, bar.total)
+        )
     if opts.json:
         print_json({"count": count})
     else:
@@ -72,8 +75,10 @@ def dlq_retry(
 @dlq_app.command("purge")
 def dlq_purge(
     ctx: typer.Context,
-    older_than: Annotated[str | None, typer.Option(
-        "--older-than", help="Only those dead for longer than this, e.g. 7d.")] = None,
+    older_than: Annotated[
+        str | None,
+        typer.Option("--older-than", help="Only those dead for longer than this, e.g. 7d."),
+    ] = None,
 ) -> None:
     """Delete dead letters (all, or those older than a duration)."""
     from ..admin import older_than as cutoff
@@ -98,14 +103,16 @@ def queues_list(ctx: typer.Context) -> None:
     if not queues:
         typer.echo("no queues yet")
         return
-    table(["QUEUE", "PENDING", "RUNNING", "PAUSED"],
-          [(q.name, q.pending, q.running, "[yellow]yes[/]" if q.paused else "no")
-           for q in queues])
+    table(
+        ["QUEUE", "PENDING", "RUNNING", "PAUSED"],
+        [(q.name, q.pending, q.running, "[yellow]yes[/]" if q.paused else "no") for q in queues],
+    )
 
 
 @queues_app.command("purge")
-def queues_purge(ctx: typer.Context,
-                 name: Annotated[str, typer.Argument(help="Queue name.")]) -> None:
+def queues_purge(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Queue name.")]
+) -> None:
     """Delete a queue's pending tasks (running ones finish)."""
     opts: Options = ctx.obj
     count = opts.call("queues purge", lambda b: b.clear(name))

@@ -9,8 +9,9 @@ import typer
 from . import Options
 from .output import print_json, relative, status_text, table
 
-jobs_app = typer.Typer(help="Jobs of the manifest: triggers, next fires, state.",
-                       no_args_is_help=True)
+jobs_app = typer.Typer(
+    help="Jobs of the manifest: triggers, next fires, state.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,8 +22,9 @@ def register(app: typer.Typer) -> None:
 def next_fires(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Job name.")],
-    count: Annotated[int, typer.Option("-n", "--count", min=1, max=10_000,
-                                       help="How many fire times.")] = 5,
+    count: Annotated[
+        int, typer.Option("-n", "--count", min=1, max=10_000, help="How many fire times.")
+    ] = 5,
 ) -> None:
     """The next N fire times of a job (in the job's timezone)."""
     from ..ops import job_next_fires
@@ -35,8 +37,9 @@ def next_fires(
     if not fires:
         typer.echo(f"job '{name}' has no upcoming fires")
         return
-    table(["#", "FIRE TIME", ""],
-          [(i + 1, f.isoformat(), relative(f)) for i, f in enumerate(fires)])
+    table(
+        ["#", "FIRE TIME", ""], [(i + 1, f.isoformat(), relative(f)) for i, f in enumerate(fires)]
+    )
 
 
 @jobs_app.command("list")
@@ -52,7 +55,17 @@ def list_jobs(ctx: typer.Context) -> None:
     if opts.json:
         print_json([r.to_public() for r in rows])
         return
-    table(["JOB", "TRIGGER", "NEXT FIRE", "PAUSED", "LAST RUN", "LAST STATUS"],
-          [(r.name, r.trigger or "-", relative(r.next_fire) if r.next_fire else "-",
-            "yes" if r.paused else "no", relative(r.last_run) if r.last_run else "-",
-            status_text(r.last_status)) for r in rows])
+    table(
+        ["JOB", "TRIGGER", "NEXT FIRE", "PAUSED", "LAST RUN", "LAST STATUS"],
+        [
+            (
+                r.name,
+                r.trigger or "-",
+                relative(r.next_fire) if r.next_fire else "-",
+                "yes" if r.paused else "no",
+                relative(r.last_run) if r.last_run else "-",
+                status_text(r.last_status),
+            )
+            for r in rows
+        ],
+    )

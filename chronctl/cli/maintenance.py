@@ -21,10 +21,16 @@ def register(app: typer.Typer) -> None:
 
 def cleanup(
     ctx: typer.Context,
-    older_than: Annotated[str, typer.Option(
-        "--older-than", help="Delete finished tasks and history older than this, e.g. 7d.")],
-    status: Annotated[str | None, typer.Option(
-        "--status", help="Only these finished statuses: succeeded,dead,cancelled.")] = None,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than", help="Delete finished tasks and history older than this, e.g. 7d."
+        ),
+    ],
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only these finished statuses: succeeded,dead,cancelled."),
+    ] = None,
 ) -> None:
     """Delete finished tasks and their history; prints how many tasks."""
     from ..admin import older_than as cutoff
@@ -76,10 +82,15 @@ def migrate(
     if opts.json:
         print_json(public)
     else:
-        typer.echo(f"copied {public['tasks']} task(s), {public['runs']} history row(s), "
-                   f"{public['jobs']} job state(s) to {target.display_url}"
-                   + (f"; {public['already_there']} task(s) were already there"
-                      if public["already_there"] else ""))
+        typer.echo(
+            f"copied {public['tasks']} task(s), {public['runs']} history row(s), "
+            f"{public['jobs']} job state(s) to {target.display_url}"
+            + (
+                f"; {public['already_there']} task(s) were already there"
+                if public["already_there"]
+                else ""
+            )
+        )
 
 
 def status(ctx: typer.Context) -> None:
@@ -106,23 +117,41 @@ def status(ctx: typer.Context) -> None:
     out = console()
     daemon = report.daemon
     uptime = f", up {relative(daemon.started).removesuffix(' ago')}" if daemon.started else ""
-    state = (f"[green]running[/] (pid {daemon.pid}{uptime})" if daemon.running
-             else "[dim]not running[/]" + (f" (stale pid {daemon.pid})" if daemon.pid else ""))
+    state = (
+        f"[green]running[/] (pid {daemon.pid}{uptime})"
+        if daemon.running
+        else "[dim]not running[/]" + (f" (stale pid {daemon.pid})" if daemon.pid else "")
+    )
     out.print(f"daemon:       {state}")
     out.print(f"backend:      {report.backend}", markup=False)
     out.print(f"dead letters: {report.dead}")
     if report.processes:
         out.print()
-        table(["PROCESS", "HOST", "PID", "ROLE", "UP", "LAST BEAT"],
-              [(p.id, p.host, p.pid, p.role, relative(p.started).removesuffix(" ago"),
-                relative(p.last_beat) if p.to_public()["alive"]
-                else f"[red]{relative(p.last_beat)} (stale)[/]") for p in report.processes])
+        table(
+            ["PROCESS", "HOST", "PID", "ROLE", "UP", "LAST BEAT"],
+            [
+                (
+                    p.id,
+                    p.host,
+                    p.pid,
+                    p.role,
+                    relative(p.started).removesuffix(" ago"),
+                    relative(p.last_beat)
+                    if p.to_public()["alive"]
+                    else f"[red]{relative(p.last_beat)} (stale)[/]",
+                )
+                for p in report.processes
+            ],
+        )
     if report.queues:
         out.print()
-        table(["QUEUE", "PENDING", "RUNNING", "PAUSED"],
-              [(q.name, q.pending, q.running, "yes" if q.paused else "no")
-               for q in report.queues])
+        table(
+            ["QUEUE", "PENDING", "RUNNING", "PAUSED"],
+            [(q.name, q.pending, q.running, "yes" if q.paused else "no") for q in report.queues],
+        )
     if report.running:
         out.print()
-        table(["RUNNING TASK", "JOB", "STARTED", "WORKER"],
-              [(t.id, t.job, relative(t.started_at), t.worker) for t in report.running])
+        table(
+            ["RUNNING TASK", "JOB", "STARTED", "WORKER"],
+            [(t.id, t.job, relative(t.started_at), t.worker) for t in report.running],
+        )

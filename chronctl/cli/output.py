@@ -9,8 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 _STATUS_STYLE = {
-    "pending": "yellow", "running": "cyan", "succeeded": "green", "failed": "red",
-    "dead": "bold red", "cancelled": "dim",
+    "pending": "yellow",
+    "running": "cyan",
+    "succeeded": "green",
+    "failed": "red",
+    "dead": "bold red",
+    "cancelled": "dim",
 }
 
 
@@ -62,8 +66,9 @@ def status_text(status: str | None) -> str:
     return f"[{style}]{status}[/]" if style else status
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None
-          ) -> None:
+def table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None
+) -> None:
     from rich.table import Table
 
     grid = Table(title=title, box=None, header_style="bold", pad_edge=False)
@@ -72,10 +77,10 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str |
         # Ids and names are copied by operators: never wrap or cut them; only the
         # last (free text) column gives way when the terminal is narrow.
         # Only the last column gives way: every other one keeps its widest cell.
-        widest = None if last else max(
-            [len(column), *(len(_plain(row[i])) for row in rows)])
-        grid.add_column(column, no_wrap=True, overflow="ellipsis" if last else "fold",
-                        min_width=widest)
+        widest = None if last else max([len(column), *(len(_plain(row[i])) for row in rows)])
+        grid.add_column(
+            column, no_wrap=True, overflow="ellipsis" if last else "fold", min_width=widest
+        )
     for row in rows:
         grid.add_row(*("-" if cell is None else str(cell) for cell in row))
     out = console()
@@ -125,8 +130,14 @@ class Progress:
             )
             from rich.progress import Progress as Bar
 
-            self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=console(stderr=True), transient=True)
+            self._bar = Bar(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console(stderr=True),
+                transient=True,
+            )
             self._bar.__enter__()
             self._task = self._bar.add_task(self.label, total=None)
         return self

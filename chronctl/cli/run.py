@@ -20,27 +20,46 @@ def register(app: typer.Typer) -> None:
 
 def run(
     ctx: typer.Context,
-    manifest: Annotated[Path | None, typer.Argument(
-        help="Manifest file (overrides -f).", show_default=False)] = None,
-    daemon: Annotated[bool, typer.Option(
-        "--daemon", help="Detach, write the pidfile, log to log_file.")] = False,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", min=1, help="Concurrent tasks in this process.")] = None,
-    queues: Annotated[str | None, typer.Option(
-        "--queues", help="Comma-separated queues to take tasks from (default: all).")] = None,
-    role: Annotated[str, typer.Option(
-        "--role", help="all, scheduler (fire triggers only) or worker (run tasks only).")
-    ] = "all",
-    once: Annotated[bool, typer.Option(
-        "--once", help="Fire what is due now, run every due task, wait for them, exit.")
+    manifest: Annotated[
+        Path | None, typer.Argument(help="Manifest file (overrides -f).", show_default=False)
+    ] = None,
+    daemon: Annotated[
+        bool, typer.Option("--daemon", help="Detach, write the pidfile, log to log_file.")
     ] = False,
-    log_format: Annotated[str, typer.Option(
-        "--log-format", help="text or json (one object per line).")] = "text",
-    metrics_port: Annotated[int | None, typer.Option(
-        "--metrics-port", min=0, max=65535,
-        help="Serve Prometheus metrics on this port (needs chronctl\\[metrics]).")] = None,
-    metrics_addr: Annotated[str, typer.Option(
-        "--metrics-addr", help="Address for --metrics-port.")] = "127.0.0.1",
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Concurrent tasks in this process.")
+    ] = None,
+    queues: Annotated[
+        str | None,
+        typer.Option("--queues", help="Comma-separated queues to take tasks from (default: all)."),
+    ] = None,
+    role: Annotated[
+        str,
+        typer.Option(
+            "--role", help="all, scheduler (fire triggers only) or worker (run tasks only)."
+        ),
+    ] = "all",
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Fire what is due now, run every due task, wait for them, exit."
+        ),
+    ] = False,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="text or json (one object per line).")
+    ] = "text",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics on this port (needs chronctl\\[metrics]).",
+        ),
+    ] = None,
+    metrics_addr: Annotated[
+        str, typer.Option("--metrics-addr", help="Address for --metrics-port.")
+    ] = "127.0.0.1",
 ) -> None:
     """Start the scheduler and workers (Ctrl-C / SIGTERM = graceful stop, SIGHUP = reload)."""
     from ..errors import UsageError
@@ -56,8 +75,9 @@ def run(
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
 
     def make() -> Any:
-        return build_scheduler(loaded, backend_url=opts.backend, workers=workers,
-                               queues=queue_list, role=role)
+        return build_scheduler(
+            loaded, backend_url=opts.backend, workers=workers, queues=queue_list, role=role
+        )
 
     def reload() -> Any:
         return opts.load_manifest(path)
@@ -68,6 +88,7 @@ def run(
         configure(opts.verbosity, log_format)
         asyncio.run(make().run_once())
         return
+
     async def serve_with_metrics(scheduler: Any, on_started: Any = None) -> None:
         if metrics_port is None:
             await serve(scheduler, reload=reload, manifest=loaded, on_started=on_started)
@@ -115,8 +136,9 @@ def stop(ctx: typer.Context) -> None:
 
 def validate(
     ctx: typer.Context,
-    manifest: Annotated[Path | None, typer.Argument(
-        help="Manifest file (overrides -f).", show_default=False)] = None,
+    manifest: Annotated[
+        Path | None, typer.Argument(help="Manifest file (overrides -f).", show_default=False)
+    ] = None,
 ) -> None:
     """Check syntax, keys, triggers, timezones and entrypoints; print each job's next fire."""
     from ..errors import ManifestError
@@ -139,10 +161,18 @@ def validate(
         if report.ok:
             from .output import relative, table
 
-            table(["JOB", "TRIGGER", "NEXT FIRE", ""],
-                  [(j.name, j.trigger or "(enqueue only)",
-                    j.next_fire.isoformat() if j.next_fire else None,
-                    relative(j.next_fire) if j.next_fire else "") for j in report.jobs])
+            table(
+                ["JOB", "TRIGGER", "NEXT FIRE", ""],
+                [
+                    (
+                        j.name,
+                        j.trigger or "(enqueue only)",
+                        j.next_fire.isoformat() if j.next_fire else None,
+                        relative(j.next_fire) if j.next_fire else "",
+                    )
+                    for j in report.jobs
+                ],
+            )
             out.print(f"[green]ok[/]: {len(report.jobs)} job(s) valid")
     if not report.ok:
         raise typer.Exit(2)

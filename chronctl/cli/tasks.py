@@ -37,26 +37,40 @@ def register(app: typer.Typer) -> None:
 
 def enqueue(
     ctx: typer.Context,
-    job: Annotated[str | None, typer.Argument(
-        help="Job name from the manifest (optional with --from when each line names one).",
-        show_default=False)] = None,
-    args: Annotated[str | None, typer.Option("--args", help="Positional args, a JSON array.")
-                    ] = None,
-    kwargs: Annotated[str | None, typer.Option("--kwargs", help="Keyword args, a JSON object.")
-                      ] = None,
-    at: Annotated[str | None, typer.Option("--at", help="Run at this ISO 8601 time.")] = None,
-    in_: Annotated[str | None, typer.Option("--in", help="Run after this delay, e.g. 10m.")
-                   ] = None,
-    priority: Annotated[int | None, typer.Option("--priority", min=0, max=9,
-                                                 help="0..9, higher first.")] = None,
-    queue: Annotated[str | None, typer.Option("--queue", help="Queue (default: the job's).")
-                     ] = None,
-    key: Annotated[str | None, typer.Option(
-        "--key", help="Idempotency key: while a task with it is unfinished, return its id.")
+    job: Annotated[
+        str | None,
+        typer.Argument(
+            help="Job name from the manifest (optional with --from when each line names one).",
+            show_default=False,
+        ),
     ] = None,
-    from_file: Annotated[Path | None, typer.Option(
-        "--from", help="Bulk: one JSON object per line with job, args, kwargs, at, in, "
-        "priority, queue, key ('-' for stdin). All lines are checked, then stored at once.")
+    args: Annotated[
+        str | None, typer.Option("--args", help="Positional args, a JSON array.")
+    ] = None,
+    kwargs: Annotated[
+        str | None, typer.Option("--kwargs", help="Keyword args, a JSON object.")
+    ] = None,
+    at: Annotated[str | None, typer.Option("--at", help="Run at this ISO 8601 time.")] = None,
+    in_: Annotated[str | None, typer.Option("--in", help="Run after this delay, e.g. 10m.")] = None,
+    priority: Annotated[
+        int | None, typer.Option("--priority", min=0, max=9, help="0..9, higher first.")
+    ] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", help="Queue (default: the job's).")
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key", help="Idempotency key: while a task with it is unfinished, return its id."
+        ),
+    ] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Bulk: one JSON object per line with job, args, kwargs, at, in, "
+            "priority, queue, key ('-' for stdin). All lines are checked, then stored at once.",
+        ),
     ] = None,
 ) -> None:
     """Create a task of a job defined in the manifest; prints its id."""
@@ -76,11 +90,21 @@ def enqueue(
             from ..errors import UsageError
 
             raise UsageError("missing JOB (or --from FILE)")
-        tasks = [make_task(manifest, EnqueueRequest(
-            job=job, args=parse_json(args, "--args", list),
-            kwargs=parse_json(kwargs, "--kwargs", dict), at=at,
-            delay=parse_duration(in_, what="--in") if in_ is not None else None,
-            priority=priority, queue=queue, key=key))]
+        tasks = [
+            make_task(
+                manifest,
+                EnqueueRequest(
+                    job=job,
+                    args=parse_json(args, "--args", list),
+                    kwargs=parse_json(kwargs, "--kwargs", dict),
+                    at=at,
+                    delay=parse_duration(in_, what="--in") if in_ is not None else None,
+                    priority=priority,
+                    queue=queue,
+                    key=key,
+                ),
+            )
+        ]
     with Progress("enqueueing", opts.show_progress and len(tasks) > 1000) as bar:
         bar.total(len(tasks))
         results = opts.call("enqueue", lambda b: enqueue_tasks(b, tasks, bar.advance), manifest)
@@ -96,12 +120,14 @@ def enqueue(
         return
     new = sum(1 for _, c in results if c)
     existing = len(results) - new
-    typer.echo(f"enqueued {new} task(s)" + (f", {existing} already there by key"
-                                            if existing else ""))
+    typer.echo(
+        f"enqueued {new} task(s)" + (f", {existing} already there by key" if existing else "")
+    )
 
 
-def trigger(ctx: typer.Context,
-            job: Annotated[str, typer.Argument(help="Job name.", show_default=False)]) -> None:
+def trigger(
+    ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job name.", show_default=False)]
+) -> None:
     """Run a job now, outside its schedule."""
     from ..admin import EnqueueRequest, enqueue_tasks, make_task
 
@@ -141,10 +167,12 @@ def _pause(ctx: typer.Context, job: str | None, queue: str | None, paused: bool)
 
 def pause(
     ctx: typer.Context,
-    job: Annotated[str | None, typer.Argument(help="Job to stop firing.", show_default=False)
-                   ] = None,
-    queue: Annotated[str | None, typer.Option("--queue", help="Stop workers taking from it.")
-                     ] = None,
+    job: Annotated[
+        str | None, typer.Argument(help="Job to stop firing.", show_default=False)
+    ] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", help="Stop workers taking from it.")
+    ] = None,
 ) -> None:
     """Stop firing a job's trigger (pending tasks stay), or stop a queue being worked."""
     _pause(ctx, job, queue, True)
@@ -152,10 +180,10 @@ def pause(
 
 def resume(
     ctx: typer.Context,
-    job: Annotated[str | None, typer.Argument(help="Job to fire again.", show_default=False)
-                   ] = None,
-    queue: Annotated[str | None, typer.Option("--queue", help="Let workers take from it.")
-                     ] = None,
+    job: Annotated[
+        str | None, typer.Argument(help="Job to fire again.", show_default=False)
+    ] = None,
+    queue: Annotated[str | None, typer.Option("--queue", help="Let workers take from it.")] = None,
 ) -> None:
     """Restart firing a paused job, or working a paused queue."""
     _pause(ctx, job, queue, False)
@@ -163,9 +191,21 @@ def resume(
 
 # -- tasks -------------------------------------------------------------------
 
+
 def task_rows(tasks: list[Task]) -> list[tuple[Any, ...]]:
-    return [(t.id, t.job, status_text(t.status.value), t.queue, t.priority, t.attempt,
-             relative(t.scheduled_at), short(t.error, 50)) for t in tasks]
+    return [
+        (
+            t.id,
+            t.job,
+            status_text(t.status.value),
+            t.queue,
+            t.priority,
+            t.attempt,
+            relative(t.scheduled_at),
+            short(t.error, 50),
+        )
+        for t in tasks
+    ]
 
 
 TASK_COLUMNS = ["ID", "JOB", "STATUS", "QUEUE", "PRI", "ATTEMPT", "SCHEDULED", "ERROR"]
@@ -186,18 +226,26 @@ def print_task(opts: Options, task: Task) -> None:
         return
     import json
 
-    details([
-        ("id", task.id), ("job", task.job), ("status", status_text(task.status.value)),
-        ("queue", task.queue), ("priority", task.priority),
-        ("attempt", f"{task.attempt} (max retries {task.max_retries})"),
-        ("args", json.dumps(task.args)), ("kwargs", json.dumps(task.kwargs)),
-        ("key", task.key), ("scheduled", _when(task.scheduled_at)),
-        ("started", _when(task.started_at)), ("finished", _when(task.finished_at)),
-        ("duration", f"{task.duration:.3f}s" if task.duration is not None else None),
-        ("worker", task.worker), ("result", None if task.result is None
-                                  else json.dumps(task.result)),
-        ("error", task.error),
-    ])
+    details(
+        [
+            ("id", task.id),
+            ("job", task.job),
+            ("status", status_text(task.status.value)),
+            ("queue", task.queue),
+            ("priority", task.priority),
+            ("attempt", f"{task.attempt} (max retries {task.max_retries})"),
+            ("args", json.dumps(task.args)),
+            ("kwargs", json.dumps(task.kwargs)),
+            ("key", task.key),
+            ("scheduled", _when(task.scheduled_at)),
+            ("started", _when(task.started_at)),
+            ("finished", _when(task.finished_at)),
+            ("duration", f"{task.duration:.3f}s" if task.duration is not None else None),
+            ("worker", task.worker),
+            ("result", None if task.result is None else json.dumps(task.result)),
+            ("error", task.error),
+        ]
+    )
     out = console()
     if task.traceback:
         out.print("\n[bold]traceback[/]")
@@ -218,13 +266,15 @@ def _when(ts: float | None) -> str | None:
 @tasks_app.command("list")
 def list_tasks(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(
-        "--status", help="pending, running, succeeded, dead, cancelled (comma-separated).")
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status", help="pending, running, succeeded, dead, cancelled (comma-separated)."
+        ),
     ] = None,
     job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
     queue: Annotated[str | None, typer.Option("--queue", help="Only this queue.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N, newest first.")
-                     ] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N, newest first.")] = 50,
 ) -> None:
     """Tasks, newest first."""
     from ..admin import parse_statuses
@@ -233,14 +283,16 @@ def list_tasks(
     opts: Options = ctx.obj
     allowed = [s for s in TaskStatus if s is not TaskStatus.FAILED]
     statuses = parse_statuses(status, allowed)
-    tasks = opts.call("tasks list", lambda b: b.list_tasks(
-        status=statuses, job=job, queue=queue, limit=limit))
+    tasks = opts.call(
+        "tasks list", lambda b: b.list_tasks(status=statuses, job=job, queue=queue, limit=limit)
+    )
     print_tasks(opts, tasks, "no tasks")
 
 
 @tasks_app.command("show")
-def show_task(ctx: typer.Context,
-              task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")]) -> None:
+def show_task(
+    ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")]
+) -> None:
     """One task in full: args, times, result or error with traceback, output tail."""
     from ..admin import get_task
 
@@ -249,8 +301,9 @@ def show_task(ctx: typer.Context,
 
 
 @tasks_app.command("cancel")
-def cancel_task(ctx: typer.Context,
-                task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")]) -> None:
+def cancel_task(
+    ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")]
+) -> None:
     """Cancel a pending or running task (a running one is stopped at its next lease renewal)."""
     from ..admin import cancel_task as cancel
 
@@ -264,8 +317,7 @@ def cancel_task(ctx: typer.Context,
 
 def history(
     ctx: typer.Context,
-    job: Annotated[str | None, typer.Argument(help="Only this job.", show_default=False)
-                   ] = None,
+    job: Annotated[str | None, typer.Argument(help="Only this job.", show_default=False)] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most N runs.")] = 50,
 ) -> None:
     """Finished runs, newest first: job, status, start, duration, attempt, error."""
@@ -281,7 +333,18 @@ def history(
     if not runs:
         typer.echo("no finished runs")
         return
-    table(["TASK", "JOB", "STATUS", "STARTED", "DURATION", "ATTEMPT", "ERROR"],
-          [(r.task_id, r.job, status_text(str(r.status)), relative(r.started_at),
-            f"{r.duration:.3f}s" if r.duration is not None else "-", r.attempt,
-            short(r.error, 50)) for r in runs])
+    table(
+        ["TASK", "JOB", "STATUS", "STARTED", "DURATION", "ATTEMPT", "ERROR"],
+        [
+            (
+                r.task_id,
+                r.job,
+                status_text(str(r.status)),
+                relative(r.started_at),
+                f"{r.duration:.3f}s" if r.duration is not None else "-",
+                r.attempt,
+                short(r.error, 50),
+            )
+            for r in runs
+        ],
+    )

@@ -36,18 +36,25 @@ def env() -> dict[str, str]:
     return out
 
 
-def chronctl(*args: str, cwd: Path | None = None, timeout: float = 60,
-             input: str | None = None) -> subprocess.CompletedProcess[str]:
+def chronctl(
+    *args: str, cwd: Path | None = None, timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*command(), *args], cwd=cwd or ROOT, env=env(),
-        capture_output=True, text=True, timeout=timeout, input=input,
+        [*command(), *args],
+        cwd=cwd or ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
     )
 
 
 def spawn(*args: str, cwd: Path, log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
-    return subprocess.Popen([*command(), *args], cwd=cwd, env=env(),
-                            stdout=handle, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [*command(), *args], cwd=cwd, env=env(), stdout=handle, stderr=subprocess.STDOUT
+    )
 
 
 def poll(check: Callable[[], T | None], timeout: float = 30, what: str = "condition") -> T:

@@ -76,11 +76,14 @@ def test_daemon_lifecycle(project: Path) -> None:
     poll(lambda: task_status(project, first) == "succeeded", what="the enqueued task")
 
     # HUP with a new job: the daemon runs it without a restart.
-    (project / "jobs.toml").write_text(JOBS + """
+    (project / "jobs.toml").write_text(
+        JOBS
+        + """
 [jobs.late]
 entrypoint = "tests.cli.jobs_for_cli:echo"
 args = ["added by reload"]
-""")
+"""
+    )
     os.kill(pid, signal.SIGHUP)
     poll(lambda: "reloaded" in log_text(project), what="the reload")
     assert "1 added" in log_text(project)
@@ -91,10 +94,13 @@ args = ["added by reload"]
     (project / "jobs.toml").write_text(JOBS + "\n[jobs.broken\n")
     os.kill(pid, signal.SIGHUP)
     poll(lambda: "reload failed" in log_text(project), what="the failed reload")
-    (project / "jobs.toml").write_text(JOBS + """
+    (project / "jobs.toml").write_text(
+        JOBS
+        + """
 [jobs.late]
 entrypoint = "tests.cli.jobs_for_cli:echo"
-""")
+"""
+    )
     third = enqueue(project, "late", "--args", '["still running"]')
     poll(lambda: task_status(project, third) == "succeeded", what="work after a failed reload")
 
@@ -120,8 +126,9 @@ def test_stale_pidfile_is_replaced(project: Path) -> None:
     assert chronctl("stop", cwd=project).returncode == 0
 
 
-def test_pidfile_symlink_is_not_followed(project: Path, tmp_path_factory: pytest.TempPathFactory
-                                         ) -> None:
+def test_pidfile_symlink_is_not_followed(
+    project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     victim = tmp_path_factory.mktemp("victim") / "important"
     victim.write_text("keep me")
     (project / "chronctl.pid").symlink_to(victim)
@@ -133,8 +140,9 @@ def test_pidfile_symlink_is_not_followed(project: Path, tmp_path_factory: pytest
 
 
 def test_daemon_start_failure_is_reported_on_the_terminal(project: Path) -> None:
-    (project / "jobs.toml").write_text(JOBS.replace(
-        'sqlite:///state.db', 'sqlite:///missing-dir/state.db'))
+    (project / "jobs.toml").write_text(
+        JOBS.replace("sqlite:///state.db", "sqlite:///missing-dir/state.db")
+    )
     result = chronctl("run", "--daemon", cwd=project)
     assert result.returncode == 1
     assert "missing-dir" in one_error_line(result)

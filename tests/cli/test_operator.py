@@ -12,8 +12,22 @@ import pytest
 
 from .helpers import ROOT, chronctl, one_error_line
 
-TASK_KEYS = {"id", "job", "status", "queue", "priority", "attempt", "args", "kwargs",
-             "scheduled_at", "started_at", "finished_at", "duration", "result", "error"}
+TASK_KEYS = {
+    "id",
+    "job",
+    "status",
+    "queue",
+    "priority",
+    "attempt",
+    "args",
+    "kwargs",
+    "scheduled_at",
+    "started_at",
+    "finished_at",
+    "duration",
+    "result",
+    "error",
+}
 
 
 @pytest.fixture
@@ -59,15 +73,32 @@ def db_count(project: Path, where: str = "1") -> int:
 
 
 def test_enqueue_prints_id_and_key_is_idempotent(project: Path) -> None:
-    first = ok(project, "enqueue", "echo", "--args", '["a", 1]', "--kwargs", "{}",
-               "--priority", "8", "--queue", "mail", "--key", "order-42")
+    first = ok(
+        project,
+        "enqueue",
+        "echo",
+        "--args",
+        '["a", 1]',
+        "--kwargs",
+        "{}",
+        "--priority",
+        "8",
+        "--queue",
+        "mail",
+        "--key",
+        "order-42",
+    )
     assert set(first) == {"id", "created"} and first["created"] is True
     again = ok(project, "enqueue", "echo", "--args", '["other"]', "--key", "order-42")
     assert again == {"id": first["id"], "created": False}
     shown = ok(project, "tasks", "show", first["id"])
     assert set(shown) == TASK_KEYS
     assert (shown["args"], shown["priority"], shown["queue"], shown["status"]) == (
-        ["a", 1], 8, "mail", "pending")
+        ["a", 1],
+        8,
+        "mail",
+        "pending",
+    )
     plain = chronctl("enqueue", "echo", cwd=project)
     assert plain.returncode == 0 and len(plain.stdout.strip()) == 24
 
@@ -76,30 +107,36 @@ def test_enqueue_in_and_at_set_the_scheduled_time(project: Path) -> None:
     later = ok(project, "enqueue", "echo", "--in", "10m")
     at = ok(project, "enqueue", "echo", "--at", "2030-01-02T03:04:05+00:00")
     tasks = {t["id"]: t for t in ok(project, "tasks", "list")}
-    delay = (datetime.fromisoformat(tasks[later["id"]]["scheduled_at"]).timestamp()
-             - datetime.now().timestamp())
+    delay = (
+        datetime.fromisoformat(tasks[later["id"]]["scheduled_at"]).timestamp()
+        - datetime.now().timestamp()
+    )
     assert 500 < delay <= 600
     assert tasks[at["id"]]["scheduled_at"] == "2030-01-02T03:04:05+00:00"
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["enqueue", "echo", "--args", "[1,"], 2, "bad JSON in --args"),
-    (["enqueue", "echo", "--kwargs", "[1]"], 2, "--kwargs must be an object"),
-    (["enqueue", "echo", "--in", "soon"], 2, "bad --in 'soon'"),
-    (["enqueue", "echo", "--at", "tomorrow"], 2, "bad date 'tomorrow'"),
-    (["enqueue", "nope"], 1, "unknown job 'nope'"),
-    (["trigger", "nope"], 1, "unknown job 'nope'"),
-    (["pause", "nope"], 1, "unknown job 'nope'"),
-    (["tasks", "show", "0123"], 1, "task '0123' not found"),
-    (["tasks", "cancel", "0123"], 1, "task '0123' not found"),
-    (["dlq", "retry", "0123"], 1, "task '0123' not found"),
-    (["tasks", "list", "--status", "done"], 2, "bad status 'done'"),
-    (["cleanup", "--older-than", "a while"], 2, "bad --older-than"),
-    (["--backend", "memory://", "tasks", "list"], 1, "cannot reach a memory:// backend"),
-    (["--backend", "sqlite:////nonexistent/dir/x.db", "tasks", "list"], 1, "nonexistent"),
-])
-def test_user_errors_are_one_line_with_the_spec_exit_code(project: Path, args: list[str],
-                                                          code: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["enqueue", "echo", "--args", "[1,"], 2, "bad JSON in --args"),
+        (["enqueue", "echo", "--kwargs", "[1]"], 2, "--kwargs must be an object"),
+        (["enqueue", "echo", "--in", "soon"], 2, "bad --in 'soon'"),
+        (["enqueue", "echo", "--at", "tomorrow"], 2, "bad date 'tomorrow'"),
+        (["enqueue", "nope"], 1, "unknown job 'nope'"),
+        (["trigger", "nope"], 1, "unknown job 'nope'"),
+        (["pause", "nope"], 1, "unknown job 'nope'"),
+        (["tasks", "show", "0123"], 1, "task '0123' not found"),
+        (["tasks", "cancel", "0123"], 1, "task '0123' not found"),
+        (["dlq", "retry", "0123"], 1, "task '0123' not found"),
+        (["tasks", "list", "--status", "done"], 2, "bad status 'done'"),
+        (["cleanup", "--older-than", "a while"], 2, "bad --older-than"),
+        (["--backend", "memory://", "tasks", "list"], 1, "cannot reach a memory:// backend"),
+        (["--backend", "sqlite:////nonexistent/dir/x.db", "tasks", "list"], 1, "nonexistent"),
+    ],
+)
+def test_user_errors_are_one_line_with_the_spec_exit_code(
+    project: Path, args: list[str], code: int, message: str
+) -> None:
     assert message in fails(project, code, *args)
 
 
@@ -118,7 +155,8 @@ def test_bulk_enqueue_then_watch_fail_retry_and_prune(project: Path) -> None:
     created = ok(project, "enqueue", "--from", str(bulk))
     assert len(created) == 10_000 and all(c["created"] for c in created)
     assert ok(project, "queues", "list") == [
-        {"name": "default", "pending": 10_000, "running": 0, "paused": False}]
+        {"name": "default", "pending": 10_000, "running": 0, "paused": False}
+    ]
 
     ran = chronctl("run", "--once", cwd=project, timeout=240)
     assert ran.returncode == 0, ran.stderr
@@ -136,8 +174,7 @@ def test_bulk_enqueue_then_watch_fail_retry_and_prune(project: Path) -> None:
     assert len(runs) == 20 and set(runs[0]) == TASK_KEYS  # earlier runs kept
 
     assert ok(project, "queues", "purge", "default") == {"count": 10}
-    assert ok(project, "cleanup", "--older-than", "0s", "--status", "succeeded") == {
-        "count": 9_990}
+    assert ok(project, "cleanup", "--older-than", "0s", "--status", "succeeded") == {"count": 9_990}
     assert db_count(project) == 0  # purged pending ones are deleted, not kept
     assert ok(project, "dlq", "purge") == {"count": 0}
 
@@ -147,8 +184,7 @@ def test_bulk_enqueue_with_a_bad_line_stores_nothing(project: Path) -> None:
     bulk.write_text('{"job": "echo"}\n{"job": "echo", "args": [1}\n')
     assert "tasks.jsonl:2: bad JSON" in fails(project, 2, "enqueue", "--from", str(bulk))
     bulk.write_text('{"job": "echo"}\n{"job": "ghost"}\n')
-    assert "tasks.jsonl:2: unknown job 'ghost'" in fails(project, 1, "enqueue", "--from",
-                                                            str(bulk))
+    assert "tasks.jsonl:2: unknown job 'ghost'" in fails(project, 1, "enqueue", "--from", str(bulk))
     bulk.write_text('{"job": "echo", "colour": "red"}\n')
     assert "unknown field 'colour'" in fails(project, 2, "enqueue", "--from", str(bulk))
     assert not (project / "state.db").exists() or db_count(project) == 0
@@ -200,8 +236,7 @@ def test_status_reads_the_backend(project: Path) -> None:
     assert set(report) == {"running", "pid", "backend", "schedulers", "queues", "dead"}
     assert report["running"] is False and report["pid"] is None
     assert report["backend"].endswith("state.db") and report["dead"] == 0
-    assert report["queues"] == [{"name": "default", "pending": 1, "running": 0,
-                                 "paused": False}]
+    assert report["queues"] == [{"name": "default", "pending": 1, "running": 0, "paused": False}]
     assert isinstance(report["schedulers"], list)
 
 

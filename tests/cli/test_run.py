@@ -20,7 +20,8 @@ def manifest(tmp_path: Path, jobs: str, *, lease: str = "30s") -> Path:
     path.write_text(
         f'[scheduler]\nbackend = "sqlite:///state.db"\nlease = "{lease}"\n'
         f'pythonpath = ["{ROOT}"]\nshutdown_timeout = "5s"\n\n'
-        '[defaults]\nretry_delay = "0s"\n\n' + jobs)
+        '[defaults]\nretry_delay = "0s"\n\n' + jobs
+    )
     return path
 
 
@@ -39,9 +40,12 @@ def task_row(db: Path, task_id: str) -> sqlite3.Row | None:
 
 
 def test_run_once_runs_due_tasks_and_exits(tmp_path: Path) -> None:
-    path = manifest(tmp_path, '[jobs.echo]\nentrypoint = "tests.cli.jobs_for_cli:echo"\n\n'
-                              '[jobs.fail]\nentrypoint = "tests.cli.jobs_for_cli:fail"\n'
-                              'retry_delay = "1h"\n')
+    path = manifest(
+        tmp_path,
+        '[jobs.echo]\nentrypoint = "tests.cli.jobs_for_cli:echo"\n\n'
+        '[jobs.fail]\nentrypoint = "tests.cli.jobs_for_cli:fail"\n'
+        'retry_delay = "1h"\n',
+    )
     ok, bad = Task(job="echo", args=[{"n": 1}]), Task(job="fail", args=["nope"])
     later = Task(job="echo", args=[2], scheduled_at=4_000_000_000.0)
     chronctl("validate", str(path))  # creates nothing; the db comes with the first run
@@ -53,14 +57,18 @@ def test_run_once_runs_due_tasks_and_exits(tmp_path: Path) -> None:
     ok_row, bad_row, later_row = (task_row(db, t.id) for t in (ok, bad, later))
     assert ok_row and (ok_row["status"], ok_row["result"]) == ("succeeded", '{"n":1}')
     assert bad_row and (bad_row["status"], bad_row["attempt"], bad_row["error"]) == (
-        "pending", 1, "RuntimeError: nope")
+        "pending",
+        1,
+        "RuntimeError: nope",
+    )
     assert later_row and later_row["status"] == "pending"
 
 
 def test_ctrl_c_stops_gracefully(tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
-    path = manifest(tmp_path, f'[jobs.tick]\ncommand = ["sh", "-c", "echo tick >> {out}"]\n'
-                              'every = "100ms"\n')
+    path = manifest(
+        tmp_path, f'[jobs.tick]\ncommand = ["sh", "-c", "echo tick >> {out}"]\nevery = "100ms"\n'
+    )
     proc = spawn("run", str(path), cwd=tmp_path, log=tmp_path / "run.log")
     try:
         poll(lambda: out.exists() and len(out.read_text().splitlines()) >= 3, what="3 ticks")
@@ -76,8 +84,9 @@ def test_ctrl_c_stops_gracefully(tmp_path: Path) -> None:
 
 def test_task_of_a_killed_worker_runs_again_after_restart(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
-    path = manifest(tmp_path, '[jobs.slow]\nentrypoint = "tests.cli.jobs_for_cli:crash_once"\n',
-                    lease="1s")
+    path = manifest(
+        tmp_path, '[jobs.slow]\nentrypoint = "tests.cli.jobs_for_cli:crash_once"\n', lease="1s"
+    )
     db = tmp_path / "state.db"
     victim = Task(job="slow", args=[str(marker)])
     enqueue(db, victim)
@@ -94,8 +103,10 @@ def test_task_of_a_killed_worker_runs_again_after_restart(tmp_path: Path) -> Non
 
     second = spawn("run", str(path), cwd=tmp_path, log=tmp_path / "second.log")
     try:
-        poll(lambda: (r := task_row(db, victim.id)) and r["status"] == "succeeded",
-             what="the task to run again")
+        poll(
+            lambda: (r := task_row(db, victim.id)) and r["status"] == "succeeded",
+            what="the task to run again",
+        )
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=20) == 0
     finally:
@@ -104,6 +115,7 @@ def test_task_of_a_killed_worker_runs_again_after_restart(tmp_path: Path) -> Non
     row = task_row(db, victim.id)
     assert row and (row["result"], row["attempt"]) == ('"recovered"', 1)
     with sqlite3.connect(db) as conn:
-        runs = conn.execute("SELECT status, error FROM runs WHERE task_id = ? ORDER BY id",
-                            (victim.id,)).fetchall()
+        runs = conn.execute(
+            "SELECT status, error FROM runs WHERE task_id = ? ORDER BY id", (victim.id,)
+        ).fetchall()
     assert runs == [("failed", LEASE_EXPIRED_ERROR), ("succeeded", None)]

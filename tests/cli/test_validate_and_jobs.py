@@ -39,14 +39,17 @@ def test_example_manifest_validates_with_next_fires() -> None:
     [
         ("[jobs.a\nentrypoint = 1", "jobs.toml:1"),
         ('[jobs.a]\nentrypoint = "x:y"\ncron = "61 * * * *"\n', "job 'a', key 'cron'"),
-        ('[jobs.a]\nentrypoint = "x:y"\ncron = "* * * * *"\ntimezone = "Mars/Olympus"\n',
-         "unknown timezone 'Mars/Olympus'"),
+        (
+            '[jobs.a]\nentrypoint = "x:y"\ncron = "* * * * *"\ntimezone = "Mars/Olympus"\n',
+            "unknown timezone 'Mars/Olympus'",
+        ),
         ('[jobs.a]\nentrypoint = "x:y"\nretries = 3\n', "did you mean 'max_retries'"),
         ('[jobs.a]\nentrypoint = "x:y"\nevery = "soon"\n', "key 'every'"),
     ],
 )
-def test_broken_manifests_give_one_line_and_exit_2(tmp_path: Path, text: str,
-                                                   expected: str) -> None:
+def test_broken_manifests_give_one_line_and_exit_2(
+    tmp_path: Path, text: str, expected: str
+) -> None:
     path = write(tmp_path, text)
     result = chronctl("validate", str(path))
     assert result.returncode == 2
@@ -54,8 +57,10 @@ def test_broken_manifests_give_one_line_and_exit_2(tmp_path: Path, text: str,
 
 
 def test_manifest_errors_show_the_line(tmp_path: Path) -> None:
-    path = write(tmp_path, '[scheduler]\ntimezone = "UTC"\n\n[jobs.a]\n'
-                           'entrypoint = "x:y"\ncron = "0 0 30 2 *"\n')
+    path = write(
+        tmp_path,
+        '[scheduler]\ntimezone = "UTC"\n\n[jobs.a]\nentrypoint = "x:y"\ncron = "0 0 30 2 *"\n',
+    )
     line = one_error_line(chronctl("validate", str(path)))
     assert f"{path}:6" in line and "never fires" in line
 
@@ -76,13 +81,16 @@ def test_entrypoint_that_does_not_import_fails_validate(tmp_path: Path) -> None:
 
 
 def test_jobs_next_across_dst(tmp_path: Path) -> None:
-    path = write(tmp_path, '[jobs.nightly]\ncommand = ["true"]\ncron = "30 2 * * *"\n'
-                           'timezone = "America/New_York"\n')
+    path = write(
+        tmp_path,
+        '[jobs.nightly]\ncommand = ["true"]\ncron = "30 2 * * *"\ntimezone = "America/New_York"\n',
+    )
     result = chronctl("-f", str(path), "--json", "jobs", "next", "nightly", "-n", "3")
     assert result.returncode == 0, result.stderr
     fires = json.loads(result.stdout)
-    assert len(fires) == 3 and all(f.endswith(("T02:30:00-05:00", "T02:30:00-04:00",
-                                               "T03:00:00-04:00")) for f in fires)
+    assert len(fires) == 3 and all(
+        f.endswith(("T02:30:00-05:00", "T02:30:00-04:00", "T03:00:00-04:00")) for f in fires
+    )
 
 
 def test_jobs_next_unknown_job_exits_1() -> None:
@@ -92,15 +100,24 @@ def test_jobs_next_unknown_job_exits_1() -> None:
 
 
 def test_jobs_list_json_shape(tmp_path: Path) -> None:
-    manifest = (ROOT / "jobs.example.toml").read_text().replace(
-        'backend = "sqlite:///chronctl.db"', f'backend = "sqlite:///{tmp_path}/x.db"')
+    manifest = (
+        (ROOT / "jobs.example.toml")
+        .read_text()
+        .replace('backend = "sqlite:///chronctl.db"', f'backend = "sqlite:///{tmp_path}/x.db"')
+    )
     manifest = manifest.replace('pythonpath = ["."]', f'pythonpath = ["{ROOT}"]')
     path = write(tmp_path, manifest)
     result = chronctl("-f", str(path), "--json", "jobs", "list")
     assert result.returncode == 0, result.stderr
     rows = {r["name"]: r for r in json.loads(result.stdout)}
-    assert set(rows["heartbeat"]) == {"name", "trigger", "next_fire", "paused", "last_status",
-                                      "last_run"}
+    assert set(rows["heartbeat"]) == {
+        "name",
+        "trigger",
+        "next_fire",
+        "paused",
+        "last_status",
+        "last_run",
+    }
     assert rows["heartbeat"]["trigger"] == "every 10s"
     assert rows["cleanup_logs"]["trigger"] == "cron 0 2 * * *"
     assert rows["send_email"]["trigger"] is None and rows["send_email"]["next_fire"] is None
@@ -108,8 +125,7 @@ def test_jobs_list_json_shape(tmp_path: Path) -> None:
 
 def test_credentials_never_printed(tmp_path: Path) -> None:
     path = write(tmp_path, '[jobs.a]\ncommand = ["true"]\n')
-    result = chronctl("-f", str(path), "--backend", "bogus://admin:hunter2@db:1/0",
-                      "jobs", "list")
+    result = chronctl("-f", str(path), "--backend", "bogus://admin:hunter2@db:1/0", "jobs", "list")
     assert result.returncode == 2
     line = one_error_line(result)
     assert "hunter2" not in line and "***@db" in line

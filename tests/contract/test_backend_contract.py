@@ -25,7 +25,12 @@ async def test_roundtrip_keeps_args_and_kwargs(backend: QueueBackend) -> None:
     assert created and task_id == t.id
     [got] = await backend.dequeue(5, worker="w1")
     assert (got.id, got.args, got.kwargs, got.queue, got.priority) == (
-        t.id, [1, "two", [3]], {"a": {"b": None}}, "q", 7)
+        t.id,
+        [1, "two", [3]],
+        {"a": {"b": None}},
+        "q",
+        7,
+    )
     assert got.status is TaskStatus.RUNNING and got.worker == "w1" and got.deliveries == 1
     assert await backend.dequeue(5) == []
 
@@ -43,16 +48,17 @@ async def test_running_tasks_are_listed_by_status_queue_and_job(backend: QueueBa
     assert [t.id for t in running] == [b1.id, a1.id]  # newest first
     assert all(t.status is TaskStatus.RUNNING and t.worker == "w" for t in running)
     assert [t.id for t in await backend.list_tasks(status=TaskStatus.RUNNING, queue="qa")] == [
-        a1.id]
-    assert [t.id for t in await backend.list_tasks(status=TaskStatus.RUNNING, job="jb")] == [
-        b1.id]
+        a1.id
+    ]
+    assert [t.id for t in await backend.list_tasks(status=TaskStatus.RUNNING, job="jb")] == [b1.id]
     assert [t.id for t in await backend.list_tasks()] == [waiting.id, b1.id, a1.id]
     by_id = {t.id: t for t in claimed}
     by_id[a1.id].finished_at = time.time()
     assert await backend.acknowledge(by_id[a1.id])
     assert [t.id for t in await backend.list_tasks(status=TaskStatus.RUNNING)] == [b1.id]
-    assert [t.id for t in await backend.list_tasks(
-        status=[TaskStatus.RUNNING, TaskStatus.SUCCEEDED])] == [b1.id, a1.id]
+    assert [
+        t.id for t in await backend.list_tasks(status=[TaskStatus.RUNNING, TaskStatus.SUCCEEDED])
+    ] == [b1.id, a1.id]
 
 
 async def test_priority_then_time_then_fifo(backend: QueueBackend) -> None:
@@ -123,19 +129,23 @@ async def test_acknowledge_records_success_and_history(backend: QueueBackend) ->
     assert stored.attempt == 0 and stored.finished_at is not None
     [run] = await backend.history()
     assert (run.task_id, run.status, run.attempt, run.result) == (
-        t.id, TaskStatus.SUCCEEDED, 0, [4, "four"])
+        t.id,
+        TaskStatus.SUCCEEDED,
+        0,
+        [4, "four"],
+    )
 
 
-async def test_concurrent_acknowledgements_each_get_their_own_answer(
-        backend: QueueBackend) -> None:
+async def test_concurrent_acknowledgements_each_get_their_own_answer(backend: QueueBackend) -> None:
     # Backends may commit acknowledgements together; each caller still gets its own outcome.
     await backend.enqueue_many([task(args=[i]) for i in range(5)])
     claimed = await claim_all(backend)
     stale = Task.from_record({**claimed[0].to_record(), "deliveries": 99})
     for i, t in enumerate(claimed):
         t.result = i
-    outcomes = await asyncio.gather(backend.acknowledge(stale),
-                                    *(backend.acknowledge(t) for t in claimed[1:]))
+    outcomes = await asyncio.gather(
+        backend.acknowledge(stale), *(backend.acknowledge(t) for t in claimed[1:])
+    )
     assert outcomes == [False, True, True, True, True]
     assert not await backend.acknowledge(claimed[1])  # already finished
     runs = await backend.history(limit=None)
@@ -155,7 +165,10 @@ async def test_reject_with_requeue_waits_for_retry_at(backend: QueueBackend) -> 
     stored = await backend.get_task(t.id)
     assert stored is not None
     assert (stored.status, stored.attempt, stored.error) == (
-        TaskStatus.PENDING, 1, "ValueError: boom")
+        TaskStatus.PENDING,
+        1,
+        "ValueError: boom",
+    )
     assert stored.scheduled_at == pytest.approx(retry_at)
     assert await backend.dequeue(1) == []  # not due yet
     assert not await backend.reject(got, requeue=False)  # no longer running: ignored
@@ -204,7 +217,10 @@ async def test_expired_lease_comes_back_then_dead_letters(backend: QueueBackend)
     stored = await backend.get_task(t.id)
     assert stored is not None
     assert (stored.status, stored.attempt, stored.error) == (
-        TaskStatus.PENDING, 1, LEASE_EXPIRED_ERROR)
+        TaskStatus.PENDING,
+        1,
+        LEASE_EXPIRED_ERROR,
+    )
     [second] = await backend.dequeue(1, lease=0, worker="crashed-again")
     assert second.deliveries == 2
     # The first worker's late outcome must not overwrite the newer delivery.
@@ -280,19 +296,25 @@ async def test_queue_filter_size_and_clear(backend: QueueBackend) -> None:
 
 async def test_record_fire_is_exactly_once(backend: QueueBackend) -> None:
     fire = time.time() - 1
-    outcomes = await asyncio.gather(*(
-        backend.record_fire("cronjob", fire, task("cronjob", key=f"cronjob@{fire}"), 1)
-        for _ in range(5)))
+    outcomes = await asyncio.gather(
+        *(
+            backend.record_fire("cronjob", fire, task("cronjob", key=f"cronjob@{fire}"), 1)
+            for _ in range(5)
+        )
+    )
     assert sorted(outcomes) == sorted([FireOutcome.ENQUEUED] + [FireOutcome.DUPLICATE] * 4)
     assert await backend.record_fire("cronjob", fire - 60, task("cronjob"), 1) is (
-        FireOutcome.DUPLICATE)
+        FireOutcome.DUPLICATE
+    )
     # The first fire's task is still pending: max_instances=1 skips the next one.
     assert await backend.record_fire("cronjob", fire + 60, task("cronjob"), 1) is (
-        FireOutcome.SKIPPED)
+        FireOutcome.SKIPPED
+    )
     assert await backend.record_fire("cronjob", fire + 120, None, 1) is FireOutcome.MISSED
     await backend.set_job_paused("cronjob", True)
     assert await backend.record_fire("cronjob", fire + 180, task("cronjob"), None) is (
-        FireOutcome.PAUSED)
+        FireOutcome.PAUSED
+    )
     assert len(await backend.list_tasks(job="cronjob")) == 1
     state = await backend.job_state("cronjob", time.time())
     assert state.paused and state.last_fire == pytest.approx(fire + 180)
@@ -344,8 +366,16 @@ async def test_import_is_idempotent_and_keeps_state(backend: QueueBackend) -> No
 
     pending = task(args=[1], priority=7, key="k1")
     dead = task(status=TaskStatus.DEAD, attempt=3, error="boom")
-    run = Run(task_id=dead.id, job="j", queue="default", attempt=3, status=TaskStatus.FAILED,
-              started_at=10.0, finished_at=11.0, error="boom")
+    run = Run(
+        task_id=dead.id,
+        job="j",
+        queue="default",
+        attempt=3,
+        status=TaskStatus.FAILED,
+        started_at=10.0,
+        finished_at=11.0,
+        error="boom",
+    )
     state = JobState("nightly", first_seen=100.0, last_fire=500.0, paused=True)
     for _ in range(2):
         assert await backend.import_tasks([pending, dead]) in (2, 0)
@@ -374,7 +404,9 @@ async def test_process_heartbeats(backend: QueueBackend) -> None:
     await backend.beat(b)
     got = await backend.list_processes()
     assert [(p.id, p.host, p.pid, p.role, p.last_beat, p.queues) for p in got] == [
-        ("a", "host1", 11, "all", 100.0, None), ("b", "host2", 22, "worker", 260.0, ["mail"])]
+        ("a", "host1", 11, "all", 100.0, None),
+        ("b", "host2", 22, "worker", 260.0, ["mail"]),
+    ]
     await backend.forget_process("a")
     assert [p.id for p in await backend.list_processes()] == ["b"]
     # A day of silence: forgotten at the next beat of anyone.

@@ -94,8 +94,7 @@ def chaos_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
         need_service("RabbitMQ", up, why)
         name = f"chaos-{uuid.uuid4().hex[:8]}"
-        url = (f"amqp://guest:guest@127.0.0.1:5672/%2F?queue_name={name}"
-               f"&exchange_name={name}")
+        url = f"amqp://guest:guest@127.0.0.1:5672/%2F?queue_name={name}&exchange_name={name}"
         STATE[url] = f"sqlite:///{tmp_path / 'state.db'}"
         if request.param == "rabbitmq-redis":  # the several-hosts deployment
             from ..conftest import REDIS_URL
@@ -138,8 +137,10 @@ def test_kill_9_chaos_loses_nothing(tmp_path: Path, chaos_url: str) -> None:
     asyncio.run(_enqueue(url, [*tasks, crasher]))
 
     rng = random.Random(7)
-    procs = [spawn("run", str(path), "--role", "worker", cwd=tmp_path,
-                   log=tmp_path / f"w{i}.log") for i in range(2)]
+    procs = [
+        spawn("run", str(path), "--role", "worker", cwd=tmp_path, log=tmp_path / f"w{i}.log")
+        for i in range(2)
+    ]
     kills = 0
     deadline = time.monotonic() + 180
     try:
@@ -153,8 +154,14 @@ def test_kill_9_chaos_loses_nothing(tmp_path: Path, chaos_url: str) -> None:
             procs[victim].send_signal(signal.SIGKILL)
             procs[victim].wait()
             kills += 1
-            procs[victim] = spawn("run", str(path), "--role", "worker", cwd=tmp_path,
-                                  log=tmp_path / f"w{victim}.{kills}.log")
+            procs[victim] = spawn(
+                "run",
+                str(path),
+                "--role",
+                "worker",
+                cwd=tmp_path,
+                log=tmp_path / f"w{victim}.{kills}.log",
+            )
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -167,8 +174,10 @@ def test_kill_9_chaos_loses_nothing(tmp_path: Path, chaos_url: str) -> None:
     runs = Counter(out.read_text().split())
     lost = [t.args[1] for t in tasks if runs[t.args[1]] == 0]
     duplicates = sum(n - 1 for n in runs.values() if n > 1)
-    print(f"\nchaos {url.split(':')[0]}: tasks={count} kills={kills} lost={len(lost)} "
-          f"duplicates={duplicates}")
+    print(
+        f"\nchaos {url.split(':')[0]}: tasks={count} kills={kills} lost={len(lost)} "
+        f"duplicates={duplicates}"
+    )
     assert lost == []
     final = asyncio.run(_statuses(url))
     assert final == Counter({"succeeded": count, "dead": 1})  # nothing stuck running
@@ -199,8 +208,10 @@ every = "1s"
         stopped_at = time.time()
         time.sleep(5)  # the suspension itself is what is being tested
         proc.send_signal(signal.SIGCONT)
-        poll(lambda: any(float(t) > stopped_at + 5 for t in out.read_text().split()),
-             what="a run after the resume")
+        poll(
+            lambda: any(float(t) > stopped_at + 5 for t in out.read_text().split()),
+            what="a run after the resume",
+        )
         time.sleep(2.5)  # let the regular cadence resume for two more ticks
     finally:
         proc.send_signal(signal.SIGTERM)

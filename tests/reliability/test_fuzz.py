@@ -22,25 +22,56 @@ from chronctl.manifest import JOB_KEYS, SCHEDULER_KEYS, parse_manifest
 pytestmark = pytest.mark.reliability
 
 scalars = st.one_of(
-    st.text(max_size=30), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+    st.text(max_size=30),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True),
     st.booleans(),
-    st.sampled_from(["0 2 * * *", "*/5 * * * *", "@daily", "61 * * * *", "10m", "-1s",
-                     "1.5h", "America/New_York", "Nowhere/City", "pkg.mod:func", "m:f",
-                     "sqlite:///x.db", "redis://u:p@h/0", "100/s", "0/s", "exponential",
-                     "process", "2026-12-24T18:00:00", "forbid", "skip"]))
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-    max_leaves=8)
-job_tables = st.dictionaries(st.sampled_from([*JOB_KEYS, "colour", "cronn"]), values,
-                             max_size=6)
-documents = st.fixed_dictionaries({}, optional={
-    "scheduler": st.dictionaries(st.sampled_from([*SCHEDULER_KEYS, "worker"]), values,
-                                 max_size=4),
-    "defaults": st.dictionaries(st.sampled_from(["queue", "priority", "timeout", "retries"]),
-                                values, max_size=3),
-    "jobs": st.dictionaries(st.text(min_size=1, max_size=10), job_tables, max_size=3),
-    "extra": values,
-})
+    st.sampled_from(
+        [
+            "0 2 * * *",
+            "*/5 * * * *",
+            "@daily",
+            "61 * * * *",
+            "10m",
+            "-1s",
+            "1.5h",
+            "America/New_York",
+            "Nowhere/City",
+            "pkg.mod:func",
+            "m:f",
+            "sqlite:///x.db",
+            "redis://u:p@h/0",
+            "100/s",
+            "0/s",
+            "exponential",
+            "process",
+            "2026-12-24T18:00:00",
+            "forbid",
+            "skip",
+        ]
+    ),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+job_tables = st.dictionaries(st.sampled_from([*JOB_KEYS, "colour", "cronn"]), values, max_size=6)
+documents = st.fixed_dictionaries(
+    {},
+    optional={
+        "scheduler": st.dictionaries(
+            st.sampled_from([*SCHEDULER_KEYS, "worker"]), values, max_size=4
+        ),
+        "defaults": st.dictionaries(
+            st.sampled_from(["queue", "priority", "timeout", "retries"]), values, max_size=3
+        ),
+        "jobs": st.dictionaries(st.text(min_size=1, max_size=10), job_tables, max_size=3),
+        "extra": values,
+    },
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -99,23 +130,29 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-junk = st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\0"),
-               max_size=40)
+junk = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\0"), max_size=40
+)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[
-    HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.one_of(
-    st.tuples(st.just("--args"), junk).map(lambda t: ["enqueue", "echo", *t]),
-    st.tuples(st.just("--kwargs"), junk).map(lambda t: ["enqueue", "echo", *t]),
-    st.tuples(st.just("--in"), junk).map(lambda t: ["enqueue", "echo", *t]),
-    st.tuples(st.just("--at"), junk).map(lambda t: ["enqueue", "echo", *t]),
-    junk.map(lambda s: ["tasks", "show", s]),
-    junk.map(lambda s: ["dlq", "retry", s]),
-    junk.map(lambda s: ["cleanup", "--older-than", s]),
-    junk.map(lambda s: ["--backend", s, "queues", "list"]),
-    junk.map(lambda s: ["--backend", f"redis://user:pw@{s}", "tasks", "list"]),
-))
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    st.one_of(
+        st.tuples(st.just("--args"), junk).map(lambda t: ["enqueue", "echo", *t]),
+        st.tuples(st.just("--kwargs"), junk).map(lambda t: ["enqueue", "echo", *t]),
+        st.tuples(st.just("--in"), junk).map(lambda t: ["enqueue", "echo", *t]),
+        st.tuples(st.just("--at"), junk).map(lambda t: ["enqueue", "echo", *t]),
+        junk.map(lambda s: ["tasks", "show", s]),
+        junk.map(lambda s: ["dlq", "retry", s]),
+        junk.map(lambda s: ["cleanup", "--older-than", s]),
+        junk.map(lambda s: ["--backend", s, "queues", "list"]),
+        junk.map(lambda s: ["--backend", f"redis://user:pw@{s}", "tasks", "list"]),
+    )
+)
 def test_cli_arguments_fail_in_one_line(project: Path, argv: list[str]) -> None:
     code, err = _cli(argv, project)
     assert code in (0, 1, 2), (argv, code, err)

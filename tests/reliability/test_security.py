@@ -24,26 +24,36 @@ PACKAGE = Path(chronctl.__file__).parent
 
 
 def test_no_pickle_anywhere_in_the_package() -> None:
-    banned = re.compile(r"^\s*(import|from)\s+(pickle|cPickle|dill|marshal|shelve|cloudpickle)\b",
-                        re.M)
+    banned = re.compile(
+        r"^\s*(import|from)\s+(pickle|cPickle|dill|marshal|shelve|cloudpickle)\b", re.M
+    )
     offenders = [str(p) for p in PACKAGE.rglob("*.py") if banned.search(p.read_text())]
     assert offenders == []
 
 
-@pytest.mark.parametrize("url", [
-    "redis://admin:s3cret@db.example:6379/0", "rediss://:s3cret@db.example/1",
-    "amqp://guest:s3cret@mq.example:5672/%2F", "redis+sentinel://u:s3cret@h:26379/m/0"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://admin:s3cret@db.example:6379/0",
+        "rediss://:s3cret@db.example/1",
+        "amqp://guest:s3cret@mq.example:5672/%2F",
+        "redis+sentinel://u:s3cret@h:26379/m/0",
+    ],
+)
 def test_redaction(url: str) -> None:
     shown = redact_url(url)
     assert "s3cret" not in shown and "***@" in shown
 
 
-@pytest.mark.parametrize("args", [
-    ["--backend", "redis://admin:s3cret@127.0.0.1:1/0", "tasks", "list"],
-    ["--backend", "amqp://admin:s3cret@127.0.0.1:1/", "queues", "list"],
-    ["--json", "--backend", "redis://admin:s3cret@127.0.0.1:1/0", "status"],
-    ["-v", "--backend", "redis://admin:s3cret@127.0.0.1:1/0", "dlq", "list"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--backend", "redis://admin:s3cret@127.0.0.1:1/0", "tasks", "list"],
+        ["--backend", "amqp://admin:s3cret@127.0.0.1:1/", "queues", "list"],
+        ["--json", "--backend", "redis://admin:s3cret@127.0.0.1:1/0", "status"],
+        ["-v", "--backend", "redis://admin:s3cret@127.0.0.1:1/0", "dlq", "list"],
+    ],
+)
 def test_cli_never_prints_credentials(tmp_path: Path, args: list[str]) -> None:
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode != 0
@@ -71,7 +81,8 @@ async def test_shell_job_arguments_never_reach_a_shell(tmp_path: Path) -> None:
     try:
         out = await executors.run(
             JobSpec(name="echo", command=["echo"], cwd=str(tmp_path)),
-            Task(job="echo", args=[f"; touch {marker}", "$(touch pwned2)", "`id`"]))
+            Task(job="echo", args=[f"; touch {marker}", "$(touch pwned2)", "`id`"]),
+        )
     finally:
         await executors.shutdown()
     assert not marker.exists() and not (tmp_path / "pwned2").exists()
@@ -86,5 +97,7 @@ def test_oversized_payload_is_refused_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "over the 1024 KiB limit" in lines[0]
-    assert not (tmp_path / "chronctl.db").exists() or os.path.getsize(
-        tmp_path / "chronctl.db") < 1_000_000
+    assert (
+        not (tmp_path / "chronctl.db").exists()
+        or os.path.getsize(tmp_path / "chronctl.db") < 1_000_000
+    )

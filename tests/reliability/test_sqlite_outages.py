@@ -40,25 +40,41 @@ def test_cli_enqueues_while_run_claims_without_lock_errors(tmp_path: Path) -> No
     writers = []
     try:
         for w in range(6):
-            lines = "".join(json.dumps({"job": "echo", "args": [f"{w}-{i}"]}) + "\n"
-                            for i in range(400))
+            lines = "".join(
+                json.dumps({"job": "echo", "args": [f"{w}-{i}"]}) + "\n" for i in range(400)
+            )
             (tmp_path / f"w{w}.jsonl").write_text(lines)
         for w in range(6):
-            writers.append(subprocess.Popen(
-                [*command(), "enqueue", "--from", f"w{w}.jsonl"],
-                cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                text=True))
+            writers.append(
+                subprocess.Popen(
+                    [*command(), "enqueue", "--from", f"w{w}.jsonl"],
+                    cwd=tmp_path,
+                    env=env(),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         for w in range(6, 20):  # and single enqueues racing the bulk ones
-            writers.append(subprocess.Popen(
-                [*command(), "enqueue", "echo", "--args", f'["{w}"]'],
-                cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                text=True))
+            writers.append(
+                subprocess.Popen(
+                    [*command(), "enqueue", "echo", "--args", f'["{w}"]'],
+                    cwd=tmp_path,
+                    env=env(),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         for proc in writers:
             _, err = proc.communicate(timeout=120)
             assert proc.returncode == 0, err
             assert "locked" not in err
-        poll(lambda: count(db, "status = 'succeeded'") == 6 * 400 + 14, timeout=120,
-             what="every task to run")
+        poll(
+            lambda: count(db, "status = 'succeeded'") == 6 * 400 + 14,
+            timeout=120,
+            what="every task to run",
+        )
     finally:
         runner.send_signal(signal.SIGTERM)
         runner.wait(timeout=30)
@@ -69,16 +85,20 @@ def test_cli_enqueues_while_run_claims_without_lock_errors(tmp_path: Path) -> No
 def tiny_disk(tmp_path: Path) -> Path:
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {done.stderr.strip()}")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_full_disk_is_one_clear_line_and_the_database_survives(tmp_path: Path,
-                                                              tiny_disk: Path) -> None:
+def test_full_disk_is_one_clear_line_and_the_database_survives(
+    tmp_path: Path, tiny_disk: Path
+) -> None:
     db = tiny_disk / "state.db"
     write_manifest(tmp_path, db)
     first = chronctl("--json", "enqueue", "echo", "--args", '["keep me"]', cwd=tmp_path)
@@ -94,8 +114,9 @@ def test_full_disk_is_one_clear_line_and_the_database_survives(tmp_path: Path,
         except OSError:
             pass
     bulk = tmp_path / "bulk.jsonl"
-    bulk.write_text("".join(json.dumps({"job": "echo", "args": ["y" * 2000]}) + "\n"
-                            for _ in range(2000)))
+    bulk.write_text(
+        "".join(json.dumps({"job": "echo", "args": ["y" * 2000]}) + "\n" for _ in range(2000))
+    )
     full = chronctl("enqueue", "--from", str(bulk), cwd=tmp_path)
     assert full.returncode == 1
     assert "full" in one_error_line(full)
@@ -106,8 +127,9 @@ def test_full_disk_is_one_clear_line_and_the_database_survives(tmp_path: Path,
     shown = chronctl("--json", "tasks", "show", kept, cwd=tmp_path)
     assert shown.returncode == 0 and json.loads(shown.stdout)["args"] == ["keep me"]
     # Space is back: a write that fits goes through.
-    bulk.write_text("".join(json.dumps({"job": "echo", "args": ["y" * 2000]}) + "\n"
-                            for _ in range(100)))
+    bulk.write_text(
+        "".join(json.dumps({"job": "echo", "args": ["y" * 2000]}) + "\n" for _ in range(100))
+    )
     again = chronctl("enqueue", "--from", str(bulk), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert count(db, "1") == 101
@@ -137,9 +159,16 @@ def test_two_processes_opening_a_new_file_at_once_both_succeed(tmp_path: Path) -
     failures = []
     for round_ in range(12):
         db = tmp_path / f"fresh-{round_}.db"
-        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AND_WRITE, str(db)],
-                                  env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for _ in range(2)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPEN_AND_WRITE, str(db)],
+                env=env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
         for proc in procs:
             out, err = proc.communicate(timeout=60)
             if out.strip() != "ok":

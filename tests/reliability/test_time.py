@@ -17,8 +17,9 @@ pytestmark = pytest.mark.reliability
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def make_backend(request: pytest.FixtureRequest, tmp_path: Path
-                 ) -> Iterator[Callable[[], QueueBackend]]:
+def make_backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[], QueueBackend]]:
     """Three handles on one store, as three hosts would have (RabbitMQ fires through its
     state store, so SQLite and Redis cover it)."""
     if request.param == "sqlite":
@@ -41,8 +42,7 @@ def make_backend(request: pytest.FixtureRequest, tmp_path: Path
     asyncio.run(drop())
 
 
-def test_skewed_schedulers_fire_each_minute_once(
-        make_backend: Callable[[], QueueBackend]) -> None:
+def test_skewed_schedulers_fire_each_minute_once(make_backend: Callable[[], QueueBackend]) -> None:
     asyncio.run(_skewed(make_backend))
 
 
@@ -52,8 +52,7 @@ async def _skewed(make_backend: Callable[[], QueueBackend]) -> None:
     offsets = (-30.0, 0.0, 30.0)  # three hosts: one 30 s slow, one 30 s fast
     schedulers = []
     for offset in offsets:
-        s = Scheduler(make_backend(), misfire_grace_time=120,
-                      clock=lambda o=offset: now["t"] + o)
+        s = Scheduler(make_backend(), misfire_grace_time=120, clock=lambda o=offset: now["t"] + o)
         s.job(name="minutely", cron="* * * * *", concurrency_policy="allow")(lambda: None)
         await s.backend.connect()
         schedulers.append(s)
