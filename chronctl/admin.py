@@ -21,7 +21,7 @@ from typing import Any
 from .backends.base import QueueBackend, QueueInfo
 from .durations import parse_duration
 from .errors import BackendUnavailableError, ChronctlError, TaskNotFoundError, UsageError
-from .manifest import Manifest
+from .manifest import Manifest, closest
 from .models import FINISHED, JobState, Process, Run, Task, TaskStatus
 from .scheduler import build_task
 
@@ -63,6 +63,19 @@ def open_backend(
             "process that runs it (use sqlite:// or redis:// to share state)"
         )
     return backend
+
+
+def optional_manifest(manifest_path: Path, backend_url: str | None) -> Manifest | None:
+    """The manifest, or None when `--backend` is given and there is no manifest file.
+
+    Commands that only read or change the backend work without a manifest;
+    they use it, when there is one, to know the jobs and queues it names.
+    """
+    from .manifest import load_manifest
+
+    if backend_url and not manifest_path.exists():
+        return None
+    return load_manifest(manifest_path)
 
 
 # -- parsing what operators type -------------------------------------------------
@@ -123,7 +136,7 @@ def make_task(manifest: Manifest, request: EnqueueRequest) -> Task:
 
     spec = manifest.jobs.get(request.job)
     if spec is None:
-        raise UnknownJobError(request.job)
+        raise UnknownJobError(request.job, closest(request.job, manifest.jobs))
     if request.at is not None and request.delay is not None:
         raise UsageError("give --at or --in, not both")
     return build_task(
@@ -261,6 +274,46 @@ async def retry_dead(
     return count
 
 
+# -- queues ----------------------------------------------------------------------
+
+
+def manifest_queues(manifest: Manifest | None) -> set[str]:
+    """The queues a manifest names: its jobs' queues and those its workers take from."""
+    if manifest is None:
+        return set()
+    return {spec.queue for spec in manifest.jobs.values()} | set(manifest.config.queues or ())
+
+
+async def list_queues(backend: QueueBackend, manifest: Manifest | None) -> list[QueueInfo]:
+    """Every queue the manifest uses or that holds active tasks or is paused, by name.
+
+    The backend knows queues with pending or running tasks and paused ones;
+    the manifest adds the queues its jobs use, at zero when empty, so a queue
+    does not vanish from the listing when its last task finishes or it is
+    resumed.
+    """
+    infos = {info.name: info for info in await backend.list_queues()}
+    for name in manifest_queues(manifest):
+        infos.setdefault(name, QueueInfo(name))
+    return [infos[name] for name in sorted(infos)]
+
+
+async def known_queue(backend: QueueBackend, manifest: Manifest | None, name: str) -> QueueInfo:
+    """The queue `name` as `queues list` shows it; a name it does not show is a typo."""
+    from .errors import UnknownQueueError
+
+    queues = await list_queues(backend, manifest)
+    for info in queues:
+        if info.name == name:
+            return info
+    names = [info.name for info in queues]
+    raise UnknownQueueError(name, names, closest(name, names))
+
+
+async def count_dead(backend: QueueBackend) -> int:
+    return len(await backend.list_tasks(status=TaskStatus.DEAD, limit=None))
+
+
 # -- status --------------------------------------------------------------------
 
 
@@ -389,14 +442,19 @@ __all__ = [
     "Run",
     "StatusReport",
     "cancel_task",
+    "count_dead",
     "daemon_state",
     "enqueue_tasks",
     "get_dead",
     "get_task",
+    "known_queue",
+    "list_queues",
     "make_task",
+    "manifest_queues",
     "migrate",
     "older_than",
     "open_backend",
+    "optional_manifest",
     "parse_json",
     "parse_statuses",
     "read_bulk",

@@ -65,9 +65,22 @@ class TriggerError(UsageError):
 class UnknownJobError(ChronctlError):
     """A task or command names a job the manifest does not define."""
 
-    def __init__(self, job: str) -> None:
+    def __init__(self, job: str, hint: str | None = None) -> None:
         self.job = job
-        super().__init__(f"unknown job '{job}'")
+        super().__init__(f"unknown job '{job}'" + (f" (did you mean '{hint}'?)" if hint else ""))
+
+
+class UnknownQueueError(ChronctlError):
+    """A command names a queue that no job uses and that holds no tasks: a typo, most likely."""
+
+    def __init__(self, queue: str, known: list[str], hint: str | None = None) -> None:
+        self.queue = queue
+        shown = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
+        text = f"unknown queue '{queue}'"
+        if hint:
+            text += f": did you mean '{hint}'?"
+        text += f" (known queues: {shown})" if known else " (no queue is known yet)"
+        super().__init__(text)
 
 
 class TaskNotFoundError(ChronctlError):

@@ -3,6 +3,11 @@
 A daemon's log file is reopened when logrotate moves it away
 (WatchedFileHandler), so no `copytruncate` or signal is needed, and it is
 created readable by its owner only.
+
+Log messages carry task data (errors, queue names): the text format escapes
+their control characters, so a task can neither drive the terminal tailing
+the log nor forge a second log line with a newline. JSON lines need nothing
+more: `json.dumps` escapes control characters already.
 """
 
 from __future__ import annotations
@@ -15,8 +20,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .text import safe
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT` with the message on one escaped line; a traceback keeps its lines."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        # A copy: other handlers of the same record must see the original message.
+        clean = logging.makeLogRecord(record.__dict__)
+        clean.msg, clean.args = safe(record.getMessage()), None
+        return safe(super().format(clean), lines=True)
 
 
 class JsonFormatter(logging.Formatter):
@@ -56,7 +76,7 @@ def configure(verbosity: int = 0, fmt: str = "text", file: Path | None = None) -
         handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

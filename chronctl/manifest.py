@@ -8,7 +8,9 @@ line at a time instead of reading a traceback.
 Decisions (also the user-visible rules):
 
 - Tables: `[scheduler]`, `[defaults]` and `[jobs.NAME]`; any other top-level
-  table or key is an error. Job names match `[A-Za-z0-9_.-]+`.
+  table or key is an error. Job names match `[A-Za-z0-9_.-]+`; job and queue
+  names both pass `models.check_name` (at most 200 bytes; queue names may use
+  any printable character but spaces and commas).
 - Relative paths are relative to the manifest's directory, never to the
   current directory, so `chronctl run` behaves the same from anywhere:
   `backend`/`state` as `sqlite:///rel.db` become `sqlite:////abs/dir/rel.db`
@@ -59,7 +61,7 @@ from typing import Any, NoReturn, cast
 from .durations import parse_duration
 from .errors import ManifestError, UsageError
 from .jobs import Backoff, Executor, JobSpec, RetryPolicy
-from .models import dumps
+from .models import check_name, dumps
 from .triggers import CronTrigger, DateTrigger, IntervalTrigger, Trigger, get_timezone, parse_at
 
 __all__ = ["Manifest", "SchedulerConfig", "check_entrypoints", "load_manifest", "parse_manifest"]
@@ -527,7 +529,7 @@ class _Parser:
             "pythonpath": _string_list,
             "pidfile": _string,
             "log_file": _string,
-            "queues": lambda v: _string_list(v, comma_string=True),
+            "queues": lambda v: [_queue(q) for q in _string_list(v, comma_string=True)],
             "prefetch": lambda v: _integer(v, 0),
         }
         for key, value in data.items():
@@ -558,6 +560,10 @@ class _Parser:
             self.fail(
                 "bad job name: use letters, digits, '_', '.' and '-' only", table=table, job=name
             )
+        try:
+            check_name(name, "job")  # the shared rule adds the length limit
+        except UsageError as exc:
+            self.fail(str(exc), table=table)
         if not isinstance(data, dict):
             self.fail(
                 f"must be a table ([jobs.{name}]), got {_type_name(data)}", table=table, job=name
@@ -668,7 +674,7 @@ class _Parser:
 def _setting(key: str, value: Any) -> Any:
     """Convert one key that may appear in both [defaults] and a job."""
     if key == "queue":
-        return _string(value)
+        return _queue(value)
     if key == "priority":
         return _integer(value, 0, 9)
     if key == "max_retries":
@@ -696,6 +702,10 @@ def _setting(key: str, value: Any) -> Any:
     if key == "user":
         return _user(value)
     raise AssertionError(key)  # pragma: no cover - DEFAULT_KEYS and this list agree
+
+
+def _queue(value: Any) -> str:
+    return check_name(_string(value), "queue")
 
 
 def _user(value: Any) -> str:

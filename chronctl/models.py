@@ -15,6 +15,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from .errors import UsageError
+
+#: A job or queue name's limit in UTF-8 bytes: a RabbitMQ queue name (prefix included)
+#: stops at 255, and a name is printed in every table row and log line.
+MAX_NAME_BYTES = 200
+
 
 class TaskStatus(StrEnum):
     PENDING = "pending"
@@ -32,6 +38,30 @@ ACTIVE = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
 def new_task_id() -> str:
     """Time-ordered ids sort like creation order, which keeps listings readable."""
     return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:12]}"
+
+
+def check_name(value: object, what: str) -> str:
+    """A job or queue name, checked: 1..200 bytes, printable, no spaces or commas.
+
+    One rule for both kinds of name, wherever one enters (manifest, `--queue`,
+    `enqueue --from` lines, the Python API): a name is printed in operators'
+    tables and log lines, becomes part of Redis keys and RabbitMQ queue names,
+    and `--queues a,b` splits on commas. Raises UsageError (exit 2).
+    """
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"a {what} name must be a non-empty string, not {value!r}")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        raise UsageError(
+            f"{what} name {value[:20]!r}... is {size} bytes long: the limit is {MAX_NAME_BYTES}"
+        )
+    for char in value:
+        if not char.isprintable() or char.isspace() or char == ",":
+            raise UsageError(
+                f"bad {what} name {value!r}: {char!r} is not allowed "
+                "(no control characters, spaces or commas)"
+            )
+    return value
 
 
 def iso(ts: float | None) -> str | None:

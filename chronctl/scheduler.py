@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ChronctlError, TaskNotFoundError, UnknownJobError, UsageError
 from .events import EventBus, Handler
 from .jobs import JobSpec, RetryPolicy
-from .models import FireOutcome, Process, Task, TaskStatus, iso
+from .models import FireOutcome, Process, Task, TaskStatus, check_name, iso
 from .triggers import (
     CronTrigger,
     DateTrigger,
@@ -126,6 +126,8 @@ class Scheduler:
 
     # -- jobs --------------------------------------------------------------
     def add_job(self, spec: JobSpec) -> JobSpec:
+        check_name(spec.name, "job")
+        check_name(spec.queue, "queue")
         self.jobs[spec.name] = spec
         self._next.pop(spec.name, None)
         self._triggers.pop(spec.name, None)
@@ -649,7 +651,7 @@ def build_task(
         job=spec.name,
         args=args,
         kwargs=kwargs,
-        queue=queue or spec.queue,
+        queue=check_name(queue, "queue") if queue else spec.queue,
         priority=priority,
         scheduled_at=scheduled,
         max_retries=spec.retry.max_retries,

@@ -365,13 +365,16 @@ class Worker:
     async def _failed(self, spec: JobSpec, task: Task, exc: Exception, duration: float) -> None:
         from .executors import RemoteError, ShellCommandFailed, TaskTimeout
 
+        task.output = getattr(exc, "output", None)
         if isinstance(exc, TaskTimeout | ShellCommandFailed):
-            task.error = str(exc)
+            # chronctl's own frames would be the only traceback: the exit status and the
+            # output's last line say what went wrong, the output tail says the rest.
+            task.error = _with_last_line(str(exc), task.output)
+            task.traceback = None
         else:
             task.error = f"{type(exc).__name__}: {exc}"
-        trace = exc.remote_traceback if isinstance(exc, RemoteError) else _user_traceback(exc)
-        task.traceback = trace[-TRACEBACK_TAIL:]
-        task.output = getattr(exc, "output", None)
+            trace = exc.remote_traceback if isinstance(exc, RemoteError) else _user_traceback(exc)
+            task.traceback = trace[-TRACEBACK_TAIL:]
         task.finished_at = time.time()
         retry = task.attempt < task.max_retries
         retry_at = task.finished_at + spec.retry.delay_for(task.attempt + 1) if retry else None
@@ -427,6 +430,14 @@ _ENGINE_DIRS = (
     str(Path(asyncio.__file__).resolve().parent),
     str(Path(concurrent.futures.__file__).resolve().parent.parent),
 )
+
+
+def _with_last_line(error: str, output: str | None, width: int = 200) -> str:
+    """`command exited with status 3: pg_dump: connection refused` reads in any listing."""
+    last = next((ln.strip() for ln in reversed((output or "").splitlines()) if ln.strip()), "")
+    if not last:
+        return error
+    return f"{error}: {last if len(last) <= width else last[: width - 1] + '…'}"
 
 
 def _user_traceback(exc: BaseException) -> str:

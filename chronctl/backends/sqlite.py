@@ -553,8 +553,8 @@ class SQLiteBackend(QueueBackend):
                         limit - len(picked),
                     ],
                 ).fetchall()
-            if len(wanted) > 1:
-                found.sort()
+            if len(wanted) > 1:  # merge the queues' runs (rows do not compare: sort by value)
+                found.sort(key=lambda row: (row[0], row[1]))
             picked += [rowid for _, rowid in found[: limit - len(picked)]]
             priority = db.execute(f"{top} AND priority < ?", (priority,)).fetchone()[0]
         return picked

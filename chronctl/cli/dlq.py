@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from . import Options
-from .output import Progress, print_json, table
+from .output import Progress, confirm, print_json, safe, styled, table
 from .tasks import print_task, print_tasks
 
 dlq_app = typer.Typer(help="The dead letter queue: tasks out of retries.", no_args_is_help=True)
@@ -72,6 +73,9 @@ def dlq_retry(
         typer.echo(f"retried {count} task(s)")
 
 
+YES = typer.Option("--yes", "-y", help="Do not ask for confirmation on a terminal.")
+
+
 @dlq_app.command("purge")
 def dlq_purge(
     ctx: typer.Context,
@@ -79,12 +83,21 @@ def dlq_purge(
         str | None,
         typer.Option("--older-than", help="Only those dead for longer than this, e.g. 7d."),
     ] = None,
+    yes: Annotated[bool, YES] = False,
 ) -> None:
-    """Delete dead letters (all, or those older than a duration)."""
+    """Delete dead letters (all, or those older than a duration).
+
+    Deleting all of them asks first on a terminal (not with --yes, nor when
+    stdin is not a terminal).
+    """
+    from ..admin import count_dead
     from ..admin import older_than as cutoff
 
     opts: Options = ctx.obj
     before = cutoff(older_than) if older_than else None
+    if before is None and not yes and sys.stdin.isatty():
+        dead = opts.call("dlq purge", count_dead)
+        confirm(f"Delete all {dead} dead letter(s)?", yes)
     count = opts.call("dlq purge", lambda b: b.purge_dead(before))
     if opts.json:
         print_json({"count": count})
@@ -94,9 +107,12 @@ def dlq_purge(
 
 @queues_app.command("list")
 def queues_list(ctx: typer.Context) -> None:
-    """Queues with pending and running counts and paused state."""
+    """Every queue the manifest uses or that holds tasks or is paused, with counts."""
+    from ..admin import list_queues, optional_manifest
+
     opts: Options = ctx.obj
-    queues = opts.call("queues list", lambda b: b.list_queues())
+    manifest = optional_manifest(opts.manifest, opts.backend)
+    queues = opts.call("queues list", lambda b: list_queues(b, manifest), manifest)
     if opts.json:
         print_json([q.to_public() for q in queues])
         return
@@ -105,18 +121,28 @@ def queues_list(ctx: typer.Context) -> None:
         return
     table(
         ["QUEUE", "PENDING", "RUNNING", "PAUSED"],
-        [(q.name, q.pending, q.running, "[yellow]yes[/]" if q.paused else "no") for q in queues],
+        [
+            (q.name, q.pending, q.running, styled("yes", "yellow") if q.paused else "no")
+            for q in queues
+        ],
     )
 
 
 @queues_app.command("purge")
 def queues_purge(
-    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Queue name.")]
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Queue name.")],
+    yes: Annotated[bool, YES] = False,
 ) -> None:
-    """Delete a queue's pending tasks (running ones finish)."""
+    """Delete a queue's pending tasks (running ones finish); asks first on a terminal."""
+    from ..admin import known_queue, optional_manifest
+
     opts: Options = ctx.obj
-    count = opts.call("queues purge", lambda b: b.clear(name))
+    manifest = optional_manifest(opts.manifest, opts.backend)
+    info = opts.call("queues purge", lambda b: known_queue(b, manifest, name), manifest)
+    confirm(f"Delete the {info.pending} pending task(s) of queue '{name}'?", yes)
+    count = opts.call("queues purge", lambda b: b.clear(name), manifest)
     if opts.json:
         print_json({"count": count})
     else:
-        typer.echo(f"purged {count} pending task(s) from '{name}'")
+        typer.echo(f"purged {count} pending task(s) from '{safe(name)}'")

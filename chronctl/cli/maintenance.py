@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from . import Options
-from .output import Progress, console, print_json, relative, table
+from .output import Progress, console, print_json, relative, styled, table
 
 if TYPE_CHECKING:
     from ..backends.base import QueueBackend
@@ -138,7 +138,7 @@ def status(ctx: typer.Context) -> None:
                     relative(p.started).removesuffix(" ago"),
                     relative(p.last_beat)
                     if p.to_public()["alive"]
-                    else f"[red]{relative(p.last_beat)} (stale)[/]",
+                    else styled(f"{relative(p.last_beat)} (stale)", "red"),
                 )
                 for p in report.processes
             ],

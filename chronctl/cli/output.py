@@ -1,4 +1,13 @@
-"""The one place that prints: rich tables on a terminal, or one JSON document."""
+"""The one place that prints: rich tables on a terminal, or one JSON document.
+
+Cells and detail values are plain text by default: whatever a task carried
+(an error, a queue name, args, a command's output) is shown with its control
+characters escaped (`\\x1b`, not ESC) and its square brackets literal, so no
+task can move the cursor, set the window title or restyle the operator's
+terminal, and a `[/]` in an exception message cannot crash rich. Styling is
+opt-in: a cell is styled only when the code passes a rich `Text` (`styled`,
+`status_text`), never when a string happens to look like markup.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,12 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..text import safe
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 _STATUS_STYLE = {
     "pending": "yellow",
@@ -36,8 +50,45 @@ def console(stderr: bool = False) -> Any:
 
 def error(message: str) -> None:
     """One line, always: control characters a user typed are shown escaped."""
-    safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
-    sys.stderr.write(f"chronctl: {safe}\n")
+    sys.stderr.write(f"chronctl: {safe(message)}\n")
+
+
+def note(message: str) -> None:
+    """A remark beside the result (stdout stays what scripts capture), on stderr."""
+    error(message)
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before deleting, when a person is at the terminal.
+
+    `--yes` and a stdin that is not a terminal (cron, scripts, pipes) go
+    ahead without asking: a prompt nobody can answer would hang them. Any
+    answer but y/yes (an empty line, end of input) deletes nothing, exit 1.
+    """
+    from ..errors import ChronctlError
+
+    if yes or not sys.stdin.isatty():
+        return
+    sys.stderr.write(f"{safe(question)} [y/N] ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise ChronctlError("aborted: nothing was deleted")
+
+
+def styled(text: str, style: str) -> Text:
+    """A cell the code means to style (untrusted text is never parsed as markup)."""
+    from rich.text import Text
+
+    return Text(safe(text), style=style)
+
+
+def cell(value: Any) -> Text:
+    """A table or details cell: `Text` as given, anything else as escaped plain text."""
+    from rich.text import Text
+
+    if isinstance(value, Text):
+        return value
+    return Text("-" if value is None else safe(value))
 
 
 def relative(ts: datetime | float | None, now: float | None = None) -> str:
@@ -59,11 +110,11 @@ def relative(ts: datetime | float | None, now: float | None = None) -> str:
     return f"in {text}" if delta > 0 else f"{text} ago"
 
 
-def status_text(status: str | None) -> str:
+def status_text(status: str | None) -> Text | str:
     if not status:
         return "-"
     style = _STATUS_STYLE.get(status)
-    return f"[{style}]{status}[/]" if style else status
+    return styled(status, style) if style else status
 
 
 def table(
@@ -77,12 +128,12 @@ def table(
         # Ids and names are copied by operators: never wrap or cut them; only the
         # last (free text) column gives way when the terminal is narrow.
         # Only the last column gives way: every other one keeps its widest cell.
-        widest = None if last else max([len(column), *(len(_plain(row[i])) for row in rows)])
+        widest = None if last else max([len(column), *(cell(row[i]).cell_len for row in rows)])
         grid.add_column(
             column, no_wrap=True, overflow="ellipsis" if last else "fold", min_width=widest
         )
     for row in rows:
-        grid.add_row(*("-" if cell is None else str(cell) for cell in row))
+        grid.add_row(*(cell(value) for value in row))
     out = console()
     fixed = sum(c.min_width or 0 for c in grid.columns) + 2 * len(columns) + 12
     # Fit the terminal by narrowing the last column; if even that cannot fit, let lines
@@ -107,8 +158,18 @@ def details(pairs: Sequence[tuple[str, Any]]) -> None:
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     for key, value in pairs:
-        grid.add_row(key, "-" if value is None or value == "" else str(value))
+        grid.add_row(key, cell(None if value == "" else value))
     console().print(grid)
+
+
+def block(title: str, text: str) -> None:
+    """A titled multi-line block (a traceback, a command's output), escaped line by line."""
+    from rich.text import Text
+
+    out = console()
+    out.print()
+    out.print(Text(title, style="bold"))
+    out.print(Text(safe(text.rstrip(), lines=True)))
 
 
 class Progress:
@@ -153,12 +214,3 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
-
-
-def _plain(cell: Any) -> str:
-    """A cell's visible text (markup like [red]...[/] takes no room)."""
-    if cell is None:
-        return "-"
-    from rich.text import Text
-
-    return Text.from_markup(str(cell)).plain if "[" in str(cell) else str(cell)

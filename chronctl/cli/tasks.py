@@ -10,10 +10,12 @@ import typer
 from . import Options
 from .output import (
     Progress,
-    console,
+    block,
     details,
+    note,
     print_json,
     relative,
+    safe,
     short,
     status_text,
     table,
@@ -113,7 +115,9 @@ def enqueue(
         if opts.json:
             print_json({"id": task_id, "created": created})
         else:
-            typer.echo(task_id if created else f"{task_id} (existing task with key '{key}')")
+            typer.echo(task_id)  # only the id: `id=$(chronctl enqueue ...)` works either way
+            if not created:
+                note(f"key '{key}' belongs to unfinished task {task_id}: nothing new enqueued")
         return
     if opts.json:
         print_json([{"id": i, "created": c} for i, c in results])
@@ -143,6 +147,7 @@ def trigger(
 
 def _pause(ctx: typer.Context, job: str | None, queue: str | None, paused: bool) -> None:
     from ..errors import UnknownJobError, UsageError
+    from ..manifest import closest
 
     opts: Options = ctx.obj
     verb = "pause" if paused else "resume"
@@ -151,18 +156,26 @@ def _pause(ctx: typer.Context, job: str | None, queue: str | None, paused: bool)
     if job is not None:
         manifest = opts.load_manifest()
         if job not in manifest.jobs:
-            raise UnknownJobError(job)
+            raise UnknownJobError(job, closest(job, manifest.jobs))
         opts.call(verb, lambda b: b.set_job_paused(job, paused), manifest)
         subject: dict[str, Any] = {"job": job}
     else:
         assert queue is not None
-        opts.call(verb, lambda b: b.set_queue_paused(queue, paused))
+        opts.call(verb, lambda b: _pause_queue(b, opts, queue, paused))
         subject = {"queue": queue}
     if opts.json:
         print_json({**subject, "paused": paused})
     else:
         what = f"job '{job}'" if job else f"queue '{queue}'"
-        typer.echo(f"{'paused' if paused else 'resumed'} {what}")
+        typer.echo(f"{'paused' if paused else 'resumed'} {safe(what)}")
+
+
+async def _pause_queue(backend: QueueBackend, opts: Options, queue: str, paused: bool) -> None:
+    """Pause or resume a queue `queues list` shows: a typo must not pause nothing, silently."""
+    from ..admin import known_queue, optional_manifest
+
+    await known_queue(backend, optional_manifest(opts.manifest, opts.backend), queue)
+    await backend.set_queue_paused(queue, paused)
 
 
 def pause(
@@ -187,6 +200,21 @@ def resume(
 ) -> None:
     """Restart firing a paused job, or working a paused queue."""
     _pause(ctx, job, queue, False)
+
+
+def _known_job(opts: Options, job: str) -> None:
+    """A job with no runs must at least be in the manifest, else it is a typo (exit 1).
+
+    A job dropped from the manifest keeps its history: only a name with
+    neither runs nor a definition is unknown.
+    """
+    from ..admin import optional_manifest
+    from ..errors import UnknownJobError
+    from ..manifest import closest
+
+    manifest = optional_manifest(opts.manifest, opts.backend)
+    if manifest is not None and job not in manifest.jobs:
+        raise UnknownJobError(job, closest(job, manifest.jobs))
 
 
 # -- tasks -------------------------------------------------------------------
@@ -246,13 +274,10 @@ def print_task(opts: Options, task: Task) -> None:
             ("error", task.error),
         ]
     )
-    out = console()
     if task.traceback:
-        out.print("\n[bold]traceback[/]")
-        out.print(task.traceback.rstrip(), markup=False, highlight=False)
+        block("traceback", task.traceback)
     if task.output:
-        out.print("\n[bold]output (tail)[/]")
-        out.print(task.output.rstrip(), markup=False, highlight=False)
+        block("output (tail)", task.output)
 
 
 def _when(ts: float | None) -> str | None:
@@ -312,7 +337,7 @@ def cancel_task(
     if opts.json:
         print_json(task.to_public())
     else:
-        typer.echo(f"cancelled {task.id}")
+        typer.echo(f"cancelled {safe(task.id)}")
 
 
 def history(
@@ -327,6 +352,8 @@ def history(
         return await backend.history(job, limit)
 
     runs = opts.call("history", read)
+    if job is not None and not runs:
+        _known_job(opts, job)
     if opts.json:
         print_json([r.to_public() for r in runs])
         return

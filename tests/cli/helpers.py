@@ -47,6 +47,8 @@ def chronctl(
         text=True,
         timeout=timeout,
         input=input,
+        # Never the terminal pytest runs in: a command that asks before deleting would wait.
+        stdin=subprocess.DEVNULL if input is None else None,
     )
 
 

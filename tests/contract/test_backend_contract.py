@@ -286,6 +286,39 @@ async def test_paused_queue_is_not_claimed(backend: QueueBackend) -> None:
     assert [t.id for t in await claim_all(backend, queues=["mail"])] == [a.id]
 
 
+async def test_list_queues_counts_active_tasks_and_keeps_paused_queues(
+    backend: QueueBackend,
+) -> None:
+    """Listed: queues with pending (due, later, awaiting a retry) or running tasks, and
+    paused ones, by name; a queue left with finished tasks only, or resumed while empty,
+    is not (`queues list` adds the manifest's queues at zero)."""
+    now = time.time()
+    later, retried = task(queue="mail", scheduled_at=now + 60), task(queue="retry", max_retries=1)
+    busy, done, cancelled = task(queue="work"), task(queue="done"), task(queue="gone")
+    await backend.enqueue_many([task(queue="mail"), later, retried, busy, done, cancelled])
+    claimed = {t.queue: t for t in await claim_all(backend, queues=["retry", "work", "done"])}
+    assert await backend.reject(claimed["retry"], requeue=True, retry_at=now + 3600)
+    assert await backend.acknowledge(claimed["done"])
+    assert await backend.cancel_task(cancelled.id)
+    await backend.set_queue_paused("idle", True)
+    await backend.set_queue_paused("was", True)
+    await backend.set_queue_paused("was", False)
+    assert [q.to_public() for q in await backend.list_queues()] == [
+        {"name": "idle", "pending": 0, "running": 0, "paused": True},
+        {"name": "mail", "pending": 2, "running": 0, "paused": False},
+        {"name": "retry", "pending": 1, "running": 0, "paused": False},
+        {"name": "work", "pending": 0, "running": 1, "paused": False},
+    ]
+
+
+async def test_claim_from_several_named_queues_keeps_the_order(backend: QueueBackend) -> None:
+    now = time.time()
+    tasks = [task(queue=q, scheduled_at=now - 10 + i) for i, q in enumerate("abab")]
+    await backend.enqueue_many([*tasks, task(queue="c", scheduled_at=now - 20)])
+    claimed = await claim_all(backend, queues=["a", "b"])
+    assert [t.id for t in claimed] == [t.id for t in tasks]
+
+
 async def test_queue_filter_size_and_clear(backend: QueueBackend) -> None:
     await backend.enqueue_many([task(queue="a") for _ in range(3)] + [task(queue="b")])
     assert await backend.get_queue_size("a") == 3
