@@ -1,15 +1,25 @@
 """Turn a crontab into a manifest: `chronctl import-crontab`.
 
-Cron runs each command line through `/bin/sh -c` with the environment lines
-above it; so does the imported job (`command = ["/bin/sh", "-c", LINE]`),
-which keeps pipes, redirections and `&&` working exactly as before.
+The imported manifest must behave as the crontab did under cron:
+
+- cron runs in the host's local zone, so the manifest gets
+  `[scheduler] timezone` = the host's zone (`TZ`, then /etc/localtime);
+  `CRON_TZ=` lines still set a job's own zone.
+- each line stays one shell line (`command = "LINE"`), which chronctl runs
+  with `/bin/sh -c` as cron does, or with the crontab's `SHELL`.
+- the text after an unescaped `%` is the whole line's stdin, as in cron.
+- a job runs in the crontab owner's home directory, as under cron.
+
 Anything that cannot be mapped is skipped with a warning naming its line,
-and the written manifest always passes `chronctl validate`.
+and the written manifest passes `chronctl validate`.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +27,7 @@ from typing import Any
 from croniter import croniter
 
 from .errors import UsageError
+from .jobs import DEFAULT_SHELL
 
 MACROS = {
     "@yearly": "@yearly",
@@ -29,6 +40,11 @@ MACROS = {
 }
 _ENV = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
 _NAME = re.compile(r"[^a-z0-9_]+")
+UTC_ALIASES = frozenset(
+    {"Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "UCT", "Universal", "Zulu"}
+)
+# Environment lines that configure cron itself rather than the job.
+CRON_ONLY_ENV = ("SHELL", "MAILTO", "CRON_TZ")
 
 
 @dataclass
@@ -43,41 +59,50 @@ class CronJob:
     timezone: str | None = None
     stdin: str | None = None
 
+    @property
+    def shell_line(self) -> str:
+        """The line as chronctl's shell runs it: stdin, if any, feeds all of it."""
+        if self.stdin is None:
+            return self.command
+        # A group, not `printf | LINE`: in `cd /x && cat > f` cron's stdin reaches
+        # `cat`, not only `cd`. Newlines keep a trailing `&` or `# comment` harmless.
+        return f"printf '%s\\n' {_sh_quote(self.stdin)} | {{\n{self.command}\n}}"
+
 
 @dataclass
 class Imported:
     jobs: list[CronJob]
     warnings: list[str]
+    timezone: str = "UTC"  # the host's: cron's schedules are in local time
 
     def manifest(self) -> dict[str, Any]:
         jobs: dict[str, Any] = {}
         for job in self.jobs:
-            shell = job.env.get("SHELL", "/bin/sh")
-            command = job.command
-            if job.stdin is not None:
-                # cron feeds the text after an unescaped % to the command's stdin
-                command = f"printf '%s\\n' {_sh_quote(job.stdin)} | {command}"
-            table: dict[str, Any] = {"command": [shell, "-c", command]}
+            table: dict[str, Any] = {"command": job.shell_line}
+            shell = job.env.get("SHELL") or DEFAULT_SHELL
+            if shell != DEFAULT_SHELL:
+                table["shell"] = shell
             if job.schedule is not None:
                 table["cron"] = job.schedule
-            env = {
-                k: v for k, v in job.env.items() if k not in ("SHELL", "MAILTO", "CRON_TZ", "TZ")
-            }
-            if env:
-                table["env"] = env
             if job.timezone:
                 table["timezone"] = job.timezone
             if job.user and job.user != "root":
-                table["user"] = job.user
+                table["user"] = job.user  # runs in that user's home
+            else:
+                table["cwd"] = "~"  # cron runs a job in its owner's home
+            env = {k: v for k, v in job.env.items() if k not in CRON_ONLY_ENV}
+            if env:
+                table["env"] = env
             jobs[job.name] = table
-        return {"jobs": jobs}
+        return {"scheduler": {"timezone": self.timezone}, "jobs": jobs}
 
     def toml(self, source: str) -> str:
         import tomli_w
 
         header = [
             f"# Imported from {source} by `chronctl import-crontab`.",
-            "# Each job runs its line through the shell, as cron did.",
+            f"# Times are in {self.timezone}, this host's zone, as under cron. Each command",
+            "# is a shell line, run with /bin/sh -c (or `shell`) in the owner's home.",
         ]
         for job in self.jobs:
             header.append(f"#   {job.name}: line {job.line}: {job.source}")
@@ -88,6 +113,85 @@ class Imported:
 
 def _sh_quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
+
+
+# -- the host's timezone -------------------------------------------------------
+
+
+def host_timezone(
+    environ: Mapping[str, str] | None = None,
+    localtime: Path = Path("/etc/localtime"),
+    timezone_file: Path = Path("/etc/timezone"),
+) -> tuple[str, str | None]:
+    """(zone, warning): `TZ`, then /etc/localtime, then /etc/timezone, else UTC."""
+    environ = os.environ if environ is None else environ
+    warning = None
+    tz = environ.get("TZ", "").strip()
+    if tz:
+        name = _zone_name(tz.removeprefix(":"))
+        if name is not None:
+            return name, None
+        warning = f"TZ='{tz}' is not a zone name chronctl knows; using {localtime}"
+    for guess in (_from_localtime(localtime), _from_timezone_file(timezone_file)):
+        if guess is not None:
+            return guess, warning
+    return "UTC", "cannot tell this host's timezone: the jobs use UTC; set [scheduler] timezone"
+
+
+def _zone_name(text: str) -> str | None:
+    """A zone name from `America/New_York` or a path into a zoneinfo directory."""
+    from .triggers import get_timezone
+
+    name = text.strip()
+    if "zoneinfo/" in name:
+        name = name.split("zoneinfo/", 1)[1].removeprefix("posix/")
+    if not name or name.startswith(("/", ".")):
+        return None
+    try:
+        get_timezone(name)
+    except UsageError:
+        return None
+    return "UTC" if name in UTC_ALIASES else name
+
+
+def _from_localtime(path: Path) -> str | None:
+    try:
+        if path.is_symlink():
+            return _zone_name(os.path.realpath(path)) or _zone_name(os.readlink(path))
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return _zone_with_bytes(data)
+
+
+def _from_timezone_file(path: Path) -> str | None:
+    try:
+        lines = path.read_text().split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return _zone_name(lines[0]) if lines else None
+
+
+def _zone_with_bytes(data: bytes) -> str | None:
+    """A copied /etc/localtime: the zone whose tzdata file it is (Area/City preferred)."""
+    import zoneinfo
+
+    matches = []
+    for base in zoneinfo.TZPATH:
+        for name in zoneinfo.available_timezones():
+            try:
+                if (Path(base) / name).read_bytes() == data:
+                    matches.append(name)
+            except OSError:
+                continue
+        if matches:
+            break
+    legacy = ("Etc/", "US/", "SystemV/", "posix/", "right/")
+    matches.sort(key=lambda n: ("/" not in n or n.startswith(legacy), n))
+    return matches[0] if matches else None
+
+
+# -- the line ----------------------------------------------------------------------
 
 
 def _split_percent(command: str) -> tuple[str, str | None]:
@@ -109,25 +213,132 @@ def _split_percent(command: str) -> tuple[str, str | None]:
     return texts[0], ("\n".join(texts[1:]) if len(texts) > 1 else None)
 
 
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return value
+def _stray_percent(command: str) -> str | None:
+    """The word holding the first unescaped % that was likely meant literally.
+
+    `mail -s hi ops%Dear ops,%...` uses % as cron means it; `date +%Y`, `-w 20%`
+    and a % inside quotes are usually a missing backslash.
+    """
+    quote = ""
+    i = 0
+    while i < len(command):
+        c = command[i]
+        if c == "\\" and quote != "'":
+            i += 2
+            continue
+        if c in "'\"" and quote in ("", c):
+            quote = "" if quote else c
+        elif c == "%":
+            start = max(command.rfind(" ", 0, i), command.rfind("\t", 0, i)) + 1
+            word = command[start:].split(None, 1)[0]
+            after = command[i + 1 : i + 2]
+            percentage = i > 0 and command[i - 1].isdigit() and (not after or after.isspace())
+            if quote or percentage or word.lstrip("'\"").startswith("+"):
+                return word
+        i += 1
+    return None
+
+
+# -- naming --------------------------------------------------------------------------
+
+# Commands that guard or prepare the real work: `test -x X || ...`, `cd /d && ...`.
+GUARDS = frozenset({"test", "[", "[[", "cd", "true", "false", ":", "sleep", "exit", "export"})
+# Wrappers: the real command follows their options, (options taking a value), and
+# for some one positional value (flock's lock file, timeout's duration).
+WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
+    "nice": (frozenset({"-n"}), 0),
+    "ionice": (frozenset({"-c", "-n", "-p"}), 0),
+    "sudo": (frozenset({"-u", "-g"}), 0),
+    "env": (frozenset({"-u"}), 0),
+    "timeout": (frozenset({"-s", "-k"}), 1),
+    "flock": (frozenset({"-w", "-E"}), 1),
+    "setlock": (frozenset(), 1),
+    "nohup": (frozenset(), 0),
+    "exec": (frozenset(), 0),
+    "time": (frozenset(), 0),
+    "chronic": (frozenset(), 0),
+    "cronic": (frozenset(), 0),
+}
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh"})
+# Programs whose first argument is the work: `python3 x.py`, `run-parts /etc/cron.daily`.
+RUNNERS = SHELLS | {"python", "python3", "perl", "ruby", "php", "node", "run-parts"}
+# Programs whose subcommand says what they do: `./manage.py clearsessions`.
+DISPATCHERS = frozenset({"manage", "artisan", "console", "rake", "rails", "drush", "wp", "make"})
+_OPERATORS = frozenset({"&&", "||", ";", "|", "&", "(", ")", ";;", "|&", "{", "}"})
+_REDIRECTS = re.compile(r"^\d*(>>?|<<?|>&|<&|&>>?|>\|)$")
+
+
+def _words(command: str) -> list[list[str]]:
+    """The line's simple commands, as words, without redirections."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        tokens = list(lexer)
+    except ValueError:
+        tokens = command.split()
+    commands: list[list[str]] = [[]]
+    skip = False
+    for token in tokens:
+        if skip:
+            skip = False
+        elif token in _OPERATORS:
+            commands.append([])
+        elif _REDIRECTS.match(token):
+            skip = True  # the redirection's target
+            if commands[-1] and commands[-1][-1].isdigit():
+                commands[-1].pop()  # the fd of `2>&1`
+        else:
+            commands[-1].append(token)
+    return [c for c in commands if c]
+
+
+def _program(word: str) -> str:
+    name = Path(word).name
+    for ext in (".sh", ".py", ".pl", ".rb", ".php", ".bash"):
+        name = name.removesuffix(ext)
+    return _NAME.sub("_", name.lower()).strip("_")
+
+
+def _unwrap(words: list[str]) -> list[str]:
+    """Drop leading `VAR=value` words and wrappers such as `nice -n 10` or `flock L`."""
+    while words and (_ENV.match(words[0]) or Path(words[0]).name in WRAPPERS):
+        if _ENV.match(words[0]):
+            words = words[1:]
+            continue
+        with_value, positional = WRAPPERS[Path(words[0]).name]
+        words = words[1:]
+        while words and (words[0].startswith("-") or _ENV.match(words[0])):
+            words = words[2:] if words[0] in with_value else words[1:]
+        words = words[positional:]
+    return words
+
+
+def _name_of(words: list[str]) -> str | None:
+    """A name for one simple command, or None for a guard such as `test -x ...`."""
+    words = _unwrap(words)
+    if not words or Path(words[0]).name in GUARDS:
+        return None
+    head, rest = Path(words[0]).name, words[1:]
+    if head in SHELLS and "-c" in rest[:-1]:
+        return _line_name(rest[rest.index("-c") + 1])
+    arguments = [w for w in rest if not w.startswith("-")]
+    if head in RUNNERS and arguments:
+        return _name_of(arguments)
+    program = _program(words[0])
+    if program in DISPATCHERS and arguments:
+        return f"{program}_{_program(arguments[0])}".strip("_")
+    return program or None
+
+
+def _line_name(command: str) -> str:
+    """The first command doing the work, not the guard or `cd` before it."""
+    simple = _words(command)
+    names = [n for n in (_name_of(w) for w in simple) if n]
+    return names[0] if names else (_program(simple[0][0]) if simple else "")
 
 
 def _job_name(command: str, taken: set[str]) -> str:
-    words = [w for w in re.split(r"\s+", command.strip()) if w and "=" not in w]
-    skip = {"cd", "test", "[", "nice", "ionice", "flock", "timeout", "sudo", "env", "-n", "-c"}
-    base = ""
-    for word in words:
-        word = word.strip("()&|;'\"")
-        if not word or word in skip or word.startswith("-") or word.startswith("/dev/"):
-            continue
-        base = _NAME.sub("_", Path(word).name.lower()).strip("_")
-        if base:
-            break
-    base = base or "job"
+    base = _line_name(command) or "job"
     name, n = base, 2
     while name in taken:
         name, n = f"{base}_{n}", n + 1
@@ -135,15 +346,35 @@ def _job_name(command: str, taken: set[str]) -> str:
     return name
 
 
-def parse_crontab(text: str, source: str = "crontab", system: bool | None = None) -> Imported:
-    """Parse a user crontab, or /etc/crontab and cron.d files (with a user column)."""
+# -- parsing ---------------------------------------------------------------------------
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def parse_crontab(
+    text: str, source: str = "crontab", system: bool | None = None, timezone: str | None = None
+) -> Imported:
+    """Parse a user crontab, or /etc/crontab and cron.d files (with a user column).
+
+    `timezone` is the zone cron ran in; None: this host's (`TZ`, /etc/localtime).
+    """
     env: dict[str, str] = {}
     jobs: list[CronJob] = []
     warnings: list[str] = []
     taken: set[str] = set()
-    timezone: str | None = None
+    cron_tz: str | None = None
+    if timezone is None:
+        timezone, warning = host_timezone()
+        if warning:
+            warnings.append(warning)
     if system is None:
         system = _looks_system(text)
+    checker = _SyntaxChecker(warnings)
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         where = f"{source}:{number}"
@@ -157,13 +388,13 @@ def parse_crontab(text: str, source: str = "crontab", system: bool | None = None
             and not line.startswith("*")
         ):
             key, value = match.group(1), _unquote(match.group(2))
-            if key == "MAILTO":
+            if key == "MAILTO" and value:  # MAILTO="" turns mail off: nothing to say
                 warnings.append(
-                    f"{where}: MAILTO={value or '(empty)'}: chronctl sends no "
-                    "mail; add an on_failure job that mails or calls a webhook"
+                    f"{where}: MAILTO={value}: chronctl sends no mail; set on_failure "
+                    "in [defaults] to a job that mails or calls a webhook"
                 )
             elif key in ("CRON_TZ", "TZ"):
-                timezone = _valid_timezone(value, where, warnings)
+                cron_tz = _valid_timezone(value, where, warnings, timezone)
             env[key] = value
             continue
         fields = line.split(None, 5 if not line.startswith("@") else 1)
@@ -193,36 +424,70 @@ def parse_crontab(text: str, source: str = "crontab", system: bool | None = None
                 warnings.append(f"{where}: expected a user and a command: line skipped")
                 continue
             user, rest = parts
-        command, stdin = _split_percent(rest.strip())
-        if not command.strip():
+        rest = rest.strip()
+        stray = _stray_percent(rest)
+        if stray is not None:
+            warnings.append(
+                f"{where}: unescaped % in '{stray}' ends the command there (cron feeds "
+                "the rest to stdin): write \\% for a literal %"
+            )
+        command, stdin = _split_percent(rest)
+        command = command.strip()
+        if not command:
             warnings.append(f"{where}: no command: line skipped")
             continue
-        name = _job_name(command, taken)
         job = CronJob(
-            name=name,
+            name="",
             schedule=schedule,
-            command=command.strip(),
+            command=command,
             line=number,
             source=line,
             env=dict(env),
             user=user,
-            timezone=timezone,
+            timezone=cron_tz,
             stdin=stdin,
         )
+        problem = checker.problem(job)
+        if problem is not None:
+            warnings.append(f"{where}: {problem}: line skipped (it fails every run under cron)")
+            continue
+        job.name = _job_name(command, taken)
         if schedule is None:
             warnings.append(
-                f"{where}: @reboot has no chronctl trigger: job '{name}' has none; "
-                f"run `chronctl trigger {name}` from a boot-time unit"
+                f"{where}: @reboot has no chronctl trigger: job '{job.name}' has none; "
+                f"run `chronctl trigger {job.name}` from a boot-time unit"
             )
         if user and user != "root":
             warnings.append(
-                f"{where}: job '{name}' runs as '{user}': chronctl must run as root for that"
+                f"{where}: job '{job.name}' runs as '{user}': chronctl must run as root for that"
             )
         jobs.append(job)
-    return Imported(jobs, warnings)
+    return Imported(jobs, warnings, timezone)
 
 
-def _valid_timezone(value: str, where: str, warnings: list[str]) -> str | None:
+class _SyntaxChecker:
+    """Asks the line's shell whether it parses; a shell missing here is said once."""
+
+    def __init__(self, warnings: list[str]) -> None:
+        self.warnings = warnings
+        self.missing: set[str] = set()
+
+    def problem(self, job: CronJob) -> str | None:
+        from .jobs import JobSpec
+        from .manifest import shell_problem
+
+        shell = job.env.get("SHELL") or DEFAULT_SHELL
+        # The line as written: the stdin wrapper is chronctl's, not the user's to debug.
+        found = shell_problem(JobSpec(name="cron", command=job.command, shell=shell))
+        if found is None or not found.startswith("shell '"):
+            return found
+        if shell not in self.missing:
+            self.missing.add(shell)
+            self.warnings.append(f"SHELL={shell}: {found} on this host")
+        return None
+
+
+def _valid_timezone(value: str, where: str, warnings: list[str], host: str) -> str | None:
     from .triggers import get_timezone
 
     if not value:
@@ -230,7 +495,7 @@ def _valid_timezone(value: str, where: str, warnings: list[str]) -> str | None:
     try:
         get_timezone(value)
     except Exception:
-        warnings.append(f"{where}: unknown timezone '{value}': the jobs below use UTC")
+        warnings.append(f"{where}: unknown timezone '{value}': the jobs below use {host}")
         return None
     return value
 

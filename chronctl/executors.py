@@ -160,20 +160,22 @@ async def _with_timeout(awaitable: Any, timeout: float | None) -> Any:
 
 
 async def run_command(spec: JobSpec, task: Task) -> ExecutionResult:
-    """argv, never a shell string: task args are appended as arguments, not interpolated."""
-    assert spec.command is not None
-    argv = [*spec.command, *(_arg(a) for a in task.args)]
+    """A list is exec'd, a string runs in `shell -c`; task args are always separate
+    arguments (`$1`, `$2`, ... of a shell line), never spliced into the command."""
+    argv = spec.argv([_arg(a) for a in task.args])
     env = {**os.environ, **spec.env} if spec.env else None
     identity: dict[str, Any] = {}
+    cwd = spec.cwd
     if spec.user is not None:
-        env, identity = _as_user(spec.user, env)
+        env, identity, home = _as_user(spec.user, env, spec.shell)
+        cwd = cwd or home
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            cwd=spec.cwd,
+            cwd=cwd,
             env=env,
             start_new_session=True,
             **identity,
@@ -213,17 +215,22 @@ async def run_command(spec: JobSpec, task: Task) -> ExecutionResult:
     return ExecutionResult(result={"returncode": 0}, output=output)
 
 
-def _as_user(name: str, env: dict[str, str] | None) -> tuple[dict[str, str], dict[str, Any]]:
-    """What cron gives a user's job: their uid, groups, HOME, USER, LOGNAME and SHELL."""
+def _as_user(
+    name: str, env: dict[str, str] | None, shell: str
+) -> tuple[dict[str, str], dict[str, Any], str | None]:
+    """What cron gives a user's job: their uid, groups, HOME, USER and LOGNAME, and
+    their home as working directory; SHELL is the job's shell, not the login shell
+    (a system user's login shell is often nologin)."""
     import pwd
 
     entry = pwd.getpwnam(name)
     merged = dict(os.environ if env is None else env)
-    merged.update(HOME=entry.pw_dir, USER=name, LOGNAME=name, SHELL=entry.pw_shell or "/bin/sh")
+    merged.update(HOME=entry.pw_dir, USER=name, LOGNAME=name, SHELL=shell)
+    home = entry.pw_dir if entry.pw_dir and os.path.isdir(entry.pw_dir) else None
     if entry.pw_uid == os.geteuid():
-        return merged, {}
+        return merged, {}, home
     groups = [g.gr_gid for g in _groups_of(name)]
-    return merged, {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": groups}
+    return merged, {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": groups}, home
 
 
 def _groups_of(name: str) -> list[Any]:

@@ -17,6 +17,7 @@ from .triggers import Trigger
 
 Executor = Literal["auto", "async", "thread", "process"]
 Backoff = Literal["exponential", "fixed"]
+DEFAULT_SHELL = "/bin/sh"
 
 
 @dataclass(slots=True)
@@ -45,7 +46,8 @@ class JobSpec:
     name: str
     entrypoint: str | None = None
     func: Callable[..., Any] | None = None
-    command: list[str] | None = None
+    # A list is exec'd as it is; a string is a shell line run by `shell -c`.
+    command: list[str] | str | None = None
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
     trigger: Trigger | None = None
@@ -67,10 +69,23 @@ class JobSpec:
     concurrency_policy: str | None = None  # forbid | allow | replace (max_instances alias)
     catchup: str | None = None  # skip | once | all (misfire policy alias)
     user: str | None = None  # shell jobs: run as this user (chronctl must be root)
+    shell: str = DEFAULT_SHELL  # runs a string command, as cron's SHELL does
 
     @property
     def is_shell(self) -> bool:
         return self.command is not None
+
+    def argv(self, args: list[str]) -> list[str]:
+        """What to exec: task args are arguments, never text spliced into a shell line.
+
+        A string command gets them as `$1`, `$2`, ...; `$0` is the job's name,
+        so the shell's own error messages say which job failed.
+        """
+        if isinstance(self.command, str):
+            return [self.shell, "-c", self.command, self.name, *args]
+        if self.command is None:
+            raise ManifestError("has no command", job=self.name)
+        return [*self.command, *args]
 
     @property
     def effective_max_instances(self) -> int | None:

@@ -20,16 +20,23 @@ Decisions (also the user-visible rules):
 - `[defaults]` holds every per-job setting that can sensibly be shared:
   queue, priority, max_retries, retry_backoff, retry_delay, retry_max_delay,
   timeout, max_instances, jitter, executor, misfire_grace_time, coalesce,
-  timezone and rate_limit. A job's own key wins. A job's timezone falls back
-  to `[defaults].timezone`, then `[scheduler].timezone`.
+  timezone, rate_limit, on_failure, concurrency_policy, catchup, user and
+  shell. A job's own key wins. A job's timezone falls back to
+  `[defaults].timezone`, then `[scheduler].timezone`, then UTC (cron would
+  use the host's zone; a manifest says its zone so it means the same on every
+  host, and `import-crontab` writes the host's zone for that reason).
+- `on_failure` from `[defaults]` skips the job it names (an alert is not its
+  own alert); `on_failure = ""` opts a job out.
 - `timeout = 0` means no limit (JobSpec.timeout is None); the built-in
   default is 10 minutes. Durations go through parse_duration, so NaN and
   infinity are refused.
-- `command` is a list of strings, or one string split with `shlex.split`
-  (POSIX shell quoting, no variable expansion, no shell): write
-  `command = ["sh", "-c", "a | b"]` when you need a shell.
-  `executor = "process"` is refused for a command (it already runs in its
-  own process).
+- `command` is a list of strings, exec'd without a shell, or one string: a
+  shell line run with `/bin/sh -c` (or the job's `shell`), as crontab does,
+  so `>`, `|` and `&&` mean what they mean in a crontab. Task args reach a
+  shell line only as `$1`, `$2`, ... (see JobSpec.argv). Whether the line
+  parses (`sh -n`) is checked only by `check_commands`, which `validate`
+  calls. `executor = "process"` is refused for a command (it already runs in
+  its own process).
 - `rate_limit` is "COUNT/PERIOD": "100/s", "10/m", "5/h", "1/d" or a
   duration period like "10/30s"; it becomes `(count, per_seconds)`.
 - `at` takes an ISO 8601 string or a native TOML datetime; one without an
@@ -50,7 +57,6 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import shlex
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -60,11 +66,18 @@ from typing import Any, NoReturn, cast
 
 from .durations import parse_duration
 from .errors import ManifestError, UsageError
-from .jobs import Backoff, Executor, JobSpec, RetryPolicy
+from .jobs import DEFAULT_SHELL, Backoff, Executor, JobSpec, RetryPolicy
 from .models import check_name, dumps
 from .triggers import CronTrigger, DateTrigger, IntervalTrigger, Trigger, get_timezone, parse_at
 
-__all__ = ["Manifest", "SchedulerConfig", "check_entrypoints", "load_manifest", "parse_manifest"]
+__all__ = [
+    "Manifest",
+    "SchedulerConfig",
+    "check_commands",
+    "check_entrypoints",
+    "load_manifest",
+    "parse_manifest",
+]
 
 
 @dataclass
@@ -134,6 +147,7 @@ DEFAULT_KEYS = (
     "concurrency_policy",
     "catchup",
     "user",
+    "shell",
 )
 TRIGGER_KEYS = ("cron", "every", "at")
 JOB_KEYS = ("entrypoint", "command", "env", "cwd", *TRIGGER_KEYS, "args", "kwargs", *DEFAULT_KEYS)
@@ -637,6 +651,17 @@ class _Parser:
                 key="user",
                 job=name,
             )
+        if "shell" in data and not isinstance(command, str):
+            self.fail(
+                "'shell' applies to a string command only (a list command is exec'd "
+                "without a shell)",
+                table=table,
+                key="shell",
+                job=name,
+            )
+        on_failure = settings.get("on_failure") or None  # "" opts out
+        if "on_failure" not in data and on_failure == name:
+            on_failure = None  # the [defaults] alert job is not its own alert
         timeout = settings.get("timeout", DEFAULT_TIMEOUT)
         return JobSpec(
             name=name,
@@ -664,10 +689,11 @@ class _Parser:
             misfire_grace_time=settings.get("misfire_grace_time"),
             coalesce=settings.get("coalesce"),
             pythonpath=list(config.pythonpath),
-            on_failure=settings.get("on_failure"),
+            on_failure=on_failure,
             concurrency_policy=settings.get("concurrency_policy"),
             catchup=settings.get("catchup"),
             user=settings.get("user") if command is not None else None,
+            shell=settings.get("shell", DEFAULT_SHELL),
         )
 
 
@@ -694,7 +720,9 @@ def _setting(key: str, value: Any) -> Any:
     if key == "rate_limit":
         return _rate_limit(value)
     if key == "on_failure":
-        return _string(value)
+        return _string(value, empty=True).strip()
+    if key == "shell":
+        return _string(value).strip()
     if key == "concurrency_policy":
         return _choice(value, CONCURRENCY_POLICIES)
     if key == "catchup":
@@ -726,19 +754,17 @@ def _entrypoint(value: Any) -> str:
     return text
 
 
-def _command(value: Any) -> list[str]:
+def _command(value: Any) -> list[str] | str:
     if isinstance(value, str):
-        try:
-            parts = shlex.split(value)
-        except ValueError as exc:
-            raise _Invalid(f"cannot split command {value!r}: {exc}") from exc
-    elif isinstance(value, list):
-        parts = value
-        for item in parts:
-            if not isinstance(item, str):
-                raise _Invalid(f"expected an array of strings, found {_type_name(item)} {item!r}")
-    else:
+        if not value.strip():
+            raise _Invalid("must name a program to run")
+        return value
+    if not isinstance(value, list):
         raise _Invalid(f"expected an array of strings or a string, got {_type_name(value)}")
+    parts = value
+    for item in parts:
+        if not isinstance(item, str):
+            raise _Invalid(f"expected an array of strings, found {_type_name(item)} {item!r}")
     if not parts or not parts[0]:
         raise _Invalid("must name a program to run")
     return list(parts)
@@ -844,3 +870,66 @@ def check_entrypoints(manifest: Manifest) -> list[ManifestError]:
                 )
             )
     return errors
+
+
+# Shells whose `-n` reads a line without running it; another `shell` is only looked up.
+POSIX_SHELLS = frozenset({"sh", "bash", "dash", "ksh", "mksh", "zsh", "ash", "busybox", "yash"})
+SYNTAX_CHECK_TIMEOUT = 5.0
+
+
+def check_commands(manifest: Manifest) -> list[ManifestError]:
+    """Check every shell line as its shell would parse it, without running it.
+
+    A string command is no longer split by chronctl, so a stray quote would
+    only show at its first run (cron mails it at 3 a.m.); `validate` asks the
+    job's shell instead (`sh -n -c LINE`).
+    """
+    where = manifest.display_path
+    if where is None and manifest.path is not None:
+        where = str(manifest.path)
+    lines = _Lines(manifest.source)
+    errors: list[ManifestError] = []
+    for spec in manifest.jobs.values():
+        if not isinstance(spec.command, str):
+            continue
+        problem, key = shell_problem(spec), "command"
+        if problem is None:
+            continue
+        if problem.startswith("shell '"):  # the shell itself, not the line
+            key = "shell" if lines._key_in(("jobs", spec.name), "shell") else "command"
+        line = lines.key(("jobs", spec.name), key)
+        errors.append(ManifestError(problem, path=where, line=line, job=spec.name, key=key))
+    return errors
+
+
+def shell_problem(spec: JobSpec) -> str | None:
+    """Why the job's shell would refuse its line (None: it parses); import-crontab
+    asks too, so an imported manifest passes `validate`."""
+    import shutil
+    import subprocess
+
+    assert isinstance(spec.command, str)
+    found = shutil.which(spec.shell)
+    if found is None:
+        return f"shell '{spec.shell}' not found or not executable"
+    if Path(found).name not in POSIX_SHELLS:
+        return None
+    try:
+        checked = subprocess.run(
+            [found, "-n", "-c", spec.command, spec.name],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=SYNTAX_CHECK_TIMEOUT,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"shell '{spec.shell}' could not check the line: {exc}"
+    if checked.returncode == 0:
+        return None
+    said = [ln for ln in checked.stderr.splitlines() if ln.strip()]
+    said = [ln for ln in said if "error" in ln.lower()] or said  # bash echoes the line too
+    # "job: 1: Syntax error: ..." / "job: -c: line 1: syntax error ...": keep the reason.
+    reason = re.sub(r"^.*?(line )?\d+: ", "", said[0]) if said else "it does not parse"
+    reason = re.sub(r"^syntax error:?\s*", "", reason, flags=re.IGNORECASE)
+    return f"shell syntax error: {reason}"

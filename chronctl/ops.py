@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ManifestError, UnknownJobError
-from .manifest import Manifest, check_entrypoints
+from .manifest import Manifest, check_commands, check_entrypoints
 from .models import iso
 from .scheduler import Scheduler
 from .triggers import IntervalTrigger, get_timezone
@@ -40,6 +40,7 @@ class JobReport:
     name: str
     trigger: str | None
     next_fire: datetime | None
+    timezone: str = "UTC"
 
 
 @dataclass
@@ -57,15 +58,21 @@ class ValidationReport:
         return {
             "ok": True,
             "jobs": [
-                {"name": j.name, "next_fire": j.next_fire.isoformat() if j.next_fire else None}
+                {
+                    "name": j.name,
+                    "timezone": j.timezone,
+                    "next_fire": j.next_fire.isoformat() if j.next_fire else None,
+                }
                 for j in self.jobs
             ],
         }
 
 
 def validate_manifest(manifest: Manifest) -> ValidationReport:
-    """Everything load_manifest checks, plus that each entrypoint imports."""
-    report = ValidationReport(errors=[str(e) for e in check_entrypoints(manifest)])
+    """Everything load_manifest checks, plus that each entrypoint imports and each
+    shell line parses."""
+    problems = [*check_entrypoints(manifest), *check_commands(manifest)]
+    report = ValidationReport(errors=[str(e) for e in problems])
     now = datetime.now(UTC)
     for spec in manifest.jobs.values():
         trigger = spec.trigger
@@ -74,7 +81,8 @@ def validate_manifest(manifest: Manifest) -> ValidationReport:
         nxt = trigger.next_fire(now) if trigger else None
         if nxt is not None:
             nxt = nxt.astimezone(get_timezone(spec.timezone))
-        report.jobs.append(JobReport(spec.name, trigger.describe() if trigger else None, nxt))
+        described = trigger.describe() if trigger else None
+        report.jobs.append(JobReport(spec.name, described, nxt, spec.timezone))
     return report
 
 
@@ -100,11 +108,13 @@ class JobOverview:
     paused: bool
     last_status: str | None
     last_run: float | None
+    timezone: str = "UTC"
 
     def to_public(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "trigger": self.trigger,
+            "timezone": self.timezone,
             "next_fire": self.next_fire.isoformat() if self.next_fire else None,
             "paused": self.paused,
             "last_status": self.last_status,
@@ -139,6 +149,7 @@ async def jobs_overview(scheduler: Scheduler) -> list[JobOverview]:
                     bool(state and state.paused),
                     last.status.value if last else None,
                     last.finished_at if last else None,
+                    spec.timezone,
                 )
             )
         return out

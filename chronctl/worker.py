@@ -406,23 +406,58 @@ class Worker:
                 await self._on_failure(spec, task)
 
     async def _on_failure(self, spec: JobSpec, task: Task) -> None:
-        """Enqueue the job's `on_failure` job with what failed (the cron MAILTO successor)."""
+        """Enqueue the job's `on_failure` job with what failed, the output included: the
+        successor of cron's MAILTO, which mailed the output of a failed run."""
         from .scheduler import build_task
 
         target = self.get_job(spec.on_failure or "")
         if target is None:
             log.error("on_failure job %r of %s is not defined", spec.on_failure, spec.name)
             return
-        facts = {"task_id": task.id, "job": task.job, "error": task.error}
-        if target.is_shell:  # a command gets them as arguments: JOB TASK_ID ERROR
-            follow = build_task(target, [*target.args, task.job, task.id, task.error or ""])
+        output = task.output if task.output is not None else task.traceback
+        facts = {
+            "job": task.job,
+            "task_id": task.id,
+            "error": task.error,
+            "output": _alert_text(output),
+        }
+        if target.is_shell:  # a command gets them as arguments: JOB TASK_ID ERROR OUTPUT
+            words = [str(facts[k] or "").replace("\0", "") for k in ALERT_FACTS]
+            follow = build_task(target, [*target.args, *words])
         else:
-            follow = build_task(target, None, {**target.kwargs, **facts})
+            follow = build_task(target, None, {**target.kwargs, **_accepted(target, facts)})
         follow.key = f"on_failure:{task.id}:{task.attempt}"  # once per dead letter
         task_id, created = await self.backend.enqueue(follow)
         if created:
             log.info("on_failure job=%s task=%s for failed task=%s", target.name, task_id, task.id)
             await self.events.emit("task_enqueued", task=follow)
+
+
+ALERT_FACTS = ("job", "task_id", "error", "output")
+ALERT_OUTPUT_TAIL = 16 * 1024  # characters: well inside one exec argument's limit
+
+
+def _alert_text(output: str | None) -> str | None:
+    if output is None:
+        return None
+    return output[-ALERT_OUTPUT_TAIL:]
+
+
+def _accepted(target: JobSpec, facts: dict[str, object]) -> dict[str, object]:
+    """The facts an alert function can take: one written before `output` existed
+    (`def alert(job, task_id, error)`) keeps working."""
+    import inspect
+
+    if target.func is None and target.executor == "process":
+        return facts  # not imported in this process: the child takes them all
+    try:
+        params = inspect.signature(target.resolve()).parameters.values()
+    except (ChronctlError, TypeError, ValueError):
+        return facts  # the run itself will report why it cannot be called
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return facts
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in facts.items() if k in names}
 
 
 _ENGINE_DIRS = (

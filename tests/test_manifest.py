@@ -14,6 +14,7 @@ from chronctl.jobs import JobSpec, RetryPolicy
 from chronctl.manifest import (
     Manifest,
     SchedulerConfig,
+    check_commands,
     check_entrypoints,
     load_manifest,
     parse_manifest,
@@ -173,9 +174,18 @@ def test_defaults_apply_unless_overridden(tmp_path: Path) -> None:
     assert job.env == {} and job.args == [] and job.kwargs == {} and job.cwd is None
 
 
-def test_command_string_is_split_like_a_shell(tmp_path: Path) -> None:
+def test_command_string_is_a_shell_line(tmp_path: Path) -> None:
     job = load(tmp_path, FULL).jobs["shell_string"]
-    assert job.command == ["sh", "-c", 'echo "a b"', "--flag"]
+    assert job.command == "sh -c 'echo \"a b\"' --flag"
+    # $0 is the job's name; task args are $1, $2, ..., never part of the line.
+    assert job.argv(["x; rm -rf /"]) == [
+        "/bin/sh",
+        "-c",
+        job.command,
+        "shell_string",
+        "x; rm -rf /",
+    ]
+    assert load(tmp_path, FULL).jobs["inherits"].argv(["a b"]) == ["/bin/echo", "hi", "a b"]
     assert job.cwd == "/tmp"
     # `at` without offset is in the job's timezone (here the [defaults] one).
     assert isinstance(job.trigger, DateTrigger)
@@ -440,7 +450,9 @@ def test_job_only_keys_are_not_defaults(tmp_path: Path) -> None:
         ("command = []", "command", "must name a program"),
         ('command = ["ls", 3]', "command", "array of strings"),
         ("command = 5", "command", "array of strings or a string"),
-        ('command = "echo \'unbalanced"', "command", "cannot split"),
+        ('command = "  "', "command", "must name a program"),
+        ('command = ["ls"]\nshell = "/bin/bash"', "shell", "string command only"),
+        ('entrypoint = "m:f"\nshell = "/bin/bash"', "shell", "string command only"),
         ('command = ["ls"]\nenv = { A = 1 }', "env", "must be a string"),
         ('command = ["ls"]\nenv = ["A=1"]', "env", "table of strings"),
         ('command = ["ls"]\ncwd = 1', "cwd", "expected a string"),
@@ -675,3 +687,63 @@ def test_example_manifest() -> None:
         assert (job.entrypoint is None) != (job.command is None)
         assert job.pythonpath == manifest.config.pythonpath
     assert check_entrypoints(manifest) == []
+
+
+def test_check_commands_asks_the_shell(tmp_path: Path) -> None:
+    manifest = load(
+        tmp_path,
+        """
+        [jobs.ok]
+        command = "pg_dump db > /tmp/db.sql && echo done"
+
+        [jobs.quote]
+        command = "echo 'unbalanced"
+
+        [jobs.nosh]
+        command = "echo hi"
+        shell = "/no/such/shell"
+
+        [jobs.list]
+        command = ["echo", "'unbalanced"]
+
+        [jobs.bash]
+        shell = "bash"
+        command = "[[ -n x ]] && echo ("
+        """,
+    )
+    errors = {e.job: e for e in check_commands(manifest)}
+    assert set(errors) == {"quote", "nosh", "bash"}
+    assert (errors["bash"].key, errors["bash"].line) == ("command", 17)
+    assert (errors["quote"].key, errors["quote"].line) == ("command", 6)
+    assert "shell syntax error: Unterminated quoted string" in errors["quote"].message
+    assert (errors["nosh"].key, errors["nosh"].line) == ("shell", 10)
+    assert "'/no/such/shell' not found" in errors["nosh"].message
+
+
+def test_on_failure_in_defaults(tmp_path: Path) -> None:
+    jobs = load(
+        tmp_path,
+        """
+        [defaults]
+        on_failure = "alert"
+
+        [jobs.backup]
+        command = "backup"
+
+        [jobs.quiet]
+        command = "noisy"
+        on_failure = ""
+
+        [jobs.alert]
+        command = "mail ops"
+        """,
+    ).jobs
+    assert jobs["backup"].on_failure == "alert"
+    assert jobs["quiet"].on_failure is None  # opted out
+    assert jobs["alert"].on_failure is None  # not its own alert
+
+
+def test_on_failure_naming_itself_in_the_job_points_at_the_key(tmp_path: Path) -> None:
+    exc, _ = error(tmp_path, '[jobs.a]\ncommand = "x"\n\non_failure = "a"\n')
+    assert (exc.line, exc.key) == (4, "on_failure")
+    assert "cannot name the job itself" in exc.message

@@ -56,11 +56,12 @@ def list_jobs(ctx: typer.Context) -> None:
         print_json([r.to_public() for r in rows])
         return
     table(
-        ["JOB", "TRIGGER", "NEXT FIRE", "PAUSED", "LAST RUN", "LAST STATUS"],
+        ["JOB", "TRIGGER", "ZONE", "NEXT FIRE", "PAUSED", "LAST RUN", "LAST STATUS"],
         [
             (
                 r.name,
                 r.trigger or "-",
+                r.timezone,
                 relative(r.next_fire) if r.next_fire else "-",
                 "yes" if r.paused else "no",
                 relative(r.last_run) if r.last_run else "-",

@@ -162,11 +162,12 @@ def validate(
             from .output import relative, table
 
             table(
-                ["JOB", "TRIGGER", "NEXT FIRE", ""],
+                ["JOB", "TRIGGER", "ZONE", "NEXT FIRE", ""],
                 [
                     (
                         j.name,
                         j.trigger or "(enqueue only)",
+                        j.timezone,
                         j.next_fire.isoformat() if j.next_fire else None,
                         relative(j.next_fire) if j.next_fire else "",
                     )

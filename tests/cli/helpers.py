@@ -37,12 +37,16 @@ def env() -> dict[str, str]:
 
 
 def chronctl(
-    *args: str, cwd: Path | None = None, timeout: float = 60, input: str | None = None
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 60,
+    input: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*command(), *args],
         cwd=cwd or ROOT,
-        env=env(),
+        env={**env(), **(extra_env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

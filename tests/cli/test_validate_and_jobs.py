@@ -113,6 +113,7 @@ def test_jobs_list_json_shape(tmp_path: Path) -> None:
     assert set(rows["heartbeat"]) == {
         "name",
         "trigger",
+        "timezone",
         "next_fire",
         "paused",
         "last_status",
