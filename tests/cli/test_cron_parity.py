@@ -271,7 +271,7 @@ def test_on_failure_from_defaults_alerts_with_the_output(tmp_path: Path) -> None
     run_once(tmp_path, manifest)
     # A command alert: JOB TASK_ID ERROR OUTPUT as $1..$4, once.
     assert (tmp_path / "alerts.txt").read_text() == (
-        f"backup\n{ids['backup']}\ncommand exited with status 3\ndisk is full\n\n"
+        f"backup\n{ids['backup']}\ncommand exited with status 3: disk is full\ndisk is full\n\n"
     )
     # A Python alert: the same facts as kwargs; a failed Python run's output is its traceback.
     [py] = [json.loads(line) for line in (tmp_path / "py.jsonl").read_text().splitlines()]
