@@ -120,7 +120,12 @@ def status(ctx: typer.Context) -> None:
     state = (
         f"[green]running[/] (pid {daemon.pid}{uptime})"
         if daemon.running
-        else "[dim]not running[/]" + (f" (stale pid {daemon.pid})" if daemon.pid else "")
+        else "[dim]not running[/]"
+        + (
+            f" (stale pidfile: pid {daemon.stale_pid} is not this daemon)"
+            if daemon.stale_pid
+            else ""
+        )
     )
     out.print(f"daemon:       {state}")
     out.print(f"backend:      {report.backend}", markup=False)
