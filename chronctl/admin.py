@@ -377,7 +377,6 @@ class StatusReport:
         return {
             "running": self.daemon.running,
             "pid": self.daemon.pid,
-            "stale_pid": self.daemon.stale_pid,
             "backend": self.backend,
             "schedulers": [
                 {**p.to_public(), "state": state, "alive": state == "alive"}
