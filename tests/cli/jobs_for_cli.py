@@ -46,3 +46,18 @@ def tick(path: str) -> None:
     """Append the wall time of the run."""
     with open(path, "a") as fh:
         fh.write(f"{time.time()}\n")
+
+
+class Unprintable(Exception):
+    """An exception that cannot even describe itself."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no words")
+
+
+def fail_unprintably() -> None:
+    raise Unprintable()
+
+
+async def fail_unprintably_async() -> None:
+    raise Unprintable()
