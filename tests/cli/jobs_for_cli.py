@@ -61,3 +61,12 @@ def fail_unprintably() -> None:
 
 async def fail_unprintably_async() -> None:
     raise Unprintable()
+
+
+def hang(marker: str) -> str:
+    """Code that never returns in time: leave a marker, then block its thread."""
+    import threading
+
+    Path(marker).write_text(str(os.getpid()))
+    threading.Event().wait(600)
+    return "woke up"
