@@ -13,6 +13,7 @@ import sys
 import traceback
 from typing import Any
 
+from .errors import exception_text
 from .jobs import import_entrypoint
 
 TRACEBACK_TAIL = 8 * 1024
@@ -39,7 +40,7 @@ def _serve(channel: Any) -> None:
             text = json.dumps(
                 {
                     "ok": False,
-                    "error": f"{type(exc).__name__}: {exc}",
+                    "error": exception_text(exc),
                     "traceback": "".join(traceback.format_exception(exc))[-TRACEBACK_TAIL:],
                 }
             )

@@ -322,18 +322,45 @@ class DaemonState:
     running: bool
     pid: int | None
     started: float | None = None
+    stale_pid: int | None = None  # what a stale pidfile names: not ours, never signalled
 
 
 def daemon_state(pidfile: Path | None) -> DaemonState:
-    """Whether the daemon named by the pidfile is alive (a stale pidfile is not)."""
-    from .daemon import pid_alive, process_started, read_pid
+    """Whether the daemon holding the pidfile is alive; a stale pidfile's pid is kept
+    apart (`stale_pid`), so no script takes an unrelated process for the daemon."""
+    from .daemon import daemon_pid, process_started, read_pid
 
-    pid = read_pid(pidfile) if pidfile is not None else None
-    if pid is None:
+    if pidfile is None:
         return DaemonState(False, None)
-    if not pid_alive(pid):
-        return DaemonState(False, pid)
+    pid = daemon_pid(pidfile)
+    if pid is None:
+        return DaemonState(False, None, stale_pid=read_pid(pidfile))
     return DaemonState(True, pid, process_started(pid))
+
+
+def process_state(process: Process, now: float, host: str) -> str:
+    """`alive`; `stale` when it missed two beats (hung, or on a host cut off from
+    the backend); `dead` when it ran on this host and its pid is gone."""
+    from .scheduler import HEARTBEAT_INTERVAL
+
+    if process.host == host and not _still_running(process):
+        return "dead"
+    if now - process.last_beat > 2 * HEARTBEAT_INTERVAL:
+        return "stale"
+    return "alive"
+
+
+def _still_running(process: Process) -> bool:
+    """Whether its pid still runs the same process: a reused pid started after it did."""
+    from .daemon import pid_alive, process_started
+
+    if not pid_alive(process.pid):
+        return False
+    started = process_started(process.pid)
+    return started is None or started <= process.started + PID_START_SLACK
+
+
+PID_START_SLACK = 2.0  # seconds: /proc start times are rounded to the boot second
 
 
 @dataclass(slots=True)
@@ -344,25 +371,33 @@ class StatusReport:
     running: list[Task]
     dead: int
     processes: list[Process] = field(default_factory=list)
+    process_states: list[str] = field(default_factory=list)
 
     def to_public(self) -> dict[str, Any]:
         return {
             "running": self.daemon.running,
             "pid": self.daemon.pid,
             "backend": self.backend,
-            "schedulers": [p.to_public() for p in self.processes],
+            "schedulers": [
+                {**p.to_public(), "state": state, "alive": state == "alive"}
+                for p, state in zip(self.processes, self.process_states, strict=True)
+            ],
             "queues": [q.to_public() for q in self.queues],
             "dead": self.dead,
         }
 
 
 async def status(backend: QueueBackend, pidfile: Path | None) -> StatusReport:
+    import socket
+
     queues = await backend.list_queues()
     running = await backend.list_tasks(status=TaskStatus.RUNNING, limit=None)
     dead = len(await backend.list_tasks(status=TaskStatus.DEAD, limit=None))
     processes = await backend.list_processes()
+    now, host = time.time(), socket.gethostname()
+    states = [process_state(p, now, host) for p in processes]
     return StatusReport(
-        daemon_state(pidfile), backend.display_url, queues, running, dead, processes
+        daemon_state(pidfile), backend.display_url, queues, running, dead, processes, states
     )
 
 
@@ -457,6 +492,7 @@ __all__ = [
     "optional_manifest",
     "parse_json",
     "parse_statuses",
+    "process_state",
     "read_bulk",
     "retry_dead",
     "status",

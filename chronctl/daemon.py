@@ -6,6 +6,11 @@ never share one, and a pidfile left by a crash (dead pid, no lock) is
 detected and replaced. The parent waits for the daemon to report that it
 started (or why it could not) before it exits, so `chronctl run --daemon`
 fails loudly instead of leaving nothing running.
+
+A pid in a file proves nothing: the daemon may be long gone and its pid
+reused, or the file may name init. `stop` and `status` trust a pidfile only
+while it is locked by the very pid it names (`daemon_pid`); anything else is
+stale, and nobody is signalled.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import signal
 import time
 from collections.abc import Callable
@@ -45,10 +51,65 @@ def pid_alive(pid: int) -> bool:
 
 
 def read_pid(pidfile: Path) -> int | None:
+    """The pid a pidfile names; None when unreadable or not a single process's pid.
+
+    0 and negative numbers are refused here: `kill(0)` and `kill(-1)` signal a
+    whole process group or every process, never one daemon.
+    """
     try:
-        return int(pidfile.read_text().split()[0])
+        pid = int(pidfile.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+    return pid if pid > 0 else None
+
+
+def daemon_pid(pidfile: Path) -> int | None:
+    """The pid of the live chronctl daemon that holds `pidfile`; None when it is stale.
+
+    The daemon keeps an flock on its pidfile for its whole life, so the file
+    counts only while it is locked and (where /proc/locks tells) the lock is
+    held by the pid the file names. Pid 1 is never a daemon of ours.
+    """
+    pid = read_pid(pidfile)
+    if pid is None or pid <= 1 or pid == os.getpid() or not pid_alive(pid):
+        return None
+    if not _locked(pidfile):
+        return None
+    holders = _flock_holders(pidfile)
+    if holders is not None:
+        return pid if pid in holders else None
+    return pid if _runs_chronctl(pid) else None
+
+
+def _flock_holders(path: Path) -> set[int] | None:
+    """The pids holding an flock on `path`, from /proc/locks; None when it cannot tell."""
+    try:
+        inode = os.stat(path, follow_symlinks=False).st_ino
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    holders: set[int] = set()
+    for line in text.splitlines():
+        # "3: FLOCK  ADVISORY  WRITE 4242 fe:00:1474578 0 EOF"; "->" marks a waiter
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        with contextlib.suppress(ValueError, IndexError):
+            if int(fields[5].rsplit(":", 1)[1]) == inode:
+                holders.add(int(fields[4]))
+    return holders or None
+
+
+def _runs_chronctl(pid: int) -> bool:
+    """Whether `pid` runs the chronctl command (where /proc cannot name the lock holder)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True  # no /proc: the held lock is all there is to go on
+    try:
+        argv = (proc / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(b"chronctl" in os.path.basename(arg) for arg in argv[:3])
 
 
 @dataclass
@@ -179,20 +240,66 @@ def daemonize(
 
 
 def stop_daemon(pidfile: Path, timeout: float) -> int:
-    """SIGTERM the daemon named by the pidfile and wait for it to exit; returns its pid."""
+    """SIGTERM the daemon holding the pidfile and wait for it to exit; returns its pid.
+
+    Ownership is checked before anything is sent, and on Linux the signal goes
+    through a pidfd opened before the check, so a pid recycled in between
+    cannot receive it.
+    """
     pid = read_pid(pidfile)
-    if pid is None or not pid_alive(pid):
-        raise NotRunningError(f"chronctl is not running (no live pid in {pidfile})")
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
+    if pid is None:
+        raise NotRunningError(f"chronctl is not running (no pid in {pidfile})")
+    handle = _open_pidfd(pid)
+    try:
+        if daemon_pid(pidfile) != pid:
+            why = "is gone" if not pid_alive(pid) else "is not the chronctl daemon holding it"
+            raise NotRunningError(
+                f"chronctl is not running (stale pidfile {pidfile}: pid {pid} {why})"
+            )
+        _signal(pid, handle, signal.SIGTERM)
+        if not _wait_exit(pid, handle, timeout):
             raise ChronctlError(
                 f"chronctl (pid {pid}) did not stop within {timeout:g}s; "
                 "send SIGTERM again to stop it now"
             )
-        time.sleep(0.05)
+    finally:
+        if handle is not None:
+            os.close(handle)
     return pid
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd pins one process: whatever reuses its pid later is not signalled."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        fd: int = opener(pid)
+    except OSError:  # gone already, or a kernel without pidfds
+        return None
+    return fd
+
+
+def _signal(pid: int, handle: int | None, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if handle is not None:
+            signal.pidfd_send_signal(handle, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def _wait_exit(pid: int, handle: int | None, timeout: float) -> bool:
+    """Whether the process exited within `timeout` (a pidfd turns readable when it does)."""
+    if handle is not None:
+        poller = select.poll()
+        poller.register(handle, select.POLLIN)
+        return bool(poller.poll(max(0, int(timeout * 1000))))
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def process_started(pid: int) -> float | None:
@@ -215,6 +322,7 @@ __all__ = [
     "NotRunningError",
     "PidFile",
     "acquire_pidfile",
+    "daemon_pid",
     "daemonize",
     "pid_alive",
     "process_started",

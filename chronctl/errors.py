@@ -95,3 +95,13 @@ class BackendError(ChronctlError):
 
 class BackendUnavailableError(BackendError):
     pass
+
+
+def exception_text(exc: BaseException) -> str:
+    """`Type: message` for whatever a job raised, even when its `__str__` raises:
+    describing a failure must never be what loses it."""
+    try:
+        message = str(exc)
+    except Exception as broken:
+        message = f"<str() raised {type(broken).__name__}>"
+    return f"{type(exc).__name__}: {message}"

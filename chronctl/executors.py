@@ -8,8 +8,9 @@ manifest's jobs).
 Timeouts differ by executor because what can be stopped differs: a coroutine
 is cancelled, a child process or shell command has its whole process group
 killed (TERM, then KILL after `KILL_GRACE`), and a thread cannot be stopped
-at all: its run is recorded as timed out and the thread is left to finish in
-the background (use `executor = "process"` for code that must be killed).
+at all: its run is recorded as timed out and the thread is abandoned to
+finish in the background while a new thread takes its place (`ThreadPool`;
+use `executor = "process"` for code that must be killed).
 """
 
 from __future__ import annotations
@@ -17,17 +18,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import json
+import logging
 import os
+import queue
 import signal
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from .errors import exception_text
 from .jobs import JobSpec
 from .models import Task
+
+log = logging.getLogger("chronctl.executors")
 
 KILL_GRACE = 5.0
 OUTPUT_TAIL = 64 * 1024
@@ -109,10 +118,10 @@ async def _kill_group(proc: asyncio.subprocess.Process, grace: float) -> None:
 class Executors:
     """The worker's one way to run a task, whatever kind of job it is."""
 
-    def __init__(self, threads: int = 8, processes: int = 2) -> None:
-        self._threads = ThreadPoolExecutor(
-            max_workers=max(1, threads), thread_name_prefix="chronctl-job"
-        )
+    def __init__(
+        self, threads: int = 8, processes: int = 2, *, max_abandoned: int | None = None
+    ) -> None:
+        self.threads = ThreadPool(threads, max_abandoned)
         self.processes = ProcessPool(max(1, processes))
 
     async def run(self, spec: JobSpec, task: Task) -> ExecutionResult:
@@ -128,17 +137,15 @@ class Executors:
             coro = func(*task.args, **task.kwargs)
             result = await _with_timeout(coro, spec.timeout)
         else:
-            loop = asyncio.get_running_loop()
             call = partial(func, *task.args, **task.kwargs)
-            future = loop.run_in_executor(self._threads, call)
-            result = await _with_timeout(future, spec.timeout)
+            result = await self.threads.run(call, spec.timeout, spec.name)
             if inspect.isawaitable(result):  # a sync wrapper handed back a coroutine
                 result = await _with_timeout(_await(result), spec.timeout)
         return ExecutionResult(result=ensure_json(result))
 
     async def shutdown(self, wait: bool = True) -> None:
         await self.processes.close()
-        self._threads.shutdown(wait=wait, cancel_futures=True)
+        await self.threads.shutdown(wait=wait)
 
 
 async def _await(awaitable: Any) -> Any:
@@ -154,6 +161,204 @@ async def _with_timeout(awaitable: Any, timeout: float | None) -> Any:
             return await awaitable
     except TimeoutError:
         raise TaskTimeout(timeout) from None
+
+
+# -- thread pool -------------------------------------------------------------
+
+
+class _Call:
+    """One sync call handed to the pool, and where its outcome goes."""
+
+    __slots__ = ("abandoned", "dropped", "fn", "future", "job", "loop", "thread")
+
+    def __init__(self, fn: Callable[[], Any], job: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.job = job
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.thread: threading.Thread | None = None  # the thread that took it
+        self.dropped = False  # its run gave up before any thread took it: never start it
+        self.abandoned = False  # its run gave up while a thread was still in it
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the run timed out or was cancelled meanwhile
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class ThreadPool:
+    """Daemon threads for sync jobs, where a stuck call costs one thread, not a slot.
+
+    Python cannot stop a thread. When a run times out or is cancelled (lease
+    lost, stop) while its call is still in a thread, that thread is abandoned
+    to finish in the background and a new one takes its place at once, so a
+    hung job never starves the others. At most `max_abandoned` threads (by
+    default as many as the pool's size) may be abandoned at a time: past the
+    cap no replacement starts until one of them finishes, and sync jobs wait
+    for a free thread. An abandoned thread that finishes rejoins the pool if
+    it is short, else ends. Daemon threads, never joined once abandoned: a
+    stuck call never keeps the process from stopping.
+    """
+
+    def __init__(
+        self, size: int, max_abandoned: int | None = None, name: str = "chronctl-job"
+    ) -> None:
+        self.size = max(1, size)
+        self.name = name
+        self.max_abandoned = self.size if max_abandoned is None else max(0, max_abandoned)
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a call, or about to
+        self._queued = 0  # calls no thread has taken yet
+        self._serving: set[threading.Thread] = set()  # threads taking calls
+        self._running: set[_Call] = set()  # calls in a serving thread
+        self.abandoned = 0  # threads still inside an abandoned call
+        self._names = itertools.count()
+        self._closed = False
+
+    async def run(self, fn: Callable[[], Any], timeout: float | None, job: str = "") -> Any:
+        """`fn()` in a pool thread; TaskTimeout past `timeout` (the thread is abandoned)."""
+        call = _Call(fn, job, asyncio.get_running_loop())
+        self._submit(call)
+        try:
+            return await _with_timeout(call.future, timeout)
+        except TaskTimeout:
+            self._give_up(call, f"after its {timeout:g}s timeout")
+            raise
+        except asyncio.CancelledError:
+            self._give_up(call, "after its run was cancelled")
+            raise
+
+    def _submit(self, call: _Call) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the thread pool is shut down")
+            self._queued += 1
+            if self._queued > self._idle and len(self._serving) < self.size and self._room():
+                self._start_thread()
+        self._calls.put(call)
+
+    def _room(self) -> bool:
+        """Whether one more thread fits: `size` serving plus `max_abandoned` stuck."""
+        return len(self._serving) + self.abandoned < self.size + self.max_abandoned
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(
+            target=self._serve, name=f"{self.name}_{next(self._names)}", daemon=True
+        )
+        self._serving.add(thread)
+        self._idle += 1
+        thread.start()
+
+    def _serve(self) -> None:
+        me = threading.current_thread()
+        while True:
+            call = self._calls.get()
+            with self._lock:
+                self._idle -= 1
+                if call is None:  # shut down
+                    self._serving.discard(me)
+                    return
+                self._queued -= 1
+                if call.dropped:
+                    self._idle += 1
+                    continue
+                call.thread = me
+                self._running.add(call)
+            result, error = _call(call.fn)
+            with self._lock:  # before the outcome is out: its run must not think it stuck
+                self._running.discard(call)
+                rejoined = not call.abandoned or self._rejoin(me)
+                if rejoined:
+                    self._idle += 1
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                call.loop.call_soon_threadsafe(_settle, call.future, result, error)
+            if call.abandoned:
+                log.info(
+                    "an abandoned thread of job %s finished; %s",
+                    call.job,
+                    "it serves again" if rejoined else "it ends",
+                )
+            if not rejoined:
+                return
+
+    def _rejoin(self, me: threading.Thread) -> bool:
+        """An abandoned thread is free again: serve if the pool is short, else end."""
+        self.abandoned -= 1
+        if self._closed or len(self._serving) >= self.size:
+            return False
+        self._serving.add(me)
+        return True
+
+    def _give_up(self, call: _Call, why: str) -> None:
+        """Its run is over: drop a call no thread took; abandon the thread inside one."""
+        with self._lock:
+            if call.thread is None:
+                call.dropped = True
+                return
+            if call not in self._running:  # it returned just now: nothing is stuck
+                return
+            call.abandoned = True
+            self._running.discard(call)
+            self._serving.discard(call.thread)
+            self.abandoned += 1
+            closed = self._closed
+            replaced = not closed and self._room()
+            if replaced:
+                self._start_thread()
+        if closed:
+            log.info("job %s: its thread is still running %s; left behind", call.job, why)
+        elif replaced:
+            log.warning(
+                "job %s: its thread is still running %s; abandoned it to finish in the "
+                "background and started a new thread (%d abandoned, at most %d)",
+                call.job,
+                why,
+                self.abandoned,
+                self.max_abandoned,
+            )
+        else:
+            log.error(
+                "job %s: its thread is still running %s and %d threads are already "
+                "abandoned (the most allowed): no new thread until one finishes, so sync "
+                'jobs may wait for a thread; use executor = "process" for code that can hang',
+                call.job,
+                why,
+                self.abandoned - 1,
+            )
+
+    async def shutdown(self, wait: bool = True) -> None:
+        """End the serving threads; with `wait`, after the calls they still run.
+
+        Abandoned threads are never waited for: they are daemons, and the
+        process exits without them.
+        """
+        with self._lock:
+            self._closed = True
+            serving = list(self._serving)
+            running = [c.future for c in self._running if not c.abandoned]
+        for _ in serving:
+            self._calls.put(None)
+        if not wait:
+            return
+        if running:
+            await asyncio.wait(running)
+        for thread in serving:  # idle now: each ends as soon as it reads its None
+            thread.join(timeout=1.0)
+
+
+def _call(fn: Callable[[], Any]) -> tuple[Any, BaseException | None]:
+    try:
+        return fn(), None
+    except Exception as exc:
+        return None, exc
+    except BaseException as exc:  # sys.exit() in a job fails its task, not the worker
+        text = "".join(traceback.format_exception(exc))
+        return None, RemoteError(exception_text(exc), text)
 
 
 # -- shell commands ----------------------------------------------------------

@@ -243,7 +243,7 @@ class Process:
     last_beat: float
     queues: list[str] | None = None
 
-    def to_public(self, now: float | None = None, stale_after: float = 60.0) -> dict[str, Any]:
+    def to_public(self, now: float | None = None, stale_after: float = 20.0) -> dict[str, Any]:
         now = time.time() if now is None else now
         return {
             "id": self.id,

@@ -44,7 +44,7 @@ MAX_CATCHUP = 10_000  # fires examined per job per wake before skipping ahead
 # catchup = "skip": a fire this late is still "now" (the loop wakes a little after it).
 CATCHUP_SKIP_TOLERANCE = 1.0
 MAX_PAYLOAD = 1024 * 1024  # bytes of JSON args+kwargs per task: a queue is not a file store
-HEARTBEAT_INTERVAL = 10.0  # `status` calls a process silent for 6 beats stale
+HEARTBEAT_INTERVAL = 10.0  # `status` calls a process silent for 2 beats stale
 
 
 class Scheduler:

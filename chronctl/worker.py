@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ChronctlError, UnknownJobError
+from .errors import ChronctlError, UnknownJobError, exception_text
 from .events import EventBus
 from .models import Task
 
@@ -365,14 +365,18 @@ class Worker:
     async def _failed(self, spec: JobSpec, task: Task, exc: Exception, duration: float) -> None:
         from .executors import RemoteError, ShellCommandFailed, TaskTimeout
 
-        task.output = getattr(exc, "output", None)
-        if isinstance(exc, TaskTimeout | ShellCommandFailed):
+        ours = isinstance(exc, TaskTimeout | ShellCommandFailed)
+        # Only our own errors carry a run's output; a job's exception may have an
+        # `output` of any type (CalledProcessError's is bytes).
+        task.output = exc.output if ours else None
+        if ours:
             # chronctl's own frames would be the only traceback: the exit status and the
             # output's last line say what went wrong, the output tail says the rest.
             task.error = _with_last_line(str(exc), task.output)
             task.traceback = None
         else:
-            task.error = f"{type(exc).__name__}: {exc}"
+            # A child's error already reads "Type: message", like the others here.
+            task.error = str(exc) if isinstance(exc, RemoteError) else exception_text(exc)
             trace = exc.remote_traceback if isinstance(exc, RemoteError) else _user_traceback(exc)
             task.traceback = trace[-TRACEBACK_TAIL:]
         task.finished_at = time.time()
@@ -481,4 +485,7 @@ def _user_traceback(exc: BaseException) -> str:
     while frame is not None and frame.tb_frame.f_code.co_filename.startswith(_ENGINE_DIRS):
         frame = frame.tb_next
     start = frame if frame is not None else exc.__traceback__
-    return "".join(tb.format_exception(type(exc), exc, start))
+    try:
+        return "".join(tb.format_exception(type(exc), exc, start))
+    except Exception:  # a job's exception broken enough to defeat even traceback
+        return exception_text(exc)

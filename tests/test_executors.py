@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -166,3 +168,90 @@ async def test_missing_command_is_a_clear_failure(executors: ex.Executors) -> No
     with pytest.raises(ex.ShellCommandFailed, match="status 127") as info:
         await executors.run(spec(command=["/nonexistent/backup.sh"]), task())
     assert "cannot start '/nonexistent/backup.sh'" in (info.value.output or "")
+
+
+def pool_threads(pool: ex.ThreadPool) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(f"{pool.name}_")]
+
+
+def new_pool(request: pytest.FixtureRequest, size: int, **options: int) -> ex.ThreadPool:
+    return ex.ThreadPool(size, name=f"pool-{request.node.name}", **options)  # type: ignore[arg-type]
+
+
+async def wait_for(check: Callable[[], bool]) -> bool:
+    for _ in range(200):
+        if check():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_a_timed_out_thread_is_replaced_so_its_slot_runs_the_next_call(
+    request: pytest.FixtureRequest,
+) -> None:
+    pool = new_pool(request, 1)
+    release = threading.Event()
+    try:
+        with pytest.raises(ex.TaskTimeout, match=r"timed out after 0\.1s"):
+            await pool.run(lambda: release.wait(30), 0.1, "stuck")
+        assert pool.abandoned == 1
+        assert await pool.run(lambda: threading.current_thread().name, 5) != f"{pool.name}_0"
+        assert all(t.daemon for t in pool_threads(pool))  # never joined at exit
+    finally:
+        release.set()
+    assert await wait_for(lambda: pool.abandoned == 0)  # it finished and ended: pool full
+    await pool.shutdown()
+    assert await wait_for(lambda: not pool_threads(pool))
+
+
+async def test_past_the_cap_no_thread_replaces_a_stuck_one_until_one_finishes(
+    request: pytest.FixtureRequest,
+) -> None:
+    pool = new_pool(request, 1, max_abandoned=1)
+    release = threading.Event()
+    ran: list[str] = []
+    try:
+        for _ in range(2):
+            with pytest.raises(ex.TaskTimeout):
+                await pool.run(lambda: release.wait(30), 0.1, "stuck")
+        assert pool.abandoned == 2 and len(pool_threads(pool)) == 2  # one replacement, not two
+        # No thread is free: a call times out unstarted, and never starts later.
+        with pytest.raises(ex.TaskTimeout):
+            await pool.run(lambda: ran.append("late"), 0.2)
+    finally:
+        release.set()
+    assert await wait_for(lambda: pool.abandoned == 0)  # one rejoins, the other ends
+    assert await pool.run(lambda: "served", 5) == "served"
+    assert ran == [] and len(pool_threads(pool)) == 1
+    await pool.shutdown()
+
+
+async def test_a_cancelled_run_abandons_its_thread_too(request: pytest.FixtureRequest) -> None:
+    pool = new_pool(request, 1)
+    release = threading.Event()
+    run = asyncio.create_task(pool.run(lambda: release.wait(30), None, "stuck"))
+    assert await wait_for(lambda: bool(pool._running))
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert pool.abandoned == 1
+    assert await pool.run(lambda: 42, 5) == 42
+    await pool.shutdown()  # returns at once: the stuck thread is not waited for
+    release.set()
+
+
+async def test_a_failing_call_is_not_taken_for_a_stuck_one(request: pytest.FixtureRequest) -> None:
+    pool = new_pool(request, 1)
+    for _ in range(50):
+        with pytest.raises(ValueError):
+            await pool.run(partial(int, "x"), 5)
+    assert pool.abandoned == 0 and len(pool_threads(pool)) == 1
+    await pool.shutdown()
+
+
+async def test_sys_exit_in_a_thread_job_fails_the_task_not_the_worker(
+    executors: ex.Executors,
+) -> None:
+    with pytest.raises(ex.RemoteError, match=r"^SystemExit: 3$"):
+        await executors.run(spec(func=partial(sys.exit, 3)), task())
+    assert (await executors.run(spec(func=jobfuncs.whoami), task())).result["pid"] == os.getpid()

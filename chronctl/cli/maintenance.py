@@ -93,6 +93,9 @@ def migrate(
         )
 
 
+_STATE_STYLE = {"alive": "green", "stale": "yellow", "dead": "red"}
+
+
 def status(ctx: typer.Context) -> None:
     """Daemon state, queue sizes, running tasks and dead letters."""
     from pathlib import Path
@@ -120,7 +123,12 @@ def status(ctx: typer.Context) -> None:
     state = (
         f"[green]running[/] (pid {daemon.pid}{uptime})"
         if daemon.running
-        else "[dim]not running[/]" + (f" (stale pid {daemon.pid})" if daemon.pid else "")
+        else "[dim]not running[/]"
+        + (
+            f" (stale pidfile: pid {daemon.stale_pid} is not this daemon)"
+            if daemon.stale_pid
+            else ""
+        )
     )
     out.print(f"daemon:       {state}")
     out.print(f"backend:      {report.backend}", markup=False)
@@ -128,7 +136,7 @@ def status(ctx: typer.Context) -> None:
     if report.processes:
         out.print()
         table(
-            ["PROCESS", "HOST", "PID", "ROLE", "UP", "LAST BEAT"],
+            ["PROCESS", "HOST", "PID", "ROLE", "UP", "LAST BEAT", "STATE"],
             [
                 (
                     p.id,
@@ -136,11 +144,10 @@ def status(ctx: typer.Context) -> None:
                     p.pid,
                     p.role,
                     relative(p.started).removesuffix(" ago"),
-                    relative(p.last_beat)
-                    if p.to_public()["alive"]
-                    else styled(f"{relative(p.last_beat)} (stale)", "red"),
+                    relative(p.last_beat),
+                    styled(state, _STATE_STYLE[state]),
                 )
-                for p in report.processes
+                for p, state in zip(report.processes, report.process_states, strict=True)
             ],
         )
     if report.queues:

@@ -46,3 +46,27 @@ def tick(path: str) -> None:
     """Append the wall time of the run."""
     with open(path, "a") as fh:
         fh.write(f"{time.time()}\n")
+
+
+class Unprintable(Exception):
+    """An exception that cannot even describe itself."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no words")
+
+
+def fail_unprintably() -> None:
+    raise Unprintable()
+
+
+async def fail_unprintably_async() -> None:
+    raise Unprintable()
+
+
+def hang(marker: str) -> str:
+    """Code that never returns in time: leave a marker, then block its thread."""
+    import threading
+
+    Path(marker).write_text(str(os.getpid()))
+    threading.Event().wait(600)
+    return "woke up"

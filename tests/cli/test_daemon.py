@@ -7,12 +7,13 @@ import json
 import os
 import signal
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from chronctl.daemon import pid_alive
+from chronctl.daemon import daemon_pid, pid_alive
 
 from .helpers import ROOT, chronctl, one_error_line, poll
 
@@ -31,9 +32,11 @@ entrypoint = "tests.cli.jobs_for_cli:echo"
 def project(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "jobs.toml").write_text(JOBS)
     yield tmp_path
-    pidfile = tmp_path / "chronctl.pid"
-    with contextlib.suppress(OSError, ValueError):
-        os.kill(int(pidfile.read_text()), signal.SIGKILL)  # never leave a daemon behind
+    # Never leave a daemon behind, and never kill what a test wrote into the pidfile.
+    pid = daemon_pid(tmp_path / "chronctl.pid")
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def task_status(project: Path, task_id: str) -> str:
@@ -115,6 +118,48 @@ entrypoint = "tests.cli.jobs_for_cli:echo"
     assert (after["running"], after["schedulers"]) == (False, [])  # a clean stop says goodbye
     missing = chronctl("stop", cwd=project)
     assert missing.returncode == 1 and "not running" in one_error_line(missing)
+
+
+def test_stop_never_signals_a_process_that_is_not_the_daemon(project: Path) -> None:
+    pidfile = project / "chronctl.pid"
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        pidfile.write_text(f"{sleeper.pid}\n")  # a live process, but not a chronctl daemon
+        stopped = chronctl("stop", cwd=project)
+        assert stopped.returncode == 1
+        line = one_error_line(stopped)
+        assert f"stale pidfile {pidfile}: pid {sleeper.pid} is not the chronctl daemon" in line
+        assert sleeper.poll() is None  # nobody was signalled
+        status = chronctl("--json", "status", cwd=project)
+        assert status.returncode == 0, status.stderr
+        shown = json.loads(status.stdout)
+        assert (shown["running"], shown["pid"]) == (False, None)
+        text = chronctl("status", cwd=project).stdout
+        assert f"not running (stale pidfile: pid {sleeper.pid} is not this daemon)" in text
+
+        # Pid 1 only once a live process survived above: init is never ours to signal.
+        pidfile.write_text("1\n")
+        stopped = chronctl("stop", cwd=project)
+        assert stopped.returncode == 1 and "stale pidfile" in one_error_line(stopped)
+        assert json.loads(chronctl("--json", "status", cwd=project).stdout)["running"] is False
+        for junk in ("0\n", "-1\n", "not a pid\n"):  # kill(0)/kill(-1) hit whole groups
+            pidfile.write_text(junk)
+            stopped = chronctl("stop", cwd=project)
+            assert stopped.returncode == 1 and "not running" in one_error_line(stopped)
+        assert sleeper.poll() is None
+
+        # A real daemon replaces the stale pidfile and is still stopped by `stop`.
+        started = chronctl("--json", "run", "--daemon", cwd=project)
+        assert started.returncode == 0, started.stderr
+        pid = json.loads(started.stdout)["pid"]
+        assert json.loads(chronctl("--json", "status", cwd=project).stdout)["pid"] == pid
+        stopped = chronctl("--json", "stop", cwd=project)
+        assert stopped.returncode == 0, stopped.stderr
+        assert json.loads(stopped.stdout) == {"stopped": True, "pid": pid}
+        assert not pid_alive(pid) and sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_stale_pidfile_is_replaced(project: Path) -> None:
