@@ -237,6 +237,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 class Run:
     """The processes and files of one run."""
 
@@ -263,7 +269,7 @@ class Run:
         try:
             proc.wait(self.deadline.left())
         except subprocess.TimeoutExpired:
-            _stop(proc)
+            _kill(proc)
             self.deadline.left()  # raises Failed
         lines = out_path.read_text().strip().splitlines()
         if proc.returncode != 0 or not lines:
@@ -284,7 +290,10 @@ class Run:
             )
         try:
             yield proc
-        finally:
+        except BaseException:
+            _kill(proc)  # a failed run: no graceful stop waiting on a hung task
+            raise
+        else:
             _stop(proc)
 
     def wait_count(self, n: int, proc: subprocess.Popen[bytes] | None) -> float:

@@ -345,7 +345,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds per run before it is recorded as failed (default: per workload)",
     )
     p.add_argument("--w1-tasks", type=int, default=None)
-    p.add_argument("--w4-pending", type=int, default=None)
+    p.add_argument("--w2-tasks", type=int, default=None)
+    p.add_argument("--w3-tasks", type=int, default=None)
+    p.add_argument("--w4-tasks", type=int, default=None, help="W4: tasks timed (default 20,000)")
+    p.add_argument("--w4-pending", type=int, default=None, help="W4 backlog (default 1,000,000)")
     p.add_argument("--mem-tasks", type=int, default=None)
     p.add_argument("--idle-seconds", type=float, default=None, help="W5 window (default 60)")
     p.add_argument(
@@ -373,6 +376,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes = QUICK if ns.quick else Sizes()
     overrides = {
         "w1_tasks": ns.w1_tasks,
+        "w2_tasks": ns.w2_tasks,
+        "w3_tasks": ns.w3_tasks,
+        "w4_tasks": ns.w4_tasks,
         "w4_pending": ns.w4_pending,
         "mem_tasks": ns.mem_tasks,
         "w5_seconds": ns.idle_seconds,
@@ -398,6 +404,8 @@ def _check(p: argparse.ArgumentParser, ns: argparse.Namespace) -> None:
         bad = [v for v in values if v not in allowed]
         if bad:
             p.error(f"unknown {name} {', '.join(bad)}: expected {', '.join(allowed)}")
+    if ns.sizes.w4_pending < ns.sizes.w4_tasks:
+        p.error("--w4-pending must be at least --w4-tasks (W4 times tasks taken from the backlog)")
     if not ns.library:
         bad = [b for b in ns.backends if b not in REAL_BACKENDS]
         if bad:
