@@ -107,6 +107,7 @@ def test_ratios_come_from_one_round_and_verdicts_from_the_best_peer() -> None:
         rec("chronctl", 1, "W1", process_per_s=3000.0),
         rec("A", 1, "W1", process_per_s=1000.0),
         rec("B", 1, "W1", process_per_s=2000.0),
+        rec("chronctl", 0, "W4", process_per_s=900.0),
         rec("chronctl", 0, "W2", p99_ms=2.0),
         rec("A", 0, "W2", p99_ms=1.0),
         {"mode": "real", "backend": "redis", "workload": "W1", "body": "def", "log": "default",
@@ -123,6 +124,9 @@ def test_ratios_come_from_one_round_and_verdicts_from_the_best_peer() -> None:
     assert not verdicts["W1"]["ahead"]
     assert verdicts["W2"]["best_peer"] == "A" and not verdicts["W2"]["ahead"]
     assert "C" not in summary["ratios"]["redis|W1|def|default"]
+    w4 = summary["derived"]["redis|W4|def|default"]["chronctl ratio_to_w1"]
+    assert w4["rounds"] == [0.9]  # W4 over W1 of the same round
+    assert any(t["metric"] == "ratio_to_w1" and t["met"] for t in summary["targets"])
 
 
 async def test_amqp_floor_publishes_and_consumes_every_message() -> None:
