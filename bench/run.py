@@ -107,7 +107,8 @@ class Sink:
         self._file: TextIO = path.open("w")
 
     def write(self, record: dict[str, Any]) -> None:
-        record = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), **record}
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        record = {"ts": now, "load1": round(os.getloadavg()[0], 2), **record}
         self.records.append(record)
         self._file.write(json.dumps(record, default=str) + "\n")
         self._file.flush()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -33,7 +34,9 @@ class Context:
     manifest: Path  # chronctl only
 
     def script(self, name: str) -> str:
-        return str(Path(self.python).parent / name)
+        """The console script installed beside the interpreter, else the one on PATH."""
+        beside = Path(self.python).parent / name
+        return str(beside) if beside.exists() else shutil.which(name) or name
 
 
 @dataclass(frozen=True)
