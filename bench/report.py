@@ -304,6 +304,57 @@ def _value(entry: dict[str, Any], workload: str, metric: str) -> str:
     return text
 
 
+#: The headline table's columns: (label, workload, body, log, metric, with the ratio).
+HEADLINE = [
+    ("W1 `def` processing, tasks/s", "W1", "def", "default", "process_per_s", True),
+    ("W1 `def` end to end, tasks/s", "W1", "def", "default", "end_to_end_per_s", False),
+    ("W1 `def` quiet, tasks/s", "W1", "def", "quiet", "process_per_s", True),
+    ("W1 `async def`, tasks/s", "W1", "async", "default", "process_per_s", True),
+    ("W1 `noop`, tasks/s", "W1", "noop", "default", "process_per_s", False),
+    ("W2 p50, ms", "W2", "*", "default", "p50_ms", False),
+    ("W2 p99, ms", "W2", "*", "default", "p99_ms", True),
+]
+
+
+def _find_cell(summary: dict[str, Any], backend: str, workload: str, body: str, log: str) -> str:
+    """The cell's key; body "*" takes whichever body the workload ran with."""
+    if body != "*":
+        return f"{backend}|{workload}|{body}|{log}"
+    for cell in summary["cells"]:
+        b, w, _, lg = cell.split("|")
+        if (b, w, lg) == (backend, workload, log):
+            return cell
+    return ""
+
+
+def render_headline(summary: dict[str, Any]) -> str:
+    """One row per backend and system: the figures the README quotes, with the
+    median per-round ratio chronctl/peer beside the ones the verdicts are about."""
+    backends: dict[str, set[str]] = defaultdict(set)
+    for cell, systems in summary["cells"].items():
+        backends[cell.split("|")[0]].update(name for name, e in systems.items() if e.get("runs"))
+    rows = []
+    for backend, names in backends.items():
+        for system in sorted(names, key=lambda s: (s != "chronctl", s)):
+            row = [backend, system]
+            for _label, workload, body, log, metric, with_ratio in HEADLINE:
+                cell = _find_cell(summary, backend, workload, body, log)
+                entry = summary["cells"].get(cell, {}).get(system, {})
+                text = _value(entry, workload, metric) if entry.get("runs") else "-"
+                if with_ratio and system != "chronctl" and text != "-":
+                    ratio = summary["ratios"].get(cell, {}).get(system, {}).get(metric, {})
+                    text += f" ({fmt(ratio.get('median'), 'ratio')})"
+                row.append(text)
+            rows.append(row)
+    if not rows:
+        return ""
+    headers = ["backend", "system", *(h[0] for h in HEADLINE)]
+    return (
+        "Medians over rounds, (best run); in brackets after a peer's figure: the median "
+        "of the per-round ratios, > 1 = chronctl better\n\n" + _table(headers, rows)
+    )
+
+
 def render(summary: dict[str, Any], systems_config: dict[str, str] | None = None) -> str:
     """Markdown tables: one per cell (backend, workload, body, log level)."""
     parts = []

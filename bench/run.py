@@ -445,6 +445,9 @@ def finish(records: list[dict[str, Any]], out: Path | None) -> dict[str, Any]:
     header = next((r for r in records if r.get("mode") == "header"), {})
     real = any(r.get("mode") == "real" for r in records)
     print("\n" + report.render(summary, header.get("systems") if real else None))
+    headline = report.render_headline(summary)
+    if headline:
+        print("\n" + headline)
     library = report.render_library(records)
     if library:
         print("\n" + library)
