@@ -332,7 +332,8 @@ def render_headline(summary: dict[str, Any]) -> str:
     median per-round ratio chronctl/peer beside the ones the verdicts are about."""
     backends: dict[str, set[str]] = defaultdict(set)
     for cell, systems in summary["cells"].items():
-        backends[cell.split("|")[0]].update(name for name, e in systems.items() if e.get("runs"))
+        if cell.split("|")[1] in ("W1", "W2"):
+            backends[cell.split("|")[0]].update(n for n, e in systems.items() if e.get("runs"))
     rows = []
     for backend, names in backends.items():
         for system in sorted(names, key=lambda s: (s != "chronctl", s)):
