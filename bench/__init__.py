@@ -1,6 +1,8 @@
-"""chronctl benchmark suite (issue 7): `python -m bench --help`.
+"""chronctl benchmark suite: `python -m bench --help`.
 
-Workloads W1-W6 measure one process on this machine against each backend
-named by `--backends` (a name from `harness.BACKENDS` or a backend URL).
+The real path (bench/measure.py): every system, chronctl included, runs its own
+worker command in its own process and gets its tasks from a client process;
+same task bodies, same completion signal, interleaved rounds, ratios within a
+round. The in-process "library" workloads (bench/library.py) are kept apart.
 Speed lives here, never in tests: the test suite asserts outcomes only.
 """

@@ -30,6 +30,8 @@ from chronctl.backends import QueueBackend, from_url
 #: Redis database 14 is the benchmark's (15 is the test suite's).
 REDIS_URL = os.environ.get("CHRONCTL_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 AMQP_URL = os.environ.get("CHRONCTL_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
+#: Where the `def`/`async def` task bodies count and record (bench/body.py): its own database.
+SIGNAL_URL = os.environ.get("CHRONCTL_BENCH_SIGNAL", "redis://127.0.0.1:6379/13")
 
 
 def _run_name(tmp: Path) -> str:

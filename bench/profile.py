@@ -15,7 +15,7 @@ import pstats
 import tempfile
 from pathlib import Path
 
-from . import workloads as w
+from . import library as w
 from .harness import choose_backends
 
 

@@ -1,13 +1,16 @@
-"""`python -m bench`: run W1-W6, print a table, write bench/results/<date>.json.
+"""`python -m bench`: chronctl and its peers on the path users run, round by round.
 
-    python -m bench                          # everything, memory and sqlite (about 6 min)
-    python -m bench --quick                  # small N, a smoke run (about 30 s)
-    python -m bench --only W1,W4 --backends sqlite --w4-pending 1000000
-    python -m bench --peers --backends redis,sqlite,rabbitmq --only W1,W2   # vs other queues
+    python -m bench --quick                                   # every system, small N (minutes)
+    python -m bench                                           # the full run (about an hour)
+    python -m bench --backends redis --systems chronctl,huey --only W1 --rounds 5
+    python -m bench --library --backends memory,sqlite        # the in-process table
+    python -m bench --summarize bench/results/<stamp>.jsonl   # tables of a finished or cut run
 
-Each throughput/latency workload runs `--repeat` times on a fresh store; the
-table shows the median and, in brackets, the best run. Targets are judged on
-the median.
+Every figure is appended to a JSON-lines file as soon as it is measured
+(default bench/results/<stamp>.jsonl), so a run that hangs or is killed keeps
+what it measured; a run past its time limit is recorded as failed and the
+bench goes on. The summary (figures, per-round ratios, verdicts, targets) is
+written beside it as <stamp>.summary.json and printed as Markdown tables.
 """
 
 from __future__ import annotations
@@ -16,18 +19,26 @@ import argparse
 import asyncio
 import json
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+from urllib.parse import urlsplit
 
-from . import workloads as w
-from .harness import BackendChoice, aggregate, choose_backends, machine_info
+from . import measure, report
+from .body import REDIS_BODIES
+from .harness import AMQP_URL, BACKENDS, REDIS_URL, SIGNAL_URL, machine_info
+from .systems import BY_KEY, SYSTEMS, System, missing
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+REAL_BACKENDS = ("sqlite", "redis", "rabbitmq")
+REAL_WORKLOADS = ("W1", "W2", "W3", "W4", "MEM", "W5", "W6")
+LIBRARY_WORKLOADS = ("W1", "W2", "W3", "W4")
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
@@ -38,449 +49,444 @@ class Sizes:
     w2_rate: float = 200.0
     w3_tasks: int = 500
     w3_ahead: tuple[float, float] = (2.0, 7.0)
-    w4_pending: int = 200_000
+    w4_pending: int = 1_000_000
     w4_tasks: int = 20_000
-    w4_memory_tasks: int = 100_000
+    mem_tasks: int = 100_000
     w5_jobs: int = 1_000
     w5_seconds: float = 60.0
     w6_repeat: int = 10
 
 
 QUICK = Sizes(
-    w1_tasks=2_000,
-    w2_tasks=200,
-    w3_tasks=50,
+    w1_tasks=1_000,
+    w2_tasks=100,
+    w3_tasks=30,
     w3_ahead=(0.5, 1.5),
-    w4_pending=20_000,
-    w4_tasks=2_000,
-    w4_memory_tasks=20_000,
-    w5_jobs=100,
-    w5_seconds=3.0,
-    w6_repeat=3,
+    w4_pending=5_000,
+    w4_tasks=1_000,
+    mem_tasks=2_000,
+    w5_jobs=50,
+    w5_seconds=2.0,
+    w6_repeat=2,
 )
 
 
+def default_limit(workload: str, s: Sizes) -> float:
+    """Seconds a run may take before it is recorded as failed: generous for a slow
+    system (200 tasks/s), far below the old 10 minutes for a hung one."""
+    return {
+        "W1": 60 + s.w1_tasks / 200,
+        "W2": 60 + 2 * s.w2_tasks / s.w2_rate,
+        "W3": 60 + s.w3_ahead[1] + s.w3_tasks / 50,
+        "W4": 120 + s.w4_pending / 1_000 + s.w4_tasks / 200,
+        "MEM": 60 + s.mem_tasks / 500,
+    }[workload]
+
+
 @dataclass(frozen=True)
-class Metric:
+class Cell:
+    """One comparison: every system runs it once per round."""
+
+    backend: str
     workload: str
-    key: str
-    label: str
-    higher_is_better: bool
-    fmt: Callable[[float], str]
-
-
-def _rate(v: float) -> str:
-    return f"{v:,.0f}"
-
-
-def _ms(v: float) -> str:
-    return f"{v:.3f}" if v < 10 else f"{v:.1f}"
-
-
-def _num(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
-
-
-METRICS = [
-    Metric("W1", "enqueue_per_s", "enqueue (bulk), tasks/s", True, _rate),
-    Metric("W1", "process_per_s", "processing, tasks/s", True, _rate),
-    Metric("W1", "end_to_end_per_s", "end to end, tasks/s", True, _rate),
-    Metric("W2", "p50_ms", "start latency p50, ms", False, _ms),
-    Metric("W2", "p99_ms", "start latency p99, ms", False, _ms),
-    Metric("W2", "max_ms", "start latency max, ms", False, _ms),
-    Metric("W3", "p50_ms", "lateness p50, ms", False, _ms),
-    Metric("W3", "p99_ms", "lateness p99, ms", False, _ms),
-    Metric("W3", "max_ms", "lateness max, ms", False, _ms),
-    Metric("W4", "pending", "tasks pending", True, _rate),
-    Metric("W4", "prefill_per_s", "prefill (bulk), tasks/s", True, _rate),
-    Metric("W4", "process_per_s", "processing, tasks/s", True, _rate),
-    Metric("W4", "ratio_to_w1", "processing / W1 processing", True, _num),
-    Metric("W4", "bytes_per_pending", "memory per pending task, bytes", False, _rate),
-    Metric("W5", "cpu_percent", "idle CPU, % of one core", False, _num),
-    Metric("W5", "rss_mb", "idle RSS, MB", False, _num),
-    Metric("W6", "version_ms", "`chronctl --version`, ms", False, _ms),
-    Metric("W6", "jobs_list_ms", "`chronctl jobs list --json`, ms", False, _ms),
-]
-_BY_KEY = {(m.workload, m.key): m for m in METRICS}
-
-#: (workload, metric) -> {backend label or "*": (">=" or "<" or "<=", threshold)}
-TARGETS: dict[tuple[str, str], dict[str, tuple[str, float]]] = {
-    # issue 7's table: W1 is judged end to end (enqueue + processing)
-    ("W1", "end_to_end_per_s"): {
-        "memory": (">=", 30_000),
-        "sqlite": (">=", 10_000),
-        "redis": (">=", 15_000),
-        "rabbitmq": (">=", 10_000),
-    },
-    ("W2", "p99_ms"): {
-        "memory": ("<", 1.0),
-        "sqlite": ("<", 5.0),
-        "redis": ("<", 3.0),
-        "rabbitmq": ("<", 5.0),
-    },
-    ("W3", "p99_ms"): {
-        "memory": ("<", 5.0),
-        "sqlite": ("<", 10.0),
-        "redis": ("<", 10.0),
-        "rabbitmq": ("<", 10.0),
-    },
-    ("W4", "ratio_to_w1"): {"*": (">=", 0.8)},
-    ("W4", "bytes_per_pending"): {"memory": ("<=", 1536)},
-    ("W5", "cpu_percent"): {"*": ("<", 1.0)},
-    ("W6", "version_ms"): {"*": ("<", 150.0)},
-}
-
-
-def target_for(workload: str, key: str, backend: str) -> tuple[str, float] | None:
-    rule = TARGETS.get((workload, key), {})
-    backend = {"amqp": "rabbitmq", "amqps": "rabbitmq", "rediss": "redis"}.get(backend, backend)
-    return rule.get(backend, rule.get("*"))
-
-
-def meets(value: float, target: tuple[str, float]) -> bool:
-    op, threshold = target
-    return {">=": value >= threshold, "<": value < threshold, "<=": value <= threshold}[op]
-
-
-# -- running -----------------------------------------------------------------------
-
-
-def _higher(workload: str) -> Callable[[str], bool]:
-    def higher(key: str) -> bool:
-        metric = _BY_KEY.get((workload, key))
-        return metric.higher_is_better if metric else key.endswith("_per_s")
-
-    return higher
+    body: str
+    log: str
 
 
 def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def run_backend(
-    choice: BackendChoice,
-    only: set[str],
-    sizes: Sizes,
-    repeat: int,
-    workers: int,
-    tmp_root: str | None,
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+class Sink:
+    """The JSON-lines file: one record per measured (or skipped, or failed) run."""
 
-    def repeated(name: str, fn: Callable[[str, Path], Any], times: int = repeat) -> None:
-        runs = []
-        for i in range(times):
-            with tempfile.TemporaryDirectory(prefix="chronctl-bench-", dir=tmp_root) as tmp:
-                url = choice.url(Path(tmp))
-                _log(f"{choice.label} {name} run {i + 1}/{times}")
-                result = fn(url, Path(tmp))
-                runs.append(asyncio.run(result) if asyncio.iscoroutine(result) else result)
-        out[name] = aggregate(runs, _higher(name))
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.records: list[dict[str, Any]] = []
+        self._file: TextIO = path.open("w")
 
-    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
-        out["url"] = choice.url(Path(tmp))
-    if "W1" in only:
-        repeated("W1", lambda url, _: w.w1_throughput(url, n=sizes.w1_tasks, workers=workers))
-    if "W2" in only:
-        repeated(
-            "W2",
-            lambda url, _: w.w2_start_latency(
-                url, n=sizes.w2_tasks, rate=sizes.w2_rate, workers=workers
-            ),
+    def write(self, record: dict[str, Any]) -> None:
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        record = {"ts": now, "load1": round(os.getloadavg()[0], 2), **record}
+        self.records.append(record)
+        self._file.write(json.dumps(record, default=str) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+# -- availability ------------------------------------------------------------------
+
+
+def _reachable(url: str, default_port: int) -> str | None:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or default_port
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return None
+    except OSError as exc:
+        return f"{host}:{port} unreachable ({exc.strerror or exc})"
+
+
+class Availability:
+    """Why a system cannot run a cell here, or None (checked once, cached)."""
+
+    def __init__(self, servers: measure.Servers, pythons: dict[str, str]) -> None:
+        self.servers, self.pythons = servers, pythons
+        self._server: dict[str, str | None] = {}
+
+    def python(self, system: System) -> str:
+        return self.pythons.get(system.python_option or "", sys.executable)
+
+    def server(self, name: str) -> str | None:
+        if name not in self._server:
+            if name == "redis":
+                self._server[name] = _reachable(REDIS_URL, 6379)
+            elif name == "signal":
+                reason = _reachable(SIGNAL_URL, 6379)
+                self._server[name] = reason and f"the Redis signal database: {reason}"
+            elif name == "rabbitmq":
+                self._server[name] = _reachable(AMQP_URL, 5672) or self.servers.make_vhost()
+            else:
+                self._server[name] = None
+        return self._server[name]
+
+    def why_not(self, system: System, cell: Cell) -> str | None:
+        return (
+            system.supports(cell.workload, cell.body)
+            or self.server(cell.backend)
+            or (self.server("signal") if cell.body in REDIS_BODIES else None)
+            or missing(system, self.python(system), cell.backend)
         )
-    if "W3" in only:
-        repeated(
-            "W3",
-            lambda url, _: w.w3_schedule_accuracy(
-                url, n=sizes.w3_tasks, ahead=sizes.w3_ahead, workers=workers
-            ),
-        )
-    if "W4" in only:
-        repeated(
-            "W4",
-            lambda url, _: w.w4_scale(
-                url, pending=sizes.w4_pending, n=sizes.w4_tasks, workers=workers
-            ),
-        )
-        if out["url"].startswith("memory://"):
-            _log(f"{choice.label} W4 memory per pending task ({sizes.w4_memory_tasks:,} tasks)")
-            mem = asyncio.run(w.w4_memory_per_task(n=sizes.w4_memory_tasks))
-            out["W4"]["bytes_per_pending"] = {
-                "median": mem["bytes_per_pending"],
-                "best": mem["bytes_per_pending"],
-                "runs": [mem["bytes_per_pending"]],
-                "n": mem["n"],
-            }
-        w1 = out.get("W1", {}).get("process_per_s")
-        if w1:
-            w4 = out["W4"]["process_per_s"]
-            out["W4"]["ratio_to_w1"] = {
-                "median": w4["median"] / w1["median"],
-                "best": w4["best"] / w1["best"],
-            }
-    if "W5" in only:
-        repeated(
-            "W5",
-            lambda url, tmp: w.w5_idle_cpu(tmp, url, jobs=sizes.w5_jobs, seconds=sizes.w5_seconds),
-            times=1,
-        )
-    return out
 
 
-def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
-    verdicts = []
-    for label, res in results.items():
-        for workload, key in TARGETS:
-            target = target_for(workload, key, "sqlite" if label == "cli" else label)
-            value = res.get(workload, {}).get(key)
-            if target is None or not isinstance(value, dict):
-                continue
-            verdicts.append(
-                {
-                    "backend": label,
-                    "workload": workload,
-                    "metric": key,
-                    "target": f"{target[0]} {target[1]:g}",
-                    "median": value["median"],
-                    "best": value["best"],
-                    "met": meets(value["median"], target),
-                }
-            )
-    return verdicts
+# -- the real path ------------------------------------------------------------------
 
 
-# -- output ------------------------------------------------------------------------
+def plan(ns: argparse.Namespace) -> list[Cell]:
+    """W1 for every body and log level; W2 for every log level with the first body;
+    W3, W4 and MEM with the first body at the default log level."""
+    body = ns.bodies[0]
+    cells = []
+    for backend in ns.backends:
+        for workload in ns.only:
+            if workload == "W1":
+                cells += [Cell(backend, "W1", b, lg) for b in ns.bodies for lg in ns.logs]
+            elif workload == "W2":
+                cells += [Cell(backend, "W2", body, lg) for lg in ns.logs]
+            elif workload in ("W3", "W4", "MEM"):
+                if workload == "MEM" and backend == "rabbitmq":
+                    continue
+                cells.append(Cell(backend, workload, body, ns.logs[0]))
+    return cells
 
 
-def _cell(value: Any, metric: Metric, target: tuple[str, float] | None) -> str:
-    if not isinstance(value, dict):
-        return "-"
-    text = metric.fmt(value["median"])
-    if value["best"] != value["median"]:
-        text += f" ({metric.fmt(value['best'])})"
-    if target is not None:
-        text += " ok" if meets(value["median"], target) else " MISSED"
-    return text
-
-
-def _target_text(metric: Metric, labels: list[str]) -> str:
-    rule = TARGETS.get((metric.workload, metric.key))
-    if not rule:
-        return ""
-    if "*" in rule:
-        op, v = rule["*"]
-        return f"{op} {metric.fmt(v)}"
-    return ", ".join(
-        f"{b} {op} {metric.fmt(v)}" for b, (op, v) in rule.items() if b in labels or not labels
+def _spec(cell: Cell, system: System, python: str, s: Sizes, limit: float | None) -> measure.Spec:
+    n = {
+        "W1": s.w1_tasks,
+        "W2": s.w2_tasks,
+        "W3": s.w3_tasks,
+        "W4": s.w4_tasks,
+        "MEM": s.mem_tasks,
+    }[cell.workload]
+    return measure.Spec(
+        system=system,
+        backend=cell.backend,
+        workload=cell.workload,
+        body=cell.body,
+        quiet=cell.log == "quiet",
+        python=python,
+        n=n,
+        limit=limit or default_limit(cell.workload, s),
+        rate=s.w2_rate,
+        ahead=s.w3_ahead,
+        pending=s.w4_pending,
     )
 
 
-def render(results: dict[str, Any], plain: bool) -> None:
-    labels = [k for k in results if k != "cli"]
-    headers = ["", "metric", *labels, "target"]
-    rows = []
-    for metric in METRICS:
-        if metric.workload == "W6":
-            continue
-        cells = [results[b].get(metric.workload, {}).get(metric.key) for b in labels]
-        if not any(isinstance(c, dict) for c in cells):
-            continue
-        rows.append(
-            [
-                metric.workload,
-                metric.label,
-                *(
-                    _cell(c, metric, target_for(metric.workload, metric.key, b))
-                    for c, b in zip(cells, labels, strict=True)
-                ),
-                _target_text(metric, labels),
-            ]
-        )
-    cli_rows = []
-    for metric in METRICS:
-        value = results.get("cli", {}).get("W6", {}).get(metric.key)
-        if metric.workload == "W6" and isinstance(value, dict):
-            cli_rows.append(
-                [
-                    "W6",
-                    metric.label,
-                    _cell(value, metric, target_for("W6", metric.key, "*")),
-                    _target_text(metric, []),
-                ]
-            )
-    _print_table(headers, rows, "median (best run); targets judged on the median", plain)
-    if cli_rows:
-        _print_table(
-            ["", "metric", "median of runs", "target"],
-            cli_rows,
-            "CLI start, SQLite file with no tasks",
-            plain,
-        )
-
-
-def render_peers(
-    report: dict[str, Any], results: dict[str, Any], labels: list[str], plain: bool
+def run_cell(
+    cell: Cell,
+    systems: list[System],
+    avail: Availability,
+    sink: Sink,
+    ns: argparse.Namespace,
 ) -> None:
-    from .peers import table
+    base = {"mode": "real", **cell.__dict__}
+    where = f"{cell.backend} {cell.workload} {cell.body} {cell.log}"
+    ready = []
+    for system in systems:
+        if cell.backend not in system.backends:
+            continue
+        if cell.workload == "W4" and system.key != "chronctl" and not ns.w4_peers:
+            continue  # a million single enqueues take a peer most of an hour: opt in
+        reason = avail.why_not(system, cell)
+        if reason:
+            sink.write({**base, "system": system.name, "skipped": reason})
+            _log(f"{where}: {system.name} skipped: {reason}")
+        else:
+            ready.append(system)
+    for rnd in range(ns.rounds):
+        # chronctl first in even rounds, last in odd ones: drift during a round cancels
+        order = ready if rnd % 2 == 0 else ready[::-1]
+        for system in order:
+            spec = _spec(cell, system, avail.python(system), ns.sizes, ns.limit)
+            label = f"{where} round {rnd + 1}/{ns.rounds}: {system.name}"
+            t0 = time.monotonic()
+            record: dict[str, Any] = {**base, "system": system.name, "round": rnd}
+            try:
+                record["result"] = measure.run_once(spec, avail.servers, ns.tmpdir)
+                _log(f"{label}: {_brief(cell.workload, record['result'])}")
+            except (measure.Failed, OSError, subprocess.SubprocessError, ValueError) as exc:
+                record["error"] = str(exc) or repr(exc)
+                _log(f"{label}: FAILED: {record['error'].splitlines()[0][:300]}")
+            record["seconds"] = round(time.monotonic() - t0, 2)
+            sink.write(record)
 
-    headers, rows = table(report, results, labels)
-    _print_table(
-        headers,
-        rows,
-        "chronctl and its peers, same backends, same run (medians); ratios > 1: chronctl is better",
-        plain,
-    )
-    for v in report["verdicts"]:
-        print(
-            f"{v['backend']} {v['workload']} {v['metric']}: chronctl "
-            f"{'ahead of' if v['ahead'] else 'BEHIND'} the best peer ({v['best_peer']})"
-        )
+
+def _brief(workload: str, result: dict[str, Any]) -> str:
+    keys = report.RATIO_METRICS.get(workload, ())
+    return ", ".join(f"{k} {result[k]:,.2f}" for k in keys if k in result)
 
 
-def _print_table(headers: list[str], rows: list[list[str]], title: str, plain: bool) -> None:
-    if not rows:
-        return
-    if plain:
-        print(f"\n{title}")
-        widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-        for row in [headers, *rows]:
-            print("  ".join(str(c).ljust(widths[i]) for i, c in enumerate(row)).rstrip())
-        return
-    from rich.console import Console
-    from rich.table import Table
+def run_cli_workloads(ns: argparse.Namespace, sink: Sink) -> None:
+    """W5 (per backend) and W6: chronctl's own command line, no peers."""
+    from . import cli_workloads as cw
 
-    table = Table(title=title)
-    for i, h in enumerate(headers):
-        table.add_column(h, justify="right" if 1 < i < len(headers) - 1 else "left")
-    for row in rows:
-        table.add_row(*row)
-    console = Console()
-    if not console.is_terminal:
-        console.width = 120
-    console.print(table)
+    s: Sizes = ns.sizes
+    if "W5" in ns.only:
+        for backend in ns.backends:
+            base = {"mode": "real", "backend": backend, "workload": "W5", "system": "chronctl"}
+            try:
+                with tempfile.TemporaryDirectory(prefix="chronctl-bench-", dir=ns.tmpdir) as tmp:
+                    url = BACKENDS[backend](Path(tmp))
+                    _log(f"{backend} W5 idle CPU, {s.w5_jobs} cron jobs, {s.w5_seconds:g} s")
+                    result = cw.w5_idle_cpu(Path(tmp), url, jobs=s.w5_jobs, seconds=s.w5_seconds)
+                sink.write({**base, "round": 0, "result": result})
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                sink.write({**base, "error": str(exc)})
+    if "W6" in ns.only:
+        base = {"mode": "real", "backend": "cli", "workload": "W6", "system": "chronctl"}
+        _log(f"W6 CLI start, {s.w6_repeat} runs per command")
+        try:
+            with tempfile.TemporaryDirectory(prefix="chronctl-bench-", dir=ns.tmpdir) as tmp:
+                result = cw.w6_cli_start(Path(tmp), repeat=s.w6_repeat)
+            sink.write({**base, "round": 0, "result": result})
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            sink.write({**base, "error": str(exc)})
+
+
+# -- library, in-process ---------------------------------------------------------------
+
+
+def run_library(ns: argparse.Namespace, sink: Sink) -> None:
+    """The in-process workloads (bench/library.py), labelled apart: never a ratio."""
+    from . import library as lib
+    from .harness import choose_backends
+
+    s: Sizes = ns.sizes
+    runs: dict[str, Callable[[str], Any]] = {
+        "W1": lambda url: lib.w1_throughput(url, n=s.w1_tasks, workers=8),
+        "W2": lambda url: lib.w2_start_latency(url, n=s.w2_tasks, rate=s.w2_rate, workers=8),
+        "W3": lambda url: lib.w3_schedule_accuracy(url, n=s.w3_tasks, ahead=s.w3_ahead, workers=8),
+        "W4": lambda url: lib.w4_scale(url, pending=s.w4_pending, n=s.w4_tasks, workers=8),
+    }
+    for choice in choose_backends(",".join(ns.backends)):
+        for workload in (w for w in LIBRARY_WORKLOADS if w in ns.only):
+            limit = ns.limit or default_limit(workload, s)
+            for rnd in range(ns.rounds):
+                base = {"mode": "library", "backend": choice.label, "workload": workload}
+                with tempfile.TemporaryDirectory(prefix="chronctl-bench-", dir=ns.tmpdir) as tmp:
+                    url = choice.url(Path(tmp))
+                    _log(f"library {choice.label} {workload} run {rnd + 1}/{ns.rounds}")
+                    try:
+                        result = asyncio.run(asyncio.wait_for(runs[workload](url), limit))
+                        sink.write({**base, "round": rnd, "result": result})
+                    except (TimeoutError, OSError, RuntimeError) as exc:
+                        sink.write({**base, "round": rnd, "error": str(exc) or repr(exc)})
 
 
 # -- main --------------------------------------------------------------------------
 
 
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument(
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p.add_argument(
         "--backends",
-        default="memory,sqlite",
-        help="comma-separated names (memory, sqlite, redis, rabbitmq) or URLs",
+        default=",".join(REAL_BACKENDS),
+        help="sqlite, redis, rabbitmq (--library: also memory or a URL)",
     )
-    parser.add_argument(
-        "--only", default=",".join(WORKLOADS), help="comma-separated workloads, e.g. W1,W2"
+    p.add_argument(
+        "--systems",
+        default=",".join(s.key for s in SYSTEMS),
+        help="chronctl and peers: " + ", ".join(BY_KEY),
     )
-    parser.add_argument("--quick", action="store_true", help="small N: a smoke run")
-    parser.add_argument(
-        "--repeat",
-        type=int,
+    p.add_argument(
+        "--only", default=",".join(REAL_WORKLOADS), help="workloads: W1,W2,W3,W4,MEM,W5,W6"
+    )
+    p.add_argument(
+        "--bodies",
+        default="def,async,noop",
+        help="task bodies for W1 (the first is used for W2-W4): def, async, noop, hang",
+    )
+    p.add_argument(
+        "--logs",
+        default="default,quiet",
+        help="log levels: default, quiet (W1, W2; the first for W3-W4)",
+    )
+    p.add_argument("--rounds", type=int, default=None, help="rounds (default 3, quick 1)")
+    p.add_argument("--quick", action="store_true", help="small N: a smoke run")
+    p.add_argument(
+        "--limit",
+        type=float,
         default=None,
-        help="runs per throughput/latency workload (default 3, quick 1)",
+        help="seconds per run before it is recorded as failed (default: per workload)",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=8,
-        help="Scheduler(workers=N) for W1-W4 (default 8, the default)",
+    p.add_argument("--w1-tasks", type=int, default=None)
+    p.add_argument("--w2-tasks", type=int, default=None)
+    p.add_argument("--w3-tasks", type=int, default=None)
+    p.add_argument("--w4-tasks", type=int, default=None, help="W4: tasks timed (default 20,000)")
+    p.add_argument("--w4-pending", type=int, default=None, help="W4 backlog (default 1,000,000)")
+    p.add_argument(
+        "--w4-peers", action="store_true", help="run W4 for the peers too (default: chronctl only)"
     )
-    parser.add_argument("--w1-tasks", type=int, default=None)
-    parser.add_argument(
-        "--w4-pending",
-        type=int,
+    p.add_argument("--mem-tasks", type=int, default=None)
+    p.add_argument("--idle-seconds", type=float, default=None, help="W5 window (default 60)")
+    p.add_argument(
+        "--arq-python",
+        default=os.environ.get("CHRONCTL_BENCH_ARQ_PYTHON"),
+        help="the interpreter of a venv with arq (it needs redis-py < 6)",
+    )
+    p.add_argument(
+        "--library", action="store_true", help="run the in-process library workloads instead"
+    )
+    p.add_argument(
+        "--summarize",
+        type=Path,
         default=None,
-        help="tasks pending in W4 (default 200,000; the issue's 1,000,000 "
-        "takes a few minutes on SQLite)",
+        help="print the tables of a JSON-lines file and exit",
     )
-    parser.add_argument(
-        "--idle-seconds", type=float, default=None, help="W5 measuring window (default 60)"
+    p.add_argument("--tmpdir", default=None, help="where SQLite files go (default: $TMPDIR)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON-lines file (default bench/results/<stamp>.jsonl)",
     )
-    parser.add_argument("--tmpdir", default=None, help="where SQLite files go (default: $TMPDIR)")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="JSON file (default bench/results/<date>.json)"
+    ns = p.parse_args(argv)
+    sizes = QUICK if ns.quick else Sizes()
+    overrides = {
+        "w1_tasks": ns.w1_tasks,
+        "w2_tasks": ns.w2_tasks,
+        "w3_tasks": ns.w3_tasks,
+        "w4_tasks": ns.w4_tasks,
+        "w4_pending": ns.w4_pending,
+        "mem_tasks": ns.mem_tasks,
+        "w5_seconds": ns.idle_seconds,
+    }
+    ns.sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
+    ns.rounds = ns.rounds or (1 if ns.quick else 3)
+    ns.backends, ns.only, ns.bodies, ns.logs = map(
+        _csv, (ns.backends, ns.only.upper(), ns.bodies, ns.logs)
     )
-    parser.add_argument("--plain", action="store_true", help="plain text table")
-    parser.add_argument(
-        "--peers",
-        action="store_true",
-        help="also run W1/W2 with Huey, Dramatiq, arq, RQ and Celery on the same "
-        "backends (pip install -e '.[bench]'); prints chronctl/peer ratios",
-    )
-    return parser.parse_args(argv)
+    ns.systems = _csv(ns.systems)
+    _check(p, ns)
+    return ns
+
+
+def _check(p: argparse.ArgumentParser, ns: argparse.Namespace) -> None:
+    known = LIBRARY_WORKLOADS if ns.library else REAL_WORKLOADS
+    for name, values, allowed in (
+        ("workload", ns.only, known),
+        ("system", ns.systems, tuple(BY_KEY)),
+        ("body", ns.bodies, ("def", "async", "noop", "hang")),
+        ("log level", ns.logs, ("default", "quiet")),
+    ):
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            p.error(f"unknown {name} {', '.join(bad)}: expected {', '.join(allowed)}")
+    if ns.sizes.w4_pending < ns.sizes.w4_tasks:
+        p.error("--w4-pending must be at least --w4-tasks (W4 times tasks taken from the backlog)")
+    if not ns.library:
+        bad = [b for b in ns.backends if b not in REAL_BACKENDS]
+        if bad:
+            p.error(
+                f"backend {', '.join(bad)}: the real path runs a worker process and a client "
+                f"process on {', '.join(REAL_BACKENDS)} (memory is in-process only: --library)"
+            )
+
+
+def _header(ns: argparse.Namespace, started: datetime) -> dict[str, Any]:
+    return {
+        "mode": "header",
+        "date": started.isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "options": {
+            "backends": ns.backends,
+            "systems": ns.systems,
+            "only": ns.only,
+            "bodies": ns.bodies,
+            "logs": ns.logs,
+            "rounds": ns.rounds,
+            "library": ns.library,
+            "sizes": ns.sizes.__dict__,
+        },
+        "systems": {s.name: s.config for s in SYSTEMS if s.key in ns.systems},
+    }
+
+
+def finish(records: list[dict[str, Any]], out: Path | None) -> dict[str, Any]:
+    summary = report.summarize(records)
+    header = next((r for r in records if r.get("mode") == "header"), {})
+    real = any(r.get("mode") == "real" for r in records)
+    print("\n" + report.render(summary, header.get("systems") if real else None))
+    headline = report.render_headline(summary)
+    if headline:
+        print("\n" + headline)
+    library = report.render_library(records)
+    if library:
+        print("\n" + library)
+    if out is not None:
+        out.write_text(json.dumps({"header": header, **summary}, indent=2, default=str) + "\n")
+        print(f"\nwrote {out}")
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
-    sizes = QUICK if ns.quick else Sizes()
-    overrides = {
-        "w1_tasks": ns.w1_tasks,
-        "w4_pending": ns.w4_pending,
-        "w5_seconds": ns.idle_seconds,
-    }
-    sizes = Sizes(**{**sizes.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
-    repeat = ns.repeat or (1 if ns.quick else 3)
-    only = {x.strip().upper() for x in ns.only.split(",") if x.strip()}
-    unknown = only - set(WORKLOADS)
-    if unknown:
-        raise SystemExit(f"bench: unknown workload(s) {', '.join(sorted(unknown))}")
-    choices = choose_backends(ns.backends)
+    if ns.summarize is not None:
+        records = [json.loads(line) for line in ns.summarize.read_text().splitlines() if line]
+        finish(records, None)
+        return 0
     started = datetime.now(UTC)
-    report: dict[str, Any] = {
-        "date": started.isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "options": {
-            "backends": [c.label for c in choices],
-            "only": sorted(only),
-            "quick": ns.quick,
-            "repeat": repeat,
-            "workers": ns.workers,
-            "sizes": sizes.__dict__,
-        },
-        "results": {},
-    }
-    results: dict[str, Any] = report["results"]
-    for choice in choices:
-        results[choice.label] = run_backend(choice, only, sizes, repeat, ns.workers, ns.tmpdir)
-    if "W6" in only:
-        _log(f"W6 CLI start ({sizes.w6_repeat} runs per command)")
-        with tempfile.TemporaryDirectory(prefix="chronctl-bench-", dir=ns.tmpdir) as tmp:
-            w6 = w.w6_cli_start(Path(tmp), repeat=sizes.w6_repeat)
-        results["cli"] = {
-            "W6": {
-                k: {"median": v, "best": w6.get(k.replace("_ms", "_min_ms"), v)}
-                for k, v in w6.items()
-                if k.endswith("_ms") and not k.endswith("_min_ms")
-            }
-        }
-        results["cli"]["W6"]["repeat"] = w6["repeat"]
-    if ns.peers:
-        from . import peers
-
-        report["peers"] = peers.run_peers(
-            [c.label for c in choices],
-            results,
-            only,
-            w1_tasks=sizes.w1_tasks,
-            w2_tasks=sizes.w2_tasks,
-            w2_rate=sizes.w2_rate,
-            repeat=repeat,
-            tmp_root=ns.tmpdir,
-        )
-    report["machine"]["loadavg_end"] = os.getloadavg()
-    report["seconds"] = (datetime.now(UTC) - started).total_seconds()
-    report["targets"] = judge(results)
-    render(results, ns.plain)
-    if ns.peers:
-        render_peers(report["peers"], results, [c.label for c in choices], ns.plain)
-    out = ns.out or RESULTS_DIR / f"{started.date().isoformat()}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    missed = [t for t in report["targets"] if not t["met"]]
-    print(
-        f"\nwrote {out}; targets met {len(report['targets']) - len(missed)}"
-        f"/{len(report['targets'])}; load average {report['machine']['loadavg_start'][0]:.2f}"
-        f" at start, {report['machine']['loadavg_end'][0]:.2f} at end"
-    )
-    return 0
+    out = ns.out or RESULTS_DIR / f"{started.strftime('%Y-%m-%dT%H%M%S')}.jsonl"
+    sink = Sink(out)
+    sink.write(_header(ns, started))
+    servers = measure.Servers()
+    # absolute, not resolved: a venv's bin/python is a symlink and its bin/ holds the scripts
+    pythons = {"arq": os.path.abspath(ns.arq_python)} if ns.arq_python else {}
+    avail = Availability(servers, pythons)
+    systems = [BY_KEY[k] for k in ns.systems]
+    interrupted = False
+    try:
+        if ns.library:
+            run_library(ns, sink)
+        else:
+            for cell in plan(ns):
+                run_cell(cell, systems, avail, sink, ns)
+            run_cli_workloads(ns, sink)
+    except KeyboardInterrupt:
+        interrupted = True
+        _log("interrupted: the tables below hold what was measured")
+    finally:
+        servers.close()
+        sink.write({"mode": "footer", "loadavg_end": os.getloadavg()})
+        sink.close()
+    finish(sink.records, out.with_suffix(".summary.json"))
+    print(f"records: {out}; load average {os.getloadavg()[0]:.2f} at the end")
+    return 130 if interrupted else 0

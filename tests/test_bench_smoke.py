@@ -1,105 +1,132 @@
-"""The benchmark harness runs end to end (tiny sizes; no figure is asserted)."""
+"""The benchmark harness runs end to end at tiny sizes (no figure is asserted, only
+that each workload measured what it says, through real worker processes)."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench import report, systems
 from bench.run import main
 
+TINY = ["--w1-tasks", "40", "--w2-tasks", "10", "--w4-pending", "200", "--w4-tasks", "40"]
+TINY += ["--mem-tasks", "200", "--rounds", "1", "--logs", "default"]
 
-def test_bench_quick_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    code = main(
-        [
-            "--quick",
-            "--only",
-            "W1,W2,W4",
-            "--backends",
-            "memory,sqlite",
-            "--plain",
-            "--out",
-            str(out),
-            "--tmpdir",
-            str(tmp_path),
-        ]
-    )
+
+def _bench(tmp_path: Path, *args: str) -> list[dict[str, Any]]:
+    out = tmp_path / "bench.jsonl"
+    code = main(["--quick", *TINY, *args, "--out", str(out), "--tmpdir", str(tmp_path)])
     assert code == 0
-    report = json.loads(out.read_text())
-    assert set(report["results"]) == {"memory", "sqlite"}
-    for backend in ("memory", "sqlite"):
-        result = report["results"][backend]
-        assert result["W1"]["n"]["median"] == 2_000
-        assert result["W2"]["n"]["median"] == 200
-        assert result["W4"]["process_per_s"]["median"] > 0
-    assert report["results"]["memory"]["W4"]["bytes_per_pending"]["median"] > 0
-    assert {t["metric"] for t in report["targets"]} >= {"end_to_end_per_s", "p99_ms"}
+    assert (tmp_path / "bench.summary.json").exists()
+    return [json.loads(line) for line in out.read_text().splitlines()]
 
 
-def test_bench_peers_not_installed_are_skipped(
+def _results(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (r["system"], r["workload"]): r.get("result") or r
+        for r in records
+        if r.get("mode") == "real"
+    }
+
+
+def test_chronctl_real_path_on_sqlite(tmp_path: Path) -> None:
+    """`chronctl run` in its own process, tasks from a client process: W1, W2, W4, MEM."""
+    records = _bench(
+        tmp_path,
+        *("--systems", "chronctl", "--backends", "sqlite", "--bodies", "noop"),
+        *("--only", "W1,W2,W4,MEM"),
+    )
+    got = _results(records)
+    w1 = got[("chronctl", "W1")]
+    assert w1["n"] == 40 and w1["process_per_s"] > 0 and w1["startup_s"] > 0
+    assert w1["end_to_end_per_s"] < w1["process_per_s"]  # start-up is counted
+    assert got[("chronctl", "W2")]["n"] == 10  # ten latency samples, the warm-up left out
+    assert got[("chronctl", "W4")]["pending"] == 200
+    assert got[("chronctl", "MEM")]["bytes_per_pending"] > 0
+    assert records[0]["mode"] == "header" and records[-1]["mode"] == "footer"
+
+
+def test_a_hung_workload_is_reported_failed_within_its_limit(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    records = _bench(
+        tmp_path,
+        *("--systems", "chronctl", "--backends", "sqlite", "--bodies", "hang"),
+        *("--only", "W1", "--limit", "3"),
+    )
+    failed = _results(records)[("chronctl", "W1")]
+    assert "passed its time limit of 3 s" in failed["error"]
+    assert failed["seconds"] < 10 and time.monotonic() - t0 < 20
+
+
+@pytest.mark.skipif(importlib.util.find_spec("huey") is None, reason="huey not installed")
+def test_a_peer_runs_through_the_same_harness(tmp_path: Path) -> None:
+    """SqliteHuey by its own `huey_consumer`, in the same round as chronctl, with a ratio."""
+    records = _bench(
+        tmp_path,
+        *("--systems", "chronctl,huey", "--backends", "sqlite", "--bodies", "noop"),
+        *("--only", "W1"),
+    )
+    got = _results(records)
+    assert got[("Huey", "W1")]["n"] == got[("chronctl", "W1")]["n"] == 40
+    summary = json.loads((tmp_path / "bench.summary.json").read_text())
+    ratio = summary["ratios"]["sqlite|W1|noop|default"]["Huey"]["process_per_s"]
+    assert len(ratio["rounds"]) == 1 and ratio["median"] > 0
+
+
+def test_missing_peers_are_skipped_with_the_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`--peers` without the `bench` extra: every peer is reported skipped, the run
-    still succeeds and the JSON says why (the reference chronctl row is left out:
-    it needs no extra and would run for real)."""
-    from bench import peers
-
-    monkeypatch.setattr(peers, "PEERS", [p for p in peers.PEERS if p.name != peers.CHRONCTL_SPLIT])
-    monkeypatch.setattr(peers, "_find_spec", lambda name: None)
-    out = tmp_path / "bench.json"
-    code = main(
-        [
-            "--quick",
-            "--only",
-            "W1",
-            "--backends",
-            "memory,sqlite",
-            "--plain",
-            "--peers",
-            "--out",
-            str(out),
-            "--tmpdir",
-            str(tmp_path),
-        ]
+    monkeypatch.setattr(
+        systems, "_importable", lambda python, names: ", ".join(n for n in names if n == "huey")
     )
-    assert code == 0
-    rows = json.loads(out.read_text())["peers"]["rows"]
-    assert [(r["peer"], r["backend"]) for r in rows] == [("Huey", "sqlite")]
-    assert "huey not installed" in rows[0]["skipped"]
+    records = _bench(
+        tmp_path,
+        *("--systems", "huey", "--backends", "sqlite", "--bodies", "noop", "--only", "W1"),
+    )
+    assert "huey not installed" in _results(records)[("Huey", "W1")]["skipped"]
 
 
-def test_bench_peers_ratios_and_verdicts() -> None:
-    """Ratios > 1 mean chronctl is better, for throughput and for latency alike."""
-    from bench import peers
+def test_ratios_come_from_one_round_and_verdicts_from_the_best_peer() -> None:
+    """> 1 means chronctl is better, for throughput and latency alike; the median
+    of per-round ratios, not the ratio of medians."""
 
-    def m(v: float) -> dict[str, float]:
-        return {"median": v, "best": v}
+    def rec(system: str, rnd: int, workload: str, **result: float) -> dict[str, Any]:
+        cell = {"backend": "redis", "workload": workload, "body": "def", "log": "default"}
+        return {"mode": "real", **cell, "system": system, "round": rnd, "result": result}
 
-    chronctl = {"redis": {"W1": {"end_to_end_per_s": m(4000.0)}, "W2": {"p99_ms": m(2.0)}}}
-    rows = [
-        {
-            "peer": "A",
-            "backend": "redis",
-            "W1": {"end_to_end_per_s": m(2000.0)},
-            "W2": {"p99_ms": m(1.0)},
-        },
-        {
-            "peer": "B",
-            "backend": "redis",
-            "W1": {"end_to_end_per_s": m(1000.0)},
-            "W2": {"p99_ms": m(8.0)},
-        },
-        {"peer": "C", "backend": "redis", "skipped": "c not installed"},
-    ]
-    ratios = peers.ratios(chronctl["redis"], rows[0])
-    assert ratios["W1_end_to_end_per_s"] == 2.0
-    assert ratios["W2_p99_ms"] == 0.5
-    verdicts = {v["workload"]: v for v in peers.verdicts(rows, chronctl, {"redis": "redis"})}
-    assert verdicts["W1"]["ahead"] and verdicts["W1"]["best_peer"] == "A"
-    assert not verdicts["W2"]["ahead"] and verdicts["W2"]["best_peer"] == "A"
+    records = [
+        rec("chronctl", 0, "W1", process_per_s=1000.0),
+        rec("A", 0, "W1", process_per_s=500.0),
+        rec("B", 0, "W1", process_per_s=2000.0),
+        rec("chronctl", 1, "W1", process_per_s=3000.0),
+        rec("A", 1, "W1", process_per_s=1000.0),
+        rec("B", 1, "W1", process_per_s=2000.0),
+        rec("chronctl", 0, "W4", process_per_s=900.0),
+        rec("chronctl", 0, "W2", p99_ms=2.0),
+        rec("A", 0, "W2", p99_ms=1.0),
+        {"mode": "real", "backend": "redis", "workload": "W1", "body": "def", "log": "default",
+         "system": "C", "skipped": "c not installed"},
+        {"mode": "library", "backend": "redis", "workload": "W1", "result": {"process_per_s": 1e9}},
+    ]  # fmt: skip
+    summary = report.summarize(records)
+    ratios = summary["ratios"]["redis|W1|def|default"]
+    assert ratios["A"]["process_per_s"]["rounds"] == [2.0, 3.0]
+    assert ratios["B"]["process_per_s"]["rounds"] == [0.5, 1.5]
+    assert summary["ratios"]["redis|W2|def|default"]["A"]["p99_ms"]["median"] == 0.5
+    verdicts = {v["workload"]: v for v in summary["verdicts"]}
+    assert verdicts["W1"]["best_peer"] == "B" and verdicts["W1"]["ratio"] == 1.0
+    assert not verdicts["W1"]["ahead"]
+    assert verdicts["W2"]["best_peer"] == "A" and not verdicts["W2"]["ahead"]
+    assert "C" not in summary["ratios"]["redis|W1|def|default"]
+    w4 = summary["derived"]["redis|W4|def|default"]["chronctl ratio_to_w1"]
+    assert w4["rounds"] == [0.9]  # W4 over W1 of the same round
+    assert any(t["metric"] == "ratio_to_w1" and t["met"] for t in summary["targets"])
 
 
 async def test_amqp_floor_publishes_and_consumes_every_message() -> None:

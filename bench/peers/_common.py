@@ -1,21 +1,26 @@
-"""What every peer's worker and client processes share (no peer library imported here).
+"""The enqueuing side every system shares (no queue library imported here).
 
-A peer module (`bench/peers/<lib>_peer.py`) is run as `python -m bench.peers.<lib>_peer
-ROLE`, configured by environment variables that the orchestrator sets:
+A system module (`bench/peers/<system>_peer.py`) defines its app, a task named
+`task` whose body is `bench.body`'s (selected by BENCH_BODY), and `make_client()`;
+its worker is the system's own command line, started by the harness
+(`bench/systems.py`). `python -m bench.peers.client <system>_peer ROLE` is the
+client: a separate process that enqueues through the library's public API,
+configured by the environment the harness sets:
 
-    BENCH_PEER_BACKEND  redis | sqlite | rabbitmq
-    BENCH_PEER_URL      the server URL (Redis database 14, a RabbitMQ vhost) or SQLite path
-    BENCH_PEER_NS       a name unique to the run: queue names, key prefixes, job ids
-    BENCH_PEER_OUT      the result file the worker writes when it has seen N tasks
-    BENCH_PEER_N        how many tasks the worker waits for
+    BENCH_BACKEND   redis | sqlite | rabbitmq
+    BENCH_URL       the server URL (Redis database 14, the run's RabbitMQ vhost) or SQLite path
+    BENCH_NS        a name unique to the run: queue names, key prefixes, job ids
+    BENCH_BODY      def | async | noop | hang (see bench/body.py)
+    BENCH_MANIFEST  chronctl only: the manifest the worker runs
 
-Environment rather than arguments because Celery's and Huey's workers import the
-task module themselves (and may fork): every process must build the same app.
-
-Roles: `worker` (runs the library's worker until the orchestrator stops it),
-`enqueue` (W1: N no-op tasks, the fastest way the library offers, then prints the
-seconds it took as JSON), `send` (W2: one warm-up probe, wait until the worker
-ran it, idle 0.5 s, then N probes at RATE per second, each carrying time.time()).
+Roles, each printing one JSON line for the harness:
+- `enqueue --n N`: N tasks, the fastest way the library offers (a bulk call
+  where it has one); `seconds` is timed after imports and connecting.
+- `send --n N --rate R`: W2. One warm-up task, wait until the worker ran it
+  (the signal), idle IDLE_S, then N tasks at R per second, one call each, each
+  carrying time.time() taken just before the call.
+- `schedule --n N --ahead LO HI`: W3. Warm-up as `send`, then N tasks due
+  uniformly LO..HI seconds ahead, one call each, each carrying its due time.
 """
 
 from __future__ import annotations
@@ -23,83 +28,72 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-BACKEND = os.environ.get("BENCH_PEER_BACKEND", "redis")
-URL = os.environ.get("BENCH_PEER_URL", "redis://127.0.0.1:6379/14")
-NS = os.environ.get("BENCH_PEER_NS", "chronctlbenchpeer")
-OUT = Path(os.environ.get("BENCH_PEER_OUT", "/dev/null"))
-N = int(os.environ.get("BENCH_PEER_N", "0"))
-WARMUP = -1.0  # a probe timestamp meaning "tell the sender you are up", not a sample
-IDLE_S = 0.5  # as chronctl's W2: the worker is idle, waiting for work, before the first probe
+BACKEND = os.environ.get("BENCH_BACKEND", "redis")
+URL = os.environ.get("BENCH_URL", "redis://127.0.0.1:6379/14")
+NS = os.environ.get("BENCH_NS", "chronctlbench")
+BODY = os.environ.get("BENCH_BODY", "def")
+WARMUP = -1.0  # a task's ref meaning "the worker is up", not a sample
+IDLE_S = 0.5  # the worker is idle, waiting for work, before the first W2/W3 task
+WARMUP_TIMEOUT = 120.0
 
 
-def ready_path(out: Path = OUT) -> Path:
-    return out.with_name(out.name + ".ready")
+class Client(Protocol):
+    """A system's enqueuing side: `schedule_one` is None where W3 is not supported."""
+
+    def enqueue(self, n: int) -> None: ...
+    def send_one(self, ref: float) -> None: ...
+    def schedule_one(self, due: float) -> None: ...
+    def close(self) -> None: ...
 
 
-class Recorder:
-    """Counts task starts in the worker and writes the result once N have been seen.
+class Plain:
+    """A Client made of module functions (systems with a sync API)."""
 
-    The task body calls `record()` first thing: time.time() there minus the
-    enqueue timestamp is the start latency, exactly as chronctl's W2 probe
-    measures it. Thread-safe (Huey, Dramatiq and Celery run tasks on threads).
-    The file is written by the process that ran the N-th task, so it also works
-    when a pool runs tasks outside the worker's main process.
-    """
+    def __init__(
+        self,
+        enqueue: Callable[[int], Any],
+        send_one: Callable[[float], Any],
+        schedule_one: Callable[[float], Any],
+        close: Callable[[], Any] | None = None,
+    ) -> None:
+        self.enqueue, self.send_one, self.schedule_one = enqueue, send_one, schedule_one  # type: ignore[method-assign,assignment]
+        self._close = close
 
-    def __init__(self, out: Path, n: int) -> None:
-        self.out, self.n = out, n
-        self.lock = threading.Lock()
-        self.count = 0
-        self.first: float | None = None
-        self.samples: list[float] = []
-
-    def record(self, enqueued: float | None = None) -> None:
-        now = time.time()
-        if enqueued == WARMUP:
-            ready_path(self.out).write_text(str(now))
-            return
-        with self.lock:
-            if self.first is None:
-                self.first = now
-            if enqueued:
-                self.samples.append(now - enqueued)
-            self.count += 1
-            if self.count != self.n:
-                return
-            result = {
-                "n": self.count,
-                "first": self.first,
-                "last": time.time(),
-                "samples": self.samples,
-                "pid": os.getpid(),
-            }
-        tmp = self.out.with_name(self.out.name + ".tmp")
-        tmp.write_text(json.dumps(result))
-        os.replace(tmp, self.out)  # the orchestrator never sees a half-written file
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
 
 
-RECORDER = Recorder(OUT, N)
+def _signal() -> Any:
+    from bench.body import Signal
+
+    path = Path(os.environ.get("BENCH_SIGNAL_FILE", "/nonexistent"))
+    return Signal(BODY, NS, os.environ.get("BENCH_SIGNAL_URL", ""), path)
 
 
-def wait_ready(timeout: float = 60.0) -> None:
-    """Block until the worker has run the warm-up probe (it is up and consuming)."""
-    deadline = time.monotonic() + timeout
-    path = ready_path()
-    while not path.exists():
+def warm_up(client: Client) -> None:
+    """One task, then block until the worker ran it: it is up and consuming."""
+    client.send_one(WARMUP)
+    signal = _signal()
+    deadline = time.monotonic() + WARMUP_TIMEOUT
+    while signal.count() < 1:
         if time.monotonic() > deadline:
-            raise SystemExit(f"the worker did not run the warm-up probe within {timeout:.0f} s")
-        time.sleep(0.005)
+            raise SystemExit(f"the worker did not run the warm-up task in {WARMUP_TIMEOUT:.0f} s")
+        time.sleep(0.002)
+    if signal.redis is not None:
+        signal.redis.close()
+    time.sleep(IDLE_S)
 
 
 def paced(n: int, rate: float, send: Callable[[float], Any]) -> float:
-    """Call send(time.time()) n times at `rate` per second; returns the seconds taken."""
+    """send(time.time()) n times at `rate` per second; the seconds it took."""
     start = time.perf_counter()
     for i in range(n):
         delay = start + i / rate - time.perf_counter()
@@ -109,59 +103,42 @@ def paced(n: int, rate: float, send: Callable[[float], Any]) -> float:
     return time.perf_counter() - start
 
 
-def main(
-    worker: Callable[[], Any],
-    enqueue: Callable[[int], Any],
-    send_one: Callable[[float], Any],
-    *,
-    setup: Callable[[], Any] | None = None,
-) -> None:
-    """The command line of a peer module: dispatch ROLE to the module's functions.
+def scheduled(n: int, ahead: tuple[float, float], schedule: Callable[[float], Any]) -> float:
+    rng = random.Random(7)
+    start = time.perf_counter()
+    for _ in range(n):
+        schedule(time.time() + rng.uniform(*ahead))
+    return time.perf_counter() - start
 
-    `enqueue(n)` puts n no-op tasks on the queue; `send_one(ts)` enqueues one
-    probe carrying ts; `setup()` (optional) runs once before a client role and
-    may return a closer. Client roles print one JSON line for the orchestrator.
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bench.peers.client MODULE ROLE ...`: ROLE with MODULE's client.
+
+    The module is imported by its name (never run as `__main__`), so its tasks are
+    registered under the names its worker knows them by (Huey uses module paths).
     """
     parser = argparse.ArgumentParser()
-    parser.add_argument("role", choices=["worker", "enqueue", "send"])
-    parser.add_argument("--n", type=int, default=N)
+    parser.add_argument("module", help="a module under bench.peers, e.g. huey_peer")
+    parser.add_argument("role", choices=["enqueue", "send", "schedule"])
+    parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--rate", type=float, default=200.0)
-    ns = parser.parse_args()
-    if ns.role == "worker":
-        worker()
-        return
-    closer = setup() if setup is not None else None
+    parser.add_argument("--ahead", type=float, nargs=2, default=(2.0, 7.0))
+    ns = parser.parse_args(argv)
+    import importlib
+
+    client: Client = importlib.import_module(f"bench.peers.{ns.module}").make_client()
     try:
         if ns.role == "enqueue":
             t0 = time.perf_counter()
-            enqueue(ns.n)
+            client.enqueue(ns.n)
             out = {"seconds": time.perf_counter() - t0}
+        elif ns.role == "send":
+            warm_up(client)
+            out = {"seconds": paced(ns.n, ns.rate, client.send_one)}
         else:
-            send_one(WARMUP)
-            wait_ready()
-            time.sleep(IDLE_S)
-            out = {"seconds": paced(ns.n, ns.rate, send_one)}
+            warm_up(client)
+            out = {"seconds": scheduled(ns.n, tuple(ns.ahead), client.schedule_one)}  # type: ignore[arg-type]
     finally:
-        if callable(closer):
-            closer()
+        client.close()
     print(json.dumps(out), flush=True)
     sys.stdout.flush()
-
-
-class Client(Protocol):
-    """A peer's enqueuing side when it needs its own event loop and connection."""
-
-    def enqueue(self, n: int) -> None: ...
-    def send_one(self, ts: float) -> None: ...
-    def close(self) -> None: ...
-
-
-def main_with_client(worker: Callable[[], Any], make_client: Callable[[], Client]) -> None:
-    """`main` for a peer whose client roles share one object, made once per process."""
-    made: list[Client] = []
-
-    def setup() -> Callable[[], None]:
-        made.append(make_client())
-        return made[0].close
-
-    main(worker, lambda n: made[0].enqueue(n), lambda ts: made[0].send_one(ts), setup=setup)

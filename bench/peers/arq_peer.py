@@ -1,8 +1,11 @@
-"""arq peer: one `arq.worker.Worker` with arq's defaults (max_jobs=10, poll_delay
-0.5 s: arq polls its queue sorted set, it is not woken by new jobs). arq has no
-bulk enqueue: W1 runs `enqueue_job` with 50 calls in flight on one pool (each
-call is a WATCH/MULTI transaction). Job ids and the queue name carry the run's
-name so cleanup finds every key (arq:job:<id>, arq:result:<id>, ...).
+"""arq: the worker is arq's own `arq bench.peers.arq_peer.WorkerSettings` with arq's
+defaults (max_jobs 10, poll_delay 0.5 s: arq polls its queue, nothing wakes it).
+arq runs only `async def` functions, so it has only the async row. No bulk
+enqueue: W1 runs `enqueue_job` with 50 calls in flight on one pool. Job ids and
+the queue name carry the run's name so cleanup finds every key.
+
+arq needs redis-py < 6, which current Celery refuses: it runs from a second
+virtualenv (`--arq-python`).
 """
 
 from __future__ import annotations
@@ -14,27 +17,23 @@ from typing import Any
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
-from arq.worker import Worker
+from arq.worker import run_worker
 
+from bench import body
 from bench.peers import _common as c
 
 _ids = itertools.count()
-SETTINGS = RedisSettings.from_dsn(c.URL)
+ABODY = body.async_body() if c.BODY == "async" else None
 
 
-async def noop(ctx: dict[str, Any]) -> None:
-    c.RECORDER.record()
+async def task(ctx: dict[str, Any], ref: float = 0.0) -> None:
+    await ABODY(ref)  # type: ignore[misc]
 
 
-async def probe(ctx: dict[str, Any], enqueued: float) -> None:
-    c.RECORDER.record(enqueued)
-
-
-def worker() -> None:
-    logging.basicConfig(level=logging.WARNING)
-    Worker(
-        functions=[noop, probe], queue_name=c.NS, redis_settings=SETTINGS, log_results=False
-    ).run()
+class WorkerSettings:
+    functions = [task]
+    queue_name = c.NS
+    redis_settings = RedisSettings.from_dsn(c.URL)
 
 
 class Client:
@@ -43,26 +42,37 @@ class Client:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.pool: ArqRedis = self.loop.run_until_complete(
-            create_pool(SETTINGS, default_queue_name=c.NS)
+            create_pool(WorkerSettings.redis_settings, default_queue_name=c.NS)
         )
 
-    async def _enqueue(self, fn: str, *args: Any) -> None:
-        await self.pool.enqueue_job(fn, *args, _job_id=f"{c.NS}-{next(_ids)}")
+    async def _one(self, *args: Any, **options: Any) -> None:
+        await self.pool.enqueue_job("task", *args, _job_id=f"{c.NS}-{next(_ids)}", **options)
 
     async def _many(self, n: int, in_flight: int = 50) -> None:
         for start in range(0, n, in_flight):
-            await asyncio.gather(*(self._enqueue("noop") for _ in range(min(in_flight, n - start))))
+            await asyncio.gather(*(self._one() for _ in range(min(in_flight, n - start))))
 
     def enqueue(self, n: int) -> None:
         self.loop.run_until_complete(self._many(n))
 
-    def send_one(self, ts: float) -> None:
-        self.loop.run_until_complete(self._enqueue("probe", ts))
+    def send_one(self, ref: float) -> None:
+        self.loop.run_until_complete(self._one(ref))
+
+    def schedule_one(self, due: float) -> None:
+        from datetime import UTC, datetime
+
+        at = datetime.fromtimestamp(due, UTC)
+        self.loop.run_until_complete(self._one(due, _defer_until=at))
 
     def close(self) -> None:
         self.loop.run_until_complete(self.pool.aclose())
         self.loop.close()
 
 
-if __name__ == "__main__":
-    c.main_with_client(worker, Client)
+def quiet_worker() -> None:
+    """`arq` has no quiet option: its worker with logging at WARNING."""
+    logging.basicConfig(level=logging.WARNING)
+    run_worker(WorkerSettings)  # type: ignore[arg-type]
+
+
+make_client = Client

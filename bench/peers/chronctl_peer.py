@@ -1,84 +1,49 @@
-"""chronctl measured the way the peers are: a `Scheduler(workers=8)` in a worker
-process of its own, tasks enqueued by a client process (W1: `enqueue_many`;
-W2: `Scheduler.enqueue`, one call per probe).
+"""chronctl's client: a producer process using the public Python API, as a user's
+application would: `Scheduler.from_manifest(load_manifest(...))` on the manifest the
+worker (`chronctl run`) runs, never started (it only enqueues).
 
-Why, next to chronctl's own W1/W2: those run the enqueuer and the worker in one
-process on one event loop, which the peers do not. This row shows what the
-process split changes; the ratios use chronctl's own figures.
+- W1/W4 prefill: `Scheduler.enqueue_many`, BATCH tasks per call (one backend step each).
+- W2: `Scheduler.enqueue("task", args=[ref])`, one call per task.
+- W3: `Scheduler.enqueue("task", args=[due], at=due)`, one call per task.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import os
+from datetime import UTC, datetime
 
-from bench.peers import _common as c
 from chronctl import Scheduler
-from chronctl.backends import QueueBackend, from_url
-from chronctl.scheduler import build_task
+from chronctl.manifest import load_manifest
 
-
-def make_backend() -> QueueBackend:
-    if c.BACKEND == "sqlite":
-        return from_url(f"sqlite:///{c.URL}")
-    if c.BACKEND == "rabbitmq":  # the run's vhost; the state store is shared by both processes
-        return from_url(
-            f"{c.URL}?queue_name={c.NS}&exchange_name={c.NS}",
-            state=f"sqlite:///{c.OUT.parent / 'state.db'}",
-        )
-    return from_url(f"{c.URL}?prefix={c.NS}")
-
-
-async def noop() -> None:
-    c.RECORDER.record()
-
-
-async def probe(enqueued: float) -> None:
-    c.RECORDER.record(enqueued)
-
-
-def make_scheduler() -> Scheduler:
-    scheduler = Scheduler(make_backend(), workers=8)
-    scheduler.job(name="noop")(noop)
-    scheduler.job(name="probe")(probe)
-    return scheduler
-
-
-async def _work() -> None:
-    scheduler = make_scheduler()
-    await scheduler.start()
-    await asyncio.Event().wait()  # the orchestrator stops this process
-
-
-def worker() -> None:
-    logging.basicConfig(level=logging.WARNING)
-    asyncio.run(_work())
+BATCH = 10_000
 
 
 class Client:
-    """A sync face on one Scheduler (never started: it only enqueues)."""
+    """A sync face on one Scheduler and its own event loop."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.scheduler = make_scheduler()
-        self.loop.run_until_complete(self._connect())
+        self.scheduler = Scheduler.from_manifest(load_manifest(os.environ["BENCH_MANIFEST"]))
+        self.loop.run_until_complete(self.scheduler.health_check())  # connects
 
-    async def _connect(self) -> None:
-        await self.scheduler.backend.connect()
+    async def _many(self, n: int) -> None:
+        for start in range(0, n, BATCH):
+            await self.scheduler.enqueue_many(["task"] * min(BATCH, n - start))
 
     def enqueue(self, n: int) -> None:
-        spec = self.scheduler.jobs["noop"]
-        self.loop.run_until_complete(
-            self.scheduler.backend.enqueue_many([build_task(spec) for _ in range(n)])
-        )
+        self.loop.run_until_complete(self._many(n))
 
-    def send_one(self, ts: float) -> None:
-        self.loop.run_until_complete(self.scheduler.enqueue("probe", args=[ts]))
+    def send_one(self, ref: float) -> None:
+        self.loop.run_until_complete(self.scheduler.enqueue("task", args=[ref]))
+
+    def schedule_one(self, due: float) -> None:
+        at = datetime.fromtimestamp(due, UTC)
+        self.loop.run_until_complete(self.scheduler.enqueue("task", args=[due], at=at))
 
     def close(self) -> None:
-        self.loop.run_until_complete(self.scheduler.backend.disconnect())
+        self.loop.run_until_complete(self.scheduler.stop())
         self.loop.close()
 
 
-if __name__ == "__main__":
-    c.main_with_client(worker, Client)
+make_client = Client

@@ -1,18 +1,18 @@
-"""Dramatiq peer: `RedisBroker(namespace=<run>)` or `RabbitmqBroker`, one worker
-process with Dramatiq's default 8 threads and default middleware (what the
-`dramatiq` command runs in each of its processes). Dramatiq has no bulk send:
-W1 calls `actor.send()` 20,000 times (RabbitMQ: without publisher confirms,
-Dramatiq's default; chronctl publishes with confirms).
+"""Dramatiq: `RedisBroker(namespace=<run>)` or `RabbitmqBroker`, default middleware
+(plus Dramatiq's AsyncIO middleware for the `async def` body). The worker is
+Dramatiq's own `dramatiq bench.peers.dramatiq_peer -p 1 -t 8` (bench/systems.py).
+No bulk send: W1 calls `send()` N times (RabbitMQ without publisher confirms,
+Dramatiq's default).
 """
 
 from __future__ import annotations
 
-import logging
-import threading
+import time
 
 import dramatiq
 from dramatiq.broker import Broker
 
+from bench import body
 from bench.peers import _common as c
 
 
@@ -20,40 +20,48 @@ def make_broker() -> Broker:
     if c.BACKEND == "rabbitmq":
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-        return RabbitmqBroker(url=c.URL)
-    from dramatiq.brokers.redis import RedisBroker
+        broker: Broker = RabbitmqBroker(url=c.URL)
+    else:
+        from dramatiq.brokers.redis import RedisBroker
 
-    return RedisBroker(url=c.URL, namespace=c.NS)
+        broker = RedisBroker(url=c.URL, namespace=c.NS)
+    if c.BODY == "async":
+        from dramatiq.middleware.asyncio import AsyncIO
+
+        broker.add_middleware(AsyncIO())
+    return broker
 
 
 broker = make_broker()
 dramatiq.set_broker(broker)
 
+if c.BODY == "async":
+    ABODY = body.async_body()
 
-@dramatiq.actor(actor_name="noop", queue_name=c.NS, max_retries=0)
-def noop() -> None:
-    c.RECORDER.record()
+    @dramatiq.actor(actor_name="task", queue_name=c.NS, max_retries=0)
+    async def task(ref: float = 0.0) -> None:
+        await ABODY(ref)
 
+else:
+    BODY = body.sync_body()
 
-@dramatiq.actor(actor_name="probe", queue_name=c.NS, max_retries=0)
-def probe(enqueued: float) -> None:
-    c.RECORDER.record(enqueued)
-
-
-def worker() -> None:
-    logging.basicConfig(level=logging.WARNING)
-    dramatiq.Worker(broker, worker_threads=8).start()
-    threading.Event().wait()  # the orchestrator stops this process
+    @dramatiq.actor(actor_name="task", queue_name=c.NS, max_retries=0)
+    def task(ref: float = 0.0) -> None:
+        BODY(ref)
 
 
 def enqueue(n: int) -> None:
     for _ in range(n):
-        noop.send()
+        task.send()
 
 
-def send_one(ts: float) -> None:
-    probe.send(ts)
+def send_one(ref: float) -> None:
+    task.send(ref)
 
 
-if __name__ == "__main__":
-    c.main(worker, enqueue, send_one, setup=lambda: broker.close)
+def schedule_one(due: float) -> None:
+    task.send_with_options(args=(due,), delay=max(0, int((due - time.time()) * 1000)))
+
+
+def make_client() -> c.Client:
+    return c.Plain(enqueue, send_one, schedule_one, broker.close)

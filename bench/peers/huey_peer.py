@@ -1,18 +1,16 @@
-"""Huey peer: RedisHuey (blocking BRPOP dequeue) or SqliteHuey, one consumer process.
+"""Huey: RedisHuey (blocking BRPOP dequeue) or SqliteHuey. The worker is Huey's own
+`huey_consumer bench.peers.huey_peer.huey -w 8 -k thread` (bench/systems.py).
 
-Configuration: `huey.create_consumer(workers=8, worker_type="thread")`, the
-consumer's defaults otherwise (SqliteHuey polls with Huey's default backoff:
-0.1 s doubling by 1.15 up to 10 s while idle). Eight threads match chronctl's
-`Scheduler(workers=8)`. Huey has no bulk enqueue: W1 calls the task 20,000
-times. Results of no-op tasks (None) are not stored by Huey.
+Huey has no bulk enqueue (W1 calls the task N times) and no `async def` tasks.
 """
 
 from __future__ import annotations
 
-import logging
+import time
 
 from huey import Huey, RedisHuey, SqliteHuey
 
+from bench import body
 from bench.peers import _common as c
 
 
@@ -23,28 +21,22 @@ def make_huey() -> Huey:
 
 
 huey = make_huey()
+BODY = body.sync_body() if c.BODY != "async" else None
 
 
-@huey.task(name="noop")
-def noop() -> None:
-    c.RECORDER.record()
-
-
-@huey.task(name="probe")
-def probe(enqueued: float) -> None:
-    c.RECORDER.record(enqueued)
-
-
-def worker() -> None:
-    logging.basicConfig(level=logging.WARNING)
-    consumer = huey.create_consumer(workers=8, worker_type="thread")
-    consumer.run()
+@huey.task(name="task")
+def task(ref: float = 0.0) -> None:
+    BODY(ref)  # type: ignore[misc]
 
 
 def enqueue(n: int) -> None:
     for _ in range(n):
-        noop()
+        task()
 
 
-if __name__ == "__main__":
-    c.main(worker, enqueue, probe)
+def schedule_one(due: float) -> None:
+    task.schedule(args=(due,), delay=max(0.0, due - time.time()))
+
+
+def make_client() -> c.Client:
+    return c.Plain(enqueue, task, schedule_one)
