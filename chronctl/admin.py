@@ -21,7 +21,7 @@ from typing import Any
 from .backends.base import QueueBackend, QueueInfo
 from .durations import parse_duration
 from .errors import BackendUnavailableError, ChronctlError, TaskNotFoundError, UsageError
-from .manifest import Manifest, closest
+from .manifest import MAX_NESTING, Manifest, closest, nesting_depth
 from .models import FINISHED, JobState, Process, Run, Task, TaskStatus
 from .scheduler import build_task
 
@@ -84,16 +84,39 @@ def optional_manifest(manifest_path: Path, backend_url: str | None) -> Manifest 
 def parse_json(text: str | None, what: str, kind: type) -> Any:
     if text is None:
         return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"bad JSON in {what}: {exc.msg} (line {exc.lineno} column {exc.colno})"
-        ) from None
+    value = _loads(text, f"bad JSON in {what}")
+    _shallow(value, what)
     if not isinstance(value, kind):
         expected = "an array like '[1, \"a\"]'" if kind is list else "an object like '{\"a\": 1}'"
         raise UsageError(f"{what} must be {expected}, not {type(value).__name__}")
     return value
+
+
+def _shallow(value: Any, what: str) -> None:
+    """Task arguments nest at most MAX_NESTING deep: every worker must be able to decode them."""
+    if nesting_depth(value) > MAX_NESTING:
+        raise UsageError(f"{what} nests deeper than {MAX_NESTING} levels")
+
+
+def _loads(text: str, label: str) -> Any:
+    """json.loads, with every way it can fail as one UsageError starting with `label`.
+
+    Beyond bad syntax, Python's json refuses integers over 4,300 digits
+    (ValueError) and nesting deeper than the recursion limit (RecursionError).
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = (
+            f"line {exc.lineno} column {exc.colno}"
+            if "\n" in text.strip()
+            else f"column {exc.colno}"
+        )
+        raise UsageError(f"{label}: {exc.msg} ({at})") from None
+    except RecursionError:
+        raise UsageError(f"{label}: nested too deeply") from None
+    except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        raise UsageError(f"{label}: {str(exc).split(';')[0]}") from None
 
 
 def parse_statuses(
@@ -155,58 +178,77 @@ def read_bulk(path: Path, manifest: Manifest, default_job: str | None = None) ->
     """`enqueue --from FILE`: one JSON object per line; every line is checked first.
 
     Nothing is enqueued unless every line is valid, so a typo on line 9,000
-    does not leave 8,999 tasks behind to be untangled by hand.
+    does not leave 8,999 tasks behind to be untangled by hand. The JOB argument
+    is the job of lines that name none; it must be a manifest job even when
+    every line names its own, or a typo in it would pass unnoticed.
     """
+    from .errors import UnknownJobError
+
+    if default_job is not None and default_job not in manifest.jobs:
+        raise UnknownJobError(default_job, closest(default_job, manifest.jobs))
     try:
-        handle = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
+        handle = sys.stdin.buffer if str(path) == "-" else path.open("rb")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     tasks: list[Task] = []
     with handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
+        for number, raw in enumerate(handle, 1):
             where = f"{path}:{number}"
             try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{where}: bad JSON: {exc.msg}") from None
-            if not isinstance(data, dict):
-                raise UsageError(f"{where}: expected a JSON object per line")
-            unknown = sorted(set(data) - BULK_FIELDS)
-            if unknown:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
                 raise UsageError(
-                    f"{where}: unknown field '{unknown[0]}' (fields: "
-                    + ", ".join(sorted(BULK_FIELDS))
-                    + ")"
-                )
-            job = data.get("job", default_job)
-            if not job:
-                raise UsageError(f'{where}: no job (give "job" or the JOB argument)')
-            try:
-                delay = data.get("in")
-                if delay is not None:
-                    delay = parse_duration(delay, what="in")
-                tasks.append(
-                    make_task(
-                        manifest,
-                        EnqueueRequest(
-                            job=job,
-                            args=data.get("args"),
-                            kwargs=data.get("kwargs"),
-                            at=data.get("at"),
-                            delay=delay,
-                            priority=data.get("priority"),
-                            queue=data.get("queue"),
-                            key=data.get("key"),
-                        ),
-                    )
-                )
-            except ChronctlError as exc:
-                located = ChronctlError(f"{where}: {exc}")
-                located.exit_code = exc.exit_code  # an unknown job stays exit 1
-                raise located from None
+                    f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+                ) from None
+            if line.strip():
+                tasks.append(_bulk_task(line, where, manifest, default_job))
     return tasks
+
+
+def _bulk_task(line: str, where: str, manifest: Manifest, default_job: str | None) -> Task:
+    """One line of `enqueue --from`; every error names the file and line."""
+    data = _loads(line, f"{where}: bad JSON")
+    if not isinstance(data, dict):
+        raise UsageError(f"{where}: expected a JSON object per line")
+    unknown = sorted(set(data) - BULK_FIELDS)
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown field '{unknown[0]}' (fields: "
+            + ", ".join(sorted(BULK_FIELDS))
+            + ")"
+        )
+    job = data.get("job", default_job)
+    if not job:
+        raise UsageError(f'{where}: no job (give "job" or the JOB argument)')
+    for name in ("job", "at", "queue", "key"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise UsageError(f'{where}: "{name}" must be a string')
+    for name in ("args", "kwargs"):
+        try:
+            _shallow(data.get(name), name)
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+    try:
+        delay = data.get("in")
+        if delay is not None:
+            delay = parse_duration(delay, what="in")
+        return make_task(
+            manifest,
+            EnqueueRequest(
+                job=job,
+                args=data.get("args"),
+                kwargs=data.get("kwargs"),
+                at=data.get("at"),
+                delay=delay,
+                priority=data.get("priority"),
+                queue=data.get("queue"),
+                key=data.get("key"),
+            ),
+        )
+    except ChronctlError as exc:
+        located = ChronctlError(f"{where}: {exc}")
+        located.exit_code = exc.exit_code  # an unknown job stays exit 1
+        raise located from None
 
 
 async def enqueue_tasks(

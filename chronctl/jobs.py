@@ -32,7 +32,8 @@ class RetryPolicy:
         """Seconds to wait before retry number `attempt` (1 for the first retry)."""
         import random
 
-        growth = 1 if self.backoff == "fixed" else 2 ** max(0, attempt - 1)
+        # Capped exponent: max_retries may be any 64-bit count, and 2**1024 is no float.
+        growth = 1 if self.backoff == "fixed" else 2 ** min(max(0, attempt - 1), 64)
         base = self.delay * growth
         base = min(base, self.max_delay)
         if self.jitter and base > 0:

@@ -64,7 +64,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
-from .durations import parse_duration
+from .durations import parse_duration, shorten
 from .errors import ManifestError, UsageError
 from .jobs import DEFAULT_SHELL, Backoff, Executor, JobSpec, RetryPolicy
 from .models import check_name, dumps
@@ -163,6 +163,10 @@ STATE_SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel")
 _RATE_UNITS = {"sec": "s", "second": "s", "min": "m", "minute": "m", "hour": "h", "day": "d"}
 
 DEFAULT_TIMEOUT = 600.0
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Task arguments deeper than this are a mistake, and every process that decodes them must
+# stay clear of Python's recursion limit.
+MAX_NESTING = 100
 
 
 class _Invalid(Exception):
@@ -196,7 +200,7 @@ class _Lines:
                 continue
             try:
                 parsed = tomllib.loads(stripped)
-            except tomllib.TOMLDecodeError:
+            except (ValueError, RecursionError):  # TOMLDecodeError is a ValueError
                 continue
             path: list[str] = []
             node: Any = parsed
@@ -249,6 +253,39 @@ class _Lines:
         return None
 
 
+def _deepest_line(text: str) -> int | None:
+    """The line where brackets nest deepest, skipping strings and comments (best effort:
+    only called for a document tomllib could not parse)."""
+    depth = deepest = 0
+    line = found = 1
+    quote = ""
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\n":
+            line += 1
+        elif quote:
+            if char == "\\" and quote[0] == '"':
+                i += 1
+            elif text.startswith(quote, i):
+                i += len(quote) - 1
+                quote = ""
+        elif char == "#":
+            end = text.find("\n", i)
+            i = (end if end >= 0 else len(text)) - 1  # the newline is counted next
+        elif char in "\"'":
+            quote = char * 3 if text.startswith(char * 3, i) else char
+            i += len(quote) - 1
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, found = depth, line
+        elif char in "]}":
+            depth -= 1
+        i += 1
+    return found if deepest else None
+
+
 # -- value checks -------------------------------------------------------------
 
 
@@ -285,6 +322,8 @@ def _string(value: Any, *, empty: bool = False) -> str:
 def _integer(value: Any, low: int | None = None, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Invalid(f"expected an integer, got {_type_name(value)} {value!r}")
+    if not INT64_MIN <= value <= INT64_MAX:  # tomllib reads any size; TOML and the stores don't
+        raise _Invalid(f"{shorten(value)} is out of range: TOML integers are 64-bit")
     if low is not None and high is not None and not low <= value <= high:
         raise _Invalid(f"must be between {low} and {high}, got {value}")
     if low is not None and value < low:
@@ -370,10 +409,26 @@ def _rate_limit(value: Any) -> tuple[int, float]:
     return count, per
 
 
+def nesting_depth(value: Any) -> int:
+    """How deep arrays and tables nest, counted without recursion (the input may be deep)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
 def _json_value(value: Any, what: str) -> Any:
+    if nesting_depth(value) > MAX_NESTING:
+        raise _Invalid(f"{what} nests deeper than {MAX_NESTING} levels")
     try:
         dumps(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise _Invalid(
             f"{what} must hold JSON values only (strings, numbers, booleans, "
             f"arrays, tables; no dates, nan or inf): {exc}"
@@ -400,6 +455,11 @@ def _store_url(value: Any, base: Path, schemes: tuple[str, ...]) -> str:
             hint=(h + "://") if (h := closest(scheme, schemes)) else None,
         )
     if scheme != "sqlite":
+        from .backends import url_problem
+
+        problem = url_problem(url)
+        if problem:
+            raise _Invalid(problem)
         return url
     if not rest.startswith("/") or rest == "/":
         raise _Invalid(f"bad URL {url!r}: expected sqlite:///relative.db or sqlite:////absolute.db")
@@ -471,6 +531,19 @@ class _Parser:
             data = tomllib.loads(self.text)
         except tomllib.TOMLDecodeError as exc:
             raise self.syntax_error(exc) from None
+        except RecursionError:
+            raise ManifestError(
+                f"invalid TOML: arrays or tables nest deeper than {MAX_NESTING} levels",
+                path=self.where,
+                line=_deepest_line(self.text),
+            ) from None
+        except ValueError as exc:  # an integer past Python's 4,300-digit limit
+            long_number = re.search(r"\d[\d_]{4000,}", self.text)
+            raise ManifestError(
+                f"invalid TOML: {str(exc).split(';')[0]}",
+                path=self.where,
+                line=self.text.count("\n", 0, long_number.start()) + 1 if long_number else None,
+            ) from None
         for key, value in data.items():
             if key in TOP_LEVEL:
                 continue

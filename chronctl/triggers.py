@@ -15,7 +15,9 @@ instant, which is what makes DST behave like cron users expect:
 
 from __future__ import annotations
 
+import difflib
 import random
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -87,6 +89,61 @@ class Trigger:
         return out
 
 
+# (name, lowest, highest, names) of each cron field; 6 fields put seconds first.
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 7, _DAYS),
+)
+_SECOND = ("second", 0, 59, ())
+_PLAIN = re.compile(r"\d+|[A-Za-z]+")
+
+
+def _fields_problem(fields: list[str]) -> str | None:
+    """Name the field and its range, which croniter's own messages do not.
+
+    Only plain numbers, names, ranges and steps are judged here; the extensions
+    croniter knows (L, W, #, ?) are left to it.
+    """
+    specs = (_SECOND, *_FIELDS) if len(fields) == 6 else _FIELDS
+    for text, spec in zip(fields, specs, strict=True):
+        for item in text.split(","):
+            problem = _item_problem(item, *spec)
+            if problem:
+                return problem
+    return None
+
+
+def _item_problem(item: str, name: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
+    base, slash, step = item.partition("/")
+    if slash and not (step.isdigit() and int(step[:9]) > 0):
+        return f"{name}: bad step '{step}' in '{item}' (expected a whole number from 1)"
+    if base in ("*", "?"):
+        return None
+    parts = base.split("-")
+    if len(parts) > 2 or not all(_PLAIN.fullmatch(p) for p in parts):
+        return None  # croniter's extensions, or garbage it will report
+    for part in parts:
+        if part.isdigit():
+            if len(part) > 9 or not low <= int(part) <= high:
+                return f"{name} {part} is out of range {low}-{high}"
+        elif names and len(part) >= 3:
+            if part.upper() not in names:
+                hint = difflib.get_close_matches(part.upper(), names, n=1)
+                return f"{name}: unknown name '{part}'" + (
+                    f" (did you mean '{hint[0]}'?)"
+                    if hint
+                    else f" (expected {names[0]}-{names[-1]})"
+                )
+        elif name in ("second", "minute", "hour"):
+            return f"{name}: '{part}' is not a number ({low}-{high})"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class CronTrigger(Trigger):
     expression: str
@@ -100,6 +157,9 @@ class CronTrigger(Trigger):
                 "or a macro like @daily"
             )
         get_timezone(self.timezone)
+        problem = _fields_problem(fields)
+        if problem:
+            raise TriggerError(f"bad cron '{self.expression}': {problem}")
         try:
             itr = self._iter(datetime(2000, 1, 1))
             itr.get_next(datetime)
@@ -191,6 +251,11 @@ class DateTrigger(Trigger):
         return f"at {self.when.isoformat()}"
 
 
+# A day inside the range datetime can hold, so the instant shows in any timezone.
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
 def parse_at(value: str | datetime, timezone: str = "UTC") -> datetime:
     """ISO 8601; a value without offset is in the job's timezone."""
     if isinstance(value, datetime):
@@ -202,8 +267,14 @@ def parse_at(value: str | datetime, timezone: str = "UTC") -> datetime:
             raise TriggerError(
                 f"bad date '{value}': expected ISO 8601 like 2026-12-24T18:00:00"
             ) from exc
-    if dt.tzinfo is None:
-        dt = resolve_wall_time(dt, get_timezone(timezone))
+    try:
+        if dt.tzinfo is None:
+            dt = resolve_wall_time(dt, get_timezone(timezone))
+        in_range = _EARLIEST <= dt <= _LATEST
+    except OverflowError:  # a wall time at the edge of year 1 or 9999, moved by its offset
+        in_range = False
+    if not in_range:
+        raise TriggerError(f"bad date '{value}': out of range (years 1 to 9999 in every timezone)")
     return dt
 
 

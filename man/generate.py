@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import typer.main
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chronctl import __version__  # noqa: E402
 from chronctl.cli import app  # noqa: E402
+from chronctl.cli.command import GLOBAL_PANEL, build_command  # noqa: E402
 
 PAGE = ROOT / "man" / "chronctl.1"
 
@@ -35,8 +34,10 @@ def options(command: Any) -> list[str]:
     out: list[str] = []
     ctx = context(command)
     for param in command.params:
-        if param.hidden if hasattr(param, "hidden") else False:
+        if getattr(param, "hidden", False):
             continue
+        if getattr(param, "rich_help_panel", None) == GLOBAL_PANEL:
+            continue  # a subcommand's copy of a global option: listed once, above
         record = param.get_help_record(ctx)
         if record:
             out += [".TP", f"\\fB{esc(record[0])}\\fR", esc(record[1])]
@@ -69,7 +70,7 @@ def walk(group: Any, prefix: str) -> list[str]:
 
 
 def render() -> str:
-    root = typer.main.get_command(app)
+    root = build_command()
     lines = [
         f'.TH CHRONCTL 1 "" "chronctl {__version__}" "User Commands"',
         ".SH NAME",
@@ -79,12 +80,16 @@ def render() -> str:
         ".SH DESCRIPTION",
         esc(first_paragraph(app.info.help)),
         ".SH GLOBAL OPTIONS",
+        "Accepted before or after the subcommand: \\fBchronctl tasks list \\-\\-json\\fR"
+        " is \\fBchronctl \\-\\-json tasks list\\fR.",
         *options(root),
         ".SH COMMANDS",
         *walk(root, ""),
         ".SH EXIT STATUS",
         "0 success; 1 the operation failed (unknown job or task, unreachable backend);",
         "2 usage or manifest error (bad arguments, bad JSON or duration, broken manifest).",
+        "Every error, usage errors included, is one line on stderr"
+        " (\\fB\\-v\\fR adds the traceback).",
         ".SH ENVIRONMENT",
         ".TP",
         "\\fBCHRONCTL_MANIFEST\\fR",

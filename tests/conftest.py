@@ -22,6 +22,27 @@ if str(ROOT) not in sys.path:
 REQUIRE_SERVICES = os.environ.get("CHRONCTL_REQUIRE_SERVICES") == "1"
 
 
+def _hypothesis_profiles() -> None:
+    """CI replays the same examples every run, so it never fails (or passes) by luck;
+    a local run keeps exploring new ones and remembers failures in .hypothesis/.
+    A bug a local run finds becomes an @example, so CI checks it from then on."""
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "chronctl-ci",
+        derandomize=True,
+        database=None,
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    if os.environ.get("CI") or REQUIRE_SERVICES:
+        settings.load_profile("chronctl-ci")
+
+
+_hypothesis_profiles()
+
+
 def need_service(name: str, reachable: bool, why: str) -> None:
     """Skip (or, in CI, fail) a test whose server is down."""
     if reachable:

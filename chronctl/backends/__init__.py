@@ -24,6 +24,7 @@ __all__ = [
     "SQLiteBackend",
     "from_url",
     "redact_url",
+    "url_problem",
 ]
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^@/\s]+)@", re.I)
@@ -32,6 +33,24 @@ _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^@/\s]+)@"
 def redact_url(url: str) -> str:
     """`redis://user:pass@host/0` -> `redis://***@host/0`: credentials never reach output."""
     return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", url)
+
+
+def url_problem(url: str) -> str | None:
+    """What makes `url` unusable before any backend looks at it (None when nothing does).
+
+    urllib raises ValueError for a malformed host or port, which would otherwise
+    surface as an unexpected error deep inside a client library. Each host of a
+    cluster or sentinel list (`h1:7000,h2:7001`) is checked on its own.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        netloc = urlsplit(url).netloc
+        for host in netloc.rpartition("@")[2].split(","):
+            urlsplit("//" + host).port  # noqa: B018 - parsing it is the check
+    except ValueError as exc:
+        return f"bad URL '{redact_url(url)}': {exc}"
+    return None
 
 
 def sqlite_path(url: str, base: Path | None = None) -> Path:
@@ -70,6 +89,9 @@ def _rabbitmq(url: str, base: Path | None, options: dict[str, Any]) -> QueueBack
 def from_url(url: str, *, base: Path | None = None, **options: Any) -> QueueBackend:
     """`state=` names the state store of a backend that keeps task state elsewhere
     (amqp://); other backends ignore it."""
+    problem = url_problem(url)
+    if problem:
+        raise UsageError(problem)
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in ("amqp", "amqps"):
         options.pop("state", None)

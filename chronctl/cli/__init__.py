@@ -3,6 +3,8 @@
 Commands parse arguments, call the library, and print through `output`.
 Errors a user can cause end as one line on stderr with the SPEC's exit code
 (1 operation failed, 2 usage or manifest error); `-v` shows tracebacks.
+`command.py` shapes the click tree typer builds: global options after the
+subcommand, help placeholders, one-line usage errors.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -34,12 +36,23 @@ app = typer.Typer(
 )
 
 
+def default_manifest() -> Path:
+    return Path(os.environ.get("CHRONCTL_MANIFEST") or "jobs.toml")
+
+
 @dataclass
 class Options:
-    manifest: Path
-    backend: str | None
-    json: bool
-    verbosity: int
+    """The global options, filled in by `command.apply_global` wherever they stand."""
+
+    manifest: Path = field(default_factory=default_manifest)
+    backend: str | None = None
+    json: bool = False
+    verbose: int = 0
+    quiet: bool = False
+
+    @property
+    def verbosity(self) -> int:
+        return -1 if self.quiet else self.verbose
 
     def load_manifest(self, path: Path | None = None) -> Manifest:
         from ..manifest import load_manifest
@@ -100,7 +113,14 @@ def main_options(
         bool, typer.Option("--json", help="Print one JSON document on stdout.")
     ] = False,
     verbose: Annotated[
-        int, typer.Option("-v", "--verbose", count=True, help="More logging; tracebacks on errors.")
+        int,
+        typer.Option(
+            "-v",
+            "--verbose",
+            count=True,
+            show_default=False,
+            help="More logging; tracebacks on errors.",
+        ),
     ] = 0,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only warnings and errors.")] = False,
     version: Annotated[
@@ -110,13 +130,17 @@ def main_options(
         ),
     ] = False,
 ) -> None:
-    """chronctl: run and inspect scheduled jobs and tasks."""
-    path = manifest or Path(os.environ.get("CHRONCTL_MANIFEST") or "jobs.toml")
-    ctx.obj = Options(path, backend, json, -1 if quiet else verbose)
-    _setup_logging(ctx.obj.verbosity)
+    """chronctl: run and inspect scheduled jobs and tasks.
+
+    The global options' values reach `ctx.obj` through `command.apply_global`, the
+    same path as when they follow the subcommand; the parameters here declare them.
+    """
+    if not isinstance(ctx.obj, Options):  # called without main(), e.g. typer's test runner
+        ctx.obj = Options(manifest or default_manifest(), backend, json, verbose, quiet)
+    setup_logging(ctx.obj.verbosity)
 
 
-def _setup_logging(verbosity: int) -> None:
+def setup_logging(verbosity: int) -> None:
     from ..logs import configure
 
     configure(verbosity)
@@ -138,35 +162,38 @@ _register()
 
 def main() -> None:
     """Entry point: map chronctl errors to one line and the SPEC's exit codes."""
+    from .command import build_command
+
+    opts = Options()  # main() reads -v from it, however the options were placed
+    try:
+        code = build_command()(prog_name="chronctl", standalone_mode=False, obj=opts)
+    except (Exception, KeyboardInterrupt) as exc:  # SystemExit (completion) passes through
+        sys.exit(_exit_code(exc, opts))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _exit_code(exc: BaseException, opts: Options) -> int:
+    """Print one line for `exc` (a traceback first with -v) and return the exit code."""
     from ..errors import ChronctlError
+    from .command import report_usage_error
     from .output import error
 
-    verbose = any(a in ("-v", "--verbose", "-vv") for a in sys.argv[1:])
-    try:
-        code = app(standalone_mode=False)
-    except ChronctlError as exc:
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
-        error(str(exc))
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
+    if isinstance(exc, typer.Exit):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    if isinstance(exc, typer.Abort):
         error("aborted")
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as exc:
-        # typer may vendor its own click (typer._click): recognise a usage error by shape,
-        # never by importing a `click` that a clean install may not have.
-        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
-        if callable(show) and isinstance(code, int):
-            show()
-            sys.exit(code)
-        if verbose:
-            raise
-        error(f"unexpected error: {type(exc).__name__}: {exc} (run with -v for details)")
-        sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+        return 1
+    code = report_usage_error(exc)
+    if code is not None:
+        return code
+    if opts.verbosity > 0:
+        import traceback
+
+        traceback.print_exception(exc)
+    if isinstance(exc, ChronctlError):
+        error(str(exc))
+        return exc.exit_code
+    error(f"unexpected error: {type(exc).__name__}: {exc} (run with -v for details)")
+    return 1

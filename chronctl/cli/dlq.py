@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import Options
+from . import Options, complete
 from .output import Progress, confirm, print_json, safe, styled, table
 from .tasks import print_task, print_tasks
 
@@ -23,7 +23,10 @@ def register(app: typer.Typer) -> None:
 @dlq_app.command("list")
 def dlq_list(
     ctx: typer.Context,
-    job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
+    job: Annotated[
+        str | None,
+        typer.Option("--job", help="Only this job.", autocompletion=complete.job_names),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most N, newest first.")] = 100,
 ) -> None:
     """Dead letters, newest first, with their last error."""
@@ -38,7 +41,10 @@ def dlq_list(
 
 @dlq_app.command("show")
 def dlq_show(
-    ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")]
+    ctx: typer.Context,
+    task_id: Annotated[
+        str, typer.Argument(metavar="ID", help="Task id.", autocompletion=complete.dead_task_ids)
+    ],
 ) -> None:
     """One dead letter: error, traceback tail and output."""
     from ..admin import get_dead
@@ -52,7 +58,12 @@ def dlq_retry(
     ctx: typer.Context,
     task_ids: Annotated[
         list[str] | None,
-        typer.Argument(metavar="ID...", help="Dead tasks to retry.", show_default=False),
+        typer.Argument(
+            metavar="ID...",
+            help="Dead tasks to retry.",
+            show_default=False,
+            autocompletion=complete.dead_task_ids,
+        ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Retry every dead letter.")] = False,
 ) -> None:
@@ -131,7 +142,7 @@ def queues_list(ctx: typer.Context) -> None:
 @queues_app.command("purge")
 def queues_purge(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Queue name.")],
+    name: Annotated[str, typer.Argument(help="Queue name.", autocompletion=complete.queue_names)],
     yes: Annotated[bool, YES] = False,
 ) -> None:
     """Delete a queue's pending tasks (running ones finish); asks first on a terminal."""

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import Options
+from . import Options, complete
 from .output import print_json, relative, status_text, table
 
 jobs_app = typer.Typer(
@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 @jobs_app.command("next")
 def next_fires(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Job name.")],
+    name: Annotated[str, typer.Argument(help="Job name.", autocompletion=complete.job_names)],
     count: Annotated[
         int, typer.Option("-n", "--count", min=1, max=10_000, help="How many fire times.")
     ] = 5,

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..errors import ManifestError
 from . import Options
 from .output import console, print_json
+
+if TYPE_CHECKING:
+    from ..manifest import Manifest
+    from ..scheduler import Scheduler
 
 
 def register(app: typer.Typer) -> None:
@@ -71,7 +76,7 @@ def run(
     if log_format not in ("text", "json"):
         raise UsageError(f"bad --log-format '{log_format}': expected text or json")
     path = manifest or opts.manifest
-    loaded = opts.load_manifest(path)
+    loaded = checked(opts.load_manifest(path))
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
 
     def make() -> Any:
@@ -80,13 +85,13 @@ def run(
         )
 
     def reload() -> Any:
-        return opts.load_manifest(path)
+        return checked(opts.load_manifest(path))
 
     if once:
         if daemon:
             raise UsageError("--once runs in the foreground: drop --daemon")
         configure(opts.verbosity, log_format)
-        asyncio.run(make().run_once())
+        run_once(make())
         return
 
     async def serve_with_metrics(scheduler: Any, on_started: Any = None) -> None:
@@ -119,6 +124,39 @@ def run(
         print_json({"pid": pid, "pidfile": cfg.pidfile, "log_file": cfg.log_file})
     else:
         typer.echo(f"chronctl started (pid {pid}); log: {cfg.log_file}; stop: chronctl stop")
+
+
+def checked(manifest: Manifest) -> Manifest:
+    """What `validate` checks beyond loading: a job whose entrypoint does not import would
+    otherwise start fine and fail at its first run, maybe at 02:00."""
+    from ..manifest import check_entrypoints
+
+    errors = check_entrypoints(manifest)
+    if not errors:
+        return manifest
+    first = errors[0]
+    if len(errors) > 1:
+        first = ManifestError(f"{first} (and {len(errors) - 1} more: run chronctl validate)")
+    raise first
+
+
+def run_once(scheduler: Scheduler) -> None:
+    """`run --once`, saying at -v what it did: silence would look like a hang or a no-op."""
+    import logging
+
+    done = {"job_fired": 0, "task_started": 0}
+
+    def count(event: Any) -> None:
+        done[event.name] += 1
+
+    for name in done:
+        scheduler.on(name, count)
+    asyncio.run(scheduler.run_once())
+    log = logging.getLogger("chronctl")
+    if not any(done.values()):
+        log.debug("run --once: nothing was due (no trigger fired, no task waiting)")
+    else:
+        log.debug("run --once: %d fire(s), %d task run(s)", done["job_fired"], done["task_started"])
 
 
 def stop(ctx: typer.Context) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import Options
+from . import Options, complete
 from .output import (
     Progress,
     block,
@@ -44,6 +44,7 @@ def enqueue(
         typer.Argument(
             help="Job name from the manifest (optional with --from when each line names one).",
             show_default=False,
+            autocompletion=complete.job_names,
         ),
     ] = None,
     args: Annotated[
@@ -58,7 +59,10 @@ def enqueue(
         int | None, typer.Option("--priority", min=0, max=9, help="0..9, higher first.")
     ] = None,
     queue: Annotated[
-        str | None, typer.Option("--queue", help="Queue (default: the job's).")
+        str | None,
+        typer.Option(
+            "--queue", help="Queue (default: the job's).", autocompletion=complete.queue_names
+        ),
     ] = None,
     key: Annotated[
         str | None,
@@ -130,7 +134,11 @@ def enqueue(
 
 
 def trigger(
-    ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job name.", show_default=False)]
+    ctx: typer.Context,
+    job: Annotated[
+        str,
+        typer.Argument(help="Job name.", show_default=False, autocompletion=complete.job_names),
+    ],
 ) -> None:
     """Run a job now, outside its schedule."""
     from ..admin import EnqueueRequest, enqueue_tasks, make_task
@@ -181,10 +189,16 @@ async def _pause_queue(backend: QueueBackend, opts: Options, queue: str, paused:
 def pause(
     ctx: typer.Context,
     job: Annotated[
-        str | None, typer.Argument(help="Job to stop firing.", show_default=False)
+        str | None,
+        typer.Argument(
+            help="Job to stop firing.", show_default=False, autocompletion=complete.job_names
+        ),
     ] = None,
     queue: Annotated[
-        str | None, typer.Option("--queue", help="Stop workers taking from it.")
+        str | None,
+        typer.Option(
+            "--queue", help="Stop workers taking from it.", autocompletion=complete.queue_names
+        ),
     ] = None,
 ) -> None:
     """Stop firing a job's trigger (pending tasks stay), or stop a queue being worked."""
@@ -194,9 +208,17 @@ def pause(
 def resume(
     ctx: typer.Context,
     job: Annotated[
-        str | None, typer.Argument(help="Job to fire again.", show_default=False)
+        str | None,
+        typer.Argument(
+            help="Job to fire again.", show_default=False, autocompletion=complete.job_names
+        ),
     ] = None,
-    queue: Annotated[str | None, typer.Option("--queue", help="Let workers take from it.")] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            "--queue", help="Let workers take from it.", autocompletion=complete.queue_names
+        ),
+    ] = None,
 ) -> None:
     """Restart firing a paused job, or working a paused queue."""
     _pause(ctx, job, queue, False)
@@ -297,8 +319,14 @@ def list_tasks(
             "--status", help="pending, running, succeeded, dead, cancelled (comma-separated)."
         ),
     ] = None,
-    job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
-    queue: Annotated[str | None, typer.Option("--queue", help="Only this queue.")] = None,
+    job: Annotated[
+        str | None,
+        typer.Option("--job", help="Only this job.", autocompletion=complete.job_names),
+    ] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option("--queue", help="Only this queue.", autocompletion=complete.queue_names),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most N, newest first.")] = 50,
 ) -> None:
     """Tasks, newest first."""
@@ -316,7 +344,10 @@ def list_tasks(
 
 @tasks_app.command("show")
 def show_task(
-    ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")]
+    ctx: typer.Context,
+    task_id: Annotated[
+        str, typer.Argument(metavar="ID", help="Task id.", autocompletion=complete.task_ids)
+    ],
 ) -> None:
     """One task in full: args, times, result or error with traceback, output tail."""
     from ..admin import get_task
@@ -327,7 +358,10 @@ def show_task(
 
 @tasks_app.command("cancel")
 def cancel_task(
-    ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")]
+    ctx: typer.Context,
+    task_id: Annotated[
+        str, typer.Argument(metavar="ID", help="Task id.", autocompletion=complete.task_ids)
+    ],
 ) -> None:
     """Cancel a pending or running task (a running one is stopped at its next lease renewal)."""
     from ..admin import cancel_task as cancel
@@ -342,7 +376,12 @@ def cancel_task(
 
 def history(
     ctx: typer.Context,
-    job: Annotated[str | None, typer.Argument(help="Only this job.", show_default=False)] = None,
+    job: Annotated[
+        str | None,
+        typer.Argument(
+            help="Only this job.", show_default=False, autocompletion=complete.job_names
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most N runs.")] = 50,
 ) -> None:
     """Finished runs, newest first: job, status, start, duration, attempt, error."""
