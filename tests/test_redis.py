@@ -23,7 +23,7 @@ from chronctl.errors import BackendUnavailableError, UsageError
 from chronctl.models import FireOutcome
 
 from .cli.helpers import ROOT, chronctl, one_error_line, poll, spawn
-from .conftest import REDIS_URL, need_service, redis_reachable
+from .conftest import REDIS_URL, need_service, redis_reachable, with_query
 from .test_engine import wait, waiter
 
 pytestmark = pytest.mark.services
@@ -31,7 +31,7 @@ Controls = tuple[Callable[[], None], Callable[[], None]]  # start, kill -9
 
 
 def unique_url() -> str:
-    return f"{REDIS_URL}?prefix=chronctl-test-{uuid.uuid4().hex[:10]}"
+    return with_query(REDIS_URL, prefix=f"chronctl-test-{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture
@@ -382,3 +382,4 @@ max_retries = 1
     assert (shown["status"], shown["attempt"]) == ("succeeded", 1)  # failed once, retried
     runs = json.loads(chronctl("--json", "history", cwd=tmp_path).stdout)
     assert [r["status"] for r in runs] == ["succeeded", "failed"]
+
