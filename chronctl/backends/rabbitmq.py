@@ -87,7 +87,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..errors import BackendError, BackendUnavailableError
 from ..models import FireOutcome, JobState, Process, Run, Task, TaskStatus
-from .base import QueueBackend, QueueInfo
+from .base import BulkProgress, QueueBackend, QueueInfo
 
 if TYPE_CHECKING:
     from aio_pika.abc import (
@@ -476,17 +476,35 @@ class RabbitMQBackend(QueueBackend):
         self.notify()
         return task_id, created
 
-    async def enqueue_many(self, tasks: Sequence[Task]) -> list[tuple[str, bool]]:
+    async def enqueue_many(
+        self,
+        tasks: Sequence[Task],
+        *,
+        resume: str | None = None,
+        progress: BulkProgress | None = None,
+    ) -> list[tuple[str, bool]]:
+        """As atomic or resumable as the state store's `enqueue_many` (SQLite: one
+        transaction; Redis: resumable steps), since the tasks live there. Publishing
+        follows; a task stored but not yet published (an interruption, an outage)
+        is published by the pump of any running worker."""
         self._check_queue(tasks)
         await self._ensure()
-        out = await self.state.enqueue_many(tasks)
+        out = await self.state.enqueue_many(tasks, resume=resume, progress=progress)
         now = time.time()
         due = [
             t.id
             for t, (_, created) in zip(tasks, out, strict=True)
             if created and t.scheduled_at <= now
         ]
-        await self._publish_now(due)
+        try:
+            await self._publish_now(due)
+        except asyncio.CancelledError:
+            # Every task is stored: publishing is left to the pump, and the caller
+            # learns that the batch is complete rather than that it was cut short.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            self._dirty = True
         self.notify()
         return out
 
