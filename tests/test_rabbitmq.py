@@ -516,3 +516,119 @@ def test_a_state_store_without_publish_markers_is_refused(tmp_path: Path) -> Non
     backend = RabbitMQBackend(RABBITMQ_URL, "never", "never", state=MemoryBackend())
     with pytest.raises(BackendError, match=r"cannot be the state store.*redis://"):
         asyncio.run(backend.connect())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("case", ["wrong password", "unknown vhost", "closed port"])
+def test_cli_says_what_went_wrong_with_rabbitmq(tmp_path: Path, case: str) -> None:
+    """Issue 14: a refused login, an unknown vhost and an unreachable broker each say so
+    in their own line (they all said "unreachable (SomeAMQPError)"); no password shows."""
+    import uuid
+    from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+    from chronctl.backends import redact_url
+    from tests.cli.helpers import chronctl, one_error_line
+    from tests.conftest import need_rabbitmq
+
+    parts = urlsplit(RABBITMQ_URL)
+    user = unquote(parts.username or "guest")
+    secret = f"not-the-password-{uuid.uuid4().hex[:8]}"
+    where = f"{parts.hostname}:{parts.port or 5672}"
+    if case == "wrong password":
+        need_rabbitmq()
+        url = urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{secret}@{where}"))
+        says = f": authentication failed for user '{user}'"
+    elif case == "unknown vhost":
+        need_rabbitmq()
+        vhost = f"chronctl-no-such-vhost-{uuid.uuid4().hex[:8]}"
+        url = urlunsplit(parts._replace(path=f"/{vhost}"))
+        secret = unquote(parts.password or "guest")
+        says = f": virtual host '{vhost}' does not exist, or user '{user}' may not use it"
+    else:
+        url = f"amqp://{quote(user, safe='')}:{secret}@127.0.0.1:{_free_port()}/%2F"
+        says = " is unreachable: connection refused"
+    result = chronctl("--backend", url, "queues", "list", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout
+    line = one_error_line(result)
+    assert line == f"chronctl: RabbitMQ at {redact_url(url)}{says}"
+    if secret != user:
+        assert secret not in line
+
+
+_NO_AIO_PIKA = '''
+"""As if aio-pika (and its aiormq) were not installed: the import system finds nothing."""
+import sys
+
+
+class _NotInstalled:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.partition(".")[0] in ("aio_pika", "aiormq"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NotInstalled)
+'''
+
+
+def test_cli_names_the_extra_when_aio_pika_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like Redis: `pip install 'chronctl[rabbitmq]'`, not "unexpected error"."""
+    from tests.cli.helpers import chronctl, one_error_line
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_NO_AIO_PIKA)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    result = chronctl("--backend", RABBITMQ_URL, "queues", "list", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout
+    assert one_error_line(result) == (
+        "chronctl: the amqp:// backend needs the aio-pika package: pip install 'chronctl[rabbitmq]'"
+    )
+
+
+def test_library_log_lines_stay_out_of_cli_output(tmp_path: Path) -> None:
+    """aio-pika logs "Purging queue ..." at INFO: the CLI prints its own line only."""
+    import uuid
+
+    from tests.cli.helpers import chronctl
+    from tests.conftest import need_rabbitmq
+
+    need_rabbitmq()
+    prefix = f"chronctl-test-{uuid.uuid4().hex[:10]}"
+    (tmp_path / "jobs.toml").write_text(f"""
+[scheduler]
+backend = "{with_query(RABBITMQ_URL, queue_name=prefix, exchange_name=prefix)}"
+state = "sqlite:///state.db"
+
+[jobs.hello]
+command = ["true"]
+""")
+    try:
+        assert chronctl("enqueue", "hello", cwd=tmp_path).returncode == 0
+        for command, says in (
+            (("queues", "purge", "default"), "purged 1 pending task(s) from 'default'\n"),
+            (("dlq", "purge"), "purged 0 dead letter(s)\n"),
+        ):
+            result = chronctl(*command, cwd=tmp_path)
+            assert (result.returncode, result.stdout, result.stderr) == (0, says, "")
+    finally:
+        from chronctl.backends import from_url
+
+        cleaner = RabbitMQBackend(
+            RABBITMQ_URL, prefix, prefix, state=from_url("sqlite:///state.db", base=tmp_path)
+        )
+
+        async def drop() -> None:
+            await cleaner.connect()
+            await cleaner.delete_layout(["default"])
+            await cleaner.disconnect()
+
+        asyncio.run(drop())

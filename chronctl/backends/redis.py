@@ -305,9 +305,9 @@ class RedisBackend(QueueBackend):
         try:
             import redis.asyncio as aredis
         except ImportError:
-            raise UsageError(
-                "the redis:// backend needs the redis package: pip install 'chronctl[redis]'"
-            ) from None
+            from . import missing_extra
+
+            raise missing_extra("redis", "redis", "redis://") from None
         common = dict(
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.socket_connect_timeout,
