@@ -252,12 +252,56 @@ def _bulk_task(line: str, where: str, manifest: Manifest, default_job: str | Non
 
 
 async def enqueue_tasks(
-    backend: QueueBackend, tasks: Sequence[Task], progress: Progress = _noop
+    backend: QueueBackend,
+    tasks: Sequence[Task],
+    progress: Progress = _noop,
+    *,
+    resume: str | None = None,
 ) -> list[tuple[str, bool]]:
-    """All tasks in one backend step where the backend has one (SQLite, Redis chunks)."""
-    out = await backend.enqueue_many(tasks)
-    progress(len(tasks))
-    return out
+    """Store tasks all or nothing, or resumably (Redis): see QueueBackend.enqueue_many.
+
+    `resume` names the batch (`enqueue --from` derives it from the file), so that
+    the same command run again after an interruption stores only the rest. A
+    backend failure halfway says how many lines are stored, since a rerun is
+    then the way to finish.
+    """
+    from .errors import BackendError
+
+    stored = 0
+
+    def advance(count: int) -> None:
+        nonlocal stored
+        stored += count
+        progress(count)
+
+    try:
+        return await backend.enqueue_many(tasks, resume=resume, progress=advance)
+    except BackendError as exc:
+        if resume is None or not 0 < stored < len(tasks):
+            raise
+        raise type(exc)(
+            f"{exc}; at least {stored} of {len(tasks)} lines were stored: "
+            "run the same command again to store the rest"
+        ) from None
+
+
+class BulkInterrupted(ChronctlError):
+    """`enqueue --from` stopped by Ctrl-C or SIGTERM: one line on how far it got."""
+
+    def __init__(self, stored: int, total: int | None, exit_code: int) -> None:
+        if total is None:
+            text = "interrupted while reading the file: nothing stored"
+        elif stored == 0:
+            text = f"interrupted: nothing stored (0 of {total} lines)"
+        elif stored < total:
+            text = (
+                f"interrupted: stored {stored} of {total} lines; "
+                "run the same command again to store the rest"
+            )
+        else:
+            text = f"interrupted after all {total} lines were stored"
+        super().__init__(text)
+        self.exit_code = exit_code
 
 
 # -- tasks -----------------------------------------------------------------------
@@ -512,6 +556,7 @@ def older_than(text: str) -> float:
 
 
 __all__ = [
+    "BulkInterrupted",
     "DaemonState",
     "EnqueueRequest",
     "JobState",

@@ -83,6 +83,6 @@ def configure(verbosity: int = 0, fmt: str = "text", file: Path | None = None) -
         old.close()
     root.addHandler(handler)
     root.setLevel(level)
-    if verbosity <= 1:
-        logging.getLogger("aiosqlite").setLevel(logging.WARNING)
-        logging.getLogger("asyncio").setLevel(logging.WARNING)
+    if verbosity <= 1:  # client libraries' chatter ("Purging queue ...") only with -vv
+        for library in ("aiosqlite", "asyncio", "aio_pika", "aiormq"):
+            logging.getLogger(library).setLevel(logging.WARNING)

@@ -65,19 +65,49 @@ def _sqlite(tmp_path: Path) -> QueueBackend:
     return SQLiteBackend(tmp_path / "contract.db")
 
 
+# The servers the tests use: set these on a shared machine (another port, database,
+# password or vhost). Every test takes its server from here, never from a literal.
 REDIS_URL = os.environ.get("CHRONCTL_TEST_REDIS", "redis://127.0.0.1:6379/15")
+RABBITMQ_URL = os.environ.get("CHRONCTL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
-def redis_reachable() -> tuple[bool, str]:
+def with_query(url: str, **params: str) -> str:
+    """`url` plus query parameters (a server URL from the environment may carry its own)."""
+    return url + ("&" if "?" in url else "?") + "&".join(f"{k}={v}" for k, v in params.items())
+
+
+def _reachable(url: str, default_port: int) -> tuple[bool, str]:
     import socket
     from urllib.parse import urlsplit
 
-    parts = urlsplit(REDIS_URL)
+    parts = urlsplit(url)
+    where = (parts.hostname or "127.0.0.1", parts.port or default_port)
     try:
-        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1).close()
+        socket.create_connection(where, 1).close()
     except OSError as exc:
-        return False, f"{parts.hostname}:{parts.port}: {exc}"
+        return False, f"{where[0]}:{where[1]}: {exc}"
     return True, ""
+
+
+def redis_reachable() -> tuple[bool, str]:
+    return _reachable(REDIS_URL, 6379)
+
+
+def rabbitmq_reachable() -> bool:
+    """Whether the broker of CHRONCTL_TEST_AMQP accepts connections (its host and port)."""
+    return _reachable(RABBITMQ_URL, 5672)[0]
+
+
+def need_rabbitmq() -> None:
+    ok, why = _reachable(RABBITMQ_URL, 5672)
+    need_service("RabbitMQ", ok, why)
+
+
+def rabbitmq_vhost() -> str:
+    """The virtual host of CHRONCTL_TEST_AMQP (`/` when the URL names none)."""
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(RABBITMQ_URL).path[1:]) or "/"
 
 
 def _redis(tmp_path: Path) -> QueueBackend:
@@ -90,19 +120,6 @@ def _redis(tmp_path: Path) -> QueueBackend:
     return RedisBackend(REDIS_URL, key_prefix=f"chronctl-test-{uuid.uuid4().hex[:10]}:")
 
 
-RABBITMQ_URL = os.environ.get("CHRONCTL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
-
-
-def rabbitmq_reachable() -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 def rabbitmq_backend(tmp_path: Path, **options: object) -> QueueBackend:
     """A RabbitMQBackend with a prefix unique to the test and a SQLite state store."""
     import uuid
@@ -110,7 +127,7 @@ def rabbitmq_backend(tmp_path: Path, **options: object) -> QueueBackend:
     from chronctl.backends.rabbitmq import RabbitMQBackend
     from chronctl.backends.sqlite import SQLiteBackend
 
-    need_service("rabbitmq", rabbitmq_reachable(), "nothing listens on 127.0.0.1:5672")
+    need_rabbitmq()
     prefix = f"chronctl-test-{uuid.uuid4().hex[:10]}"
     state = options.pop("state", None) or SQLiteBackend(tmp_path / "rabbit-state.db")
     return RabbitMQBackend(

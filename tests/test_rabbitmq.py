@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import pytest
 from chronctl.backends.rabbitmq import LOST_CONSUMER_ERROR, RabbitMQBackend
 from chronctl.errors import BackendUnavailableError
 from chronctl.models import Task, TaskStatus
-from tests.conftest import RABBITMQ_URL, ROOT, _redis, rabbitmq_backend
+from tests.conftest import RABBITMQ_URL, ROOT, _redis, rabbitmq_backend, rabbitmq_vhost, with_query
 
 
 def make_rabbit(tmp_path: Path, state: str, **options: object) -> RabbitMQBackend:
@@ -65,9 +66,31 @@ async def rabbit(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterato
 
 
 def rabbitmqctl(*args: str) -> str:
+    """rabbitmqctl on the broker of CHRONCTL_TEST_AMQP, which must run on this host (it
+    talks to the local node); listings are of the URL's virtual host."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(RABBITMQ_URL).hostname or "127.0.0.1"
+    if host not in ("127.0.0.1", "localhost", "::1", socket.gethostname()):
+        pytest.skip(f"rabbitmqctl drives the local node, and CHRONCTL_TEST_AMQP names {host}")
+    if args[0].startswith("list_"):
+        args = (args[0], "-p", rabbitmq_vhost(), *args[1:])
     out = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+async def queue_depth(name: str) -> int:
+    """Messages waiting in a broker queue, asked over AMQP (works on any test server)."""
+    import aio_pika
+
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, passive=True)
+        return int(queue.declaration_result.message_count or 0)
+    finally:
+        await connection.close()
 
 
 async def broker_messages(
@@ -298,18 +321,18 @@ def test_cli_on_an_amqp_manifest(tmp_path: Path, store: str) -> None:
     import uuid
 
     from tests.cli.helpers import chronctl, one_error_line
-    from tests.conftest import REDIS_URL, need_service, rabbitmq_reachable, redis_reachable
+    from tests.conftest import REDIS_URL, need_rabbitmq, need_service, redis_reachable
 
-    need_service("rabbitmq", rabbitmq_reachable(), "nothing listens on 127.0.0.1:5672")
+    need_rabbitmq()
     prefix = f"chronctl-test-{uuid.uuid4().hex[:10]}"
     state = "sqlite:///state.db"
     if store == "redis":  # the several-hosts deployment
         ok, why = redis_reachable()
         need_service("Redis", ok, why)
-        state = f"{REDIS_URL}?prefix={prefix}"
+        state = with_query(REDIS_URL, prefix=prefix)
     (tmp_path / "jobs.toml").write_text(f"""
 [scheduler]
-backend = "{RABBITMQ_URL}?queue_name={prefix}&exchange_name={prefix}"
+backend = "{with_query(RABBITMQ_URL, queue_name=prefix, exchange_name=prefix)}"
 state = "{state}"
 
 [jobs.hello]
@@ -323,8 +346,8 @@ max_retries = 0
     try:
         for job in ("hello", "broken"):
             assert chronctl("enqueue", job, cwd=tmp_path).returncode == 0
-        rows = rabbitmqctl("list_queues", "name", "messages")
-        assert f"{prefix}.default\t1" in rows and f"{prefix}.mail\t1" in rows
+        assert asyncio.run(queue_depth(f"{prefix}.default")) == 1
+        assert asyncio.run(queue_depth(f"{prefix}.mail")) == 1
         run = chronctl("run", "--once", cwd=tmp_path)
         assert run.returncode == 0, run.stderr
         tasks = json.loads(chronctl("--json", "tasks", "list", cwd=tmp_path).stdout)
@@ -332,12 +355,12 @@ max_retries = 0
             ("broken", "dead"),
             ("hello", "succeeded"),
         ]
-        assert f"{prefix}.dead\t1" in rabbitmqctl("list_queues", "name", "messages")
+        assert asyncio.run(queue_depth(f"{prefix}.dead")) == 1
         [dead] = json.loads(chronctl("--json", "dlq", "list", cwd=tmp_path).stdout)
         assert dead["job"] == "broken"
         purge = chronctl("--json", "dlq", "purge", cwd=tmp_path)
         assert json.loads(purge.stdout) == {"count": 1}
-        assert f"{prefix}.dead\t0" in rabbitmqctl("list_queues", "name", "messages")
+        assert asyncio.run(queue_depth(f"{prefix}.dead")) == 0
         down = chronctl(
             "--backend", "amqp://user:hunter2@127.0.0.1:1/%2F", "tasks", "list", cwd=tmp_path
         )
@@ -493,3 +516,119 @@ def test_a_state_store_without_publish_markers_is_refused(tmp_path: Path) -> Non
     backend = RabbitMQBackend(RABBITMQ_URL, "never", "never", state=MemoryBackend())
     with pytest.raises(BackendError, match=r"cannot be the state store.*redis://"):
         asyncio.run(backend.connect())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("case", ["wrong password", "unknown vhost", "closed port"])
+def test_cli_says_what_went_wrong_with_rabbitmq(tmp_path: Path, case: str) -> None:
+    """Issue 14: a refused login, an unknown vhost and an unreachable broker each say so
+    in their own line (they all said "unreachable (SomeAMQPError)"); no password shows."""
+    import uuid
+    from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+    from chronctl.backends import redact_url
+    from tests.cli.helpers import chronctl, one_error_line
+    from tests.conftest import need_rabbitmq
+
+    parts = urlsplit(RABBITMQ_URL)
+    user = unquote(parts.username or "guest")
+    secret = f"not-the-password-{uuid.uuid4().hex[:8]}"
+    where = f"{parts.hostname}:{parts.port or 5672}"
+    if case == "wrong password":
+        need_rabbitmq()
+        url = urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{secret}@{where}"))
+        says = f": authentication failed for user '{user}'"
+    elif case == "unknown vhost":
+        need_rabbitmq()
+        vhost = f"chronctl-no-such-vhost-{uuid.uuid4().hex[:8]}"
+        url = urlunsplit(parts._replace(path=f"/{vhost}"))
+        secret = unquote(parts.password or "guest")
+        says = f": virtual host '{vhost}' does not exist, or user '{user}' may not use it"
+    else:
+        url = f"amqp://{quote(user, safe='')}:{secret}@127.0.0.1:{_free_port()}/%2F"
+        says = " is unreachable: connection refused"
+    result = chronctl("--backend", url, "queues", "list", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout
+    line = one_error_line(result)
+    assert line == f"chronctl: RabbitMQ at {redact_url(url)}{says}"
+    if secret != user:
+        assert secret not in line
+
+
+_NO_AIO_PIKA = '''
+"""As if aio-pika (and its aiormq) were not installed: the import system finds nothing."""
+import sys
+
+
+class _NotInstalled:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.partition(".")[0] in ("aio_pika", "aiormq"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NotInstalled)
+'''
+
+
+def test_cli_names_the_extra_when_aio_pika_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like Redis: `pip install 'chronctl[rabbitmq]'`, not "unexpected error"."""
+    from tests.cli.helpers import chronctl, one_error_line
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_NO_AIO_PIKA)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    result = chronctl("--backend", RABBITMQ_URL, "queues", "list", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout
+    assert one_error_line(result) == (
+        "chronctl: the amqp:// backend needs the aio-pika package: pip install 'chronctl[rabbitmq]'"
+    )
+
+
+def test_library_log_lines_stay_out_of_cli_output(tmp_path: Path) -> None:
+    """aio-pika logs "Purging queue ..." at INFO: the CLI prints its own line only."""
+    import uuid
+
+    from tests.cli.helpers import chronctl
+    from tests.conftest import need_rabbitmq
+
+    need_rabbitmq()
+    prefix = f"chronctl-test-{uuid.uuid4().hex[:10]}"
+    (tmp_path / "jobs.toml").write_text(f"""
+[scheduler]
+backend = "{with_query(RABBITMQ_URL, queue_name=prefix, exchange_name=prefix)}"
+state = "sqlite:///state.db"
+
+[jobs.hello]
+command = ["true"]
+""")
+    try:
+        assert chronctl("enqueue", "hello", cwd=tmp_path).returncode == 0
+        for command, says in (
+            (("queues", "purge", "default"), "purged 1 pending task(s) from 'default'\n"),
+            (("dlq", "purge"), "purged 0 dead letter(s)\n"),
+        ):
+            result = chronctl(*command, cwd=tmp_path)
+            assert (result.returncode, result.stdout, result.stderr) == (0, says, "")
+    finally:
+        from chronctl.backends import from_url
+
+        cleaner = RabbitMQBackend(
+            RABBITMQ_URL, prefix, prefix, state=from_url("sqlite:///state.db", base=tmp_path)
+        )
+
+        async def drop() -> None:
+            await cleaner.connect()
+            await cleaner.delete_layout(["default"])
+            await cleaner.disconnect()
+
+        asyncio.run(drop())

@@ -19,11 +19,11 @@ import pytest
 from chronctl import Scheduler
 from chronctl.backends import from_url, redact_url
 from chronctl.backends.redis import RedisBackend, parse_redis_url
-from chronctl.errors import BackendUnavailableError, UsageError
+from chronctl.errors import BackendError, BackendUnavailableError, UsageError
 from chronctl.models import FireOutcome
 
 from .cli.helpers import ROOT, chronctl, one_error_line, poll, spawn
-from .conftest import REDIS_URL, need_service, redis_reachable
+from .conftest import REDIS_URL, need_service, redis_reachable, with_query
 from .test_engine import wait, waiter
 
 pytestmark = pytest.mark.services
@@ -31,7 +31,7 @@ Controls = tuple[Callable[[], None], Callable[[], None]]  # start, kill -9
 
 
 def unique_url() -> str:
-    return f"{REDIS_URL}?prefix=chronctl-test-{uuid.uuid4().hex[:10]}"
+    return with_query(REDIS_URL, prefix=f"chronctl-test-{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture
@@ -382,3 +382,105 @@ max_retries = 1
     assert (shown["status"], shown["attempt"]) == ("succeeded", 1)  # failed once, retried
     runs = json.loads(chronctl("--json", "history", cwd=tmp_path).stdout)
     assert [r["status"] for r in runs] == ["succeeded", "failed"]
+
+
+async def test_a_big_batch_keeps_its_record_only_while_unfinished(redis_url: str) -> None:
+    """The record `bulk:<batch>` lists the ids stored so far, expires if abandoned, and
+    goes once the batch is complete."""
+    from chronctl.backends.redis import BULK_KEEP
+    from chronctl.models import Task
+
+    backend = RedisBackend(redis_url)
+    async with backend:
+        stored = 0
+        stepped = asyncio.Event()
+
+        def progress(count: int) -> None:
+            nonlocal stored
+            stored += count
+            stepped.set()
+
+        lines = [Task(job="j", args=[i]) for i in range(5000)]
+        run = asyncio.ensure_future(backend.enqueue_many(lines, resume="r", progress=progress))
+        await stepped.wait()
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        record = backend.prefix + "bulk:r"
+        ids = await backend._redis.lrange(record, 0, -1)
+        assert 0 < stored < 5000 and len(ids) == stored
+        assert set(ids) == {t.id for t in await backend.list_tasks(limit=None)}
+        assert 0 < await backend._redis.ttl(record) <= BULK_KEEP
+        out = await backend.enqueue_many([Task(job="j", args=[i]) for i in range(5000)], resume="r")
+        assert [task_id for task_id, _ in out[:stored]] == ids  # the earlier run's tasks
+        assert not await backend._redis.exists(record)
+
+
+async def test_a_step_past_a_vanished_record_stores_nothing(redis_url: str) -> None:
+    """Another run of the same batch completed it (deleting the record) while this one
+    was still sending: its later steps must not store the batch's tail a second time."""
+    from chronctl.models import Task
+
+    backend = RedisBackend(redis_url)
+    async with backend:
+        step = json.dumps([{"id": "t1", "job": "j", "queue": "default", "scheduled_at": "0"}])
+        with pytest.raises(BackendError, match="record of this bulk enqueue is gone"):
+            await backend._call("enqueue", step, "1", "o", "gone", "1000", "5000", "60")
+        assert await backend.get_task("t1") is None
+        assert await backend.get_task(Task(job="j").id) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
+)
+def test_an_interrupted_bulk_enqueue_run_again_stores_every_line_once(
+    tmp_path: Path, redis_url: str, sig: signal.Signals
+) -> None:
+    """Issue 14: 50,000 lines killed halfway left an unknown part stored, said nothing, and
+    a rerun stored everything again. Now Ctrl-C and SIGTERM say how many lines are
+    stored, and the same command again stores only the rest, after a kill -9 too."""
+    import redis as sync_redis
+
+    from .cli.helpers import command, env
+
+    lines = 50_000
+    _manifest(tmp_path, redis_url)
+    bulk = tmp_path / "bulk.jsonl"
+    bulk.write_text("".join(json.dumps({"job": "echo", "args": [i]}) + "\n" for i in range(lines)))
+    pending = RedisBackend(redis_url).prefix + "st:pending"
+    client = sync_redis.Redis.from_url(REDIS_URL.split("?")[0])
+    try:
+        proc = subprocess.Popen(
+            [*command(), "enqueue", "--from", str(bulk)],
+            cwd=tmp_path,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        poll(lambda: client.zcard(pending) > 0, timeout=60, what="the first steps to land")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        stored = client.zcard(pending)
+    finally:
+        client.close()
+    assert 0 < stored < lines, (out, err)
+    if sig != signal.SIGKILL:
+        assert proc.returncode == 128 + sig and out == ""
+        assert one_error_line(subprocess.CompletedProcess([], proc.returncode, out, err)) == (
+            f"chronctl: interrupted: stored {stored} of {lines} lines; "
+            "run the same command again to store the rest"
+        )
+    again = chronctl("enqueue", "--from", str(bulk), cwd=tmp_path, timeout=180)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == (
+        f"enqueued {lines - stored} task(s), {stored} already there "
+        "(stored by an earlier run, or by key)\n"
+    )
+
+    async def every_args() -> list[int]:
+        async with RedisBackend(redis_url) as backend:
+            return sorted(t.args[0] for t in await backend.list_tasks(limit=None))
+
+    assert asyncio.run(every_args()) == list(range(lines))  # each line exactly once

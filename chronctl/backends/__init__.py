@@ -23,6 +23,7 @@ __all__ = [
     "RedisBackend",
     "SQLiteBackend",
     "from_url",
+    "missing_extra",
     "redact_url",
     "url_problem",
 ]
@@ -51,6 +52,13 @@ def url_problem(url: str) -> str | None:
     except ValueError as exc:
         return f"bad URL '{redact_url(url)}': {exc}"
     return None
+
+
+def missing_extra(package: str, extra: str, scheme: str) -> UsageError:
+    """The one line for a backend whose client library is not installed."""
+    return UsageError(
+        f"the {scheme} backend needs the {package} package: pip install 'chronctl[{extra}]'"
+    )
 
 
 def sqlite_path(url: str, base: Path | None = None) -> Path:

@@ -5,6 +5,12 @@ The contract (checked by tests/contract for every backend):
 - `enqueue(task)` stores a pending task. With `task.key` set, a second
   enqueue while a task with that key is pending or running returns the first
   task's id and `created=False`.
+- `enqueue_many(tasks, resume=, progress=)` is all or nothing (memory,
+  SQLite), or, where one atomic step would hold a shared server too long
+  (Redis), stores atomic steps in order and records under `resume` which
+  lines are stored, so the same call again stores only the rest. Cancelled,
+  it stops sending, waits for what was sent, and raises CancelledError with
+  `progress` told exactly what is stored, or returns normally if all of it is.
 - `dequeue(max_items, queues=, lease=, worker=)` atomically claims up to
   `max_items` due tasks (scheduled_at <= now) from unpaused queues, highest
   priority first, then earliest scheduled_at, then FIFO. A claimed task is
@@ -32,9 +38,9 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import BackendError
 from ..models import FireOutcome, JobState, Process, Run, Task, TaskStatus
@@ -58,6 +64,38 @@ class QueueInfo:
 
 LEASE_EXPIRED_ERROR = "worker lost: lease expired before the task finished"
 PROCESS_TTL = 86400.0  # a process silent this long is forgotten
+
+T = TypeVar("T")
+#: `enqueue_many`'s progress callback: told how many more tasks are stored.
+BulkProgress = Callable[[int], None]
+
+
+class StoppedEarly(Exception):
+    """A bulk step loop left off because it was asked to (see `settle`)."""
+
+
+async def settle(work: Awaitable[T], stop: Callable[[], None]) -> T:
+    """Await `work` without letting a cancellation cut a write in half.
+
+    A cancelled `await` on a socket or a database thread does not stop the
+    write already on its way: it only stops us learning whether it landed. So
+    `work` runs shielded; a cancellation calls `stop()` (no further steps), waits
+    for the steps already sent, then re-raises the cancellation if `work` left
+    off early (it raises StoppedEarly), or returns its result if it finished.
+    """
+    future = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError as cancelled:
+        stop()
+        try:
+            result = await asyncio.shield(future)  # a second cancellation stops the wait only
+        except StoppedEarly:
+            raise cancelled from None
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # everything is stored: the cancellation came too late to matter
+        return result
 
 
 class QueueBackend(ABC):
@@ -93,9 +131,28 @@ class QueueBackend(ABC):
     async def enqueue(self, task: Task) -> tuple[str, bool]:
         """Store a pending task; returns (id, created)."""
 
-    async def enqueue_many(self, tasks: Sequence[Task]) -> list[tuple[str, bool]]:
-        """Bulk path; backends override it with one transaction."""
-        return [await self.enqueue(t) for t in tasks]
+    async def enqueue_many(
+        self,
+        tasks: Sequence[Task],
+        *,
+        resume: str | None = None,
+        progress: BulkProgress | None = None,
+    ) -> list[tuple[str, bool]]:
+        """Store `tasks`; one (id, created) per task, in order.
+
+        All or nothing, or resumable (see the module docstring): `resume` names
+        this batch (`enqueue --from` derives it from the file's content) so that
+        running it again after an interruption stores only what is missing;
+        `progress(n)` hears of every n tasks stored, those an earlier run of the
+        same batch stored included. This default stores one task at a time and is
+        neither: a backend overrides it (the contract suite checks).
+        """
+        out = []
+        for t in tasks:
+            out.append(await self.enqueue(t))
+            if progress is not None:
+                progress(1)
+        return out
 
     @abstractmethod
     async def dequeue(

@@ -29,7 +29,7 @@ from ..models import (
     TaskStatus,
     copy_task,
 )
-from .base import LEASE_EXPIRED_ERROR, PROCESS_TTL, QueueBackend, QueueInfo
+from .base import LEASE_EXPIRED_ERROR, PROCESS_TTL, BulkProgress, QueueBackend, QueueInfo
 
 
 class MemoryBackend(QueueBackend):
@@ -125,9 +125,19 @@ class MemoryBackend(QueueBackend):
         self.notify()
         return out
 
-    async def enqueue_many(self, tasks: Sequence[Task]) -> list[tuple[str, bool]]:
+    async def enqueue_many(
+        self,
+        tasks: Sequence[Task],
+        *,
+        resume: str | None = None,
+        progress: BulkProgress | None = None,
+    ) -> list[tuple[str, bool]]:
+        """All or nothing: no await between the first task and the last, so nothing
+        can interrupt the batch halfway (`resume` has nothing to resume)."""
         out = [self._store(t) for t in tasks]
         self.notify()
+        if progress is not None:
+            progress(len(tasks))
         return out
 
     async def dequeue(

@@ -80,14 +80,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from ..errors import BackendError, BackendUnavailableError
 from ..models import FireOutcome, JobState, Process, Run, Task, TaskStatus
-from .base import QueueBackend, QueueInfo
+from .base import BulkProgress, QueueBackend, QueueInfo
 
 if TYPE_CHECKING:
     from aio_pika.abc import (
@@ -151,6 +152,48 @@ def _redact_library_logs() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _RedactingFilter) for f in logger.filters):
             logger.addFilter(_RedactingFilter())
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """'login' or 'vhost' when the broker answered and refused us, else None.
+
+    aiormq raises ProbableAuthenticationError for a refused login (reply 403);
+    a refused Connection.Open (unknown vhost, or no permission on it: reply
+    530) surfaces as ConnectionClosed, or, in aiormq 6-7, as InvalidFrameError
+    "Expected ... Connection.OpenOk, got <Connection.Close ...>".
+    """
+    try:
+        from aiormq import exceptions as amqp
+    except ImportError:
+        return None
+    if isinstance(exc, amqp.ProbableAuthenticationError | amqp.AuthenticationError):
+        return "login"
+    if isinstance(exc, amqp.ConnectionClosed) and exc.args:
+        return {403: "login", 530: "vhost"}.get(exc.args[0])
+    text = str(exc)
+    if isinstance(exc, amqp.InvalidFrameError) and "OpenOk" in text and "Close" in text:
+        return "vhost"
+    return None
+
+
+def _network_reason(exc: BaseException, timeout: float) -> str:
+    """`connection refused`, `unknown host`, `no answer within 10s`: from the error
+    number, never from a message that might quote the URL."""
+    import socket
+
+    for err in (exc, exc.__cause__, exc.__context__):
+        if isinstance(err, socket.gaierror):
+            return "unknown host"
+        if isinstance(err, OSError) and isinstance(err.errno, int):
+            if err.errno > 0:
+                return os.strerror(err.errno).lower()
+            if err.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+                return "unknown host"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g}s"
+    if isinstance(exc, ConnectionError):
+        return "connection lost"
+    return type(exc).__name__
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -236,11 +279,30 @@ class RabbitMQBackend(QueueBackend):
         return f"{self.exchange_name}.dlx"
 
     # -- plumbing ---------------------------------------------------------------------
-    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
-        # The exception text may carry the URL with its password: name only the type.
+    def _unavailable(self, exc: BaseException) -> BackendError:
+        """What a broker failure means, in one line: a refused login, a refused
+        virtual host and an unreachable broker each need a different fix. The
+        exception's own text may carry the URL with its password: never echo it."""
+        where = f"RabbitMQ at {self.display_url}"
+        refused = _refusal(exc)
+        if refused == "login":
+            return BackendError(f"{where}: authentication failed for user '{self._user}'")
+        if refused == "vhost":
+            return BackendError(
+                f"{where}: virtual host '{self._vhost}' does not exist, or user "
+                f"'{self._user}' may not use it"
+            )
         return BackendUnavailableError(
-            f"RabbitMQ at {self.display_url} is unreachable ({type(exc).__name__})"
+            f"{where} is unreachable: {_network_reason(exc, self.timeout)}"
         )
+
+    @property
+    def _user(self) -> str:
+        return unquote(urlsplit(self.url).username or "guest")  # aio-pika's default login
+
+    @property
+    def _vhost(self) -> str:
+        return unquote(urlsplit(self.url).path[1:]) or "/"
 
     @contextlib.asynccontextmanager
     async def _broker(self) -> AsyncIterator[None]:
@@ -271,7 +333,12 @@ class RabbitMQBackend(QueueBackend):
                 f"store of a RabbitMQ backend (it lacks {', '.join(missing)}); "
                 "use sqlite:// (one host) or redis:// (several hosts)"
             )
-        import aio_pika
+        try:
+            import aio_pika
+        except ImportError:
+            from . import missing_extra
+
+            raise missing_extra("aio-pika", "rabbitmq", "amqp://") from None
 
         global _quiet_connects
         _redact_library_logs()
@@ -476,17 +543,35 @@ class RabbitMQBackend(QueueBackend):
         self.notify()
         return task_id, created
 
-    async def enqueue_many(self, tasks: Sequence[Task]) -> list[tuple[str, bool]]:
+    async def enqueue_many(
+        self,
+        tasks: Sequence[Task],
+        *,
+        resume: str | None = None,
+        progress: BulkProgress | None = None,
+    ) -> list[tuple[str, bool]]:
+        """As atomic or resumable as the state store's `enqueue_many` (SQLite: one
+        transaction; Redis: resumable steps), since the tasks live there. Publishing
+        follows; a task stored but not yet published (an interruption, an outage)
+        is published by the pump of any running worker."""
         self._check_queue(tasks)
         await self._ensure()
-        out = await self.state.enqueue_many(tasks)
+        out = await self.state.enqueue_many(tasks, resume=resume, progress=progress)
         now = time.time()
         due = [
             t.id
             for t, (_, created) in zip(tasks, out, strict=True)
             if created and t.scheduled_at <= now
         ]
-        await self._publish_now(due)
+        try:
+            await self._publish_now(due)
+        except asyncio.CancelledError:
+            # Every task is stored: publishing is left to the pump, and the caller
+            # learns that the batch is complete rather than that it was cut short.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            self._dirty = True
         self.notify()
         return out
 

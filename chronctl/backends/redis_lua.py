@@ -270,13 +270,42 @@ elseif op == 'recover' then
 
 elseif op == 'enqueue' then
   -- json array of flat string objects, now, [origin: the wake message, so the
-  -- enqueuing process, already awake, can ignore its own]
+  -- enqueuing process, already awake, can ignore its own], [batch, start, total,
+  -- keep: one step of a bulk enqueue, whose record bulk:<batch> lists the ids of
+  -- the batch's tasks stored so far, in order; the step that completes the batch
+  -- deletes it]. Tasks the record already holds (a concurrent run of the same
+  -- batch stored them) are not stored twice: their recorded ids come back, not created.
   local tasks = cjson.decode(ARGV[2])
-  local out = {}
-  for _, fields in ipairs(tasks) do
-    local r = put(fields, 'pending', ARGV[3])
-    out[#out + 1] = r[1]
-    out[#out + 1] = r[2]
+  local record, start, done, prior = nil, 0, 0, {}
+  if ARGV[5] then
+    record, start = P .. 'bulk:' .. ARGV[5], tonumber(ARGV[6])
+    local n = redis.call('LLEN', record)
+    if start > n then
+      return redis.error_reply('the record of this bulk enqueue is gone (another run of the ' ..
+        'same batch completed it, or it expired after an interruption): nothing more stored')
+    end
+    done = math.min(n - start, #tasks)
+    if done > 0 then prior = redis.call('LRANGE', record, start, start + done - 1) end
+  end
+  local out, new = {}, {}
+  for i, fields in ipairs(tasks) do
+    if i <= done then
+      out[#out + 1] = prior[i]
+      out[#out + 1] = 0
+    else
+      local r = put(fields, 'pending', ARGV[3])
+      out[#out + 1] = r[1]
+      out[#out + 1] = r[2]
+      new[#new + 1] = r[1]
+    end
+  end
+  if record then
+    if start + #tasks >= tonumber(ARGV[7]) then
+      redis.call('DEL', record)
+    elseif #new > 0 then
+      redis.call('RPUSH', record, unpack(new))
+      redis.call('EXPIRE', record, ARGV[8])
+    end
   end
   redis.call('PUBLISH', P .. 'wake', ARGV[4] or '1')
   return out

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -39,7 +40,15 @@ from ..models import (
     dumps,
     loads,
 )
-from .base import LEASE_EXPIRED_ERROR, PROCESS_TTL, QueueBackend, QueueInfo
+from .base import (
+    LEASE_EXPIRED_ERROR,
+    PROCESS_TTL,
+    BulkProgress,
+    QueueBackend,
+    QueueInfo,
+    StoppedEarly,
+    settle,
+)
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1
@@ -483,9 +492,33 @@ class SQLiteBackend(QueueBackend):
         self.notify()
         return out
 
-    async def enqueue_many(self, tasks: Sequence[Task]) -> list[tuple[str, bool]]:
-        out = await self._tx(lambda db: [self._insert(db, t) for t in tasks])
+    async def enqueue_many(
+        self,
+        tasks: Sequence[Task],
+        *,
+        resume: str | None = None,
+        progress: BulkProgress | None = None,
+    ) -> list[tuple[str, bool]]:
+        """All or nothing: one transaction (`resume` has nothing to resume).
+
+        Cancelled, the transaction is rolled back at its next row rather than
+        left to commit unseen on the connection's thread; if it committed first,
+        the cancellation is too late and the result is returned.
+        """
+        stopped = threading.Event()
+
+        def insert_all(db: sqlite3.Connection) -> list[tuple[str, bool]]:
+            out = []
+            for t in tasks:
+                if stopped.is_set():
+                    raise StoppedEarly  # _tx rolls back
+                out.append(self._insert(db, t))
+            return out
+
+        out = await settle(self._tx(insert_all), stopped.set)
         self.notify()
+        if progress is not None:
+            progress(len(tasks))
         return out
 
     async def dequeue(

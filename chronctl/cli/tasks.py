@@ -22,7 +22,10 @@ from .output import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ..backends.base import QueueBackend
+    from ..manifest import Manifest
     from ..models import Run, Task
 
 tasks_app = typer.Typer(help="Inspect and cancel tasks.", no_args_is_help=True)
@@ -75,12 +78,13 @@ def enqueue(
         typer.Option(
             "--from",
             help="Bulk: one JSON object per line with job, args, kwargs, at, in, "
-            "priority, queue, key ('-' for stdin). All lines are checked, then stored at once.",
+            "priority, queue, key ('-' for stdin). All lines are checked, then stored at "
+            "once, or on Redis in steps that the same command run again resumes.",
         ),
     ] = None,
 ) -> None:
     """Create a task of a job defined in the manifest; prints its id."""
-    from ..admin import EnqueueRequest, enqueue_tasks, make_task, parse_json, read_bulk
+    from ..admin import EnqueueRequest, enqueue_tasks, make_task, parse_json
     from ..durations import parse_duration
 
     opts: Options = ctx.obj
@@ -90,46 +94,132 @@ def enqueue(
             from ..errors import UsageError
 
             raise UsageError("--from takes every field from its lines; drop the other options")
-        tasks = read_bulk(from_file, manifest, default_job=job)
-    else:
-        if job is None:
-            from ..errors import UsageError
-
-            raise UsageError("missing JOB (or --from FILE)")
-        tasks = [
-            make_task(
-                manifest,
-                EnqueueRequest(
-                    job=job,
-                    args=parse_json(args, "--args", list),
-                    kwargs=parse_json(kwargs, "--kwargs", dict),
-                    at=at,
-                    delay=parse_duration(in_, what="--in") if in_ is not None else None,
-                    priority=priority,
-                    queue=queue,
-                    key=key,
-                ),
-            )
-        ]
-    with Progress("enqueueing", opts.show_progress and len(tasks) > 1000) as bar:
-        bar.total(len(tasks))
-        results = opts.call("enqueue", lambda b: enqueue_tasks(b, tasks, bar.advance), manifest)
-    if from_file is None:
-        task_id, created = results[0]
-        if opts.json:
-            print_json({"id": task_id, "created": created})
-        else:
-            typer.echo(task_id)  # only the id: `id=$(chronctl enqueue ...)` works either way
-            if not created:
-                note(f"key '{key}' belongs to unfinished task {task_id}: nothing new enqueued")
+        _enqueue_bulk(opts, manifest, from_file, job)
         return
+    if job is None:
+        from ..errors import UsageError
+
+        raise UsageError("missing JOB (or --from FILE)")
+    tasks = [
+        make_task(
+            manifest,
+            EnqueueRequest(
+                job=job,
+                args=parse_json(args, "--args", list),
+                kwargs=parse_json(kwargs, "--kwargs", dict),
+                at=at,
+                delay=parse_duration(in_, what="--in") if in_ is not None else None,
+                priority=priority,
+                queue=queue,
+                key=key,
+            ),
+        )
+    ]
+    [(task_id, created)] = opts.call("enqueue", lambda b: enqueue_tasks(b, tasks), manifest)
+    if opts.json:
+        print_json({"id": task_id, "created": created})
+    else:
+        typer.echo(task_id)  # only the id: `id=$(chronctl enqueue ...)` works either way
+        if not created:
+            note(f"key '{key}' belongs to unfinished task {task_id}: nothing new enqueued")
+
+
+class _Interruptions:
+    """Ctrl-C and SIGTERM during a bulk enqueue: count what is stored, then say it.
+
+    While the backend call runs, either signal cancels it (asyncio turns the
+    first Ctrl-C into a cancellation; SIGTERM is made to do the same), so the
+    step already sent lands and the count is exact. Before and after that call
+    (reading the file, connecting), SIGTERM interrupts like Ctrl-C.
+    """
+
+    def __init__(self) -> None:
+        import signal
+
+        self.total: int | None = None  # until the file is read
+        self.stored = 0
+        self.signal: int = signal.SIGINT  # unless SIGTERM says otherwise
+        self.task: asyncio.Task[Any] | None = None
+
+    def advance(self, count: int) -> None:
+        self.stored += count
+
+    def on_sigterm(self, signum: int, _frame: object) -> None:
+        self.signal = signum
+        task = self.task
+        if task is not None and not task.done():
+            task.get_loop().call_soon_threadsafe(task.cancel)
+        else:
+            raise KeyboardInterrupt
+
+    def error(self) -> Exception:
+        from ..admin import BulkInterrupted
+
+        return BulkInterrupted(self.stored, self.total, 128 + self.signal)
+
+
+def _bulk_name(path: Path, job: str | None) -> str:
+    """The batch's name for a resumable backend: the file's content and the JOB
+    argument, so the same command run again resumes it and another file does not.
+    Standard input is read here once and handed on, so it is named the same way."""
+    import hashlib
+    import io
+    import sys
+
+    from ..errors import UsageError
+
+    if str(path) == "-":
+        raw = sys.stdin.buffer.read()
+        sys.stdin = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8")
+    else:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    digest = hashlib.sha256(b"enqueue --from\0" + (job or "").encode() + b"\0" + raw)
+    return "file-" + digest.hexdigest()[:32]
+
+
+def _enqueue_bulk(opts: Options, manifest: Manifest, path: Path, job: str | None) -> None:
+    import asyncio
+    import signal
+
+    from ..admin import enqueue_tasks, read_bulk
+
+    interruptions = _Interruptions()
+    previous = signal.signal(signal.SIGTERM, interruptions.on_sigterm)
+    try:
+        name = _bulk_name(path, job)
+        tasks = read_bulk(path, manifest, default_job=job)
+        interruptions.total = len(tasks)
+
+        with Progress("enqueueing", opts.show_progress and len(tasks) > 1000) as bar:
+            bar.total(len(tasks))
+
+            def advance(count: int) -> None:
+                interruptions.advance(count)
+                bar.advance(count)
+
+            async def store(backend: QueueBackend) -> list[tuple[str, bool]]:
+                interruptions.task = asyncio.current_task()
+                try:
+                    return await enqueue_tasks(backend, tasks, advance, resume=name)
+                finally:
+                    interruptions.task = None
+
+            results = opts.call("enqueue", store, manifest)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        raise interruptions.error() from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if opts.json:
         print_json([{"id": i, "created": c} for i, c in results])
         return
     new = sum(1 for _, c in results if c)
     existing = len(results) - new
     typer.echo(
-        f"enqueued {new} task(s)" + (f", {existing} already there by key" if existing else "")
+        f"enqueued {new} task(s)"
+        + (f", {existing} already there (stored by an earlier run, or by key)" if existing else "")
     )
 
 

@@ -117,6 +117,77 @@ async def test_key_is_idempotent_while_active(backend: QueueBackend) -> None:
     assert await backend.enqueue(again) == (again.id, True)
 
 
+BULK = 5000  # five steps where a backend stores a big batch in steps (Redis: 1,000 each)
+
+
+async def stored_args(backend: QueueBackend) -> list[int]:
+    return sorted(t.args[0] for t in await backend.list_tasks(limit=None))
+
+
+@pytest.mark.parametrize("cut", ["at-once", "after-a-step"])
+async def test_interrupted_bulk_enqueue_then_the_same_batch_again_stores_each_task_once(
+    backend: QueueBackend, cut: str
+) -> None:
+    """All or nothing, or resumable: a cancelled `enqueue_many` has stored exactly what
+    `progress` heard of (nothing, on an atomic backend), and the same batch again,
+    built afresh as a rerun of `enqueue --from` builds it, stores only the rest."""
+    stored = 0
+    stepped = asyncio.Event()
+
+    def progress(count: int) -> None:
+        nonlocal stored
+        stored += count
+        stepped.set()
+
+    lines = [task(args=[i]) for i in range(BULK)]
+    run = asyncio.ensure_future(backend.enqueue_many(lines, resume="batch-1", progress=progress))
+    if cut == "at-once":
+        await asyncio.sleep(0)
+    else:
+        await asyncio.wait(
+            [run, asyncio.ensure_future(stepped.wait())], timeout=30, return_when="FIRST_COMPLETED"
+        )
+    run.cancel()
+    try:
+        first = await run
+    except asyncio.CancelledError:
+        first = None
+    assert len(await stored_args(backend)) == stored
+    if first is not None:  # finished before the cancellation could stop it
+        assert stored == BULK and len(first) == BULK
+        return
+    assert stored < BULK
+    again = [task(args=[i]) for i in range(BULK)]
+    out = await backend.enqueue_many(again, resume="batch-1")
+    assert await stored_args(backend) == list(range(BULK))  # each line once
+    assert len(out) == BULK and sum(created for _, created in out) == BULK - stored
+    assert {task_id for task_id, _ in out} == {t.id for t in await backend.list_tasks(limit=None)}
+
+
+async def test_a_completed_batch_sent_again_is_a_new_batch(backend: QueueBackend) -> None:
+    """Only an unfinished batch resumes; once complete, the same batch again is stored
+    again, as on a backend that stores a batch in one transaction."""
+    for _ in range(2):
+        out = await backend.enqueue_many([task(args=[i]) for i in range(1500)], resume="b2")
+        assert all(created for _, created in out)
+    assert await stored_args(backend) == sorted(list(range(1500)) * 2)
+
+
+async def test_a_cancelled_single_step_is_waited_for(backend: QueueBackend) -> None:
+    """A step already sent cannot be recalled: a cancellation waits for its answer, so
+    the caller learns the truth (here: stored) instead of guessing."""
+    lines = [task(args=[i]) for i in range(200)]
+    run = asyncio.ensure_future(backend.enqueue_many(lines))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    run.cancel()
+    try:
+        out = await run
+    except asyncio.CancelledError:
+        out = None
+    assert len(await stored_args(backend)) == (0 if out is None else 200)
+
+
 async def test_acknowledge_records_success_and_history(backend: QueueBackend) -> None:
     t = task(args=[2])
     await backend.enqueue(t)

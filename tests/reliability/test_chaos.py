@@ -83,23 +83,18 @@ def chaos_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'state.db'}"
         return
     if request.param.startswith("rabbitmq"):
-        import socket
+        from ..conftest import RABBITMQ_URL, need_rabbitmq, with_query
 
-        try:
-            socket.create_connection(("127.0.0.1", 5672), 1).close()
-            up, why = True, ""
-        except OSError as exc:
-            up, why = False, str(exc)
-        from ..conftest import need_service
-
-        need_service("RabbitMQ", up, why)
+        need_rabbitmq()
         name = f"chaos-{uuid.uuid4().hex[:8]}"
-        url = f"amqp://guest:guest@127.0.0.1:5672/%2F?queue_name={name}&exchange_name={name}"
+        url = with_query(RABBITMQ_URL, queue_name=name, exchange_name=name)
         STATE[url] = f"sqlite:///{tmp_path / 'state.db'}"
         if request.param == "rabbitmq-redis":  # the several-hosts deployment
-            from ..conftest import REDIS_URL
+            from ..conftest import REDIS_URL, need_service, redis_reachable
 
-            STATE[url] = f"{REDIS_URL}?prefix={name}"
+            ok, why = redis_reachable()
+            need_service("Redis", ok, why)
+            STATE[url] = with_query(REDIS_URL, prefix=name)
         yield url
 
         async def delete() -> None:
@@ -112,11 +107,11 @@ def chaos_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
         asyncio.run(delete())
         return
-    from ..conftest import REDIS_URL, need_service, redis_reachable
+    from ..conftest import REDIS_URL, need_service, redis_reachable, with_query
 
     ok, why = redis_reachable()
     need_service("Redis", ok, why)
-    url = f"{REDIS_URL}?prefix=chronctl-chaos-{uuid.uuid4().hex[:8]}"
+    url = with_query(REDIS_URL, prefix=f"chronctl-chaos-{uuid.uuid4().hex[:8]}")
     yield url
 
     async def drop() -> None:

@@ -27,11 +27,11 @@ def make_backend(
         return
     from chronctl.backends.redis import RedisBackend
 
-    from ..conftest import REDIS_URL, need_service, redis_reachable
+    from ..conftest import REDIS_URL, need_service, redis_reachable, with_query
 
     ok, why = redis_reachable()
     need_service("Redis", ok, why)
-    url = f"{REDIS_URL}?prefix=chronctl-skew-{uuid.uuid4().hex[:8]}"
+    url = with_query(REDIS_URL, prefix=f"chronctl-skew-{uuid.uuid4().hex[:8]}")
     yield lambda: RedisBackend(url)
 
     async def drop() -> None:
