@@ -147,7 +147,11 @@ global_options = st.lists(
 
 
 def _placed(argv: list[str], extra: list[str], where: int) -> list[str]:
+    """Global options anywhere, except between an option and its value: there they would
+    become the value, and what follows (a real `-v`) a flag whose traceback is wanted."""
     where = min(where, len(argv))
+    if 0 < where < len(argv) and argv[where - 1].startswith("-"):
+        where = len(argv)
     return [*argv[:where], *extra, *argv[where:]]
 
 
@@ -175,6 +179,7 @@ commands = st.one_of(
 @given(commands, global_options, st.integers(0, 5))
 @example(["enqueue", "echo", "--args", "-v"], [], 0)  # once printed a traceback: -v was a value
 @example(["enqueue", "echo", "--queue", "--json"], ["--json"], 4)
+@example(["cleanup", "--older-than", "-v"], ["--json"], 2)  # --json must not become the value
 def test_cli_arguments_fail_in_one_line(
     project: Path, argv: list[str], extra: list[str], where: int
 ) -> None:
