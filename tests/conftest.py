@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -185,3 +185,29 @@ async def backend(backend_name: str, tmp_path: Path) -> AsyncIterator[QueueBacke
                 await store.connect()  # type: ignore[union-attr]
                 await drop()
         await instance.disconnect()
+
+
+@pytest.fixture(autouse=True)
+def _broker_lock(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Tests run on several processes (`-n 2`), and the broker restart tests stop the
+    shared RabbitMQ node (`rabbitmqctl stop_app`): a RabbitMQ test elsewhere would meet
+    it down. Every test that talks to RabbitMQ (`rabbitmq` or `amqp` in its file, name or
+    backend parameter) holds a shared lock; a `broker_restart` test holds it exclusively.
+    The lock file sits in the run's base temp dir, which every xdist worker shares."""
+    import fcntl
+
+    nodeid = request.node.nodeid.lower()
+    if "rabbitmq" not in nodeid and "amqp" not in nodeid:
+        yield
+        return
+    exclusive = request.node.get_closest_marker("broker_restart") is not None
+    base = tmp_path_factory.getbasetemp()
+    lock = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "rabbitmq.lock"
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -249,6 +249,7 @@ async def test_killed_consumer_redelivers_and_counts(rabbit: RabbitMQBackend) ->
     assert await rabbit.acknowledge(taken)
 
 
+@pytest.mark.broker_restart  # stops the shared broker: see conftest._broker_lock
 async def test_broker_restart_loses_nothing(rabbit: RabbitMQBackend) -> None:
     before = Task(job="j", priority=3)
     await rabbit.enqueue(before)
@@ -385,6 +386,7 @@ max_retries = 0
         asyncio.run(drop())
 
 
+@pytest.mark.broker_restart  # stops the shared broker: see conftest._broker_lock
 async def test_running_scheduler_survives_a_broker_restart(rabbit: RabbitMQBackend) -> None:
     from chronctl import Scheduler
 
