@@ -15,6 +15,7 @@ import typer
 
 from ..errors import ManifestError, UsageError
 from . import Options
+from .jobs import stored_states
 from .output import console, print_json, relative, table
 
 if TYPE_CHECKING:
@@ -187,7 +188,6 @@ def validate(
 ) -> None:
     """Check syntax, keys, triggers, timezones and entrypoints; print each job's next fire."""
     from ..admin import validate_manifest
-    from .jobs import stored_states
 
     opts: Options = ctx.obj
     try:
