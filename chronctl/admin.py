@@ -80,7 +80,7 @@ def open_backend(
     A memory backend lives inside one process, so another process can never
     see its tasks: say that in one line instead of showing an empty list.
     """
-    if backend_url is None and manifest is None:
+    if not backend_url and manifest is None:
         manifest = load_manifest(manifest_path)
     backend = resolve_backend(manifest, backend_url)
     if not backend.shared:

@@ -960,7 +960,7 @@ def resolve_backend(manifest: Manifest | None, url: str | None = None) -> QueueB
     `state` store, whichever URL names the broker.
     """
     state = manifest.config.state if manifest is not None else None
-    if url is not None:
+    if url:
         return from_url(url, base=Path.cwd(), state=state)
     if manifest is None:
         raise UsageError("no backend: give --backend URL or a manifest")
