@@ -6,6 +6,7 @@ Scheduler, Task, TaskStatus, JobSpec and the errors.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -60,6 +61,4 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(name)
-    import importlib
-
     return getattr(importlib.import_module(f".{home}", __name__), name)

@@ -28,7 +28,7 @@ def _serve(channel: Any) -> None:
             func = import_entrypoint(request["entrypoint"], request.get("pythonpath"))
             result = func(*request.get("args", []), **request.get("kwargs", {}))
             if hasattr(result, "__await__"):
-                import asyncio
+                import asyncio  # lazy: most children never run a coroutine; they start faster
 
                 async def _wait(awaitable: Any = result) -> Any:
                     return await awaitable

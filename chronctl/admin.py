@@ -1,29 +1,64 @@
-"""Operator operations on a backend: what `enqueue`, `tasks`, `dlq`, `queues`,
-`cleanup`, `migrate` and `status` do, as library functions.
+"""The operator facade: what every command does, as library functions.
 
-The CLI only parses arguments and prints; everything that decides or changes
-state lives here so it can be tested without a subprocess and reused from
-Python. Long operations work in chunks, each one atomic on the backend, and
-report progress through a callback: if a call fails halfway, what is done is
-done completely and running the command again finishes the rest.
+The CLI parses arguments, calls one of these and prints; `Scheduler`'s
+methods call the same ones (`cancel_task`, `retry_dead`, `list_queues`,
+`set_job_paused`, ...), so a script on the library and an operator at the
+terminal get the same answers and the same errors. Sections follow the
+commands: reaching the backend, jobs and their next fires, what operators
+type, enqueue, tasks and dead letters, queues, status, migrate, cleanup.
+
+Long operations work in chunks, each one atomic on the backend, and report
+progress through a callback: if a call fails halfway, what is done is done
+completely and running the command again finishes the rest.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .backends.base import QueueBackend, QueueInfo
+from .backends import QueueBackend, QueueInfo
+from .daemon import daemon_pid, pid_alive, process_started, read_pid
 from .durations import parse_duration
-from .errors import BackendUnavailableError, ChronctlError, TaskNotFoundError, UsageError
-from .manifest import MAX_NESTING, Manifest, closest, nesting_depth
-from .models import FINISHED, JobState, Process, Run, Task, TaskStatus
-from .scheduler import build_task
+from .errors import (
+    BackendError,
+    BackendUnavailableError,
+    ChronctlError,
+    TaskNotFoundError,
+    UnknownJobError,
+    UnknownQueueError,
+    UsageError,
+)
+from .jobs import JobSpec, build_task
+from .manifest import (
+    MAX_NESTING,
+    Manifest,
+    check_commands,
+    check_entrypoints,
+    closest,
+    load_manifest,
+    nesting_depth,
+    resolve_backend,
+)
+from .models import (
+    FINISHED,
+    HEARTBEAT_INTERVAL,
+    JobState,
+    Process,
+    Run,
+    Task,
+    TaskStatus,
+    iso,
+)
+from .triggers import get_timezone
 
 Progress = Callable[[int], None]  # called with how many more items are done
 CHUNK = 500
@@ -45,18 +80,9 @@ def open_backend(
     A memory backend lives inside one process, so another process can never
     see its tasks: say that in one line instead of showing an empty list.
     """
-    from .backends import from_url
-    from .manifest import load_manifest
-
-    if backend_url:
-        backend = from_url(backend_url, base=Path.cwd())
-    else:
-        manifest = manifest or load_manifest(manifest_path)
-        backend = from_url(
-            manifest.config.backend,
-            base=manifest.path.parent if manifest.path else None,
-            state=manifest.config.state,
-        )
+    if not backend_url and manifest is None:
+        manifest = load_manifest(manifest_path)
+    backend = resolve_backend(manifest, backend_url)
     if not backend.shared:
         raise BackendUnavailableError(
             f"`chronctl {command}` cannot reach a memory:// backend: it lives inside the "
@@ -71,11 +97,205 @@ def optional_manifest(manifest_path: Path, backend_url: str | None) -> Manifest 
     Commands that only read or change the backend work without a manifest;
     they use it, when there is one, to know the jobs and queues it names.
     """
-    from .manifest import load_manifest
-
     if backend_url and not manifest_path.exists():
         return None
     return load_manifest(manifest_path)
+
+
+# -- jobs and when they fire -----------------------------------------------------
+
+#: How long `validate` and `jobs next` wait for the backend before showing next
+#: fires without its state (they check a manifest; they must work offline too).
+STATE_READ_TIMEOUT = 5.0
+
+
+def job_named(jobs: Mapping[str, JobSpec], name: str) -> JobSpec:
+    """The job `name`; an unknown name is an error that suggests the closest one."""
+    spec = jobs.get(name)
+    if spec is None:
+        raise UnknownJobError(name, closest(name, jobs))
+    return spec
+
+
+@dataclass(slots=True)
+class StoredStates:
+    """What the backend remembers of jobs, as far as it could be read."""
+
+    states: dict[str, JobState] = field(default_factory=dict)
+    unread: str | None = None  # why the backend could not be read; next fires assume no state
+
+
+async def stored_states(manifest: Manifest, backend_url: str | None = None) -> StoredStates:
+    """Job state for `validate` and `jobs next`, which show the fires `run` will fire.
+
+    Read-only and best effort: a store that does not exist yet is not created
+    (it holds no state), a memory backend has none outside its process, and an
+    unreachable backend gives no state with the reason in `unread`.
+    """
+    backend = resolve_backend(manifest, backend_url)
+    if not backend.shared or _not_created(backend):
+        return StoredStates()
+    try:
+        async with asyncio.timeout(STATE_READ_TIMEOUT):
+            async with backend:
+                return StoredStates(await job_states(backend))
+    except TimeoutError:
+        return StoredStates(
+            unread=f"{backend.display_url} gave no answer within {STATE_READ_TIMEOUT:.0f}s"
+        )
+    except (ChronctlError, OSError) as exc:  # their messages name the backend
+        return StoredStates(unread=str(exc) or type(exc).__name__)
+
+
+def _not_created(backend: QueueBackend) -> bool:
+    """Whether the backend's job state lives in a SQLite file that does not exist yet.
+
+    Duck-typed on `db_path` (SQLite) and `state` (RabbitMQ's state store) so this
+    module does not import every backend's client library to ask.
+    """
+    store = getattr(backend, "state", None) or backend
+    path = getattr(store, "db_path", None)
+    return isinstance(path, Path) and path.name != ":memory:" and not path.exists()
+
+
+async def job_states(backend: QueueBackend) -> dict[str, JobState]:
+    return {state.name: state for state in await backend.list_job_states()}
+
+
+def next_fires(
+    spec: JobSpec, state: JobState | None, count: int = 1, now: float | None = None
+) -> list[datetime]:
+    """The job's next `count` fires from now on, in its timezone (see Timeline).
+
+    `validate`, `jobs list`, `jobs next` and `Scheduler.next_fires` all show
+    this; the fire loop asks the same Timeline.
+    """
+    now = time.time() if now is None else now
+    timeline = spec.timeline(state, now)
+    if timeline is None:
+        return []
+    zone = get_timezone(spec.timezone)
+    return [f.astimezone(zone) for f in timeline.fires(count, datetime.fromtimestamp(now, UTC))]
+
+
+def _next_fire(spec: JobSpec, state: JobState | None, now: float) -> datetime | None:
+    fires = next_fires(spec, state, 1, now)
+    return fires[0] if fires else None
+
+
+@dataclass
+class JobReport:
+    name: str
+    trigger: str | None
+    next_fire: datetime | None
+    timezone: str = "UTC"
+
+
+@dataclass
+class ValidationReport:
+    jobs: list[JobReport] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_public(self) -> dict[str, Any]:
+        if not self.ok:
+            return {"ok": False, "errors": self.errors}
+        return {
+            "ok": True,
+            "jobs": [
+                {
+                    "name": j.name,
+                    "timezone": j.timezone,
+                    "next_fire": j.next_fire.isoformat() if j.next_fire else None,
+                }
+                for j in self.jobs
+            ],
+        }
+
+
+def validate_manifest(
+    manifest: Manifest, states: Mapping[str, JobState] | None = None, now: float | None = None
+) -> ValidationReport:
+    """Everything load_manifest checks, plus that each entrypoint imports and each
+    shell line parses; and each job's next fire, from `states` when given."""
+    problems = [*check_entrypoints(manifest), *check_commands(manifest)]
+    report = ValidationReport(errors=[str(e) for e in problems])
+    now = time.time() if now is None else now
+    for spec in manifest.jobs.values():
+        nxt = _next_fire(spec, (states or {}).get(spec.name), now)
+        described = spec.trigger.describe() if spec.trigger else None
+        report.jobs.append(JobReport(spec.name, described, nxt, spec.timezone))
+    return report
+
+
+def job_next_fires(
+    manifest: Manifest,
+    name: str,
+    count: int = 5,
+    states: Mapping[str, JobState] | None = None,
+    now: float | None = None,
+) -> list[datetime]:
+    """`jobs next NAME -n COUNT`."""
+    spec = job_named(manifest.jobs, name)
+    return next_fires(spec, (states or {}).get(name), count, now)
+
+
+@dataclass
+class JobOverview:
+    name: str
+    trigger: str | None
+    next_fire: datetime | None
+    paused: bool
+    last_status: str | None
+    last_run: float | None
+    timezone: str = "UTC"
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trigger": self.trigger,
+            "timezone": self.timezone,
+            "next_fire": self.next_fire.isoformat() if self.next_fire else None,
+            "paused": self.paused,
+            "last_status": self.last_status,
+            "last_run": iso(self.last_run),
+        }
+
+
+async def jobs_overview(
+    backend: QueueBackend, jobs: Iterable[JobSpec], now: float | None = None
+) -> list[JobOverview]:
+    """`jobs list`: each job with its next fire, paused state and last run."""
+    states = await job_states(backend)
+    now = time.time() if now is None else now
+    out = []
+    for spec in jobs:
+        state = states.get(spec.name)
+        runs = await backend.history(spec.name, limit=1)
+        last = runs[0] if runs else None
+        out.append(
+            JobOverview(
+                spec.name,
+                spec.trigger.describe() if spec.trigger else None,
+                _next_fire(spec, state, now),
+                bool(state and state.paused),
+                last.status.value if last else None,
+                last.finished_at if last else None,
+                spec.timezone,
+            )
+        )
+    return out
+
+
+async def set_job_paused(
+    backend: QueueBackend, jobs: Mapping[str, JobSpec], name: str, paused: bool
+) -> None:
+    """`pause JOB` / `resume JOB`: the job must be defined, or a typo pauses nothing."""
+    job_named(jobs, name)
+    await backend.set_job_paused(name, paused)
 
 
 # -- parsing what operators type -------------------------------------------------
@@ -155,11 +375,7 @@ class EnqueueRequest:
 
 def make_task(manifest: Manifest, request: EnqueueRequest) -> Task:
     """A task of a manifest job; a worker runs only jobs the manifest defines."""
-    from .errors import UnknownJobError
-
-    spec = manifest.jobs.get(request.job)
-    if spec is None:
-        raise UnknownJobError(request.job, closest(request.job, manifest.jobs))
+    spec = job_named(manifest.jobs, request.job)
     if request.at is not None and request.delay is not None:
         raise UsageError("give --at or --in, not both")
     return build_task(
@@ -182,8 +398,6 @@ def read_bulk(path: Path, manifest: Manifest, default_job: str | None = None) ->
     is the job of lines that name none; it must be a manifest job even when
     every line names its own, or a typo in it would pass unnoticed.
     """
-    from .errors import UnknownJobError
-
     if default_job is not None and default_job not in manifest.jobs:
         raise UnknownJobError(default_job, closest(default_job, manifest.jobs))
     try:
@@ -265,8 +479,6 @@ async def enqueue_tasks(
     backend failure halfway says how many lines are stored, since a rerun is
     then the way to finish.
     """
-    from .errors import BackendError
-
     stored = 0
 
     def advance(count: int) -> None:
@@ -315,6 +527,11 @@ async def get_task(backend: QueueBackend, task_id: str) -> Task:
 
 
 async def cancel_task(backend: QueueBackend, task_id: str) -> Task:
+    """Cancel a pending or running task; returns it as stored after the cancel.
+
+    A finished task is an error, not a quiet False: the caller asked for
+    something that did not happen.
+    """
     task = await get_task(backend, task_id)
     if task.status in FINISHED:
         raise ChronctlError(f"task '{task_id}' is already {task.status.value}: nothing to cancel")
@@ -331,6 +548,13 @@ async def get_dead(backend: QueueBackend, task_id: str) -> Task:
             f"task '{task_id}' is {task.status.value}, not in the dead letter queue"
         )
     return task
+
+
+async def dead_letters(
+    backend: QueueBackend, job: str | None = None, limit: int | None = 100
+) -> list[Task]:
+    """`dlq list`: dead tasks, newest first."""
+    return await backend.list_tasks(status=TaskStatus.DEAD, job=job, limit=limit)
 
 
 async def retry_dead(
@@ -363,37 +587,45 @@ async def retry_dead(
 # -- queues ----------------------------------------------------------------------
 
 
+def queue_names(jobs: Iterable[JobSpec], worked: Iterable[str] | None = None) -> set[str]:
+    """The queues a configuration names: its jobs' queues and those its workers take from."""
+    return {spec.queue for spec in jobs} | set(worked or ())
+
+
 def manifest_queues(manifest: Manifest | None) -> set[str]:
-    """The queues a manifest names: its jobs' queues and those its workers take from."""
+    """The queues a manifest names (none without a manifest)."""
     if manifest is None:
         return set()
-    return {spec.queue for spec in manifest.jobs.values()} | set(manifest.config.queues or ())
+    return queue_names(manifest.jobs.values(), manifest.config.queues)
 
 
-async def list_queues(backend: QueueBackend, manifest: Manifest | None) -> list[QueueInfo]:
-    """Every queue the manifest uses or that holds active tasks or is paused, by name.
+async def list_queues(backend: QueueBackend, known: Iterable[str] = ()) -> list[QueueInfo]:
+    """Every queue that is `known` (the manifest's) or holds active tasks or is paused.
 
     The backend knows queues with pending or running tasks and paused ones;
-    the manifest adds the queues its jobs use, at zero when empty, so a queue
-    does not vanish from the listing when its last task finishes or it is
-    resumed.
+    the known ones are added at zero when empty, so a queue does not vanish
+    from the listing when its last task finishes or it is resumed.
     """
     infos = {info.name: info for info in await backend.list_queues()}
-    for name in manifest_queues(manifest):
+    for name in known:
         infos.setdefault(name, QueueInfo(name))
     return [infos[name] for name in sorted(infos)]
 
 
-async def known_queue(backend: QueueBackend, manifest: Manifest | None, name: str) -> QueueInfo:
-    """The queue `name` as `queues list` shows it; a name it does not show is a typo."""
-    from .errors import UnknownQueueError
-
-    queues = await list_queues(backend, manifest)
+async def known_queue(backend: QueueBackend, known: Iterable[str], name: str) -> QueueInfo:
+    """The queue `name` as `list_queues` shows it; a name it does not show is a typo."""
+    queues = await list_queues(backend, known)
     for info in queues:
         if info.name == name:
             return info
     names = [info.name for info in queues]
     raise UnknownQueueError(name, names, closest(name, names))
+
+
+async def purge_queue(backend: QueueBackend, known: Iterable[str], name: str) -> int:
+    """`queues purge NAME`: drop its pending tasks (running ones finish)."""
+    await known_queue(backend, known, name)
+    return await backend.clear(name)
 
 
 async def count_dead(backend: QueueBackend) -> int:
@@ -414,8 +646,6 @@ class DaemonState:
 def daemon_state(pidfile: Path | None) -> DaemonState:
     """Whether the daemon holding the pidfile is alive; a stale pidfile's pid is kept
     apart (`stale_pid`), so no script takes an unrelated process for the daemon."""
-    from .daemon import daemon_pid, process_started, read_pid
-
     if pidfile is None:
         return DaemonState(False, None)
     pid = daemon_pid(pidfile)
@@ -427,8 +657,6 @@ def daemon_state(pidfile: Path | None) -> DaemonState:
 def process_state(process: Process, now: float, host: str) -> str:
     """`alive`; `stale` when it missed two beats (hung, or on a host cut off from
     the backend); `dead` when it ran on this host and its pid is gone."""
-    from .scheduler import HEARTBEAT_INTERVAL
-
     if process.host == host and not _still_running(process):
         return "dead"
     if now - process.last_beat > 2 * HEARTBEAT_INTERVAL:
@@ -438,8 +666,6 @@ def process_state(process: Process, now: float, host: str) -> str:
 
 def _still_running(process: Process) -> bool:
     """Whether its pid still runs the same process: a reused pid started after it did."""
-    from .daemon import pid_alive, process_started
-
     if not pid_alive(process.pid):
         return False
     started = process_started(process.pid)
@@ -473,10 +699,11 @@ class StatusReport:
         }
 
 
-async def status(backend: QueueBackend, pidfile: Path | None) -> StatusReport:
-    import socket
-
-    queues = await backend.list_queues()
+async def status(
+    backend: QueueBackend, pidfile: Path | None, known_queues: Iterable[str] = ()
+) -> StatusReport:
+    """`status`: its queues are those `queues list` shows, so the two never disagree."""
+    queues = await list_queues(backend, known_queues)
     running = await backend.list_tasks(status=TaskStatus.RUNNING, limit=None)
     dead = len(await backend.list_tasks(status=TaskStatus.DEAD, limit=None))
     processes = await backend.list_processes()
@@ -555,32 +782,65 @@ def older_than(text: str) -> float:
     return time.time() - parse_duration(text, what="--older-than")
 
 
+async def cleanup(
+    backend: QueueBackend, before: float, statuses: Sequence[TaskStatus] | None = None
+) -> int:
+    """`cleanup`: delete finished tasks (and their history) finished before `before`.
+
+    Only finished statuses may be named: deleting pending or running tasks is
+    `queues purge` or `tasks cancel`, which say what they do.
+    """
+    unfinished = [s.value for s in statuses or () if s not in FINISHED]
+    if unfinished:
+        raise UsageError(
+            f"cleanup deletes finished tasks only, not {', '.join(unfinished)}: expected "
+            + ", ".join(sorted(s.value for s in FINISHED))
+        )
+    return await backend.cleanup(before, statuses)
+
+
 __all__ = [
     "BulkInterrupted",
     "DaemonState",
     "EnqueueRequest",
+    "JobOverview",
+    "JobReport",
     "JobState",
     "MigrationReport",
     "Run",
     "StatusReport",
+    "StoredStates",
+    "ValidationReport",
     "cancel_task",
+    "cleanup",
     "count_dead",
     "daemon_state",
+    "dead_letters",
     "enqueue_tasks",
     "get_dead",
     "get_task",
+    "job_named",
+    "job_next_fires",
+    "job_states",
+    "jobs_overview",
     "known_queue",
     "list_queues",
     "make_task",
     "manifest_queues",
     "migrate",
+    "next_fires",
     "older_than",
     "open_backend",
     "optional_manifest",
     "parse_json",
     "parse_statuses",
     "process_state",
+    "purge_queue",
+    "queue_names",
     "read_bulk",
     "retry_dead",
+    "set_job_paused",
     "status",
+    "stored_states",
+    "validate_manifest",
 ]

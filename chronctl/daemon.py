@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import select
 import signal
@@ -229,8 +230,6 @@ def daemonize(
         code = 1
     except BaseException as exc:  # report, then let the log have the traceback
         ready(f"{type(exc).__name__}: {exc}")
-        import logging
-
         logging.getLogger("chronctl").exception("the daemon crashed")
         code = 1
     finally:

@@ -2,22 +2,29 @@
 
 A JobSpec is built from the manifest or from `@scheduler.job`; workers look
 jobs up by name only, so a task can never name an arbitrary import path.
+`build_task` makes a task of a job (the scheduler, the CLI and a worker's
+`on_failure` all use it), and `JobSpec.timeline` says when it fires next.
 """
 
 from __future__ import annotations
 
 import importlib
+import random
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
-from .errors import ManifestError
-from .triggers import Trigger
+from .errors import ManifestError, UsageError
+from .models import JobState, Task, check_name, dumps
+from .triggers import Timeline, Trigger, parse_at, timeline
 
 Executor = Literal["auto", "async", "thread", "process"]
 Backoff = Literal["exponential", "fixed"]
 DEFAULT_SHELL = "/bin/sh"
+MAX_PAYLOAD = 1024 * 1024  # bytes of JSON args+kwargs per task: a queue is not a file store
 
 
 @dataclass(slots=True)
@@ -30,8 +37,6 @@ class RetryPolicy:
 
     def delay_for(self, attempt: int) -> float:
         """Seconds to wait before retry number `attempt` (1 for the first retry)."""
-        import random
-
         # Capped exponent: max_retries may be any 64-bit count, and 2**1024 is no float.
         growth = 1 if self.backoff == "fixed" else 2 ** min(max(0, attempt - 1), 64)
         base = self.delay * growth
@@ -98,6 +103,17 @@ class JobSpec:
             return self.max_instances
         return 1 if self.trigger is not None else None
 
+    def timeline(self, state: JobState | None, now: float) -> Timeline | None:
+        """When this job fires, given what the backend remembers of it (None: no
+        trigger). The fire loop and every command that shows a next fire ask this."""
+        if self.trigger is None:
+            return None
+        if state is None:
+            return timeline(self.trigger, now=now)
+        return timeline(
+            self.trigger, now=now, first_seen=state.first_seen, last_fire=state.last_fire
+        )
+
     def resolve(self) -> Callable[..., Any]:
         """Import the entrypoint once; errors name the job, never run other code."""
         if self.func is not None:
@@ -140,3 +156,59 @@ def import_entrypoint(
     if not callable(obj):
         raise ManifestError(f"'{entrypoint}' is not callable", job=job, key="entrypoint")
     return obj
+
+
+def build_task(
+    spec: JobSpec,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    delay: float | None = None,
+    at: datetime | str | None = None,
+    priority: int | None = None,
+    queue: str | None = None,
+    key: str | None = None,
+) -> Task:
+    """A task of `spec` with the job's defaults, checked: JSON args, priority 0..9.
+
+    Every way a task is made goes through here (`enqueue`, `trigger`,
+    `enqueue --from`, `enqueue_many`, a worker's `on_failure`), so a bad
+    payload is refused the same way everywhere, before anything is stored.
+    """
+    args = list(spec.args) if args is None else args
+    kwargs = dict(spec.kwargs) if kwargs is None else kwargs
+    if not isinstance(args, list):
+        raise UsageError("args must be a JSON array")
+    if not isinstance(kwargs, dict):
+        raise UsageError("kwargs must be a JSON object")
+    try:
+        size = len(dumps([args, kwargs]).encode()) if args or kwargs else 0
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"args and kwargs must be JSON values: {exc}") from exc
+    if size > MAX_PAYLOAD:
+        raise UsageError(
+            f"payload of {size / 1e6:.1f} MB is over the {MAX_PAYLOAD // 1024} KiB "
+            "limit: pass a path or an id, not the data itself"
+        )
+    priority = spec.priority if priority is None else priority
+    if not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise UsageError(f"bad priority {priority!r}: expected 0..9")
+    now = time.time()
+    scheduled = now
+    if at is not None:
+        scheduled = parse_at(at, spec.timezone).timestamp()
+    elif delay:
+        if delay < 0:
+            raise UsageError("delay must not be negative")
+        scheduled = now + delay
+    return Task(
+        job=spec.name,
+        args=args,
+        kwargs=kwargs,
+        queue=check_name(queue, "queue") if queue else spec.queue,
+        priority=priority,
+        scheduled_at=scheduled,
+        max_retries=spec.retry.max_retries,
+        key=key,
+        created_at=now,
+    )

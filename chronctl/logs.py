@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
 from .text import safe
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -66,8 +67,6 @@ def open_private(path: Path) -> None:
 def configure(verbosity: int = 0, fmt: str = "text", file: Path | None = None) -> None:
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     if fmt not in ("text", "json"):
-        from .errors import UsageError
-
         raise UsageError(f"bad log format '{fmt}': expected text or json")
     handler: logging.Handler
     if file is not None:

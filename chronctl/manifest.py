@@ -56,14 +56,19 @@ from __future__ import annotations
 
 import difflib
 import math
+import pwd
 import re
+import shutil
+import subprocess
 import tomllib
+import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
+from .backends import QueueBackend, from_url, url_problem
 from .durations import parse_duration, shorten
 from .errors import ManifestError, UsageError
 from .jobs import DEFAULT_SHELL, Backoff, Executor, JobSpec, RetryPolicy
@@ -77,6 +82,7 @@ __all__ = [
     "check_entrypoints",
     "load_manifest",
     "parse_manifest",
+    "resolve_backend",
 ]
 
 
@@ -366,8 +372,6 @@ def _timezone(value: Any) -> str:
     try:
         get_timezone(name)
     except UsageError as exc:
-        import zoneinfo
-
         raise _Invalid(str(exc), hint=closest(name, zoneinfo.available_timezones())) from exc
     return name
 
@@ -455,8 +459,6 @@ def _store_url(value: Any, base: Path, schemes: tuple[str, ...]) -> str:
             hint=(h + "://") if (h := closest(scheme, schemes)) else None,
         )
     if scheme != "sqlite":
-        from .backends import url_problem
-
         problem = url_problem(url)
         if problem:
             raise _Invalid(problem)
@@ -642,6 +644,54 @@ class _Parser:
     def job(
         self, name: str, data: Any, defaults: dict[str, Any], config: SchedulerConfig
     ) -> JobSpec:
+        self.job_table(name, data)
+        settings = dict(defaults)
+        for key in DEFAULT_KEYS:
+            if key in data:
+                settings[key] = self.job_value(name, data, key, lambda v, k=key: _setting(k, v))
+        timezone = settings.get("timezone", config.timezone)
+        run = self.what_to_run(name, data)
+        trigger = self.when_to_run(name, data, timezone)
+        self.job_combinations(name, data, settings, run.command)
+        on_failure = settings.get("on_failure") or None  # "" opts out
+        if "on_failure" not in data and on_failure == name:
+            on_failure = None  # the [defaults] alert job is not its own alert
+        timeout = settings.get("timeout", DEFAULT_TIMEOUT)
+        return JobSpec(
+            name=name,
+            entrypoint=run.entrypoint,
+            command=run.command,
+            env=run.env,
+            cwd=run.cwd,
+            trigger=trigger,
+            timezone=timezone,
+            queue=settings.get("queue", "default"),
+            priority=settings.get("priority", 5),
+            retry=RetryPolicy(
+                max_retries=settings.get("max_retries", 3),
+                backoff=cast(Backoff, settings.get("retry_backoff", "exponential")),
+                delay=settings.get("retry_delay", 1.0),
+                max_delay=settings.get("retry_max_delay", 3600.0),
+            ),
+            timeout=timeout or None,  # 0 = no limit
+            args=run.args,
+            kwargs=run.kwargs,
+            max_instances=settings.get("max_instances"),
+            jitter=settings.get("jitter", 0.0),
+            rate_limit=settings.get("rate_limit"),
+            executor=cast(Executor, settings.get("executor", "auto")),
+            misfire_grace_time=settings.get("misfire_grace_time"),
+            coalesce=settings.get("coalesce"),
+            pythonpath=list(config.pythonpath),
+            on_failure=on_failure,
+            concurrency_policy=settings.get("concurrency_policy"),
+            catchup=settings.get("catchup"),
+            user=settings.get("user") if run.command is not None else None,
+            shell=settings.get("shell", DEFAULT_SHELL),
+        )
+
+    def job_table(self, name: str, data: Any) -> None:
+        """The job's name and that its table holds only job keys."""
         table = ("jobs", name)
         if not JOB_NAME.fullmatch(name):
             self.fail(
@@ -657,20 +707,25 @@ class _Parser:
             )
         self.unknown_keys(data, JOB_KEYS, table, name, "a job")
 
-        def get(key: str, convert: Callable[[Any], Any]) -> Any:
-            return self.check(table, key, name, lambda: convert(data[key]))
+    def job_value(
+        self, name: str, data: dict[str, Any], key: str, convert: Callable[[Any], Any]
+    ) -> Any:
+        """`data[key]` converted; a complaint becomes a ManifestError at the key's line."""
+        return self.check(("jobs", name), key, name, lambda: convert(data[key]))
 
-        settings = dict(defaults)
-        for key in DEFAULT_KEYS:
-            if key in data:
-                settings[key] = get(key, lambda v, k=key: _setting(k, v))
-        timezone = settings.get("timezone", config.timezone)
+    def later_key(self, name: str, keys: Iterable[str]) -> str:
+        """Of two conflicting keys, the one written last: where the user went wrong."""
+        return max(keys, key=lambda k: self.lines.key(("jobs", name), k) or 0)
 
-        # what to run
+    def what_to_run(self, name: str, data: dict[str, Any]) -> _WhatToRun:
+        """`entrypoint` or `command`, and what the run gets: env, cwd, args, kwargs."""
+        table = ("jobs", name)
         if "entrypoint" in data and "command" in data:
-            second = max(("entrypoint", "command"), key=lambda k: self.lines.key(table, k) or 0)
             self.fail(
-                "has both 'entrypoint' and 'command': use one", table=table, key=second, job=name
+                "has both 'entrypoint' and 'command': use one",
+                table=table,
+                key=self.later_key(name, ("entrypoint", "command")),
+                job=name,
             )
         if "entrypoint" not in data and "command" not in data:
             self.fail(
@@ -678,30 +733,45 @@ class _Parser:
                 table=table,
                 job=name,
             )
-        entrypoint = get("entrypoint", _entrypoint) if "entrypoint" in data else None
-        command = get("command", _command) if "command" in data else None
-        env = get("env", _env) if "env" in data else {}
-        cwd = get("cwd", lambda v: _absolute(_string(v), self.base)) if "cwd" in data else None
-        args = get("args", _args) if "args" in data else []
-        kwargs = get("kwargs", _kwargs) if "kwargs" in data else {}
 
-        # when to run it
+        def value(key: str, convert: Callable[[Any], Any], default: Any = None) -> Any:
+            return self.job_value(name, data, key, convert) if key in data else default
+
+        return _WhatToRun(
+            entrypoint=value("entrypoint", _entrypoint),
+            command=value("command", _command),
+            env=value("env", _env, {}),
+            cwd=value("cwd", lambda v: _absolute(_string(v), self.base)),
+            args=value("args", _args, []),
+            kwargs=value("kwargs", _kwargs, {}),
+        )
+
+    def when_to_run(self, name: str, data: dict[str, Any], timezone: str) -> Trigger | None:
+        """At most one of `cron`, `every`, `at`; none makes an enqueue-only job."""
         present = [k for k in TRIGGER_KEYS if k in data]
         if len(present) > 1:
-            second = max(present, key=lambda k: self.lines.key(table, k) or 0)
             self.fail(
                 f"has {' and '.join(repr(k) for k in present)}: use at most one trigger",
-                table=table,
-                key=second,
+                table=("jobs", name),
+                key=self.later_key(name, present),
                 job=name,
             )
-        trigger: Trigger | None = None
-        if present:
-            key = present[0]
-            trigger = get(key, lambda v: _trigger(key, v, timezone))
+        if not present:
+            return None
+        key = present[0]
+        trigger: Trigger = self.job_value(name, data, key, lambda v: _trigger(key, v, timezone))
+        return trigger
 
-        executor = cast(Executor, settings.get("executor", "auto"))
-        if command is not None and executor == "process":
+    def job_combinations(
+        self,
+        name: str,
+        data: dict[str, Any],
+        settings: dict[str, Any],
+        command: list[str] | str | None,
+    ) -> None:
+        """Keys that are each valid but do not go together."""
+        table = ("jobs", name)
+        if command is not None and settings.get("executor") == "process":
             key = "executor" if "executor" in data else "command"
             self.fail(
                 "executor 'process' cannot run a command: a command already runs in "
@@ -710,7 +780,6 @@ class _Parser:
                 key=key,
                 job=name,
             )
-
         for first, second in (("concurrency_policy", "max_instances"), ("catchup", "coalesce")):
             if first in data and second in data:
                 self.fail(
@@ -732,42 +801,16 @@ class _Parser:
                 key="shell",
                 job=name,
             )
-        on_failure = settings.get("on_failure") or None  # "" opts out
-        if "on_failure" not in data and on_failure == name:
-            on_failure = None  # the [defaults] alert job is not its own alert
-        timeout = settings.get("timeout", DEFAULT_TIMEOUT)
-        return JobSpec(
-            name=name,
-            entrypoint=entrypoint,
-            command=command,
-            env=env,
-            cwd=cwd,
-            trigger=trigger,
-            timezone=timezone,
-            queue=settings.get("queue", "default"),
-            priority=settings.get("priority", 5),
-            retry=RetryPolicy(
-                max_retries=settings.get("max_retries", 3),
-                backoff=cast(Backoff, settings.get("retry_backoff", "exponential")),
-                delay=settings.get("retry_delay", 1.0),
-                max_delay=settings.get("retry_max_delay", 3600.0),
-            ),
-            timeout=timeout or None,  # 0 = no limit
-            args=args,
-            kwargs=kwargs,
-            max_instances=settings.get("max_instances"),
-            jitter=settings.get("jitter", 0.0),
-            rate_limit=settings.get("rate_limit"),
-            executor=executor,
-            misfire_grace_time=settings.get("misfire_grace_time"),
-            coalesce=settings.get("coalesce"),
-            pythonpath=list(config.pythonpath),
-            on_failure=on_failure,
-            concurrency_policy=settings.get("concurrency_policy"),
-            catchup=settings.get("catchup"),
-            user=settings.get("user") if command is not None else None,
-            shell=settings.get("shell", DEFAULT_SHELL),
-        )
+
+
+@dataclass(slots=True)
+class _WhatToRun:
+    entrypoint: str | None
+    command: list[str] | str | None
+    env: dict[str, str]
+    cwd: str | None
+    args: list[Any]
+    kwargs: dict[str, Any]
 
 
 def _setting(key: str, value: Any) -> Any:
@@ -810,8 +853,6 @@ def _queue(value: Any) -> str:
 
 
 def _user(value: Any) -> str:
-    import pwd
-
     name = _string(value)
     try:
         pwd.getpwnam(name)
@@ -909,6 +950,24 @@ def load_manifest(path: str | Path) -> Manifest:
     return parse_manifest(text, path)
 
 
+def resolve_backend(manifest: Manifest | None, url: str | None = None) -> QueueBackend:
+    """The backend to work on: `url` (`--backend`, a relative SQLite path taken from the
+    current directory), else the manifest's `[scheduler] backend`.
+
+    The one place a backend is chosen: `chronctl run`, every command that reads or
+    changes state, and `Scheduler.from_manifest` come through here, so they cannot
+    pick different stores. A RabbitMQ backend keeps job state in the manifest's
+    `state` store, whichever URL names the broker.
+    """
+    state = manifest.config.state if manifest is not None else None
+    if url:
+        return from_url(url, base=Path.cwd(), state=state)
+    if manifest is None:
+        raise UsageError("no backend: give --backend URL or a manifest")
+    base = manifest.path.parent if manifest.path else None
+    return from_url(manifest.config.backend, base=base, state=state)
+
+
 def check_entrypoints(manifest: Manifest) -> list[ManifestError]:
     """Import every entrypoint; errors are returned so `validate` can list them all."""
     where = manifest.display_path
@@ -978,9 +1037,6 @@ def check_commands(manifest: Manifest) -> list[ManifestError]:
 def shell_problem(spec: JobSpec) -> str | None:
     """Why the job's shell would refuse its line (None: it parses); import-crontab
     asks too, so an imported manifest passes `validate`."""
-    import shutil
-    import subprocess
-
     assert isinstance(spec.command, str)
     found = shutil.which(spec.shell)
     if found is None:

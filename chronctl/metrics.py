@@ -26,7 +26,7 @@ log = logging.getLogger("chronctl.metrics")
 
 
 def _client() -> Any:
-    try:
+    try:  # lazy: an optional extra, loaded only with --metrics-port
         import prometheus_client
     except ImportError:
         raise UsageError(

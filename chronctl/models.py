@@ -231,6 +231,11 @@ class JobState:
     paused: bool = False
 
 
+#: Seconds between a running process's heartbeats; `status` calls one silent for two
+#: beats stale.
+HEARTBEAT_INTERVAL = 10.0
+
+
 @dataclass(slots=True)
 class Process:
     """A running `chronctl run` as the backend last heard of it (for `status`)."""
@@ -243,7 +248,9 @@ class Process:
     last_beat: float
     queues: list[str] | None = None
 
-    def to_public(self, now: float | None = None, stale_after: float = 20.0) -> dict[str, Any]:
+    def to_public(
+        self, now: float | None = None, stale_after: float = 2 * HEARTBEAT_INTERVAL
+    ) -> dict[str, Any]:
         now = time.time() if now is None else now
         return {
             "id": self.id,

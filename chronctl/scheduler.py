@@ -15,26 +15,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from .errors import ChronctlError, TaskNotFoundError, UnknownJobError, UsageError
-from .events import EventBus, Handler
-from .jobs import JobSpec, RetryPolicy
-from .models import FireOutcome, Process, Task, TaskStatus, check_name, iso
+from . import admin
+from .backends import QueueBackend, QueueInfo
+from .backends.memory import MemoryBackend
+from .durations import parse_duration
+from .errors import ChronctlError, UsageError
+from .events import Event, EventBus, Handler
+from .executors import Executors
+from .jobs import JobSpec, RetryPolicy, build_task
+from .manifest import resolve_backend
+from .models import (
+    HEARTBEAT_INTERVAL,
+    FireOutcome,
+    JobState,
+    Process,
+    Task,
+    TaskStatus,
+    check_name,
+    iso,
+)
 from .triggers import (
     CronTrigger,
     DateTrigger,
     IntervalTrigger,
+    Timeline,
     Trigger,
     jitter_delay,
     parse_at,
 )
+from .worker import Worker
 
 if TYPE_CHECKING:
-    from .backends.base import QueueBackend, QueueInfo
     from .manifest import Manifest
     from .models import Run
 
@@ -43,13 +61,21 @@ log = logging.getLogger("chronctl.scheduler")
 MAX_CATCHUP = 10_000  # fires examined per job per wake before skipping ahead
 # catchup = "skip": a fire this late is still "now" (the loop wakes a little after it).
 CATCHUP_SKIP_TOLERANCE = 1.0
-MAX_PAYLOAD = 1024 * 1024  # bytes of JSON args+kwargs per task: a queue is not a file store
-HEARTBEAT_INTERVAL = 10.0  # `status` calls a process silent for 2 beats stale
 #: What `enqueue_many` accepts per item: the keyword options of `enqueue`.
 _ENQUEUE_OPTIONS = frozenset({"args", "kwargs", "delay", "at", "priority", "queue", "key"})
+E = TypeVar("E", bound=Event)
+
+__all__ = ["HEARTBEAT_INTERVAL", "Scheduler", "build_task"]
 
 
 class Scheduler:
+    """Jobs, the loop that fires their triggers, and a worker, on one backend.
+
+    Every fire and every `enqueue` becomes a task in the backend; the worker
+    (role "all" or "worker") claims and runs them. Several schedulers may share
+    one backend: each fire is recorded atomically, so it runs once.
+    """
+
     def __init__(
         self,
         backend: QueueBackend | None = None,
@@ -66,13 +92,38 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         prefetch: int | None = None,
     ) -> None:
-        if backend is None:
-            from .backends.memory import MemoryBackend
-
-            backend = MemoryBackend()
+        """
+        Args:
+            backend: where tasks, job state and history live. The default, a
+                `MemoryBackend`, is private to this process and lost on exit: use
+                `SQLiteBackend` (or Redis, RabbitMQ) to keep tasks across restarts
+                or share them between processes.
+            timezone: the zone of `cron`/`at` triggers of `@job`s that give none.
+            workers: tasks run at once by this process; plain `def` jobs run in
+                a thread pool of this size, `executor="process"` jobs in a process
+                pool of up to 4.
+            misfire_grace_time: seconds a fire may be late and still run (after a
+                restart, or a busy loop); older fires are recorded as missed
+                (`job_missed`), never run. A job's own setting wins.
+            coalesce: several late fires of one job within the grace time run
+                once, not once each. A job's own setting wins.
+            shutdown_timeout: seconds `stop()` lets running tasks finish before it
+                cancels them and returns them to the queue.
+            lease: seconds a claimed task stays claimed without a heartbeat; a
+                worker that dies loses its tasks to another after this long.
+            queues: the queues this worker takes tasks from (default: all).
+            role: "all", "scheduler" (fire triggers only) or "worker" (run tasks
+                only), to scale the two apart.
+            default_max_retries: retries of a failed task of an `@job` that sets
+                none, before it becomes a dead letter.
+            clock: when triggers are due, as epoch seconds; injectable so tests
+                can run one scheduler's clock ahead of another's.
+            prefetch: tasks claimed beyond the free slots, so the next one is
+                ready when a run ends (default: twice `workers`).
+        """
         if role not in ("all", "scheduler", "worker"):
             raise UsageError(f"bad role '{role}': expected all, scheduler or worker")
-        self.backend = backend
+        self.backend: QueueBackend = backend if backend is not None else MemoryBackend()
         self.timezone = timezone
         self.workers = workers
         self.prefetch = prefetch
@@ -83,20 +134,20 @@ class Scheduler:
         self.queues = queues
         self.role = role
         self.default_max_retries = default_max_retries
-        # When triggers are due: injectable so tests can skew one scheduler's clock.
         self.clock = clock
         self.jobs: dict[str, JobSpec] = {}
         self.events = EventBus()
+        # The fire loop's cursor per job (its next fire), and the job state it started from.
         self._next: dict[str, datetime | None] = {}
-        self._triggers: dict[str, Trigger] = {}
+        self._states: dict[str, JobState] = {}
         self._wake = asyncio.Event()
         self._connected = False
         self._started = False
         self._stopped = asyncio.Event()
         self._fire_task: asyncio.Task[None] | None = None
         self._worker_task: asyncio.Task[None] | None = None
-        self._worker: Any = None
-        self._executors: Any = None
+        self._worker: Worker | None = None
+        self._executors: Executors | None = None
         self._process: Process | None = None
         self._beat_task: asyncio.Task[None] | None = None
 
@@ -104,12 +155,12 @@ class Scheduler:
     def from_manifest(
         cls, manifest: Manifest, backend: QueueBackend | None = None, **overrides: Any
     ) -> Scheduler:
-        from .backends import from_url
+        """A scheduler with the manifest's `[scheduler]` settings and jobs.
 
+        `backend` replaces the manifest's (default: the one it names); keyword
+        `overrides` replace settings (None leaves a setting as the manifest has it).
+        """
         cfg = manifest.config
-        if backend is None:
-            base = manifest.path.parent if manifest.path else None
-            backend = from_url(cfg.backend, base=base, state=cfg.state)
         options: dict[str, Any] = dict(
             timezone=cfg.timezone,
             workers=cfg.workers,
@@ -121,25 +172,28 @@ class Scheduler:
             prefetch=cfg.prefetch,
         )
         options.update({k: v for k, v in overrides.items() if v is not None})
-        scheduler = cls(backend, **options)
+        scheduler = cls(backend or resolve_backend(manifest), **options)
         for spec in manifest.jobs.values():
             scheduler.add_job(spec)
         return scheduler
 
     # -- jobs --------------------------------------------------------------
     def add_job(self, spec: JobSpec) -> JobSpec:
+        """Register (or replace) a job; the fire loop picks up its trigger at once."""
         check_name(spec.name, "job")
         check_name(spec.queue, "queue")
         self.jobs[spec.name] = spec
-        self._next.pop(spec.name, None)
-        self._triggers.pop(spec.name, None)
-        self._wake.set()
+        self._forget_fires(spec.name)
         return spec
 
     def remove_job(self, name: str) -> None:
+        """Stop firing and accepting tasks of a job; its stored tasks stay."""
         self.jobs.pop(name, None)
+        self._forget_fires(name)
+
+    def _forget_fires(self, name: str) -> None:
         self._next.pop(name, None)
-        self._triggers.pop(name, None)
+        self._states.pop(name, None)
         self._wake.set()
 
     def job(
@@ -152,7 +206,15 @@ class Scheduler:
         timezone: str | None = None,
         **options: Any,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator: register a function as a job, optionally with a trigger."""
+        """Decorator: register a function as a job, optionally with a trigger.
+
+        At most one of `cron` ("0 2 * * *"), `every` (seconds or "30m") and `at`
+        (ISO 8601, or a datetime). `options` are the manifest's job keys:
+        max_retries, retry_backoff, retry_delay, retry_max_delay, timeout,
+        jitter, misfire_grace_time, queue, priority, max_instances, executor,
+        coalesce, on_failure, concurrency_policy, catchup, ... An unknown one
+        is an error, not ignored.
+        """
 
         def register(func: Callable[..., Any]) -> Callable[..., Any]:
             tz = timezone or self.timezone
@@ -162,39 +224,20 @@ class Scheduler:
                 timezone=tz,
                 trigger=_make_trigger(cron, every, at, tz),
             )
-            retry = RetryPolicy(max_retries=self.default_max_retries)
+            spec.retry = RetryPolicy(max_retries=self.default_max_retries)
             for key, value in options.items():
-                if key in ("max_retries", "retry_backoff", "retry_delay", "retry_max_delay"):
-                    setattr(
-                        retry,
-                        {
-                            "max_retries": "max_retries",
-                            "retry_backoff": "backoff",
-                            "retry_delay": "delay",
-                            "retry_max_delay": "max_delay",
-                        }[key],
-                        _seconds(value) if key in ("retry_delay", "retry_max_delay") else value,
-                    )
-                elif key in ("timeout", "jitter", "misfire_grace_time"):
-                    setattr(spec, key, _seconds(value) if value is not None else None)
-                elif hasattr(spec, key) and key not in ("name", "func", "trigger"):
-                    setattr(spec, key, value)
-                else:
-                    raise UsageError(f"job '{spec.name}': unknown option '{key}'")
-            spec.retry = retry
+                _set_option(spec, key, value)
             self.add_job(spec)
             return func
 
         return register
 
     def get_job(self, name: str) -> JobSpec | None:
+        """The registered job `name`, or None (the worker looks jobs up this way only)."""
         return self.jobs.get(name)
 
     def _job(self, name: str) -> JobSpec:
-        spec = self.jobs.get(name)
-        if spec is None:
-            raise UnknownJobError(name)
-        return spec
+        return admin.job_named(self.jobs, name)
 
     # -- lifecycle ---------------------------------------------------------
     async def _connect(self) -> None:
@@ -212,16 +255,13 @@ class Scheduler:
         if self.role in ("all", "scheduler"):
             self._fire_task = asyncio.create_task(self._fire_loop(), name="chronctl-fire-loop")
         if self.role in ("all", "worker"):
-            self._worker = self._make_worker()
-            self._worker_task = asyncio.create_task(self._worker.run(), name="chronctl-worker")
+            worker = self._worker = self._make_worker()
+            self._worker_task = asyncio.create_task(worker.run(), name="chronctl-worker")
         self._process = self._describe_process()
         await self.backend.beat(self._process)
         self._beat_task = asyncio.create_task(self._beat_loop(), name="chronctl-heartbeat")
 
     def _describe_process(self) -> Process:
-        import os
-        import socket
-
         now = time.time()
         ident = (
             self._worker.id
@@ -250,10 +290,7 @@ class Scheduler:
             except Exception as exc:  # a missed beat is cosmetic; the next one retries
                 log.warning("heartbeat not recorded: %s", exc)
 
-    def _make_worker(self) -> Any:
-        from .executors import Executors
-        from .worker import Worker
-
+    def _make_worker(self) -> Worker:
         if self._executors is None:
             self._executors = Executors(threads=self.workers, processes=min(self.workers, 4))
         return Worker(
@@ -268,7 +305,11 @@ class Scheduler:
         )
 
     async def stop(self, *, now: bool = False) -> None:
-        """Graceful: stop firing and claiming, let runs finish, return the rest."""
+        """Graceful: stop firing and claiming, let runs finish, return the rest.
+
+        Runs still going after `shutdown_timeout` (at once with `now=True`) are
+        cancelled and their tasks returned to the queue, never lost.
+        """
         if self._beat_task is not None:
             self._beat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -333,43 +374,42 @@ class Scheduler:
             await self.backend.disconnect()
             self._connected = False
 
-    # -- firing ------------------------------------------------------------
-    def on(self, event: str, handler: Handler) -> Handler:
+    # -- events ------------------------------------------------------------
+    @overload
+    def on(self, event: type[E], handler: Callable[[E], Any]) -> Callable[[E], Any]: ...
+    @overload
+    def on(self, event: str, handler: Handler) -> Handler: ...
+    def on(self, event: str | type[Event], handler: Handler) -> Handler:
+        """Call `handler(event)` on each event of this name or class; see `chronctl.events`.
+
+        "task_failed" and `TaskFailed` subscribe alike; the handler gets the typed
+        event (sync or async). An exception in a handler is logged, never raised.
+        """
         return self.events.on(event, handler)
 
-    async def _trigger_for(self, spec: JobSpec) -> Trigger | None:
-        trigger = self._triggers.get(spec.name)
-        if trigger is None and spec.trigger is not None:
-            trigger = spec.trigger
-            if isinstance(trigger, IntervalTrigger):
-                # Anchored at the first time any process saw the job: restarts don't reset it.
-                state = await self.backend.job_state(spec.name, self.clock())
-                trigger = trigger.with_anchor(state.first_seen)
-            self._triggers[spec.name] = trigger
-        return trigger
-
-    async def _base_time(self, spec: JobSpec, trigger: Trigger) -> datetime:
-        state = await self.backend.job_state(spec.name, self.clock())
-        if state.last_fire is not None:
-            return datetime.fromtimestamp(state.last_fire, UTC)
-        if isinstance(trigger, DateTrigger):
-            return datetime.min.replace(tzinfo=UTC)
-        return datetime.fromtimestamp(state.first_seen, UTC)
+    # -- firing ------------------------------------------------------------
+    async def _timeline(self, spec: JobSpec) -> Timeline | None:
+        """The job's timeline; its state is read once (the read records first_seen)."""
+        now = self.clock()
+        state = self._states.get(spec.name)
+        if state is None and spec.trigger is not None:
+            state = self._states[spec.name] = await self.backend.job_state(spec.name, now)
+        timeline = spec.timeline(state, now)
+        if timeline is not None and spec.name not in self._next:
+            self._next[spec.name] = timeline.next_fire()
+        return timeline
 
     async def fire_due(self) -> float | None:
         """Fire every due occurrence of every triggered job; returns the next wake time."""
         now = self.clock()
         next_wake: float | None = None
         for spec in list(self.jobs.values()):
-            trigger = await self._trigger_for(spec)
-            if trigger is None:
+            timeline = await self._timeline(spec)
+            if timeline is None:
                 continue
-            if spec.name not in self._next:
-                base = await self._base_time(spec, trigger)
-                self._next[spec.name] = trigger.next_fire(base)
             nxt = self._next[spec.name]
             if nxt is not None and nxt.timestamp() <= now:
-                nxt = await self._fire_job(spec, trigger, nxt, now)
+                nxt = await self._fire_job(spec, timeline.trigger, nxt, now)
                 self._next[spec.name] = nxt
             if nxt is not None:
                 ts = nxt.timestamp()
@@ -474,14 +514,13 @@ class Scheduler:
     def next_fires(
         self, name: str, count: int = 5, after: datetime | None = None
     ) -> list[datetime]:
-        spec = self._job(name)
-        if spec.trigger is None:
-            return []
-        start = after or datetime.now(UTC)
-        trigger = self._triggers.get(name, spec.trigger)
-        if isinstance(trigger, IntervalTrigger) and trigger.anchor == 0.0:
-            trigger = trigger.with_anchor(start.timestamp())
-        return trigger.fires(start, count)
+        """The next `count` fires of a job from `after` (default: now), in its timezone.
+
+        Before the fire loop has read the job's state it assumes none (a job
+        first seen now), as `validate` does for a new backend.
+        """
+        now = (after or datetime.now(UTC)).timestamp()
+        return admin.next_fires(self._job(name), self._states.get(name), count, now)
 
     # -- tasks -------------------------------------------------------------
     def _new_task(self, spec: JobSpec, **fields: Any) -> Task:
@@ -525,6 +564,13 @@ class Scheduler:
         kwargs: dict[str, Any] | None = None,
         **options: Any,
     ) -> str:
+        """Store a task of `job`; returns its id. A worker of this backend runs it.
+
+        Options: `delay` (seconds) or `at` (ISO 8601 / datetime) for later,
+        `priority` 0..9 (higher first), `queue`, and `key`: while a task with
+        that key is unfinished, its id is returned and nothing new is stored.
+        args and kwargs must be JSON values.
+        """
         task_id, _ = await self.submit(job, args, kwargs, **options)
         return task_id
 
@@ -541,7 +587,7 @@ class Scheduler:
         if not tasks:
             return []
         await self._connect()
-        results = await self.backend.enqueue_many(tasks)
+        results = await admin.enqueue_tasks(self.backend, tasks)
         if self.events.has("task_enqueued"):
             for task, (_, created) in zip(tasks, results, strict=True):
                 if created:
@@ -561,28 +607,34 @@ class Scheduler:
         return build_task(self._job(job), **options)
 
     async def trigger(self, job: str) -> tuple[str, bool]:
-        """Run a job now, outside its schedule."""
+        """Run a job now, outside its schedule; returns (task id, created)."""
         return await self.submit(job)
 
     async def get_task(self, task_id: str) -> Task | None:
+        """The task as stored now, or None when no task has this id."""
         await self._connect()
         return await self.backend.get_task(task_id)
 
-    async def cancel_task(self, task_id: str) -> bool:
+    async def cancel_task(self, task_id: str) -> Task:
+        """Cancel a pending or running task (a running one stops at its next lease
+        renewal); returns it as stored after the cancel, as `tasks cancel` prints it.
+
+        Raises TaskNotFoundError for an unknown id and ChronctlError for a task
+        that already finished: nothing was cancelled.
+        """
         await self._connect()
-        if await self.backend.get_task(task_id) is None:
-            raise TaskNotFoundError(task_id)
-        return await self.backend.cancel_task(task_id)
+        return await admin.cancel_task(self.backend, task_id)
 
     async def pause_job(self, name: str) -> None:
-        self._job(name)
+        """Stop firing the job's trigger on every scheduler of this backend; tasks
+        already stored still run."""
         await self._connect()
-        await self.backend.set_job_paused(name, True)
+        await admin.set_job_paused(self.backend, self.jobs, name, True)
 
     async def resume_job(self, name: str) -> None:
-        self._job(name)
+        """Fire the job's trigger again (fires missed while paused follow misfire rules)."""
         await self._connect()
-        await self.backend.set_job_paused(name, False)
+        await admin.set_job_paused(self.backend, self.jobs, name, False)
         self._wake.set()
 
     async def reschedule_job(
@@ -594,6 +646,7 @@ class Scheduler:
         at: str | datetime | None = None,
         timezone: str | None = None,
     ) -> None:
+        """Give a job another trigger (one of cron=, every=, at=) in this process."""
         spec = self._job(name)
         spec.timezone = timezone or spec.timezone
         spec.trigger = _make_trigger(cron, every, at, spec.timezone)
@@ -602,102 +655,80 @@ class Scheduler:
         self.add_job(spec)
 
     async def dead_letters(self, limit: int | None = 100) -> list[Task]:
+        """Tasks out of retries, newest first (`dlq list`)."""
         await self._connect()
-        return await self.backend.list_tasks(status=TaskStatus.DEAD, limit=limit)
+        return await admin.dead_letters(self.backend, limit=limit)
 
     async def retry_dead_letter(self, task_id: str) -> bool:
+        """Put a dead task back to pending (same id, attempt 0), as `dlq retry ID` does.
+
+        Raises TaskNotFoundError for an unknown id and ChronctlError for a task
+        that is not a dead letter.
+        """
         await self._connect()
-        return await self.backend.retry_dead([task_id]) == 1
+        return await admin.retry_dead(self.backend, [task_id]) == 1
 
     async def history(self, job: str | None = None, limit: int | None = 50) -> list[Run]:
+        """Finished runs (every attempt), newest first; one job's or all."""
         await self._connect()
         return await self.backend.history(job, limit)
 
     async def queue_info(self, queue: str = "default") -> QueueInfo:
-        from .backends.base import QueueInfo
-
-        for info in await self.list_queues():
-            if info.name == queue:
-                return info
-        return QueueInfo(queue)
+        """One queue as `list_queues` shows it; a name it does not show is
+        UnknownQueueError (a typo), as for `queues purge`."""
+        await self._connect()
+        return await admin.known_queue(self.backend, self._queue_names(), queue)
 
     async def list_queues(self) -> list[QueueInfo]:
+        """What `queues list` shows: the queues the jobs use and this worker takes
+        from (at zero when empty), and every queue with tasks or paused."""
         await self._connect()
-        return await self.backend.list_queues()
+        return await admin.list_queues(self.backend, self._queue_names())
+
+    def _queue_names(self) -> set[str]:
+        return admin.queue_names(self.jobs.values(), self.queues)
 
     async def purge_queue(self, queue: str = "default") -> int:
+        """Delete a queue's pending tasks (running ones finish); returns how many.
+        An unknown queue is UnknownQueueError, as for `queues purge`."""
         await self._connect()
-        return await self.backend.clear(queue)
+        return await admin.purge_queue(self.backend, self._queue_names(), queue)
 
     async def health_check(self) -> bool:
+        """Whether the backend answers (connecting first if needed)."""
         await self._connect()
         return await self.backend.health_check()
 
     async def cleanup(
         self, older_than: timedelta | float, statuses: list[TaskStatus] | None = None
     ) -> int:
+        """Delete finished tasks (and their history) older than `older_than` (seconds
+        or a timedelta); `statuses` narrows it to some finished statuses."""
         seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
         await self._connect()
-        return await self.backend.cleanup(time.time() - seconds, statuses)
+        return await admin.cleanup(self.backend, time.time() - seconds, statuses)
 
 
-def build_task(
-    spec: JobSpec,
-    args: list[Any] | None = None,
-    kwargs: dict[str, Any] | None = None,
-    *,
-    delay: float | None = None,
-    at: datetime | str | None = None,
-    priority: int | None = None,
-    queue: str | None = None,
-    key: str | None = None,
-) -> Task:
-    """A task of `spec` with the job's defaults, checked: JSON args, priority 0..9."""
-    from .models import dumps
-
-    args = list(spec.args) if args is None else args
-    kwargs = dict(spec.kwargs) if kwargs is None else kwargs
-    if not isinstance(args, list):
-        raise UsageError("args must be a JSON array")
-    if not isinstance(kwargs, dict):
-        raise UsageError("kwargs must be a JSON object")
-    try:
-        size = len(dumps([args, kwargs]).encode()) if args or kwargs else 0
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"args and kwargs must be JSON values: {exc}") from exc
-    if size > MAX_PAYLOAD:
-        raise UsageError(
-            f"payload of {size / 1e6:.1f} MB is over the {MAX_PAYLOAD // 1024} KiB "
-            "limit: pass a path or an id, not the data itself"
-        )
-    priority = spec.priority if priority is None else priority
-    if not isinstance(priority, int) or not 0 <= priority <= 9:
-        raise UsageError(f"bad priority {priority!r}: expected 0..9")
-    now = time.time()
-    scheduled = now
-    if at is not None:
-        scheduled = parse_at(at, spec.timezone).timestamp()
-    elif delay:
-        if delay < 0:
-            raise UsageError("delay must not be negative")
-        scheduled = now + delay
-    return Task(
-        job=spec.name,
-        args=args,
-        kwargs=kwargs,
-        queue=check_name(queue, "queue") if queue else spec.queue,
-        priority=priority,
-        scheduled_at=scheduled,
-        max_retries=spec.retry.max_retries,
-        key=key,
-        created_at=now,
-    )
+_RETRY_OPTIONS = {
+    "max_retries": "max_retries",
+    "retry_backoff": "backoff",
+    "retry_delay": "delay",
+    "retry_max_delay": "max_delay",
+}
 
 
-def _seconds(value: float | str) -> float:
-    from .durations import parse_duration
-
-    return parse_duration(value)
+def _set_option(spec: JobSpec, key: str, value: Any) -> None:
+    """One keyword of `@scheduler.job(...)`, named as in the manifest."""
+    if key in _RETRY_OPTIONS:
+        if key in ("retry_delay", "retry_max_delay"):
+            value = parse_duration(value)
+        setattr(spec.retry, _RETRY_OPTIONS[key], value)
+    elif key in ("timeout", "jitter", "misfire_grace_time"):
+        setattr(spec, key, parse_duration(value) if value is not None else None)
+    elif hasattr(spec, key) and key not in ("name", "func", "trigger"):
+        setattr(spec, key, value)
+    else:
+        raise UsageError(f"job '{spec.name}': unknown option '{key}'")
 
 
 def _make_trigger(
@@ -709,7 +740,7 @@ def _make_trigger(
     if cron is not None:
         return CronTrigger(cron, tz)
     if every is not None:
-        return IntervalTrigger(_seconds(every))
+        return IntervalTrigger(parse_duration(every))
     if at is not None:
         return DateTrigger(parse_at(at, tz))
     return None

@@ -77,6 +77,19 @@ class Trigger:
     def describe(self) -> str:
         raise NotImplementedError
 
+    def anchored(self, first_seen: float) -> Trigger:
+        """This trigger placed on the clock of a job first seen at `first_seen`.
+
+        Only an interval depends on it (it counts from there); cron and dates
+        are already absolute.
+        """
+        return self
+
+    def origin(self, first_seen: datetime) -> datetime:
+        """Where a job that never fired starts counting: the moment it was first seen,
+        so a restart does not replay old cron fires."""
+        return first_seen
+
     def fires(self, after: datetime, count: int) -> list[datetime]:
         out: list[datetime] = []
         current = after
@@ -236,6 +249,9 @@ class IntervalTrigger(Trigger):
     def with_anchor(self, anchor: float) -> IntervalTrigger:
         return IntervalTrigger(self.seconds, round(anchor, 6))
 
+    def anchored(self, first_seen: float) -> IntervalTrigger:
+        return self.with_anchor(first_seen)
+
     def describe(self) -> str:
         return f"every {format_duration(self.seconds)}"
 
@@ -250,10 +266,63 @@ class DateTrigger(Trigger):
     def describe(self) -> str:
         return f"at {self.when.isoformat()}"
 
+    def origin(self, first_seen: datetime) -> datetime:
+        # A date that passed before the job was first seen is still a fire: within
+        # misfire_grace_time it runs, later it is recorded as missed, never dropped silently.
+        return _BEGINNING
+
 
 # A day inside the range datetime can hold, so the instant shows in any timezone.
 _EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+_BEGINNING = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """A job's trigger placed by what the backend remembers of the job: the one rule
+    for "when does this job fire next".
+
+    The fire loop, `validate`, `jobs list`, `jobs next` and `Scheduler.next_fires`
+    all ask a Timeline, so they cannot drift apart. `trigger` is anchored (an
+    interval counts from the moment the job was first seen, so restarts do not
+    reset it); fires come strictly after `after`: the last fire, or where a job
+    that never fired starts counting (`Trigger.origin`).
+    """
+
+    trigger: Trigger
+    after: datetime
+
+    def next_fire(self, now: datetime | None = None) -> datetime | None:
+        """The first fire after the last one; given `now`, the first one after `now`.
+
+        Without `now` the answer may lie in the past: that is a fire the loop
+        still owes (run within misfire_grace_time, else recorded as missed).
+        What an operator is shown is the next fire from now on.
+        """
+        return self.trigger.next_fire(self.after if now is None else max(self.after, now))
+
+    def fires(self, count: int, now: datetime | None = None) -> list[datetime]:
+        """The next `count` fires, from `next_fire(now)` on."""
+        return self.trigger.fires(self.after if now is None else max(self.after, now), count)
+
+
+def timeline(
+    trigger: Trigger, *, now: float, first_seen: float | None = None, last_fire: float | None = None
+) -> Timeline:
+    """`trigger` as a job's stored state places it (see Timeline).
+
+    `first_seen` and `last_fire` come from the backend's job state; a job it
+    has no state for is one first seen `now`, which is what the fire loop
+    records when it meets the job.
+    """
+    seen = now if first_seen is None else first_seen
+    placed = trigger.anchored(seen)
+    if last_fire is not None:
+        after = datetime.fromtimestamp(last_fire, UTC)
+    else:
+        after = placed.origin(datetime.fromtimestamp(seen, UTC))
+    return Timeline(placed, after)
 
 
 def parse_at(value: str | datetime, timezone: str = "UTC") -> datetime:

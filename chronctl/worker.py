@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ChronctlError, UnknownJobError, exception_text
 from .events import EventBus
+from .jobs import build_task
 from .models import Task
 
 if TYPE_CHECKING:
@@ -412,8 +413,6 @@ class Worker:
     async def _on_failure(self, spec: JobSpec, task: Task) -> None:
         """Enqueue the job's `on_failure` job with what failed, the output included: the
         successor of cron's MAILTO, which mailed the output of a failed run."""
-        from .scheduler import build_task
-
         target = self.get_job(spec.on_failure or "")
         if target is None:
             log.error("on_failure job %r of %s is not defined", spec.on_failure, spec.name)

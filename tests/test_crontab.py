@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from chronctl.crontab import host_timezone, import_crontab, parse_crontab
+from chronctl.crontab_import import host_timezone, import_crontab, parse_crontab
 from chronctl.manifest import parse_manifest
 
 from .cli.helpers import chronctl

@@ -13,7 +13,8 @@ import pytest
 from chronctl import Scheduler, TaskStatus
 from chronctl.backends.base import QueueBackend
 from chronctl.backends.sqlite import SQLiteBackend
-from chronctl.events import Event
+from chronctl.errors import ChronctlError, TaskNotFoundError, UnknownQueueError
+from chronctl.events import Event, TaskEnqueued, TaskFailed
 from chronctl.models import FireOutcome, Task, iso
 
 
@@ -345,3 +346,77 @@ async def test_sqlite_idle_wait_wakes_on_another_connections_commit(tmp_path: Pa
     finally:
         await cli_side.disconnect()
         await worker_side.disconnect()
+
+
+async def test_handlers_get_typed_events_by_name_or_class(scheduler: Scheduler) -> None:
+    @scheduler.job(max_retries=1, retry_delay=0)
+    def broken() -> None:
+        raise ValueError("boom")
+
+    by_class: list[TaskFailed] = []
+    by_name: list[Event] = []
+    every: list[Event] = []
+    scheduler.on(TaskFailed, by_class.append)
+    scheduler.on("task_failed", by_name.append)
+    scheduler.on("*", every.append)
+    dead, _ = waiter(scheduler, "task_dead")
+    failed, _ = waiter(scheduler, "task_failed", 2)
+    await scheduler.start()
+    task_id = await scheduler.enqueue("broken")
+    await wait(dead)
+    await wait(failed)  # the retry may fail before the first failure's event is out
+    assert by_class == by_name and [type(e) for e in by_class] == [TaskFailed, TaskFailed]
+    first, last = sorted(by_class, key=lambda e: e.retry_at is None)
+    assert (first.name, first.job, first.task.id) == ("task_failed", "broken", task_id)
+    assert first.retry_at is not None and last.retry_at is None  # the second one went dead
+    assert first.data == {"retry_at": first.retry_at}  # the untyped Event's view still reads
+    assert sorted(type(e).__name__ for e in every) == sorted(
+        ["TaskEnqueued", "TaskStarted", "TaskFailed", "TaskStarted", "TaskFailed", "TaskDead"]
+    )
+    assert isinstance(every[0], TaskEnqueued)
+    with pytest.raises(ValueError, match="unknown event 'task_exploded'"):
+        scheduler.on("task_exploded", every.append)
+
+
+async def test_library_cancel_agrees_with_the_cli(scheduler: Scheduler) -> None:
+    """`Scheduler.cancel_task` and `chronctl tasks cancel` call one function: a finished
+    task is an error in both, not a quiet False in one of them."""
+
+    @scheduler.job()
+    def quick() -> int:
+        return 1
+
+    done, _ = waiter(scheduler, "task_succeeded")
+    await scheduler.start()
+    finished = await scheduler.enqueue("quick")
+    await wait(done)
+    with pytest.raises(ChronctlError, match="is already succeeded: nothing to cancel"):
+        await scheduler.cancel_task(finished)
+    with pytest.raises(TaskNotFoundError):
+        await scheduler.cancel_task("no-such-task")
+    later = await scheduler.enqueue("quick", delay=3600)
+    cancelled = await scheduler.cancel_task(later)
+    assert (cancelled.id, cancelled.status) == (later, TaskStatus.CANCELLED)
+    with pytest.raises(ChronctlError, match="not in the dead letter queue"):
+        await scheduler.retry_dead_letter(finished)  # as `dlq retry ID` refuses it
+
+
+async def test_library_lists_the_queues_the_cli_lists(backend: QueueBackend) -> None:
+    """The jobs' queues and the worker's show at zero; `queue_info` and `purge_queue`
+    refuse a name the list does not show, as `queues purge` does."""
+    s = Scheduler(backend, queues=["mail", "urgent"])
+
+    @s.job(queue="mail")
+    def send() -> None:
+        pass
+
+    try:
+        await s.enqueue("send", queue="adhoc", delay=3600)
+        listed = {q.name: (q.pending, q.running) for q in await s.list_queues()}
+        assert listed == {"adhoc": (1, 0), "mail": (0, 0), "urgent": (0, 0)}
+        assert (await s.queue_info("urgent")).pending == 0
+        with pytest.raises(UnknownQueueError, match="did you mean 'mail'"):
+            await s.purge_queue("mial")
+        assert await s.purge_queue("adhoc") == 1
+    finally:
+        await s.stop()

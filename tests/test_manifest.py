@@ -18,6 +18,7 @@ from chronctl.manifest import (
     check_entrypoints,
     load_manifest,
     parse_manifest,
+    resolve_backend,
 )
 from chronctl.triggers import CronTrigger, DateTrigger, IntervalTrigger
 
@@ -747,3 +748,32 @@ def test_on_failure_naming_itself_in_the_job_points_at_the_key(tmp_path: Path) -
     exc, _ = error(tmp_path, '[jobs.a]\ncommand = "x"\n\non_failure = "a"\n')
     assert (exc.line, exc.key) == (4, "on_failure")
     assert "cannot name the job itself" in exc.message
+
+
+def test_one_backend_resolution_for_run_and_state_commands(tmp_path: Path) -> None:
+    """`--backend` is relative to the current directory, the manifest's URL to the
+    manifest; a RabbitMQ broker named either way keeps its state in the manifest's
+    `state` store (state commands used to fall back to ./chronctl.db with --backend)."""
+    from chronctl.admin import open_backend
+
+    path = write(
+        tmp_path,
+        """
+        [scheduler]
+        backend = "amqp://guest:guest@127.0.0.1:5672/"
+        state = "sqlite:///state.db"
+
+        [jobs.a]
+        command = ["true"]
+        """,
+    )
+    manifest = load_manifest(path)
+    for backend in (
+        resolve_backend(manifest),
+        resolve_backend(manifest, "amqp://guest:guest@127.0.0.1:5672/other"),
+        open_backend(path, "amqp://guest:guest@127.0.0.1:5672/other", "tasks list", manifest),
+    ):
+        assert backend.state.db_path == tmp_path / "state.db"  # type: ignore[attr-defined]
+    assert resolve_backend(None, "sqlite:///here.db").db_path == Path.cwd() / "here.db"  # type: ignore[attr-defined]
+    with pytest.raises(UsageError, match="no backend"):
+        resolve_backend(None)

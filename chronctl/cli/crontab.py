@@ -1,4 +1,7 @@
-"""`chronctl import-crontab`."""
+"""`chronctl import-crontab`.
+
+Library imports sit inside the commands: see cli/jobs.py.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UsageError
 from . import Options
 from .output import error, print_json
 
@@ -36,8 +40,7 @@ def import_crontab(
     force: Annotated[bool, typer.Option("--force", help="Overwrite --output.")] = False,
 ) -> None:
     """Turn a crontab into a manifest; warnings name what could not be mapped."""
-    from ..crontab import import_crontab as convert
-    from ..errors import UsageError
+    from ..crontab_import import import_crontab as convert
 
     opts: Options = ctx.obj
     imported, text = convert(file, system)

@@ -1,4 +1,7 @@
-"""`dlq list/show/retry/purge` and `queues list/purge`."""
+"""`dlq list/show/retry/purge` and `queues list/purge`.
+
+Library imports sit inside the commands: see cli/jobs.py.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UsageError
 from . import Options, complete
 from .output import Progress, confirm, print_json, safe, styled, table
 from .tasks import print_task, print_tasks
@@ -30,12 +34,10 @@ def dlq_list(
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most N, newest first.")] = 100,
 ) -> None:
     """Dead letters, newest first, with their last error."""
-    from ..models import TaskStatus
+    from ..admin import dead_letters
 
     opts: Options = ctx.obj
-    tasks = opts.call(
-        "dlq list", lambda b: b.list_tasks(status=TaskStatus.DEAD, job=job, limit=limit)
-    )
+    tasks = opts.call("dlq list", lambda b: dead_letters(b, job, limit))
     print_tasks(opts, tasks, "the dead letter queue is empty")
 
 
@@ -69,7 +71,6 @@ def dlq_retry(
 ) -> None:
     """Put dead tasks back to pending: same id, attempt 0, earlier runs kept in history."""
     from ..admin import retry_dead
-    from ..errors import UsageError
 
     opts: Options = ctx.obj
     if bool(task_ids) == all_:
@@ -119,11 +120,12 @@ def dlq_purge(
 @queues_app.command("list")
 def queues_list(ctx: typer.Context) -> None:
     """Every queue the manifest uses or that holds tasks or is paused, with counts."""
-    from ..admin import list_queues, optional_manifest
+    from ..admin import list_queues, manifest_queues, optional_manifest
 
     opts: Options = ctx.obj
     manifest = optional_manifest(opts.manifest, opts.backend)
-    queues = opts.call("queues list", lambda b: list_queues(b, manifest), manifest)
+    known = manifest_queues(manifest)
+    queues = opts.call("queues list", lambda b: list_queues(b, known), manifest)
     if opts.json:
         print_json([q.to_public() for q in queues])
         return
@@ -146,11 +148,12 @@ def queues_purge(
     yes: Annotated[bool, YES] = False,
 ) -> None:
     """Delete a queue's pending tasks (running ones finish); asks first on a terminal."""
-    from ..admin import known_queue, optional_manifest
+    from ..admin import known_queue, manifest_queues, optional_manifest
 
     opts: Options = ctx.obj
     manifest = optional_manifest(opts.manifest, opts.backend)
-    info = opts.call("queues purge", lambda b: known_queue(b, manifest, name), manifest)
+    known = manifest_queues(manifest)
+    info = opts.call("queues purge", lambda b: known_queue(b, known, name), manifest)
     confirm(f"Delete the {info.pending} pending task(s) of queue '{name}'?", yes)
     count = opts.call("queues purge", lambda b: b.clear(name), manifest)
     if opts.json:

@@ -1,13 +1,23 @@
-"""`chronctl jobs list` and `chronctl jobs next`."""
+"""`chronctl jobs list` and `chronctl jobs next`.
+
+Library imports sit inside the commands (here and in every command module):
+the CLI imports this module to build its help, and the engine behind it
+(croniter, the backends) is loaded only by the command that runs.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from . import Options, complete
-from .output import print_json, relative, status_text, table
+from .output import note, print_json, relative, status_text, table
+
+if TYPE_CHECKING:
+    from ..admin import JobOverview, StoredStates
+    from ..manifest import Manifest
 
 jobs_app = typer.Typer(
     help="Jobs of the manifest: triggers, next fires, state.", no_args_is_help=True
@@ -27,10 +37,13 @@ def next_fires(
     ] = 5,
 ) -> None:
     """The next N fire times of a job (in the job's timezone)."""
-    from ..ops import job_next_fires
+    from ..admin import job_named, job_next_fires
 
     opts: Options = ctx.obj
-    fires = job_next_fires(opts.load_manifest(), name, count)
+    manifest = opts.load_manifest()
+    job_named(manifest.jobs, name)  # a typo fails before the backend is asked
+    stored = stored_states(opts, manifest)
+    fires = job_next_fires(manifest, name, count, stored.states)
     if opts.json:
         print_json([f.isoformat() for f in fires])
         return
@@ -45,13 +58,18 @@ def next_fires(
 @jobs_app.command("list")
 def list_jobs(ctx: typer.Context) -> None:
     """Jobs with trigger, next fire, paused state and last run."""
-    import asyncio
-
-    from ..ops import build_scheduler, jobs_overview
+    from ..admin import jobs_overview
+    from ..manifest import resolve_backend
 
     opts: Options = ctx.obj
-    scheduler = build_scheduler(opts.load_manifest(), backend_url=opts.backend)
-    rows = asyncio.run(jobs_overview(scheduler))
+    manifest = opts.load_manifest()
+    backend = resolve_backend(manifest, opts.backend)
+
+    async def read() -> list[JobOverview]:
+        async with backend:
+            return await jobs_overview(backend, manifest.jobs.values())
+
+    rows = asyncio.run(read())
     if opts.json:
         print_json([r.to_public() for r in rows])
         return
@@ -70,3 +88,14 @@ def list_jobs(ctx: typer.Context) -> None:
             for r in rows
         ],
     )
+
+
+def stored_states(opts: Options, manifest: Manifest) -> StoredStates:
+    """What the backend remembers of the jobs, so a next fire shown here is the one
+    `run` fires; a backend out of reach is said in a note, not an error."""
+    from ..admin import stored_states as read
+
+    stored = asyncio.run(read(manifest, opts.backend))
+    if stored.unread:
+        note(f"note: next fires assume no stored job state ({stored.unread})")
+    return stored

@@ -1,11 +1,17 @@
-"""`cleanup`, `migrate` and `status`."""
+"""`cleanup`, `migrate` and `status`.
+
+Library imports sit inside the commands: see cli/jobs.py.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..errors import UsageError
 from . import Options
 from .output import Progress, console, print_json, relative, styled, table
 
@@ -33,6 +39,7 @@ def cleanup(
     ] = None,
 ) -> None:
     """Delete finished tasks and their history; prints how many tasks."""
+    from ..admin import cleanup as delete_finished
     from ..admin import older_than as cutoff
     from ..admin import parse_statuses
     from ..models import FINISHED
@@ -41,7 +48,7 @@ def cleanup(
     before = cutoff(older_than)
     statuses = parse_statuses(status, sorted(FINISHED))
     with Progress("cleaning up", opts.show_progress):
-        count = opts.call("cleanup", lambda b: b.cleanup(before, statuses))
+        count = opts.call("cleanup", lambda b: delete_finished(b, before, statuses))
     if opts.json:
         print_json({"count": count})
     else:
@@ -59,17 +66,12 @@ def migrate(
     """
     from ..admin import MigrationReport, open_backend
     from ..admin import migrate as copy_all
-    from ..backends import from_url
+    from ..manifest import resolve_backend
 
     opts: Options = ctx.obj
-    import asyncio
-    from pathlib import Path
-
     source = open_backend(opts.manifest, opts.backend, "migrate")
-    target = from_url(to, base=Path.cwd())
+    target = resolve_backend(None, to)
     if not target.shared:
-        from ..errors import UsageError
-
         raise UsageError("cannot migrate to memory://: it would vanish with this command")
 
     async def go(bar: Progress) -> MigrationReport:
@@ -98,9 +100,7 @@ _STATE_STYLE = {"alive": "green", "stale": "yellow", "dead": "red"}
 
 def status(ctx: typer.Context) -> None:
     """Daemon state, queue sizes, running tasks and dead letters."""
-    from pathlib import Path
-
-    from ..admin import StatusReport
+    from ..admin import StatusReport, manifest_queues
     from ..admin import status as read_status
 
     opts: Options = ctx.obj
@@ -111,7 +111,7 @@ def status(ctx: typer.Context) -> None:
         pidfile = Path(manifest.config.pidfile)
 
     async def read(backend: QueueBackend) -> StatusReport:
-        return await read_status(backend, pidfile)
+        return await read_status(backend, pidfile, manifest_queues(manifest))
 
     report = opts.call("status", read, manifest)
     if opts.json:

@@ -1,18 +1,25 @@
-"""`chronctl run` and `chronctl validate`."""
+"""`chronctl run`, `stop` and `validate`.
+
+Library imports sit inside the commands: see cli/jobs.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import ManifestError
+from ..errors import ManifestError, UsageError
 from . import Options
-from .output import console, print_json
+from .jobs import stored_states
+from .output import console, print_json, relative, table
 
 if TYPE_CHECKING:
+    from ..events import Event
     from ..manifest import Manifest
     from ..scheduler import Scheduler
 
@@ -67,9 +74,9 @@ def run(
     ] = "127.0.0.1",
 ) -> None:
     """Start the scheduler and workers (Ctrl-C / SIGTERM = graceful stop, SIGHUP = reload)."""
-    from ..errors import UsageError
     from ..logs import configure
-    from ..ops import build_scheduler
+    from ..manifest import resolve_backend
+    from ..scheduler import Scheduler
     from ..service import serve
 
     opts: Options = ctx.obj
@@ -79,12 +86,13 @@ def run(
     loaded = checked(opts.load_manifest(path))
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
 
-    def make() -> Any:
-        return build_scheduler(
-            loaded, backend_url=opts.backend, workers=workers, queues=queue_list, role=role
+    def make() -> Scheduler:
+        backend = resolve_backend(loaded, opts.backend)
+        return Scheduler.from_manifest(
+            loaded, backend, workers=workers, queues=queue_list, role=role
         )
 
-    def reload() -> Any:
+    def reload() -> Manifest:
         return checked(opts.load_manifest(path))
 
     if once:
@@ -94,7 +102,9 @@ def run(
         run_once(make())
         return
 
-    async def serve_with_metrics(scheduler: Any, on_started: Any = None) -> None:
+    async def serve_with_metrics(
+        scheduler: Scheduler, on_started: Callable[[], None] | None = None
+    ) -> None:
         if metrics_port is None:
             await serve(scheduler, reload=reload, manifest=loaded, on_started=on_started)
             return
@@ -115,7 +125,7 @@ def run(
     workdir = loaded.path.parent if loaded.path else Path.cwd()
     scheduler = make()  # errors in the options surface here, on the terminal
 
-    def start(ready: Any) -> None:
+    def start(ready: Callable[[str | None], None]) -> None:
         configure(opts.verbosity, log_format, log_file)
         asyncio.run(serve_with_metrics(scheduler, lambda: ready(None)))
 
@@ -142,11 +152,9 @@ def checked(manifest: Manifest) -> Manifest:
 
 def run_once(scheduler: Scheduler) -> None:
     """`run --once`, saying at -v what it did: silence would look like a hang or a no-op."""
-    import logging
-
     done = {"job_fired": 0, "task_started": 0}
 
-    def count(event: Any) -> None:
+    def count(event: Event) -> None:
         done[event.name] += 1
 
     for name in done:
@@ -179,17 +187,17 @@ def validate(
     ] = None,
 ) -> None:
     """Check syntax, keys, triggers, timezones and entrypoints; print each job's next fire."""
-    from ..errors import ManifestError
-    from ..ops import validate_manifest
+    from ..admin import validate_manifest
 
     opts: Options = ctx.obj
     try:
-        report = validate_manifest(opts.load_manifest(manifest))
+        loaded = opts.load_manifest(manifest)
     except ManifestError as exc:
         if opts.json:
             print_json({"ok": False, "errors": [str(exc)]})
             raise typer.Exit(2) from exc
         raise
+    report = validate_manifest(loaded, stored_states(opts, loaded).states)
     if opts.json:
         print_json(report.to_public())
     else:
@@ -197,8 +205,6 @@ def validate(
         for err in report.errors:
             console(stderr=True).print(f"chronctl: {err}", markup=False, highlight=False)
         if report.ok:
-            from .output import relative, table
-
             table(
                 ["JOB", "TRIGGER", "ZONE", "NEXT FIRE", ""],
                 [

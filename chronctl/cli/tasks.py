@@ -1,12 +1,21 @@
-"""`enqueue`, `trigger`, `pause`/`resume`, `tasks list/show/cancel`, `history`."""
+"""`enqueue`, `trigger`, `pause`/`resume`, `tasks list/show/cancel`, `history`.
+
+Library imports sit inside the commands: see cli/jobs.py.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
+import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..errors import UsageError
 from . import Options, complete
 from .output import (
     Progress,
@@ -22,8 +31,6 @@ from .output import (
 )
 
 if TYPE_CHECKING:
-    import asyncio
-
     from ..backends.base import QueueBackend
     from ..manifest import Manifest
     from ..models import Run, Task
@@ -91,14 +98,10 @@ def enqueue(
     manifest = opts.load_manifest()
     if from_file is not None:
         if any(v is not None for v in (args, kwargs, at, in_, priority, queue, key)):
-            from ..errors import UsageError
-
             raise UsageError("--from takes every field from its lines; drop the other options")
         _enqueue_bulk(opts, manifest, from_file, job)
         return
     if job is None:
-        from ..errors import UsageError
-
         raise UsageError("missing JOB (or --from FILE)")
     tasks = [
         make_task(
@@ -134,8 +137,6 @@ class _Interruptions:
     """
 
     def __init__(self) -> None:
-        import signal
-
         self.total: int | None = None  # until the file is read
         self.stored = 0
         self.signal: int = signal.SIGINT  # unless SIGTERM says otherwise
@@ -162,11 +163,7 @@ def _bulk_name(path: Path, job: str | None) -> str:
     """The batch's name for a resumable backend: the file's content and the JOB
     argument, so the same command run again resumes it and another file does not.
     Standard input is read here once and handed on, so it is named the same way."""
-    import hashlib
-    import io
-    import sys
-
-    from ..errors import UsageError
+    import hashlib  # lazy: only `enqueue --from` needs it, every command starts the CLI
 
     if str(path) == "-":
         raw = sys.stdin.buffer.read()
@@ -181,9 +178,6 @@ def _bulk_name(path: Path, job: str | None) -> str:
 
 
 def _enqueue_bulk(opts: Options, manifest: Manifest, path: Path, job: str | None) -> None:
-    import asyncio
-    import signal
-
     from ..admin import enqueue_tasks, read_bulk
 
     interruptions = _Interruptions()
@@ -244,8 +238,7 @@ def trigger(
 
 
 def _pause(ctx: typer.Context, job: str | None, queue: str | None, paused: bool) -> None:
-    from ..errors import UnknownJobError, UsageError
-    from ..manifest import closest
+    from ..admin import job_named, set_job_paused
 
     opts: Options = ctx.obj
     verb = "pause" if paused else "resume"
@@ -253,9 +246,8 @@ def _pause(ctx: typer.Context, job: str | None, queue: str | None, paused: bool)
         raise UsageError(f"give a JOB or --queue NAME to {verb}")
     if job is not None:
         manifest = opts.load_manifest()
-        if job not in manifest.jobs:
-            raise UnknownJobError(job, closest(job, manifest.jobs))
-        opts.call(verb, lambda b: b.set_job_paused(job, paused), manifest)
+        job_named(manifest.jobs, job)  # a typo fails before the backend is asked
+        opts.call(verb, lambda b: set_job_paused(b, manifest.jobs, job, paused), manifest)
         subject: dict[str, Any] = {"job": job}
     else:
         assert queue is not None
@@ -270,9 +262,10 @@ def _pause(ctx: typer.Context, job: str | None, queue: str | None, paused: bool)
 
 async def _pause_queue(backend: QueueBackend, opts: Options, queue: str, paused: bool) -> None:
     """Pause or resume a queue `queues list` shows: a typo must not pause nothing, silently."""
-    from ..admin import known_queue, optional_manifest
+    from ..admin import known_queue, manifest_queues, optional_manifest
 
-    await known_queue(backend, optional_manifest(opts.manifest, opts.backend), queue)
+    known = manifest_queues(optional_manifest(opts.manifest, opts.backend))
+    await known_queue(backend, known, queue)
     await backend.set_queue_paused(queue, paused)
 
 
@@ -320,13 +313,11 @@ def _known_job(opts: Options, job: str) -> None:
     A job dropped from the manifest keeps its history: only a name with
     neither runs nor a definition is unknown.
     """
-    from ..admin import optional_manifest
-    from ..errors import UnknownJobError
-    from ..manifest import closest
+    from ..admin import job_named, optional_manifest
 
     manifest = optional_manifest(opts.manifest, opts.backend)
-    if manifest is not None and job not in manifest.jobs:
-        raise UnknownJobError(job, closest(job, manifest.jobs))
+    if manifest is not None:
+        job_named(manifest.jobs, job)
 
 
 # -- tasks -------------------------------------------------------------------
@@ -364,8 +355,6 @@ def print_task(opts: Options, task: Task) -> None:
     if opts.json:
         print_json(task.to_public())
         return
-    import json
-
     details(
         [
             ("id", task.id),

@@ -70,3 +70,33 @@ def test_status_marks_silent_processes_stale_and_vanished_ones_dead(tmp_path: Pa
     finally:
         runner.kill()
         runner.wait()
+
+
+def test_status_queues_list_and_the_library_list_the_same_queues(tmp_path: Path) -> None:
+    """`status` used to list only the backend's queues and `Scheduler.list_queues()` the
+    same, while `queues list` added the manifest's at zero: all three agree now."""
+    from chronctl import Scheduler
+    from chronctl.manifest import load_manifest
+
+    path = tmp_path / "jobs.toml"
+    path.write_text(
+        JOBS.replace("[scheduler]", '[scheduler]\nqueues = ["mail", "urgent"]') + 'queue = "mail"\n'
+    )
+    queued = chronctl("enqueue", "echo", "--queue", "adhoc", "--in", "1h", cwd=tmp_path)
+    assert queued.returncode == 0, queued.stderr
+    listed = json.loads(chronctl("--json", "queues", "list", cwd=tmp_path).stdout)
+    shown = json.loads(chronctl("--json", "status", cwd=tmp_path).stdout)["queues"]
+
+    async def library() -> list[dict[str, Any]]:
+        scheduler = Scheduler.from_manifest(load_manifest(path))
+        try:
+            return [q.to_public() for q in await scheduler.list_queues()]
+        finally:
+            await scheduler.stop()
+
+    assert listed == shown == asyncio.run(library())
+    assert [(q["name"], q["pending"]) for q in listed] == [
+        ("adhoc", 1),
+        ("mail", 0),
+        ("urgent", 0),
+    ]

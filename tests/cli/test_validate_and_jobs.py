@@ -130,3 +130,108 @@ def test_credentials_never_printed(tmp_path: Path) -> None:
     assert result.returncode == 2
     line = one_error_line(result)
     assert "hunter2" not in line and "***@db" in line
+
+
+NEXT_FIRE_JOBS = """
+[scheduler]
+backend = "sqlite:///state.db"
+
+[jobs.beat]
+command = ["true"]
+every = "1h"
+
+[jobs.nightly]
+command = ["true"]
+cron = "30 2 * * *"
+timezone = "America/New_York"
+
+[jobs.launch]
+command = ["true"]
+at = "2099-01-01T00:00:00+00:00"
+
+[jobs.gone]
+command = ["true"]
+at = "2020-01-01T00:00:00+00:00"
+"""
+
+
+def shown_next_fires(path: Path) -> dict[str, dict[str, str | None]]:
+    """Each job's next fire as `validate`, `jobs list` and `jobs next` print it (--json)."""
+    validated = chronctl("--json", "validate", str(path))
+    listed = chronctl("-f", str(path), "--json", "jobs", "list")
+    assert validated.returncode == 0 and listed.returncode == 0, validated.stderr + listed.stderr
+    views: dict[str, dict[str, str | None]] = {}
+    for job in json.loads(validated.stdout)["jobs"]:
+        views[job["name"]] = {"validate": job["next_fire"]}
+    for job in json.loads(listed.stdout):
+        views[job["name"]]["jobs list"] = job["next_fire"]
+    for name, view in views.items():
+        result = chronctl("-f", str(path), "--json", "jobs", "next", name, "-n", "1")
+        assert result.returncode == 0, result.stderr
+        view["jobs next"] = next(iter(json.loads(result.stdout)), None)
+    return views
+
+
+def test_validate_jobs_list_and_jobs_next_show_the_stored_anchor(tmp_path: Path) -> None:
+    """With job state stored by a running scheduler, the three commands print one next
+    fire per job: `every` counts from when the job was first seen (validate used to
+    print now + 1h), a cron after its last fire, an `at` that fired has none."""
+    import asyncio
+    import time
+    from datetime import datetime
+
+    from chronctl.backends.sqlite import SQLiteBackend
+
+    path = write(tmp_path, NEXT_FIRE_JOBS)
+    first_seen = time.time() - 1000.5
+    nightly_last = time.time() + 3 * 86400  # ahead of this clock: a peer's skewed fire
+
+    async def seed() -> None:
+        async with SQLiteBackend(tmp_path / "state.db") as backend:
+            for job in ("beat", "nightly", "launch", "gone"):
+                await backend.job_state(job, first_seen)
+            await backend.record_fire("nightly", nightly_last, None, None)
+            await backend.record_fire(
+                "gone", datetime.fromisoformat("2020-01-01T00:00Z").timestamp(), None, None
+            )
+
+    asyncio.run(seed())
+    views = shown_next_fires(path)
+    for job, view in views.items():
+        assert len(set(view.values())) == 1, (job, view)
+    fire = {job: view["validate"] for job, view in views.items()}
+    assert fire["beat"] is not None
+    assert datetime.fromisoformat(fire["beat"]).timestamp() == pytest.approx(first_seen + 3600)
+    assert fire["nightly"] is not None
+    assert 0 < datetime.fromisoformat(fire["nightly"]).timestamp() - nightly_last <= 86400
+    assert fire["launch"] == "2099-01-01T00:00:00+00:00"
+    assert fire["gone"] is None
+
+
+def test_next_fires_without_stored_state_and_no_store_created(tmp_path: Path) -> None:
+    """A new backend: every view counts a new job from now, and `validate` and `jobs
+    next`, which only read, leave no database file behind."""
+    from datetime import datetime
+
+    path = write(tmp_path, NEXT_FIRE_JOBS)
+    before = datetime.now().timestamp()
+    validated = json.loads(chronctl("--json", "validate", str(path)).stdout)
+    upcoming = chronctl("-f", str(path), "--json", "jobs", "next", "beat", "-n", "1")
+    after = datetime.now().timestamp()
+    assert not (tmp_path / "state.db").exists()
+    fires = {j["name"]: j["next_fire"] for j in validated["jobs"]}
+    for fire in (fires["beat"], json.loads(upcoming.stdout)[0]):
+        assert before + 3600 <= datetime.fromisoformat(fire).timestamp() <= after + 3600
+    views = shown_next_fires(path)  # `jobs list` opens (and creates) the store
+    for job in ("nightly", "launch", "gone"):
+        assert len(set(views[job].values())) == 1, (job, views[job])
+
+
+def test_validate_works_when_the_backend_is_out_of_reach(tmp_path: Path) -> None:
+    path = write(tmp_path, '[jobs.a]\ncommand = ["true"]\nevery = "1h"\n')
+    result = chronctl("--backend", "redis://127.0.0.1:1/0", "--json", "validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] is True
+    line = one_error_line(result)
+    assert line.startswith("chronctl: note: next fires assume no stored job state (")
+    assert "127.0.0.1:1" in line

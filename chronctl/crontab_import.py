@@ -17,17 +17,22 @@ and the written manifest passes `chronctl validate`.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shlex
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from croniter import croniter
 
 from .errors import UsageError
-from .jobs import DEFAULT_SHELL
+from .jobs import DEFAULT_SHELL, JobSpec
+from .manifest import shell_problem
+from .triggers import get_timezone
 
 MACROS = {
     "@yearly": "@yearly",
@@ -97,8 +102,6 @@ class Imported:
         return {"scheduler": {"timezone": self.timezone}, "jobs": jobs}
 
     def toml(self, source: str) -> str:
-        import tomli_w
-
         header = [
             f"# Imported from {source} by `chronctl import-crontab`.",
             f"# Times are in {self.timezone}, this host's zone, as under cron. Each command",
@@ -140,8 +143,6 @@ def host_timezone(
 
 def _zone_name(text: str) -> str | None:
     """A zone name from `America/New_York` or a path into a zoneinfo directory."""
-    from .triggers import get_timezone
-
     name = text.strip()
     if "zoneinfo/" in name:
         name = name.split("zoneinfo/", 1)[1].removeprefix("posix/")
@@ -174,8 +175,6 @@ def _from_timezone_file(path: Path) -> str | None:
 
 def _zone_with_bytes(data: bytes) -> str | None:
     """A copied /etc/localtime: the zone whose tzdata file it is (Area/City preferred)."""
-    import zoneinfo
-
     matches = []
     for base in zoneinfo.TZPATH:
         for name in zoneinfo.available_timezones():
@@ -473,9 +472,6 @@ class _SyntaxChecker:
         self.missing: set[str] = set()
 
     def problem(self, job: CronJob) -> str | None:
-        from .jobs import JobSpec
-        from .manifest import shell_problem
-
         shell = job.env.get("SHELL") or DEFAULT_SHELL
         # The line as written: the stdin wrapper is chronctl's, not the user's to debug.
         found = shell_problem(JobSpec(name="cron", command=job.command, shell=shell))
@@ -488,8 +484,6 @@ class _SyntaxChecker:
 
 
 def _valid_timezone(value: str, where: str, warnings: list[str], host: str) -> str | None:
-    from .triggers import get_timezone
-
     if not value:
         return None
     try:
@@ -502,8 +496,6 @@ def _valid_timezone(value: str, where: str, warnings: list[str], host: str) -> s
 
 def _looks_system(text: str) -> bool:
     """A system crontab has a user name where a user crontab's command begins."""
-    import pwd
-
     users = {p.pw_name for p in pwd.getpwall()}
     votes, roots = 0, 0
     for raw in text.splitlines():
