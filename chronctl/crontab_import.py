@@ -99,13 +99,20 @@ class Imported:
             if env:
                 table["env"] = env
             jobs[job.name] = table
-        return {"scheduler": {"timezone": self.timezone}, "jobs": jobs}
+        # cron ran a line once per fire, whatever its exit status; a shell line is rarely
+        # safe to run twice, so the import keeps that and a retry is an explicit choice.
+        return {
+            "scheduler": {"timezone": self.timezone},
+            "defaults": {"max_retries": 0},
+            "jobs": jobs,
+        }
 
     def toml(self, source: str) -> str:
         header = [
             f"# Imported from {source} by `chronctl import-crontab`.",
             f"# Times are in {self.timezone}, this host's zone, as under cron. Each command",
-            "# is a shell line, run with /bin/sh -c (or `shell`) in the owner's home.",
+            "# is a shell line, run with /bin/sh -c (or `shell`) in the owner's home, and",
+            "# runs once per fire as under cron (max_retries = 0: raise it where a retry is safe).",
         ]
         for job in self.jobs:
             header.append(f"#   {job.name}: line {job.line}: {job.source}")

@@ -9,6 +9,8 @@ newline forges a second log line. Every human-readable output goes through
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def safe(text: object, *, lines: bool = False) -> str:
     """`text` with every non-printable character escaped as Python writes it.
@@ -27,3 +29,16 @@ def safe(text: object, *, lines: bool = False) -> str:
     return "".join(
         c if c.isprintable() or (lines and c in "\n\t") else repr(c)[1:-1] for c in value
     )
+
+
+def shown_path(path: str | Path) -> str:
+    """A path under the current directory is shown relative to it, as git shows paths:
+    `chronctl.log` reads better than `/srv/jobs/chronctl.log`, and a copied example says
+    nothing of the machine it came from. Anything else is shown as it is."""
+    path = Path(path)
+    if not path.is_absolute():
+        return str(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)

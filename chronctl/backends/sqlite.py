@@ -40,6 +40,7 @@ from ..models import (
     dumps,
     loads,
 )
+from ..text import shown_path
 from .base import (
     LEASE_EXPIRED_ERROR,
     PROCESS_TTL,
@@ -291,7 +292,7 @@ class SQLiteBackend(QueueBackend):
         self.db_path = Path(db_path)
         self.max_retries = max_retries
         self.timeout = timeout
-        self.display_url = f"sqlite:///{self.db_path}"
+        self.display_url = f"sqlite:///{shown_path(self.db_path)}"
         self._conn: aiosqlite.Connection | None = None
         self._last_recover = 0.0
         self._acks: list[tuple[Task, float, asyncio.Future[bool]]] = []

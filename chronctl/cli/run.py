@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import ManifestError, UsageError
+from ..text import shown_path
 from . import Options
 from .jobs import stored_states
 from .output import console, print_json, relative, table
@@ -133,7 +134,9 @@ def run(
     if opts.json:
         print_json({"pid": pid, "pidfile": cfg.pidfile, "log_file": cfg.log_file})
     else:
-        typer.echo(f"chronctl started (pid {pid}); log: {cfg.log_file}; stop: chronctl stop")
+        typer.echo(
+            f"chronctl started (pid {pid}); log: {shown_path(cfg.log_file)}; stop: chronctl stop"
+        )
 
 
 def checked(manifest: Manifest) -> Manifest:

@@ -295,3 +295,14 @@ def test_on_failure_from_defaults_alerts_with_the_output(tmp_path: Path) -> None
         "pyfail",
         "quiet",
     ]
+
+
+def test_imported_line_runs_once_per_fire_like_cron(tmp_path: Path) -> None:
+    """cron never retried a failing line; an imported one must not run it again either."""
+    manifest, _ = import_crontab(tmp_path, f"0 0 1 1 * echo ran >> {tmp_path}/runs.txt; exit 3\n")
+    assert "[defaults]\nmax_retries = 0" in manifest.read_text()
+    [job] = json.loads(ok("--json", "validate", str(manifest), cwd=tmp_path))["jobs"]
+    enqueue(tmp_path, manifest, job["name"])
+    run_once(tmp_path, manifest)
+    assert (tmp_path / "runs.txt").read_text() == "ran\n"
+    assert statuses(tmp_path, manifest) == {job["name"]: "dead"}

@@ -203,3 +203,18 @@ def test_json_log_format(project: Path) -> None:
     assert (end["job"], end["status"], end["attempt"]) == ("echo", "succeeded", 0)
     assert end["message"].startswith("end job=echo") and end["duration"] >= 0
     assert all({"ts", "level", "logger", "message"} <= set(r) for r in records)
+
+
+def test_paths_under_the_current_directory_are_shown_relative(project: Path) -> None:
+    """Output copied into a ticket or a README names `chronctl.log`, not the machine's tree;
+    from elsewhere, the full path, so it is never ambiguous."""
+    started = chronctl("run", "--daemon", cwd=project)
+    assert started.returncode == 0, started.stderr
+    assert "; log: chronctl.log; stop: chronctl stop" in started.stdout
+    here = chronctl("status", cwd=project)
+    assert "backend:      sqlite:///state.db\n" in here.stdout
+    other = project / ".." / f"{project.name}-elsewhere"
+    other.mkdir()
+    elsewhere = chronctl("-f", str(project / "jobs.toml"), "status", cwd=other)
+    assert f"backend:      sqlite:///{project / 'state.db'}\n" in elsewhere.stdout
+    assert chronctl("stop", cwd=project).returncode == 0
