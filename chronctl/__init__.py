@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         ManifestError,
         TaskNotFoundError,
         UnknownJobError,
+        Unsupported,
         UsageError,
     )
     from .events import Event
@@ -37,6 +38,7 @@ __all__ = [
     "TaskNotFoundError",
     "TaskStatus",
     "UnknownJobError",
+    "Unsupported",
     "UsageError",
     "__version__",
 ]
@@ -53,6 +55,7 @@ _HOMES = {
     "ManifestError": "errors",
     "TaskNotFoundError": "errors",
     "UnknownJobError": "errors",
+    "Unsupported": "errors",
     "UsageError": "errors",
 }
 

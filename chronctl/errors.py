@@ -97,6 +97,15 @@ class BackendUnavailableError(BackendError):
     pass
 
 
+class Unsupported(BackendError):
+    """A custom backend left out an optional capability (see QueueBackend): one line
+    naming the backend and what it cannot do, instead of a NotImplementedError trace."""
+
+    def __init__(self, backend: str, capability: str) -> None:
+        super().__init__(f"{backend} does not support {capability}")
+        self.capability = capability
+
+
 def exception_text(exc: BaseException) -> str:
     """`Type: message` for whatever a job raised, even when its `__str__` raises:
     describing a failure must never be what loses it."""

@@ -68,7 +68,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
-from .backends import QueueBackend, from_url, url_problem
+from .backends import QueueBackend, from_url, plugin_scheme, url_problem
 from .durations import parse_duration, shorten
 from .errors import ManifestError, UsageError
 from .jobs import DEFAULT_SHELL, Backoff, Executor, JobSpec, RetryPolicy
@@ -452,7 +452,7 @@ def _store_url(value: Any, base: Path, schemes: tuple[str, ...]) -> str:
     scheme = scheme.lower()
     if not sep:
         raise _Invalid(f"bad URL {url!r}: expected e.g. 'sqlite:///chronctl.db'")
-    if scheme not in schemes:
+    if scheme not in schemes and not (schemes is BACKEND_SCHEMES and plugin_scheme(scheme)):
         options = ", ".join(f"{s}://" for s in schemes)
         raise _Invalid(
             f"unknown URL scheme '{scheme}://': expected one of {options}",

@@ -26,7 +26,7 @@ from . import admin
 from .backends import QueueBackend, QueueInfo
 from .backends.memory import MemoryBackend
 from .durations import parse_duration
-from .errors import ChronctlError, UsageError
+from .errors import ChronctlError, Unsupported, UsageError
 from .events import Event, EventBus, Handler
 from .executors import Executors
 from .jobs import JobSpec, RetryPolicy, build_task
@@ -250,16 +250,29 @@ class Scheduler:
         if self._started:
             return
         await self._connect()
+        firing = self.role in ("all", "scheduler")
+        if firing and any(spec.trigger is not None for spec in self.jobs.values()):
+            # Before anything starts: a backend without fire records (a custom one)
+            # cannot keep two schedulers from firing twice, so say so and fire nothing.
+            await self.backend.list_job_states()
         self._started = True
         self._stopped.clear()
-        if self.role in ("all", "scheduler"):
+        if firing:
             self._fire_task = asyncio.create_task(self._fire_loop(), name="chronctl-fire-loop")
         if self.role in ("all", "worker"):
             worker = self._worker = self._make_worker()
             self._worker_task = asyncio.create_task(worker.run(), name="chronctl-worker")
-        self._process = self._describe_process()
-        await self.backend.beat(self._process)
-        self._beat_task = asyncio.create_task(self._beat_loop(), name="chronctl-heartbeat")
+        process = self._describe_process()
+        try:
+            await self.backend.beat(process)
+        except Unsupported:
+            log.info(
+                "%s keeps no process heartbeats: `status` will not list this one",
+                self.backend.label,
+            )
+        else:
+            self._process = process
+            self._beat_task = asyncio.create_task(self._beat_loop(), name="chronctl-heartbeat")
 
     def _describe_process(self) -> Process:
         now = time.time()

@@ -6,6 +6,7 @@ unreachable, unless CHRONCTL_REQUIRE_SERVICES=1 (CI), where it fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -169,9 +170,27 @@ def backend_name(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+def _spool(tmp_path: Path) -> QueueBackend:
+    from examples.spool_backend import SpoolBackend
+
+    return SpoolBackend(tmp_path / "spool")
+
+
+#: Backends that implement only the required core (tests/contract/test_core_contract.py).
+CORE_ONLY_FACTORIES: dict[str, Callable[[Path], QueueBackend]] = {"spool": _spool}
+
+
 @pytest.fixture
 async def backend(backend_name: str, tmp_path: Path) -> AsyncIterator[QueueBackend]:
-    instance = BACKEND_FACTORIES[backend_name](tmp_path)
+    async with open_backend(backend_name, tmp_path) as instance:
+        yield instance
+
+
+@contextlib.asynccontextmanager
+async def open_backend(backend_name: str, tmp_path: Path) -> AsyncIterator[QueueBackend]:
+    """A connected backend of this test's own, emptied of what the test left on a server."""
+    factory = BACKEND_FACTORIES.get(backend_name) or CORE_ONLY_FACTORIES[backend_name]
+    instance = factory(tmp_path)
     await instance.connect()
     try:
         yield instance

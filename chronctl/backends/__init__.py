@@ -1,8 +1,17 @@
-"""Backends and the URL table that picks one (SPEC §3)."""
+"""Backends and the URL table that picks one.
+
+A URL's scheme picks the backend: the built-in ones below, then a scheme a
+package registers, either in code (`register_backend`) or, for a backend
+installed as its own distribution, under the `chronctl.backends` entry point
+group (`spool = "mypkg.spool:SpoolBackend"`), as pytest and SQLAlchemy find
+their plugins. A factory is called as `factory(url, base)`, `base` being the
+manifest's directory for relative paths.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +33,9 @@ __all__ = [
     "SQLiteBackend",
     "from_url",
     "missing_extra",
+    "plugin_scheme",
     "redact_url",
+    "register_backend",
     "url_problem",
 ]
 
@@ -94,6 +105,44 @@ def _rabbitmq(url: str, base: Path | None, options: dict[str, Any]) -> QueueBack
     return RabbitMQBackend(broker_url, state=from_url(state_url, base=base), **kwargs, **options)
 
 
+#: Builds a backend from its URL and the manifest's directory.
+BackendFactory = Callable[[str, "Path | None"], QueueBackend]
+_BUILT_IN = ("memory", "sqlite", "redis", "rediss", "redis+sentinel", "amqp", "amqps")
+_registered: dict[str, BackendFactory] = {}
+
+
+def register_backend(scheme: str, factory: BackendFactory) -> None:
+    """Make `scheme://...` URLs build a backend with `factory(url, base)`."""
+    scheme = scheme.lower()
+    if scheme in _BUILT_IN:
+        raise UsageError(f"'{scheme}' is a built-in backend scheme")
+    _registered[scheme] = factory
+
+
+def _plugin(scheme: str) -> BackendFactory | None:
+    """A registered scheme, else the installed distribution that declares it."""
+    if scheme in _registered:
+        return _registered[scheme]
+    # Here, not at the top: importlib.metadata costs ~25 ms to import, and only a
+    # scheme that is neither built in nor registered needs it.
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="chronctl.backends", name=scheme):
+        try:
+            factory: BackendFactory = entry.load()
+        except Exception as exc:  # a broken plugin is its package's bug: name it
+            raise UsageError(
+                f"backend plugin '{scheme}' ({entry.value}) failed to load: {exc}"
+            ) from None
+        return factory
+    return None
+
+
+def plugin_scheme(scheme: str) -> bool:
+    """Whether `scheme://` names a backend a package provides (not a built-in one)."""
+    return scheme.lower() not in _BUILT_IN and _plugin(scheme.lower()) is not None
+
+
 def from_url(url: str, *, base: Path | None = None, **options: Any) -> QueueBackend:
     """`state=` names the state store of a backend that keeps task state elsewhere
     (amqp://); other backends ignore it."""
@@ -117,9 +166,12 @@ def from_url(url: str, *, base: Path | None = None, **options: Any) -> QueueBack
         return RedisBackend(url, **options)
     if scheme in ("amqp", "amqps"):
         return _rabbitmq(url, base, options)
+    factory = _plugin(scheme) if scheme else None
+    if factory is not None:
+        return factory(url, base)
     raise UsageError(
         f"unknown backend URL '{redact_url(url)}': expected memory://, sqlite:///path.db, "
-        "redis://host:6379/0 or amqp://host:5672/vhost"
+        "redis://host:6379/0, amqp://host:5672/vhost or a plugin's scheme"
     )
 
 

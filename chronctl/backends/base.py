@@ -37,12 +37,13 @@ queues, cleanup) exists so the CLI can work on any backend.
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import BackendError
+from ..errors import Unsupported
 from ..models import FireOutcome, JobState, Process, Run, Task, TaskStatus
 
 
@@ -63,6 +64,16 @@ class QueueInfo:
 
 
 LEASE_EXPIRED_ERROR = "worker lost: lease expired before the task finished"
+
+# What a backend may leave out, as `chronctl` names it in "X does not support Y".
+TASK_STATE = "task state (tasks, dlq and status)"
+RUN_HISTORY = "run history"
+DEAD_LETTERS = "dead letters"
+CLEANUP = "cleanup of finished tasks"
+QUEUES = "listing or pausing queues"
+FIRE_RECORDS = "job state and fire records, which cron, every and at jobs need"
+HEARTBEATS = "process heartbeats"
+MIGRATION = "receiving a migration"
 PROCESS_TTL = 86400.0  # a process silent this long is forgotten
 
 T = TypeVar("T")
@@ -99,12 +110,27 @@ async def settle(work: Awaitable[T], stop: Callable[[], None]) -> T:
 
 
 class QueueBackend(ABC):
-    """Base class for a backend; subclass it for a custom store."""
+    """Base class for a backend; subclass it for a custom store.
+
+    The required core is what `chronctl run` needs to execute enqueued tasks:
+    connect, disconnect, health_check, enqueue, dequeue, acknowledge, reject,
+    release, get_queue_size and clear. Everything else is an optional capability
+    with a default: lease renewal and recovery do nothing, `next_due` says "ask
+    again later" (workers poll), and the rest raise `Unsupported`, which the CLI
+    prints as one line ("spool:///x does not support dead letters"). A backend
+    without fire records runs enqueued tasks only; `run` refuses jobs with a
+    trigger on it rather than firing them twice from two schedulers.
+    """
 
     #: False for backends another process cannot reach (memory).
     shared: bool = True
     #: The URL with credentials masked, for logs and errors.
     display_url: str = ""
+
+    @property
+    def label(self) -> str:
+        """How errors name this backend: its URL, else its class."""
+        return self.display_url or type(self).__name__
 
     def __init__(self) -> None:
         self._wakeup = asyncio.Event()
@@ -177,19 +203,22 @@ class QueueBackend(ABC):
         """Return claimed tasks to pending without counting a failure; with `at`, not
         claimable before then (a rate-limited task steps aside for other work)."""
 
-    @abstractmethod
     async def extend_leases(self, tasks: Sequence[Task], lease: float) -> set[str]:
-        """Renew leases; returns the ids this worker no longer owns (cancelled or taken)."""
+        """Renew leases; returns the ids this worker no longer owns (cancelled or taken).
+        Default: a backend without leases keeps a claimed task claimed."""
+        return set()
 
-    @abstractmethod
     async def recover_expired(self) -> int:
-        """Return tasks with expired leases to pending (or dead); how many."""
+        """Return tasks with expired leases to pending (or dead); how many.
+        Default: none (a backend without leases has nothing to recover)."""
+        return 0
 
-    @abstractmethod
     async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
         """Earliest scheduled_at among pending tasks of the given unpaused queues (None:
         all; [] : none), so idle workers can sleep until then. A broker backend may leave
-        out due tasks it has already published: their delivery wakes `wait_for_work`."""
+        out due tasks it has already published: their delivery wakes `wait_for_work`.
+        Default None: idle workers poll every `poll_interval`."""
+        return None
 
     async def wait_for_work(self, timeout: float) -> None:
         """Sleep until new work may be there or `timeout` passes (in-process wakeups)."""
@@ -211,10 +240,9 @@ class QueueBackend(ABC):
         """Delete pending tasks of one queue (or all queues); how many."""
 
     # -- state -------------------------------------------------------------
-    @abstractmethod
-    async def get_task(self, task_id: str) -> Task | None: ...
+    async def get_task(self, task_id: str) -> Task | None:
+        raise Unsupported(self.label, TASK_STATE)
 
-    @abstractmethod
     async def list_tasks(
         self,
         *,
@@ -224,50 +252,48 @@ class QueueBackend(ABC):
         limit: int | None = 100,
     ) -> list[Task]:
         """Newest first."""
+        raise Unsupported(self.label, TASK_STATE)
 
-    @abstractmethod
     async def cancel_task(self, task_id: str) -> bool:
         """Pending or running -> cancelled; False when already finished or absent."""
+        raise Unsupported(self.label, TASK_STATE)
 
-    @abstractmethod
     async def history(self, job: str | None = None, limit: int | None = 50) -> list[Run]:
         """Finished runs, newest first."""
+        raise Unsupported(self.label, RUN_HISTORY)
 
-    @abstractmethod
     async def retry_dead(self, task_ids: Sequence[str] | None = None) -> int:
         """Dead tasks (all when None) -> pending, attempt 0; how many."""
+        raise Unsupported(self.label, DEAD_LETTERS)
 
-    @abstractmethod
     async def purge_dead(self, older_than: float | None = None) -> int:
         """Delete dead tasks finished before `older_than` (epoch; None = all)."""
+        raise Unsupported(self.label, DEAD_LETTERS)
 
-    @abstractmethod
     async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
         """Delete finished tasks and history rows older than `older_than`; tasks deleted."""
+        raise Unsupported(self.label, CLEANUP)
 
     async def cleanup_old_tasks(self, days: float = 7) -> int:
-        import time
-
         return await self.cleanup(time.time() - days * 86400)
 
-    @abstractmethod
-    async def list_queues(self) -> list[QueueInfo]: ...
+    async def list_queues(self) -> list[QueueInfo]:
+        raise Unsupported(self.label, QUEUES)
 
-    @abstractmethod
-    async def set_queue_paused(self, queue: str, paused: bool) -> None: ...
+    async def set_queue_paused(self, queue: str, paused: bool) -> None:
+        raise Unsupported(self.label, QUEUES)
 
     # -- job state ---------------------------------------------------------
-    @abstractmethod
     async def job_state(self, job: str, now: float) -> JobState:
         """The job's state, created with first_seen=now when absent."""
+        raise Unsupported(self.label, FIRE_RECORDS)
 
-    @abstractmethod
-    async def list_job_states(self) -> list[JobState]: ...
+    async def list_job_states(self) -> list[JobState]:
+        raise Unsupported(self.label, FIRE_RECORDS)
 
-    @abstractmethod
-    async def set_job_paused(self, job: str, paused: bool) -> None: ...
+    async def set_job_paused(self, job: str, paused: bool) -> None:
+        raise Unsupported(self.label, FIRE_RECORDS)
 
-    @abstractmethod
     async def record_fire(
         self, job: str, fire_time: float, task: Task | None, max_instances: int | None
     ) -> FireOutcome:
@@ -276,34 +302,35 @@ class QueueBackend(ABC):
         `task=None` records a missed fire. A paused job, or one with
         `max_instances` active tasks, has the fire recorded but not enqueued.
         """
+        raise Unsupported(self.label, FIRE_RECORDS)
 
     # -- processes (heartbeats for `status`) -------------------------------------
-    @abstractmethod
     async def beat(self, process: Process) -> None:
         """Record that `process` is alive now (insert or update by id); forget ones
         silent for a day, so crashed processes do not pile up."""
+        raise Unsupported(self.label, HEARTBEATS)
 
-    @abstractmethod
     async def list_processes(self) -> list[Process]:
         """Every process heard from in the last day, oldest first."""
+        raise Unsupported(self.label, HEARTBEATS)
 
-    @abstractmethod
     async def forget_process(self, process_id: str) -> None:
         """A clean stop removes its row at once."""
+        raise Unsupported(self.label, HEARTBEATS)
 
     # -- migration target ----------------------------------------------------
     async def import_tasks(self, tasks: Sequence[Task]) -> int:
         """Store tasks exactly as given (status, attempt, id kept); ids already here are
         skipped. One atomic step per call. Returns how many were added."""
-        raise BackendError(f"{self.display_url or type(self).__name__} cannot receive a migration")
+        raise Unsupported(self.label, MIGRATION)
 
     async def import_runs(self, runs: Sequence[Run]) -> int:
         """Append history rows not already here (same task, attempt and finish time)."""
-        raise BackendError(f"{self.display_url or type(self).__name__} cannot receive a migration")
+        raise Unsupported(self.label, MIGRATION)
 
     async def import_job_states(self, states: Sequence[JobState]) -> int:
         """Merge job state: earliest first_seen, latest last_fire, paused if either is."""
-        raise BackendError(f"{self.display_url or type(self).__name__} cannot receive a migration")
+        raise Unsupported(self.label, MIGRATION)
 
     async def count_active(self, job: str) -> int:
         tasks = await self.list_tasks(

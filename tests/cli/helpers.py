@@ -56,10 +56,16 @@ def chronctl(
     )
 
 
-def spawn(*args: str, cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    *args: str, cwd: Path, log: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
     return subprocess.Popen(
-        [*command(), *args], cwd=cwd, env=env(), stdout=handle, stderr=subprocess.STDOUT
+        [*command(), *args],
+        cwd=cwd,
+        env={**env(), **(extra_env or {})},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
     )
 
 
