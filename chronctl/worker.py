@@ -4,7 +4,10 @@ The loop never busy-polls: with nothing due it sleeps until the earliest
 scheduled task, an in-process wakeup (enqueue, retry, resume) or, for
 backends other processes write to, a short poll interval. While tasks run,
 one heartbeat renews all their leases; a lease this worker lost (the task
-was cancelled, or expired and was taken by another worker) cancels the run.
+was cancelled, or expired and was taken by another worker) cancels the run
+if the job may still be executing; a run already recording its outcome is
+never cancelled (its write is fenced by ownership, and cancelling it would
+lose the event of an outcome that may already be committed).
 
 Short tasks would otherwise leave slots idle for two round trips each (claim,
 then acknowledge), so a slot is free again as soon as its run returns (the
@@ -201,7 +204,13 @@ class Worker:
                 continue
             for task_id in lost:
                 entry = self._inflight.get(task_id)
-                if entry is not None:
+                # Only a run that may still execute the job is stopped. One that is recording
+                # its outcome is left alone: its state write is fenced by ownership (a task
+                # really taken over is not overwritten), and the task may be "lost" only
+                # because that write already committed (a group-committed acknowledgement
+                # whose caller has not resumed yet): cancelling it then dropped its
+                # task_succeeded event although the task had succeeded (issue 15).
+                if entry is not None and task_id in self._unfinished:
                     log.info("task %s was cancelled or taken over; stopping its run", task_id)
                     entry[1].cancel()
 
@@ -243,7 +252,8 @@ class Worker:
             self._slot_freed.set()
 
     def _run_over(self, task: Task) -> None:
-        """The task no longer needs a slot: the worker may claim another one now."""
+        """The task no longer needs a slot: the worker may claim another one now. From
+        here on its run only records an outcome, so a lost lease no longer cancels it."""
         if task.id in self._unfinished:
             self._unfinished.discard(task.id)
             self._slot_freed.set()
@@ -281,6 +291,7 @@ class Worker:
             # Never import what a task names: only manifest jobs run.
             task.error = str(UnknownJobError(task.job)) + ": not defined in the manifest"
             task.finished_at = time.time()
+            self._run_over(task)  # nothing runs: only the outcome is recorded
             await self.backend.reject(task, requeue=False)
             log.error("task %s refused: %s", task.id, task.error)
             await self.events.emit("task_dead", task=task)

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from chronctl.backends.rabbitmq import LOST_CONSUMER_ERROR, RabbitMQBackend
+from chronctl.backends.sqlite import SQLiteBackend
 from chronctl.errors import BackendUnavailableError
 from chronctl.models import Task, TaskStatus
 from tests.conftest import RABBITMQ_URL, ROOT, _redis, rabbitmq_backend, rabbitmq_vhost, with_query
@@ -634,3 +636,91 @@ command = ["true"]
             await cleaner.disconnect()
 
         asyncio.run(drop())
+
+
+class _SettleHeld(SQLiteBackend):
+    """A real SQLite store whose acknowledgement of `hold_job`'s task commits, then does not
+    return until `proceed` is set: the group commit is done (a lease renewal finds the task
+    no longer running) while the worker's settle is still pending, the window of issue 15."""
+
+    def __init__(self, path: Path, hold_job: str) -> None:
+        super().__init__(path)
+        self.hold_job = hold_job
+        self.held_id: str | None = None
+        self.proceed = asyncio.Event()
+        self.found_acked = asyncio.Event()  # a renewal saw the held task already acked
+        self.renewed_after = asyncio.Event()  # the heartbeat came round again after that
+
+    async def acknowledge(self, task: Task) -> bool:
+        ok = await super().acknowledge(task)
+        if task.job == self.hold_job:
+            self.held_id = task.id
+            await self.proceed.wait()
+        return ok
+
+    async def extend_leases(self, tasks: Sequence[Task], lease: float) -> set[str]:
+        if self.found_acked.is_set():
+            self.renewed_after.set()  # so the beat that found it has been handled
+        lost = await super().extend_leases(tasks, lease)
+        if self.held_id is not None and self.held_id in lost:
+            self.found_acked.set()
+        return lost
+
+
+@pytest.mark.parametrize("over", ["rabbitmq", "sqlite-alone"])
+async def test_renewal_finding_a_task_acked_leaves_its_settle_alone(
+    tmp_path: Path, over: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 15: a W1 run hung, every task succeeded, fewer task_succeeded events than
+    tasks. The heartbeat renewed the lease of a task whose acknowledgement had committed
+    but whose settle had not resumed, found it not running, and cancelled the settle."""
+    from chronctl import Scheduler
+    from chronctl.events import EventBus
+    from chronctl.executors import Executors
+    from chronctl.scheduler import build_task
+    from chronctl.worker import Worker
+
+    state = _SettleHeld(tmp_path / "state.db", hold_job="quick")
+    backend = rabbitmq_backend(tmp_path, state=state) if over == "rabbitmq" else state
+    await backend.connect()
+    jobs = Scheduler(backend)
+    release_slow = asyncio.Event()
+
+    @jobs.job()
+    async def quick() -> None:
+        return None
+
+    @jobs.job()
+    async def slow() -> None:  # keeps the heartbeat beating after `quick` is settled
+        await release_slow.wait()
+
+    bus = EventBus()
+    succeeded: list[str] = []
+    bus.on("task_succeeded", lambda event: succeeded.append(event.task.id))
+    executors = Executors(threads=2, processes=1)
+    worker = Worker(
+        backend, jobs.get_job, executors, concurrency=2, prefetch=0, lease=0.3, events=bus
+    )
+    try:
+        ids = [(await backend.enqueue(build_task(jobs.jobs[n], [], {})))[0] for n in jobs.jobs]
+        with caplog.at_level(logging.DEBUG, logger="chronctl.backends.rabbitmq"):
+            run = asyncio.create_task(worker.run_until_idle())
+            await asyncio.wait_for(state.renewed_after.wait(), 10)
+            state.proceed.set()
+            release_slow.set()
+            await asyncio.wait_for(run, 10)
+        assert sorted(succeeded) == sorted(ids)  # one event per task, none lost
+        runs = await backend.history(limit=None)
+        assert sorted(r.task_id for r in runs) == sorted(ids)  # one acknowledgement each
+        assert not [r for r in caplog.records if "could not settle" in r.getMessage()]
+        if isinstance(backend, RabbitMQBackend):
+            name = backend.broker_queue("default")
+            await backend.disconnect()  # an unacked message would go back to the queue now
+            assert await queue_depth(name) == 0
+            await backend.connect()
+    finally:
+        await executors.shutdown()
+        if isinstance(backend, RabbitMQBackend):
+            await close_rabbit(backend)
+        else:
+            await backend.disconnect()
