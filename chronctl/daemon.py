@@ -235,6 +235,7 @@ def daemonize(
     finally:
         ready(None)
         held.release()
+    logging.shutdown()  # os._exit skips atexit: write the batched log lines first
     os._exit(code)
 
 

@@ -4,6 +4,13 @@ A daemon's log file is reopened when logrotate moves it away
 (WatchedFileHandler), so no `copytruncate` or signal is needed, and it is
 created readable by its owner only.
 
+A worker logs a line per finished run: written one by one, the lines would
+cost a write (and, for the file, a stat) each, a noticeable share of a busy
+worker's time. So a log file, and stderr when it is a file or a pipe, get the
+lines in batches: at most FLUSH_INTERVAL late, at once on a clean stop
+(logging's own shutdown, which the daemon calls before it exits). A terminal
+gets every line at once.
+
 Log messages carry task data (errors, queue names): the text format escapes
 their control characters, so a task can neither drive the terminal tailing
 the log nor forge a second log line with a newline. JSON lines need nothing
@@ -17,8 +24,11 @@ import logging
 import logging.handlers
 import os
 import sys
+import threading
+import time
+import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import UsageError
 from .text import safe
@@ -27,17 +37,43 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
+FLUSH_INTERVAL = 0.2  # seconds a batched line waits at most
+FLUSH_LINES = 1000  # a batch this long is written at once
+
+
 class TextFormatter(logging.Formatter):
-    """`TEXT_FORMAT` with the message on one escaped line; a traceback keeps its lines."""
+    """`TEXT_FORMAT` with the message on one escaped line; a traceback keeps its lines.
+
+    Built by hand rather than by `Formatter.format` on a copy of the record: the
+    record is left untouched for other handlers, and a worker's line costs a few
+    microseconds (the timestamp's text is reused within a second)."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = second
+        return f"{self._stamp},{int(record.msecs):03d}"
 
     def format(self, record: logging.LogRecord) -> str:
-        # A copy: other handlers of the same record must see the original message.
-        clean = logging.makeLogRecord(record.__dict__)
-        clean.msg, clean.args = safe(record.getMessage()), None
-        return safe(super().format(clean), lines=True)
+        line = (
+            f"{self.formatTime(record)} {record.levelname} {record.name}: "
+            f"{safe(record.getMessage())}"
+        )
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line += "\n" + record.exc_text
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
+        return safe(line, lines=True)
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,6 +94,109 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class BatchedStreamHandler(logging.StreamHandler):
+    """A StreamHandler that writes its lines in batches (see the module docstring).
+
+    A flusher thread, started with the first line, writes what waits every
+    FLUSH_INTERVAL while lines come; `flush()` and `close()` write the rest.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lines: list[str] = []
+        self._due = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._closing = False
+        _BATCHED.add(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Called with self.lock held (Handler.handle): the flusher takes it too.
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._lines.append(line)
+        if len(self._lines) >= FLUSH_LINES:
+            self._write_lines()
+        elif len(self._lines) == 1:
+            self._wake_flusher()
+
+    def flush(self) -> None:
+        with self.lock:
+            self._write_lines()
+            super().flush()
+
+    def close(self) -> None:
+        self._closing = True
+        self._due.set()
+        self.flush()
+        super().close()
+
+    def _wake_flusher(self) -> None:
+        if self._flusher is None and not self._closing:
+            self._flusher = threading.Thread(
+                target=self._flush_every_interval, name="chronctl-log-flush", daemon=True
+            )
+            self._flusher.start()
+        self._due.set()
+
+    def _flush_every_interval(self) -> None:
+        while not self._closing:
+            self._due.wait()
+            time.sleep(FLUSH_INTERVAL)
+            self._due.clear()  # before the flush: a line logged during it sets it again
+            self.flush()
+
+    def _write_lines(self) -> None:
+        if not self._lines or self.stream is None:
+            return
+        text = "\n".join(self._lines) + "\n"
+        self._lines.clear()
+        try:
+            self._write(text)
+        except (OSError, ValueError):  # a full disk or a closed stream must not stop a run
+            pass
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+
+    def _forked(self) -> None:
+        """In a child forked by a job: the parent's lines are the parent's to write, and
+        its flusher thread did not come along."""
+        self._lines = []
+        self._due = threading.Event()
+        self._flusher = None
+
+
+class BatchedFileHandler(BatchedStreamHandler, logging.handlers.WatchedFileHandler):
+    """Batched, and reopened when logrotate moves the file: checked once per batch."""
+
+    def _write(self, text: str) -> None:
+        self.reopenIfNeeded()
+        super()._write(text)
+
+
+_BATCHED: weakref.WeakSet[BatchedStreamHandler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for handler in list(_BATCHED):
+        handler._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def stderr_handler(stream: TextIO) -> logging.Handler:
+    """Lines at once on a terminal (someone is watching); batched into a file or pipe."""
+    try:
+        interactive = stream.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        interactive = True
+    return logging.StreamHandler(stream) if interactive else BatchedStreamHandler(stream)
+
+
 def open_private(path: Path) -> None:
     """Create `path` mode 0600 if missing, refusing to follow a symlink planted there."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
@@ -72,9 +211,9 @@ def configure(verbosity: int = 0, fmt: str = "text", file: Path | None = None) -
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
         open_private(file)
-        handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
+        handler = BatchedFileHandler(file, encoding="utf-8")
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = stderr_handler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):

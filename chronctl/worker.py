@@ -25,7 +25,6 @@ import concurrent.futures
 import contextlib
 import logging
 import os
-import random
 import socket
 import time
 import traceback as tb
@@ -38,10 +37,11 @@ from .errors import ChronctlError, UnknownJobError, exception_text
 from .events import EventBus
 from .jobs import build_task
 from .models import Task
+from .ratelimit import RateLimits
 
 if TYPE_CHECKING:
     from .backends.base import QueueBackend
-    from .executors import Executors
+    from .executors import ExecutionResult, Executors
     from .jobs import JobSpec
 
 log = logging.getLogger("chronctl.worker")
@@ -52,29 +52,6 @@ PREFETCH_WAIT = 1.0  # seconds a prefetched task waits for a slot before it goes
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-class RateLimiter:
-    """Token bucket per job, in this process (shared limits come with shared backends).
-
-    It never makes a task wait in a worker slot: a task without a token goes
-    back to the queue until one is due, so other jobs keep running meanwhile.
-    """
-
-    def __init__(self, count: int, per: float) -> None:
-        self.rate = count / per
-        self.capacity = float(count)
-        self.tokens = float(count)
-        self.updated = time.monotonic()
-
-    def take(self) -> float:
-        """Take a token, possibly a future one: 0.0 = run now, else seconds until the
-        token reserved for this caller is due (so waiting tasks get distinct turns)."""
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        self.tokens -= 1
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
 class Worker:
@@ -114,8 +91,7 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._stopping = False
         self._releasing: set[str] = set()
-        self._limiters: dict[str, RateLimiter] = {}
-        self._reserved: dict[str, float] = {}  # task id -> its reserved rate-limit turn
+        self._rates = RateLimits(backend, self.concurrency)
 
     def _room(self) -> int:
         """How many tasks to claim now: free slots plus the prefetch, minus what is
@@ -220,23 +196,25 @@ class Worker:
         self._slot_freed.set()
         self.backend.notify()
         # Prefetched tasks never started: back to the queue at once, not run now.
-        await self._hand_back([self._inflight[i] for i in self._waiting if i in self._inflight])
+        await self._cancel_and_release(
+            [self._inflight[i] for i in self._waiting if i in self._inflight]
+        )
         if self._inflight and not now:
             await asyncio.wait([r for _, r in self._inflight.values()], timeout=timeout)
         leftover = list(self._inflight.values())
         if leftover:
-            await self._hand_back(leftover)
+            await self._cancel_and_release(leftover)
             log.info("returned %d unfinished task(s) to the queue", len(leftover))
 
-    async def _hand_back(self, entries: list[tuple[Task, asyncio.Task[None]]]) -> None:
-        """Cancel these runs and return their tasks to the queue (no attempt counted)."""
+    async def _cancel_and_release(self, entries: list[tuple[Task, asyncio.Task[None]]]) -> None:
+        """Cancel these runs, then release their tasks (shutdown: no attempt counted)."""
         if not entries:
             return
         self._releasing.update(t.id for t, _ in entries)
         for _, runner in entries:
             runner.cancel()
         await asyncio.gather(*(r for _, r in entries), return_exceptions=True)
-        await self.backend.release([t for t, _ in entries])
+        await self._release([t for t, _ in entries])
 
     # -- one task ----------------------------------------------------------
     async def _execute(self, task: Task) -> None:
@@ -258,15 +236,17 @@ class Worker:
             self._unfinished.discard(task.id)
             self._slot_freed.set()
 
-    async def _give_back(self, task: Task) -> None:
-        """An unstarted task returns to the queue; its room here is free at once."""
-        self._run_over(task)
-        await self.backend.release([task])
+    async def _release(self, tasks: list[Task], *, at: float | None = None) -> None:
+        """Give tasks back to the queue (no attempt counted), not claimable before `at`;
+        the only way this worker gives a task back. Their room here is free at once."""
+        for task in tasks:
+            self._run_over(task)
+        await self.backend.release(tasks, at=at)
 
     async def _take_slot(self, task: Task) -> bool:
         """Wait for a free slot, at most PREFETCH_WAIT; False = the task went back."""
         if self._stopping:  # claimed just before a graceful stop: not started now
-            await self._give_back(task)
+            await self._release([task])
             return False
         if not self._slots.locked():
             await self._slots.acquire()
@@ -281,97 +261,61 @@ class Worker:
             self._waiting.discard(task.id)
         # Every slot is held by a long run: let an idle worker elsewhere have it.
         self._slots_stuck = True
-        await self._give_back(task)
+        await self._release([task])
         log.debug("task %s waited %.1fs for a slot; returned to the queue", task.id, PREFETCH_WAIT)
         return False
 
     async def _run_one(self, task: Task) -> None:
+        """Refuse an unknown job, then: rate limit, slot, run, settle."""
         spec = self.get_job(task.job)
         if spec is None:
-            # Never import what a task names: only manifest jobs run.
-            task.error = str(UnknownJobError(task.job)) + ": not defined in the manifest"
-            task.finished_at = time.time()
-            self._run_over(task)  # nothing runs: only the outcome is recorded
-            await self.backend.reject(task, requeue=False)
-            log.error("task %s refused: %s", task.id, task.error)
-            await self.events.emit("task_dead", task=task)
+            await self._refuse(task)
             return
-        if spec.rate_limit is not None:
-            limiter = self._limiters.get(spec.name)
-            if limiter is None:
-                limiter = self._limiters[spec.name] = RateLimiter(*spec.rate_limit)
-            shared = getattr(self.backend, "acquire_rate", None)
-            turn = self._reserved.pop(task.id, None)
-            if shared is not None:
-                # One window for every worker on the backend; it reserves nothing, so a
-                # task that stepped aside asks again (with jitter against a thundering herd).
-                wait = await shared(spec.name, *spec.rate_limit)
-                wait += random.uniform(0, self.concurrency / limiter.rate) if wait else 0
-            elif turn is not None and time.time() >= turn - 0.005:
-                wait = 0.0  # back at the turn reserved for it: its token is already taken
-            else:
-                wait = limiter.take()
-                if wait > 0:
-                    if len(self._reserved) > 100_000:
-                        self._reserved.clear()
-                    self._reserved[task.id] = time.time() + wait
-            if wait > 0:
-                # Step aside until its turn, so due tasks of other jobs run meanwhile.
-                await self.backend.release([task], at=time.time() + wait)
-                return
+        wait = await self._rates.wait(spec, task)
+        if wait > 0:  # step aside until its turn, so due tasks of other jobs run meanwhile
+            await self._release([task], at=time.time() + wait)
+            return
         if not await self._take_slot(task):
             return
         started = time.monotonic()
         try:
-            try:
-                if log.isEnabledFor(logging.INFO):
-                    log.info(
-                        "start job=%s task=%s attempt=%d",
-                        task.job,
-                        task.id,
-                        task.attempt,
-                        extra={
-                            "event": "task_start",
-                            "job": task.job,
-                            "task_id": task.id,
-                            "attempt": task.attempt,
-                        },
-                    )
-                await self.events.emit("task_started", task=task)
-                outcome = await self.executors.run(spec, task)
-            finally:
-                self._slots.release()
-                self._slots_stuck = False
-                self._run_over(task)
+            outcome = await self._run(spec, task)
         except asyncio.CancelledError:
-            if task.id in self._releasing:
-                raise  # shutdown: stop() releases it
-            log.info("end job=%s task=%s status=cancelled", task.job, task.id)
+            if task.id not in self._releasing:  # shutdown: stop() releases it, no end line
+                _log_run(logging.INFO, "end", task, time.monotonic() - started, "cancelled")
             raise
         except Exception as exc:
             await self._failed(spec, task, exc, time.monotonic() - started)
             return
+        await self._succeeded(task, outcome, time.monotonic() - started)
+
+    async def _refuse(self, task: Task) -> None:
+        """Never import what a task names: only manifest jobs run."""
+        task.error = str(UnknownJobError(task.job)) + ": not defined in the manifest"
+        task.finished_at = time.time()
+        self._run_over(task)  # nothing runs: only the outcome is recorded
+        await self.backend.reject(task, requeue=False)
+        log.error("task %s refused: %s", task.id, task.error)
+        await self.events.emit("task_dead", task=task)
+
+    async def _run(self, spec: JobSpec, task: Task) -> ExecutionResult:
+        """Run the task in the slot taken for it; the slot is free again as soon as the
+        run returns, before the outcome is stored."""
+        try:
+            _log_run(logging.DEBUG, "start", task)
+            await self.events.emit("task_started", task=task)
+            return await self.executors.run(spec, task)
+        finally:
+            self._slots.release()
+            self._slots_stuck = False
+            self._run_over(task)
+
+    async def _succeeded(self, task: Task, outcome: ExecutionResult, duration: float) -> None:
         task.result = outcome.result
         task.output = outcome.output
         task.finished_at = time.time()
         if await self.backend.acknowledge(task):
-            if log.isEnabledFor(logging.INFO):
-                duration = time.monotonic() - started
-                log.info(
-                    "end job=%s task=%s attempt=%d duration=%.3fs status=succeeded",
-                    task.job,
-                    task.id,
-                    task.attempt,
-                    duration,
-                    extra={
-                        "event": "task_end",
-                        "job": task.job,
-                        "task_id": task.id,
-                        "attempt": task.attempt,
-                        "duration": round(duration, 6),
-                        "status": "succeeded",
-                    },
-                )
+            _log_run(logging.INFO, "end", task, duration, "succeeded")
             await self.events.emit("task_succeeded", task=task)
 
     async def _failed(self, spec: JobSpec, task: Task, exc: Exception, duration: float) -> None:
@@ -397,24 +341,7 @@ class Worker:
         if not await self.backend.reject(task, requeue=retry, retry_at=retry_at):
             return
         status = "retrying" if retry else "dead"
-        log.warning(
-            "end job=%s task=%s attempt=%d duration=%.3fs status=%s error=%s",
-            task.job,
-            task.id,
-            task.attempt,
-            duration,
-            status,
-            task.error,
-            extra={
-                "event": "task_end",
-                "job": task.job,
-                "task_id": task.id,
-                "attempt": task.attempt,
-                "duration": round(duration, 6),
-                "status": status,
-                "error": task.error,
-            },
-        )
+        _log_run(logging.WARNING, "end", task, duration, status, task.error)
         await self.events.emit("task_failed", task=task, retry_at=retry_at)
         if not retry:
             await self.events.emit("task_dead", task=task)
@@ -445,6 +372,42 @@ class Worker:
         if created:
             log.info("on_failure job=%s task=%s for failed task=%s", target.name, task_id, task.id)
             await self.events.emit("task_enqueued", task=follow)
+
+
+def _log_run(
+    level: int,
+    event: str,
+    task: Task,
+    duration: float | None = None,
+    status: str | None = None,
+    error: str | None = None,
+) -> None:
+    """The one shape of a task's log line: `start`/`end` with `key=value` words in the
+    text, and the same facts as JSON keys (`event` task_start/task_end, job, task_id,
+    attempt, duration, status, error) for `--log-format json`."""
+    if not log.isEnabledFor(level):
+        return
+    text = "%s job=%s task=%s attempt=%d"
+    args: list[object] = [event, task.job, task.id, task.attempt]
+    fields: dict[str, object] = {
+        "event": f"task_{event}",
+        "job": task.job,
+        "task_id": task.id,
+        "attempt": task.attempt,
+    }
+    if duration is not None:
+        text += " duration=%.3fs"
+        args.append(duration)
+        fields["duration"] = round(duration, 6)
+    if status is not None:
+        text += " status=%s"
+        args.append(status)
+        fields["status"] = status
+    if error is not None:
+        text += " error=%s"
+        args.append(error)
+        fields["error"] = error
+    log.log(level, text, *args, extra=fields)
 
 
 ALERT_FACTS = ("job", "task_id", "error", "output")

@@ -41,7 +41,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ..errors import Unsupported
 from ..models import FireOutcome, JobState, Process, Run, Task, TaskStatus
@@ -107,6 +107,18 @@ async def settle(work: Awaitable[T], stop: Callable[[], None]) -> T:
         if task is not None:
             task.uncancel()  # everything is stored: the cancellation came too late to matter
         return result
+
+
+@runtime_checkable
+class SharedRateLimit(Protocol):
+    """A backend whose rate limits every worker on it shares (Redis keeps one window per
+    job on the server). A backend declares it by subclassing; the worker checks
+    `isinstance` once, and keeps a token bucket per process for backends without it."""
+
+    async def acquire_rate(self, job: str, count: int, per: float) -> float:
+        """Seconds until `job` may run again within `count` runs per `per` seconds
+        (0.0 = run now). It reserves nothing: a caller told to wait asks again."""
+        ...
 
 
 class QueueBackend(ABC):

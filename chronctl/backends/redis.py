@@ -53,6 +53,7 @@ from .base import (
     BulkProgress,
     QueueBackend,
     QueueInfo,
+    SharedRateLimit,
     StoppedEarly,
     settle,
 )
@@ -264,7 +265,7 @@ def parse_redis_url(url: str) -> dict[str, Any]:
     return {"url": url.split("?", 1)[0], "prefix": query.get("prefix")}
 
 
-class RedisBackend(QueueBackend):
+class RedisBackend(QueueBackend, SharedRateLimit):
     shared = True
 
     def __init__(

@@ -22,6 +22,35 @@ def test_version() -> None:
     assert result.stdout.startswith("chronctl ")
 
 
+#: What `--version` and `--help` never need: client libraries, the engine, the manifest.
+NOT_AT_START = (
+    "aio_pika",
+    "aiormq",
+    "redis",
+    "aiosqlite",
+    "croniter",
+    "chronctl.backends",
+    "chronctl.scheduler",
+    "chronctl.worker",
+    "chronctl.manifest",
+)
+
+
+@pytest.mark.parametrize("args", [("--version",), ("--help",), ("run", "--help")])
+def test_version_and_help_import_no_client_library(args: tuple[str, ...]) -> None:
+    # Python's own import log (-X importtime) names every module the command loaded.
+    result = chronctl(*args, extra_env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr
+    loaded = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "chronctl.cli" in loaded  # the log is there
+    below = tuple(f"{name}." for name in NOT_AT_START)
+    assert not {m for m in loaded if m in NOT_AT_START or m.startswith(below)}
+
+
 def test_example_manifest_validates_with_next_fires() -> None:
     result = chronctl("validate", "jobs.example.toml")
     assert result.returncode == 0, result.stderr
