@@ -19,6 +19,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -717,6 +718,10 @@ _RETRY_OPTIONS = {
 }
 
 
+#: The keywords that set a JobSpec field of the same name.
+_SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec))
+
+
 def _set_option(spec: JobSpec, key: str, value: Any) -> None:
     """One keyword of `@scheduler.job(...)`, named as in the manifest."""
     if key in _RETRY_OPTIONS:
@@ -725,7 +730,7 @@ def _set_option(spec: JobSpec, key: str, value: Any) -> None:
         setattr(spec.retry, _RETRY_OPTIONS[key], value)
     elif key in ("timeout", "jitter", "misfire_grace_time"):
         setattr(spec, key, parse_duration(value) if value is not None else None)
-    elif hasattr(spec, key) and key not in ("name", "func", "trigger"):
+    elif key in _SPEC_FIELDS and key not in ("name", "func", "trigger"):
         setattr(spec, key, value)
     else:
         raise UsageError(f"job '{spec.name}': unknown option '{key}'")

@@ -50,8 +50,8 @@ from ..models import FINISHED, FireOutcome, JobState, Process, Run, Task, TaskSt
 from .base import (
     LEASE_EXPIRED_ERROR,
     PROCESS_TTL,
+    BrokerStateStore,
     BulkProgress,
-    QueueBackend,
     QueueInfo,
     StoppedEarly,
     settle,
@@ -264,7 +264,7 @@ def parse_redis_url(url: str) -> dict[str, Any]:
     return {"url": url.split("?", 1)[0], "prefix": query.get("prefix")}
 
 
-class RedisBackend(QueueBackend):
+class RedisBackend(BrokerStateStore):
     shared = True
 
     def __init__(
@@ -405,11 +405,11 @@ class RedisBackend(QueueBackend):
         one. `calls` may be a generator: it is advanced one call at a time, and may
         stop by raising StoppedEarly, after which the replies to the calls already
         sent are still read and handed to `on_reply` (then StoppedEarly propagates)."""
-        pool = getattr(self._redis, "connection_pool", None)
-        if pool is None:  # Redis Cluster: one call at a time
+        if "cluster" in self.options:  # no one connection reaches every slot: one at a time
             for args in calls:
                 on_reply(await self._call(op, *args))
             return
+        pool = self._redis.connection_pool
 
         async def stream() -> None:
             conn = await pool.get_connection()

@@ -43,8 +43,8 @@ from ..models import (
 from .base import (
     LEASE_EXPIRED_ERROR,
     PROCESS_TTL,
+    BrokerStateStore,
     BulkProgress,
-    QueueBackend,
     QueueInfo,
     StoppedEarly,
     settle,
@@ -283,7 +283,7 @@ def _stamp(path: str) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-class SQLiteBackend(QueueBackend):
+class SQLiteBackend(BrokerStateStore):
     def __init__(
         self, db_path: str | Path = "chronctl.db", max_retries: int = 5, timeout: float = 10.0
     ) -> None:
@@ -300,6 +300,9 @@ class SQLiteBackend(QueueBackend):
         self._ack_writer: asyncio.Task[None] | None = None
 
     # -- plumbing ----------------------------------------------------------
+    def not_created(self) -> bool:
+        return self.db_path.name != ":memory:" and not self.db_path.exists()
+
     async def connect(self) -> None:
         if self._conn is not None:
             return
