@@ -758,9 +758,9 @@ async def migrate(
         progress(len(chunk))
     runs.reverse()  # oldest first, so the target's history keeps its order
     for start in range(0, len(runs), CHUNK):
-        chunk = runs[start : start + CHUNK]
-        report.runs += await target.import_runs(chunk)
-        progress(len(chunk))
+        some_runs = runs[start : start + CHUNK]
+        report.runs += await target.import_runs(some_runs)
+        progress(len(some_runs))
     report.jobs = await target.import_job_states(jobs)
     progress(len(jobs))
     return report

@@ -348,8 +348,10 @@ class Scheduler:
         finally:
             stopped.cancel()
         for task in done:
-            if task is not stopped and not task.cancelled() and task.exception():
-                raise task.exception()  # type: ignore[misc]
+            if task is not stopped and not task.cancelled():
+                crash = task.exception()
+                if crash is not None:
+                    raise crash
 
     async def __aenter__(self) -> Scheduler:
         await self.start()

@@ -308,7 +308,7 @@ class RedisBackend(BrokerStateStore):
             from . import missing_extra
 
             raise missing_extra("redis", "redis", "redis://") from None
-        common = dict(
+        common: dict[str, Any] = dict(
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.socket_connect_timeout,
             decode_responses=True,
@@ -688,7 +688,7 @@ class RedisBackend(BrokerStateStore):
         limit: int | None = 100,
     ) -> list[Task]:
         if status is None:
-            statuses = [s for s in TaskStatus if s is not TaskStatus.FAILED]
+            statuses: list[TaskStatus] = [s for s in TaskStatus if s is not TaskStatus.FAILED]
         elif isinstance(status, TaskStatus | str):
             statuses = [TaskStatus(status)]
         else:
