@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Awaitable
 from typing import Any
 
 from .errors import exception_text
@@ -27,7 +28,7 @@ def _serve(channel: Any) -> None:
         try:
             func = import_entrypoint(request["entrypoint"], request.get("pythonpath"))
             result = func(*request.get("args", []), **request.get("kwargs", {}))
-            if hasattr(result, "__await__"):
+            if isinstance(result, Awaitable):
                 import asyncio  # lazy: most children never run a coroutine; they start faster
 
                 async def _wait(awaitable: Any = result) -> Any:

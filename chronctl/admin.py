@@ -133,7 +133,7 @@ async def stored_states(manifest: Manifest, backend_url: str | None = None) -> S
     unreachable backend gives no state with the reason in `unread`.
     """
     backend = resolve_backend(manifest, backend_url)
-    if not backend.shared or _not_created(backend):
+    if not backend.shared or backend.not_created():
         return StoredStates()
     try:
         async with asyncio.timeout(STATE_READ_TIMEOUT):
@@ -145,17 +145,6 @@ async def stored_states(manifest: Manifest, backend_url: str | None = None) -> S
         )
     except (ChronctlError, OSError) as exc:  # their messages name the backend
         return StoredStates(unread=str(exc) or type(exc).__name__)
-
-
-def _not_created(backend: QueueBackend) -> bool:
-    """Whether the backend's job state lives in a SQLite file that does not exist yet.
-
-    Duck-typed on `db_path` (SQLite) and `state` (RabbitMQ's state store) so this
-    module does not import every backend's client library to ask.
-    """
-    store = getattr(backend, "state", None) or backend
-    path = getattr(store, "db_path", None)
-    return isinstance(path, Path) and path.name != ":memory:" and not path.exists()
 
 
 async def job_states(backend: QueueBackend) -> dict[str, JobState]:
@@ -769,9 +758,9 @@ async def migrate(
         progress(len(chunk))
     runs.reverse()  # oldest first, so the target's history keeps its order
     for start in range(0, len(runs), CHUNK):
-        chunk = runs[start : start + CHUNK]
-        report.runs += await target.import_runs(chunk)
-        progress(len(chunk))
+        some_runs = runs[start : start + CHUNK]
+        report.runs += await target.import_runs(some_runs)
+        progress(len(some_runs))
     report.jobs = await target.import_job_states(jobs)
     progress(len(jobs))
     return report

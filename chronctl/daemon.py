@@ -21,6 +21,7 @@ import logging
 import os
 import select
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -270,11 +271,10 @@ def stop_daemon(pidfile: Path, timeout: float) -> int:
 
 def _open_pidfd(pid: int) -> int | None:
     """A pidfd pins one process: whatever reuses its pid later is not signalled."""
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
+    if sys.platform != "linux":  # pidfds are Linux's
         return None
     try:
-        fd: int = opener(pid)
+        fd = os.pidfd_open(pid)
     except OSError:  # gone already, or a kernel without pidfds
         return None
     return fd

@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import traceback
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -540,10 +541,15 @@ class ProcessPool:
         await asyncio.gather(*(c.close() for c in children), return_exceptions=True)
 
 
+#: Callables that carry the name they are imported by (a partial or a callable object do not).
+_NAMED = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)
+
+
 def _entrypoint_of(spec: JobSpec) -> str:
     func = spec.func
-    module = getattr(func, "__module__", None)
-    qualname = getattr(func, "__qualname__", "")
+    module, qualname = (
+        (func.__module__, func.__qualname__) if isinstance(func, _NAMED) else ("", "")
+    )
     if not module or module == "__main__" or "<" in qualname:
         raise RemoteError(
             f"ConfigurationError: job '{spec.name}' uses executor=\"process\" but its function "

@@ -145,7 +145,7 @@ def import_entrypoint(
             job=job,
             key="entrypoint",
         ) from exc
-    obj: Any = module
+    obj: object = module
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)

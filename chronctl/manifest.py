@@ -65,6 +65,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
@@ -623,7 +624,7 @@ class _Parser:
         }
         for key, value in data.items():
             convert = converters[key]
-            setattr(cfg, key, self.check(table, key, None, lambda c=convert, v=value: c(v)))
+            setattr(cfg, key, self.check(table, key, None, partial(convert, value)))
         # Defaults too: an unset backend still lives next to the manifest.
         if "backend" not in data:
             cfg.backend = _store_url(cfg.backend, self.base, BACKEND_SCHEMES)
@@ -637,7 +638,7 @@ class _Parser:
         table = ("defaults",)
         self.unknown_keys(data, DEFAULT_KEYS, table, None, "[defaults]")
         return {
-            key: self.check(table, key, None, lambda k=key, v=value: _setting(k, v))
+            key: self.check(table, key, None, partial(_setting, key, value))
             for key, value in data.items()
         }
 
@@ -648,7 +649,7 @@ class _Parser:
         settings = dict(defaults)
         for key in DEFAULT_KEYS:
             if key in data:
-                settings[key] = self.job_value(name, data, key, lambda v, k=key: _setting(k, v))
+                settings[key] = self.job_value(name, data, key, partial(_setting, key))
         timezone = settings.get("timezone", config.timezone)
         run = self.what_to_run(name, data)
         trigger = self.when_to_run(name, data, timezone)

@@ -19,6 +19,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -360,8 +361,10 @@ class Scheduler:
         finally:
             stopped.cancel()
         for task in done:
-            if task is not stopped and not task.cancelled() and task.exception():
-                raise task.exception()  # type: ignore[misc]
+            if task is not stopped and not task.cancelled():
+                crash = task.exception()
+                if crash is not None:
+                    raise crash
 
     async def __aenter__(self) -> Scheduler:
         await self.start()
@@ -730,6 +733,10 @@ _RETRY_OPTIONS = {
 }
 
 
+#: The keywords that set a JobSpec field of the same name.
+_SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec))
+
+
 def _set_option(spec: JobSpec, key: str, value: Any) -> None:
     """One keyword of `@scheduler.job(...)`, named as in the manifest."""
     if key in _RETRY_OPTIONS:
@@ -738,7 +745,7 @@ def _set_option(spec: JobSpec, key: str, value: Any) -> None:
         setattr(spec.retry, _RETRY_OPTIONS[key], value)
     elif key in ("timeout", "jitter", "misfire_grace_time"):
         setattr(spec, key, parse_duration(value) if value is not None else None)
-    elif hasattr(spec, key) and key not in ("name", "func", "trigger"):
+    elif key in _SPEC_FIELDS and key not in ("name", "func", "trigger"):
         setattr(spec, key, value)
     else:
         raise UsageError(f"job '{spec.name}': unknown option '{key}'")

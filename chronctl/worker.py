@@ -324,7 +324,7 @@ class Worker:
         ours = isinstance(exc, TaskTimeout | ShellCommandFailed)
         # Only our own errors carry a run's output; a job's exception may have an
         # `output` of any type (CalledProcessError's is bytes).
-        task.output = exc.output if ours else None
+        task.output = exc.output if isinstance(exc, TaskTimeout | ShellCommandFailed) else None
         if ours:
             # chronctl's own frames would be the only traceback: the exit status and the
             # output's last line say what went wrong, the output tail says the rest.
@@ -356,7 +356,7 @@ class Worker:
             log.error("on_failure job %r of %s is not defined", spec.on_failure, spec.name)
             return
         output = task.output if task.output is not None else task.traceback
-        facts = {
+        facts: dict[str, object] = {
             "job": task.job,
             "task_id": task.id,
             "error": task.error,

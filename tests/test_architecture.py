@@ -213,3 +213,38 @@ def test_readme_architecture_table_lists_every_module() -> None:
     expected.append("chronctl/__init__.py")
     assert sorted(listed) == sorted(expected)
     assert len(listed) == len(set(listed)), "a module listed twice"
+
+
+def test_a_broker_backend_writes_only_delivery() -> None:
+    """Everything but delivery is forwarded to the state store by `BrokerBackend`, and
+    what a state store must add for a broker is declared (`BrokerStateStore`): a new
+    broker backend implements delivery and nothing else."""
+    from chronctl.backends.base import BrokerStateStore, QueueBackend
+    from chronctl.backends.broker import BrokerBackend
+    from chronctl.backends.memory import MemoryBackend
+    from chronctl.backends.redis import RedisBackend
+    from chronctl.backends.sqlite import SQLiteBackend
+
+    delivery = {
+        "connect",
+        "disconnect",
+        "health_check",
+        "enqueue",
+        "record_fire",
+        "dequeue",
+        "acknowledge",
+        "reject",
+        "release",
+        "extend_leases",
+        "recover_expired",
+        "next_due",
+    }
+    generic = {"notify", "wait_for_work", "enqueue_many", "cleanup_old_tasks"}  # built on others
+    interface = {n for n, v in vars(QueueBackend).items() if callable(v) and n[0] != "_"}
+    assert BrokerBackend.__abstractmethods__ <= delivery
+    assert interface - delivery - generic <= set(vars(BrokerBackend)), "not forwarded"
+    publishing = {"claim_for_publish", "confirm_published", "unpublish", "next_publish"}
+    assert publishing | {"claim_ids"} <= BrokerStateStore.__abstractmethods__
+    assert issubclass(SQLiteBackend, BrokerStateStore)
+    assert issubclass(RedisBackend, BrokerStateStore)
+    assert not issubclass(MemoryBackend, BrokerStateStore)  # refused as a state store

@@ -478,9 +478,7 @@ async def test_a_crash_between_stamp_and_publish_loses_nothing(tmp_path: Path, s
     try:
         t = Task(job="j")
         await backend.state.enqueue(t)  # stored, as enqueue does first...
-        stamped = await backend.state.claim_for_publish(  # type: ignore[attr-defined]
-            time.time(), 10, stale=0.3
-        )
+        stamped = await backend.state.claim_for_publish(time.time(), 10, stale=0.3)
         assert [x.id for x in stamped] == [t.id]  # ...stamped, then the publisher died
         assert await backend.dequeue(1) == []  # another publisher may still be at it
         due = await backend.next_due()

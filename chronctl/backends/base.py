@@ -349,3 +349,78 @@ class QueueBackend(ABC):
             status=[TaskStatus.PENDING, TaskStatus.RUNNING], job=job, limit=None
         )
         return len(tasks)
+
+    # -- read-only looks -------------------------------------------------------
+    def not_created(self) -> bool:
+        """Whether opening this backend would create its store (a SQLite file not there
+        yet). `validate` and `jobs next` read job state best effort and must not leave a
+        new file behind: a store that does not exist holds no state, so they skip it."""
+        return False
+
+
+class BrokerStateStore(QueueBackend):
+    """A backend that can keep the state of a message broker's tasks (SQLite, Redis).
+
+    A broker backend (`RabbitMQBackend`) stores every task here and only publishes
+    "task X is due" messages. Publishing is two steps, stamp then confirm, so a
+    publisher that dies in between loses nothing: a stamp left unconfirmed for
+    `stale` seconds makes the task publishable again (a rare duplicate message is
+    dropped at delivery, since the task is no longer pending then). A delivered
+    message is turned back into a running task by `claim_ids`.
+    """
+
+    async def prepare_for_broker(self) -> None:
+        """Called by the broker backend after every `connect`, before any method below:
+        start tracking what is unpublished (Redis indexes the tasks already stored, once
+        per key prefix). Idempotent. The default needs nothing (SQLite has the columns)."""
+
+    @abstractmethod
+    async def claim_for_publish(
+        self, now: float, limit: int = 500, *, ids: Sequence[str] | None = None, stale: float = 30.0
+    ) -> list[Task]:
+        """Atomically stamp up to `limit` tasks as being published, and return them.
+
+        The tasks: pending, `scheduled_at <= now`, publish not confirmed, and either
+        never stamped or stamped before `now - stale`; with `ids`, only those ids (an
+        empty `ids` claims nothing). Returned by priority (highest first), then
+        scheduled_at, then enqueue order. Two callers never get the same task."""
+
+    @abstractmethod
+    async def confirm_published(self, ids: Sequence[str]) -> None:
+        """The broker confirmed these stamped tasks' messages: they are not published
+        again (until `unpublish`, or a retry or release makes them pending anew)."""
+
+    @abstractmethod
+    async def unpublish(self, ids: Sequence[str]) -> None:
+        """Publishing these failed: clear their stamp, so the next `claim_for_publish`
+        takes them at once rather than after `stale` seconds."""
+
+    @abstractmethod
+    async def next_publish(
+        self, queues: Sequence[str] | None = None, stale: float = 30.0
+    ) -> float | None:
+        """When `claim_for_publish` next has work among pending, unconfirmed tasks of
+        these unpaused queues (None: all; []: none): the earliest scheduled_at of an
+        unstamped task, or stamp + `stale` of a stamped one (not before its
+        scheduled_at). None when there is nothing to publish."""
+
+    @abstractmethod
+    async def claim_ids(
+        self,
+        ids: Sequence[str],
+        *,
+        lease: float,
+        worker: str,
+        lost: Iterable[str] = (),
+        lost_error: str = LEASE_EXPIRED_ERROR,
+    ) -> tuple[list[Task], list[str]]:
+        """Claim the tasks a broker delivered for `worker`, in one atomic step.
+
+        A due pending task becomes running as `dequeue` would make it (lease,
+        worker, deliveries + 1). A task in `lost` (its message was redelivered
+        because the consumer holding it died) that is still running counts a failed
+        attempt with `lost_error` (one history row) and is taken over, or goes dead
+        when out of retries. Returns (claimed tasks by priority, then scheduled_at,
+        then enqueue order; ids that went dead). Other ids (finished, cancelled,
+        absent, not due, running elsewhere) are in neither: their messages are
+        dropped."""

@@ -3,8 +3,9 @@
 `RabbitMQBackend(url, queue_name, exchange_name, durable=True, max_priority=10,
 state=SQLiteBackend(...))` is a composite. Tasks, history, job state, paused
 queues and process heartbeats live in the *state store* (the SQLite file by
-default; any backend implementing the publish methods below). Every listing
-and state method delegates to it, so every CLI command works unchanged.
+default; any `BrokerStateStore`, whose methods below publish and claim). Every
+listing and state method delegates to it (`BrokerBackend`), so every CLI command
+works unchanged.
 RabbitMQ only carries "task X is due" messages to workers.
 
 Broker layout (all durable when `durable=True`):
@@ -87,8 +88,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from ..errors import BackendError, BackendUnavailableError
-from ..models import FireOutcome, JobState, Process, Run, Task, TaskStatus
+from ..models import FireOutcome, Task
 from .base import BulkProgress, QueueBackend, QueueInfo
+from .broker import BrokerBackend
 
 if TYPE_CHECKING:
     from aio_pika.abc import (
@@ -104,13 +106,6 @@ log = logging.getLogger("chronctl.backends.rabbitmq")
 LOST_CONSUMER_ERROR = "worker lost: its RabbitMQ connection closed before the task finished"
 DEAD_QUEUE = "dead"
 _PUBLISH_BATCH = 500
-_STATE_METHODS = (
-    "claim_for_publish",
-    "confirm_published",
-    "unpublish",
-    "next_publish",
-    "claim_ids",
-)
 # Options read from the URL's query string (everything else goes to aio-pika).
 URL_OPTIONS = ("queue_name", "exchange_name", "durable", "max_priority")
 
@@ -187,7 +182,7 @@ def _network_reason(exc: BaseException, timeout: float) -> str:
         if isinstance(err, OSError) and isinstance(err.errno, int):
             if err.errno > 0:
                 return os.strerror(err.errno).lower()
-            if err.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+            if err.errno in (socket.EAI_NONAME, socket.EAI_NODATA):  # POSIX has both
                 return "unknown host"
     if isinstance(exc, TimeoutError):
         return f"no answer within {timeout:g}s"
@@ -207,8 +202,9 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit(parts._replace(query=query)), ours
 
 
-class RabbitMQBackend(QueueBackend):
+class RabbitMQBackend(BrokerBackend):
     shared = True
+    broker_name = "RabbitMQ"
 
     def __init__(
         self,
@@ -224,19 +220,18 @@ class RabbitMQBackend(QueueBackend):
         reconnect_interval: float = 1.0,
         timeout: float = 10.0,
     ) -> None:
-        super().__init__()
         from . import redact_url
 
         if state is None:
             from .sqlite import SQLiteBackend
 
             state = SQLiteBackend("chronctl.db")
+        super().__init__(state)
         self.url = url
         self.queue_name = queue_name
         self.exchange_name = exchange_name
         self.durable = durable
         self.max_priority = max_priority
-        self.state = state
         self.republish_after = republish_after
         self.pump_interval = pump_interval
         self.reconnect_interval = reconnect_interval
@@ -326,13 +321,7 @@ class RabbitMQBackend(QueueBackend):
     async def connect(self) -> None:
         if self._conn is not None:
             return
-        missing = [m for m in _STATE_METHODS if not hasattr(self.state, m)]
-        if missing:
-            raise BackendError(
-                f"{self.state.display_url or type(self.state).__name__} cannot be the state "
-                f"store of a RabbitMQ backend (it lacks {', '.join(missing)}); "
-                "use sqlite:// (one host) or redis:// (several hosts)"
-            )
+        self.check_state()  # a store that cannot track publishing is refused before we dial
         try:
             import aio_pika
         except ImportError:
@@ -354,10 +343,7 @@ class RabbitMQBackend(QueueBackend):
             _quiet_connects -= 1
         self._conn = conn
         try:
-            await self.state.connect()
-            prepare = getattr(self.state, "prepare_for_broker", None)
-            if prepare is not None:
-                await prepare()
+            await self.connect_state()
         except BaseException:
             self._conn = None
             with contextlib.suppress(Exception):
@@ -392,7 +378,7 @@ class RabbitMQBackend(QueueBackend):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.close(), self.timeout)
         finally:
-            await self.state.disconnect()
+            await self.disconnect_state()
 
     async def _ensure(self) -> None:
         if self._conn is None:
@@ -490,16 +476,16 @@ class RabbitMQBackend(QueueBackend):
         except BaseException:
             self._queues.clear()  # a queue deleted behind our back is declared again
             with contextlib.suppress(Exception):
-                await self.state.unpublish(ids)  # type: ignore[attr-defined]
+                await self.state.unpublish(ids)
             raise
-        await self.state.confirm_published(ids)  # type: ignore[attr-defined]
+        await self.state.confirm_published(ids)
 
     async def _publish_now(self, ids: Sequence[str]) -> None:
         """Publish these just-stored tasks if due; a broker outage leaves them to the pump."""
         now = time.time()
         for start in range(0, len(ids), _PUBLISH_BATCH):
             chunk = ids[start : start + _PUBLISH_BATCH]
-            tasks = await self.state.claim_for_publish(  # type: ignore[attr-defined]
+            tasks = await self.state.claim_for_publish(
                 now, len(chunk), ids=chunk, stale=self.republish_after
             )
             try:
@@ -521,7 +507,7 @@ class RabbitMQBackend(QueueBackend):
             self._pump_at = now + self.pump_interval
             count = 0
             while True:
-                tasks = await self.state.claim_for_publish(  # type: ignore[attr-defined]
+                tasks = await self.state.claim_for_publish(
                     time.time(), _PUBLISH_BATCH, stale=self.republish_after
                 )
                 try:
@@ -725,7 +711,7 @@ class RabbitMQBackend(QueueBackend):
         # connection was restored after a broker restart).
         lost = [i for i, m in by_id.items() if m.redelivered and i not in self._held]
         try:
-            claimed, dead = await self.state.claim_ids(  # type: ignore[attr-defined]
+            claimed, dead = await self.state.claim_ids(
                 list(by_id), lease=lease, worker=worker, lost=lost, lost_error=LOST_CONSUMER_ERROR
             )
         except BaseException:
@@ -820,9 +806,7 @@ class RabbitMQBackend(QueueBackend):
         Due tasks already published arrive as messages and wake `wait_for_work`."""
         if self._buffer:
             return time.time()
-        due: float | None = await self.state.next_publish(  # type: ignore[attr-defined]
-            queues, stale=self.republish_after
-        )
+        due: float | None = await self.state.next_publish(queues, stale=self.republish_after)
         self._due_hint = due
         return due
 
@@ -858,34 +842,7 @@ class RabbitMQBackend(QueueBackend):
 
         return on_message
 
-    async def get_queue_size(self, queue: str = "default") -> int:
-        return await self.state.get_queue_size(queue)
-
-    async def clear(self, queue: str | None = None) -> int:
-        # The broker's messages for the deleted tasks are dropped when delivered (the task is
-        # gone); purging the broker queue here could race with a concurrent enqueue.
-        return await self.state.clear(queue)
-
-    # -- state: delegated -------------------------------------------------------------
-    async def get_task(self, task_id: str) -> Task | None:
-        return await self.state.get_task(task_id)
-
-    async def list_tasks(
-        self,
-        *,
-        status: TaskStatus | Sequence[TaskStatus] | None = None,
-        job: str | None = None,
-        queue: str | None = None,
-        limit: int | None = 100,
-    ) -> list[Task]:
-        return await self.state.list_tasks(status=status, job=job, queue=queue, limit=limit)
-
-    async def cancel_task(self, task_id: str) -> bool:
-        return await self.state.cancel_task(task_id)
-
-    async def history(self, job: str | None = None, limit: int | None = 50) -> list[Run]:
-        return await self.state.history(job, limit)
-
+    # -- state the broker must hear of (the rest is forwarded by BrokerBackend) -------
     async def retry_dead(self, task_ids: Sequence[str] | None = None) -> int:
         count = await self.state.retry_dead(task_ids)
         if count:
@@ -905,35 +862,11 @@ class RabbitMQBackend(QueueBackend):
                 await dead.purge()
         return count
 
-    async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
-        return await self.state.cleanup(older_than, statuses)
-
-    async def list_queues(self) -> list[QueueInfo]:
-        return await self.state.list_queues()
-
     async def set_queue_paused(self, queue: str, paused: bool) -> None:
         await self.state.set_queue_paused(queue, paused)
         self._infos = None
         if not paused:
             self.notify()
-
-    async def job_state(self, job: str, now: float) -> JobState:
-        return await self.state.job_state(job, now)
-
-    async def list_job_states(self) -> list[JobState]:
-        return await self.state.list_job_states()
-
-    async def set_job_paused(self, job: str, paused: bool) -> None:
-        await self.state.set_job_paused(job, paused)
-
-    async def beat(self, process: Process) -> None:
-        await self.state.beat(process)
-
-    async def list_processes(self) -> list[Process]:
-        return await self.state.list_processes()
-
-    async def forget_process(self, process_id: str) -> None:
-        await self.state.forget_process(process_id)
 
     async def import_tasks(self, tasks: Sequence[Task]) -> int:
         self._check_queue(tasks)
@@ -944,15 +877,6 @@ class RabbitMQBackend(QueueBackend):
             await self._pump_quietly()
             self.notify()
         return added
-
-    async def import_runs(self, runs: Sequence[Run]) -> int:
-        return await self.state.import_runs(runs)
-
-    async def import_job_states(self, states: Sequence[JobState]) -> int:
-        return await self.state.import_job_states(states)
-
-    async def count_active(self, job: str) -> int:
-        return await self.state.count_active(job)
 
     # -- tests and tooling ------------------------------------------------------------
     async def delete_layout(self, queues: Iterable[str] = ()) -> None:

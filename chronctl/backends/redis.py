@@ -50,8 +50,8 @@ from ..models import FINISHED, FireOutcome, JobState, Process, Run, Task, TaskSt
 from .base import (
     LEASE_EXPIRED_ERROR,
     PROCESS_TTL,
+    BrokerStateStore,
     BulkProgress,
-    QueueBackend,
     QueueInfo,
     SharedRateLimit,
     StoppedEarly,
@@ -265,7 +265,7 @@ def parse_redis_url(url: str) -> dict[str, Any]:
     return {"url": url.split("?", 1)[0], "prefix": query.get("prefix")}
 
 
-class RedisBackend(QueueBackend, SharedRateLimit):
+class RedisBackend(BrokerStateStore, SharedRateLimit):
     shared = True
 
     def __init__(
@@ -309,7 +309,7 @@ class RedisBackend(QueueBackend, SharedRateLimit):
             from . import missing_extra
 
             raise missing_extra("redis", "redis", "redis://") from None
-        common = dict(
+        common: dict[str, Any] = dict(
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.socket_connect_timeout,
             decode_responses=True,
@@ -406,11 +406,11 @@ class RedisBackend(QueueBackend, SharedRateLimit):
         one. `calls` may be a generator: it is advanced one call at a time, and may
         stop by raising StoppedEarly, after which the replies to the calls already
         sent are still read and handed to `on_reply` (then StoppedEarly propagates)."""
-        pool = getattr(self._redis, "connection_pool", None)
-        if pool is None:  # Redis Cluster: one call at a time
+        if "cluster" in self.options:  # no one connection reaches every slot: one at a time
             for args in calls:
                 on_reply(await self._call(op, *args))
             return
+        pool = self._redis.connection_pool
 
         async def stream() -> None:
             conn = await pool.get_connection()
@@ -689,7 +689,7 @@ class RedisBackend(QueueBackend, SharedRateLimit):
         limit: int | None = 100,
     ) -> list[Task]:
         if status is None:
-            statuses = [s for s in TaskStatus if s is not TaskStatus.FAILED]
+            statuses: list[TaskStatus] = [s for s in TaskStatus if s is not TaskStatus.FAILED]
         elif isinstance(status, TaskStatus | str):
             statuses = [TaskStatus(status)]
         else:

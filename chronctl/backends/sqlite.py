@@ -22,9 +22,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -44,8 +45,8 @@ from ..text import shown_path
 from .base import (
     LEASE_EXPIRED_ERROR,
     PROCESS_TTL,
+    BrokerStateStore,
     BulkProgress,
-    QueueBackend,
     QueueInfo,
     StoppedEarly,
     settle,
@@ -284,7 +285,7 @@ def _stamp(path: str) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-class SQLiteBackend(QueueBackend):
+class SQLiteBackend(BrokerStateStore):
     def __init__(
         self, db_path: str | Path = "chronctl.db", max_retries: int = 5, timeout: float = 10.0
     ) -> None:
@@ -301,6 +302,9 @@ class SQLiteBackend(QueueBackend):
         self._ack_writer: asyncio.Task[None] | None = None
 
     # -- plumbing ----------------------------------------------------------
+    def not_created(self) -> bool:
+        return self.db_path.name != ":memory:" and not self.db_path.exists()
+
     async def connect(self) -> None:
         if self._conn is not None:
             return
@@ -434,8 +438,11 @@ class SQLiteBackend(QueueBackend):
             await self.connect()
         assert self._conn is not None
         raw = self._conn._conn  # aiosqlite's sqlite3.Connection, only touched on its thread
+        # aiosqlite's private `_execute(fn, *args)` is untyped: it returns fn(*args), run on
+        # the connection's thread.
+        execute = cast(Callable[..., Awaitable[T]], self._conn._execute)
         try:
-            return await self._conn._execute(fn, raw)
+            return await execute(fn, raw)
         except sqlite3.OperationalError as exc:
             raise BackendError(f"sqlite {self.db_path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
@@ -561,6 +568,7 @@ class SQLiteBackend(QueueBackend):
         every due row made each claim sort the whole backlog.)
         """
         paused = [r[0] for r in db.execute("SELECT name FROM queues WHERE paused = 1")]
+        wanted: list[str | None]
         if queues is not None:
             wanted = [q for q in dict.fromkeys(queues) if q not in paused]
             if not wanted:
@@ -627,6 +635,12 @@ class SQLiteBackend(QueueBackend):
         return out
 
     @staticmethod
+    def _ack_batch(
+        db: sqlite3.Connection, batch: Sequence[tuple[Task, float, object]]
+    ) -> list[bool]:
+        return [SQLiteBackend._ack(db, task, finished) for task, finished, _ in batch]
+
+    @staticmethod
     def _ack(db: sqlite3.Connection, task: Task, finished: float) -> bool:
         cur = db.execute(
             "UPDATE tasks SET status = 'succeeded', result = ?, output = ?, error = NULL, "
@@ -664,12 +678,9 @@ class SQLiteBackend(QueueBackend):
         try:
             while self._acks:
                 batch, self._acks = self._acks, []
+                results: Sequence[bool | Exception]
                 try:
-                    results = await self._tx(
-                        lambda db, b=batch: [  # type: ignore[misc]
-                            self._ack(db, task, finished) for task, finished, _ in b
-                        ]
-                    )
+                    results = await self._tx(partial(self._ack_batch, batch=batch))
                 except Exception as exc:
                     if len(batch) > 1:  # one bad row must not fail the others: one by one
                         self._acks[:0] = batch
@@ -690,7 +701,7 @@ class SQLiteBackend(QueueBackend):
         batch, self._acks = self._acks, []
         for task, finished, done in batch:
             try:
-                result = await self._tx(lambda db, t=task, f=finished: self._ack(db, t, f))
+                result = await self._tx(partial(self._ack, task=task, finished=finished))
             except Exception as exc:
                 if not done.done():
                     done.set_exception(exc)

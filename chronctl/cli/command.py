@@ -15,7 +15,8 @@ on the built tree, in one place, so no command module has to remember them:
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import typer
 import typer.main
@@ -50,6 +51,42 @@ METAVARS = {
 }
 
 
+# typer may vendor its own click, so click's classes are recognised by the parts of them
+# used here, declared once, never by importing a `click` that a clean install may not have.
+@runtime_checkable
+class ClickGroup(Protocol):
+    """A command with subcommands (click.Group)."""
+
+    commands: Mapping[str, Any]
+
+
+@runtime_checkable
+class ClickFlagOption(Protocol):
+    """An option (click.Option): a flag or a counter takes no value."""
+
+    is_flag: bool
+    count: bool
+    metavar: str | None
+
+
+@runtime_checkable
+class ClickError(Protocol):
+    """click's ClickException: an error with its own message and exit code."""
+
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+    def show(self) -> None: ...
+
+
+@runtime_checkable
+class ClickUsageError(ClickError, Protocol):
+    """click's UsageError: knows the command it happened in (None before one is known)."""
+
+    ctx: Any
+
+
 def build_command() -> Any:
     """typer's command for `app`, with global options everywhere and plain placeholders."""
     root = typer.main.get_command(app)
@@ -65,8 +102,9 @@ def build_command() -> Any:
 
 def _subcommands(group: Any) -> list[Any]:
     out: list[Any] = []
-    for command in getattr(group, "commands", {}).values():
-        out += [command, *_subcommands(command)]
+    if isinstance(group, ClickGroup):
+        for command in group.commands.values():
+            out += [command, *_subcommands(command)]
     return out
 
 
@@ -112,7 +150,7 @@ def _plain_placeholders(command: Any) -> None:
     for param in command.get_params(ctx):  # with --help, which click adds itself
         if param.param_type_name == "argument":
             _plain_argument(param)
-        elif getattr(param, "is_flag", False) or getattr(param, "count", False):
+        elif isinstance(param, ClickFlagOption) and (param.is_flag or param.count):
             param.metavar = ""  # a flag takes no value: show none
         elif param.metavar is None:
             longest = max(param.opts, key=len)
@@ -136,26 +174,23 @@ def _plain_argument(param: Any) -> None:
 def report_usage_error(exc: BaseException) -> int | None:
     """Print click's error as one line and return its exit code; None if `exc` is not one.
 
-    typer may vendor its own click, so the error is recognised by shape, never by
-    importing a `click` that a clean install may not have.
+    typer may vendor its own click: the error is recognised as a `ClickError`.
     """
     from .output import error
 
-    format_message = getattr(exc, "format_message", None)
-    code = getattr(exc, "exit_code", None)
-    if not callable(format_message) or not isinstance(code, int):
+    if not isinstance(exc, ClickError) or not isinstance(exc.exit_code, int):
         return None
+    code = exc.exit_code
     if type(exc).__name__ == "NoArgsIsHelpError":  # `chronctl tasks`: the full help
-        exc.show()  # type: ignore[attr-defined]
+        exc.show()
         return code
     from ..backends import redact_url
 
     # One line; and a URL typed where a command was expected keeps its password to itself.
-    message = redact_url(" ".join(str(format_message()).split()))
+    message = redact_url(" ".join(str(exc.format_message()).split()))
     if message[:2].istitle():  # "No such option" -> "no such option", as our own errors read
         message = message[0].lower() + message[1:]
-    ctx = getattr(exc, "ctx", None)
-    if ctx is not None:
-        message += f" (see '{ctx.command_path} --help')"
+    if isinstance(exc, ClickUsageError) and exc.ctx is not None:
+        message += f" (see '{exc.ctx.command_path} --help')"
     error(message)
     return code

@@ -11,8 +11,9 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
+from ..text import safe
 from . import Options, complete
-from .output import Progress, confirm, print_json, safe, styled, table
+from .output import Progress, confirm, print_json, styled, table
 from .tasks import print_task, print_tasks
 
 dlq_app = typer.Typer(help="The dead letter queue: tasks out of retries.", no_args_is_help=True)

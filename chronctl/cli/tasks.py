@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import UsageError
+from ..text import safe
 from . import Options, complete
 from .output import (
     Progress,
@@ -24,7 +25,6 @@ from .output import (
     note,
     print_json,
     relative,
-    safe,
     short,
     status_text,
     table,
