@@ -94,7 +94,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
-class BatchedStreamHandler(logging.StreamHandler):
+class BatchedStreamHandler(logging.StreamHandler[TextIO]):
     """A StreamHandler that writes its lines in batches (see the module docstring).
 
     A flusher thread, started with the first line, writes what waits every
@@ -123,9 +123,12 @@ class BatchedStreamHandler(logging.StreamHandler):
             self._wake_flusher()
 
     def flush(self) -> None:
-        with self.lock:
+        self.acquire()
+        try:
             self._write_lines()
             super().flush()
+        finally:
+            self.release()
 
     def close(self) -> None:
         self._closing = True
