@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +56,10 @@ class Outcome:
     events: int
     duplicates: int
     broker_ready: int
+    #: succeeded tasks whose event never came, by (attempt, deliveries): attempt > 0 means
+    #: the task was recovered (its lease ran out) and ran again
+    missing: dict[tuple[int, int], int]
+    outages: int  # broker connection warnings during the run (someone restarted it)
 
 
 async def _broker_ready(url: str, queue: str) -> int:
@@ -67,6 +73,17 @@ async def _broker_ready(url: str, queue: str) -> int:
         return declared.declaration_result.message_count or 0
     finally:
         await conn.close()
+
+
+class _Outages(logging.Handler):
+    """Counts aio-pika/aiormq warnings: a lost or refused broker connection."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
 
 
 async def one_run(run: int, *, tasks: int, workers: int, lease: float, timeout: float) -> Outcome:
@@ -93,6 +110,9 @@ async def one_run(run: int, *, tasks: int, workers: int, lease: float, timeout: 
                 done.set()
 
         scheduler.on("task_succeeded", on_succeeded)
+        outages = _Outages()
+        for name in ("aio_pika", "aiormq"):
+            logging.getLogger(name).addHandler(outages)
         t0 = time.perf_counter()
         try:
             await backend.enqueue_many([build_task(spec, [], {}) for _ in range(tasks)])
@@ -107,20 +127,30 @@ async def one_run(run: int, *, tasks: int, workers: int, lease: float, timeout: 
             rows = await backend.state.list_tasks(status=TaskStatus.SUCCEEDED, limit=None)
             ready = await _broker_ready(AMQP_URL, backend.broker_queue("default"))
             events = len(seen)
+            missing = Counter((t.attempt, t.deliveries) for t in rows if t.id not in seen)
         finally:
+            for name in ("aio_pika", "aiormq"):
+                logging.getLogger(name).removeHandler(outages)
             await scheduler.stop()
             await backend.connect()
             await backend.delete_layout()
             await backend.disconnect()
-    return Outcome(run, seconds, stalled, len(rows), events, duplicates, ready)
+    return Outcome(
+        run, seconds, stalled, len(rows), events, duplicates, ready, dict(missing), outages.count
+    )
 
 
 def _line(o: Outcome, tasks: int) -> str:
     state = "STALLED" if o.stalled else "ok"
-    return (
+    line = (
         f"run {o.run:3d}: {state:7s} {o.seconds:6.1f}s  state-store succeeded={o.succeeded}/"
         f"{tasks}  events={o.events}/{tasks} (twice: {o.duplicates})  broker ready={o.broker_ready}"
     )
+    if o.missing:
+        line += f"  no event, by (attempt, deliveries): {o.missing}"
+    if o.outages:
+        line += f"  broker connection warnings: {o.outages}"
+    return line
 
 
 async def main_async(args: argparse.Namespace) -> int:

@@ -724,3 +724,22 @@ async def test_renewal_finding_a_task_acked_leaves_its_settle_alone(
             await close_rabbit(backend)
         else:
             await backend.disconnect()
+
+
+async def test_settling_on_a_dropped_connection_is_not_a_cancellation() -> None:
+    """aiormq fails a frame it had not written when its connection dropped with
+    CancelledError (`FutureStore.reject_all`): the ack of a task whose success is already
+    committed must not turn into a cancelled run (issue 15, with a broker restart). A real
+    cancellation of the caller still goes through."""
+    loop = asyncio.get_running_loop()
+    unwritten: asyncio.Future[None] = loop.create_future()
+    unwritten.set_exception(asyncio.CancelledError())  # what reject_all leaves
+    await RabbitMQBackend._settle(unwritten)
+
+    pending: asyncio.Future[None] = loop.create_future()
+    settling = asyncio.create_task(RabbitMQBackend._settle(pending))
+    await asyncio.sleep(0)  # one loop turn: it now awaits the frame
+    assert not settling.done()
+    settling.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await settling

@@ -433,9 +433,21 @@ class RabbitMQBackend(QueueBackend):
 
     @staticmethod
     async def _settle(action: Awaitable[Any]) -> None:
-        """ack/nack/reject; a message from a closed channel was already requeued by RabbitMQ."""
+        """ack/nack/reject; a message from a closed channel was already requeued by RabbitMQ.
+
+        When the connection drops (a broker restart), aiormq fails the frames it has not
+        written yet with CancelledError although nobody cancelled us. Let through, it made
+        an acknowledgement already committed in the state store look like a cancelled run
+        (no task_succeeded event: issue 15) and could end the lease heartbeat. Only a real
+        cancellation of the calling task is raised again."""
+        me = asyncio.current_task()
+        asked = me.cancelling() if me is not None else 0
         try:
             await action
+        except asyncio.CancelledError:
+            if me is None or me.cancelling() > asked:
+                raise
+            log.debug("could not settle a message: its connection closed")
         except Exception as exc:
             log.debug("could not settle a message: %s", exc)
 
