@@ -453,7 +453,15 @@ class RabbitMQBackend(QueueBackend):
 
     @staticmethod
     def _open(message: AbstractIncomingMessage) -> bool:
-        return not message.channel.is_closed
+        """Whether the channel that delivered `message` is still open. aio-pika raises
+        rather than answer once it is closed: let through, that ended the worker's claim
+        loop after a dropped connection (buffered messages of the old channel)."""
+        from aiormq.exceptions import ChannelInvalidStateError
+
+        try:
+            return not message.channel.is_closed
+        except ChannelInvalidStateError:
+            return False
 
     def _check_queue(self, tasks: Iterable[Task]) -> None:
         for task in tasks:
