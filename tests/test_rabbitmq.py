@@ -722,3 +722,45 @@ async def test_renewal_finding_a_task_acked_leaves_its_settle_alone(
             await close_rabbit(backend)
         else:
             await backend.disconnect()
+
+
+async def test_settling_on_a_dropped_connection_is_not_a_cancellation() -> None:
+    """aiormq fails a frame it had not written when its connection dropped with
+    CancelledError (`FutureStore.reject_all`): the ack of a task whose success is already
+    committed must not turn into a cancelled run (issue 15, with a broker restart). A real
+    cancellation of the caller still goes through."""
+    loop = asyncio.get_running_loop()
+    unwritten: asyncio.Future[None] = loop.create_future()
+    unwritten.set_exception(asyncio.CancelledError())  # what reject_all leaves
+    await RabbitMQBackend._settle(unwritten)
+
+    pending: asyncio.Future[None] = loop.create_future()
+    settling = asyncio.create_task(RabbitMQBackend._settle(pending))
+    await asyncio.sleep(0)  # one loop turn: it now awaits the frame
+    assert not settling.done()
+    settling.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await settling
+
+
+async def test_a_message_of_a_closed_channel_reads_as_not_open(tmp_path: Path) -> None:
+    """aio-pika raises, rather than answer, when asked for a closed channel's message's
+    channel: after a dropped connection that ended the worker's claim loop (issue 15)."""
+    import aio_pika
+
+    from tests.conftest import need_rabbitmq
+
+    need_rabbitmq()
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        await channel.default_exchange.publish(aio_pika.Message(b"{}"), routing_key=queue.name)
+        message = None
+        while message is None:  # published without confirms: the get may come first
+            message = await queue.get(no_ack=False, fail=False)
+        assert RabbitMQBackend._open(message)
+        await channel.close()
+        assert not RabbitMQBackend._open(message)
+    finally:
+        await connection.close()

@@ -419,15 +419,35 @@ class RabbitMQBackend(BrokerBackend):
 
     @staticmethod
     async def _settle(action: Awaitable[Any]) -> None:
-        """ack/nack/reject; a message from a closed channel was already requeued by RabbitMQ."""
+        """ack/nack/reject; a message from a closed channel was already requeued by RabbitMQ.
+
+        When the connection drops (a broker restart), aiormq fails the frames it has not
+        written yet with CancelledError although nobody cancelled us. Let through, it made
+        an acknowledgement already committed in the state store look like a cancelled run
+        (no task_succeeded event: issue 15) and could end the lease heartbeat. Only a real
+        cancellation of the calling task is raised again."""
+        me = asyncio.current_task()
+        asked = me.cancelling() if me is not None else 0
         try:
             await action
+        except asyncio.CancelledError:
+            if me is None or me.cancelling() > asked:
+                raise
+            log.debug("could not settle a message: its connection closed")
         except Exception as exc:
             log.debug("could not settle a message: %s", exc)
 
     @staticmethod
     def _open(message: AbstractIncomingMessage) -> bool:
-        return not message.channel.is_closed
+        """Whether the channel that delivered `message` is still open. aio-pika raises
+        rather than answer once it is closed: let through, that ended the worker's claim
+        loop after a dropped connection (buffered messages of the old channel)."""
+        from aiormq.exceptions import ChannelInvalidStateError
+
+        try:
+            return not message.channel.is_closed
+        except ChannelInvalidStateError:
+            return False
 
     def _check_queue(self, tasks: Iterable[Task]) -> None:
         for task in tasks:
