@@ -215,6 +215,10 @@ def configure(verbosity: int = 0, fmt: str = "text", file: Path | None = None) -
     else:
         handler = stderr_handler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    # No format here shows a line's caller, thread or process, and looking them up is
+    # most of what a worker's line costs: the Logging HOWTO's "Optimization" switches.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
