@@ -155,8 +155,8 @@ class BatchedStreamHandler(logging.StreamHandler):
         self._lines.clear()
         try:
             self._write(text)
-        except (OSError, ValueError):  # a full disk or a closed stream must not stop a run
-            pass
+        except (OSError, ValueError):  # a full disk or a closed stream must not stop a run,
+            pass  # and there is nowhere left to say so
 
     def _write(self, text: str) -> None:
         self.stream.write(text)
@@ -192,7 +192,7 @@ def stderr_handler(stream: TextIO) -> logging.Handler:
     """Lines at once on a terminal (someone is watching); batched into a file or pipe."""
     try:
         interactive = stream.isatty()
-    except (AttributeError, ValueError):  # a replaced or closed stderr
+    except ValueError:  # a closed stderr: nobody reads a batch either
         interactive = True
     return logging.StreamHandler(stream) if interactive else BatchedStreamHandler(stream)
 
