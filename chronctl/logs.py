@@ -158,8 +158,8 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
         self._lines.clear()
         try:
             self._write(text)
-        except (OSError, ValueError):  # a full disk or a closed stream must not stop a run
-            pass
+        except (OSError, ValueError):  # a full disk or a closed stream must not stop a run,
+            pass  # and there is nowhere left to say so
 
     def _write(self, text: str) -> None:
         self.stream.write(text)
@@ -195,7 +195,7 @@ def stderr_handler(stream: TextIO) -> logging.Handler:
     """Lines at once on a terminal (someone is watching); batched into a file or pipe."""
     try:
         interactive = stream.isatty()
-    except (AttributeError, ValueError):  # a replaced or closed stderr
+    except ValueError:  # a closed stderr: nobody reads a batch either
         interactive = True
     return logging.StreamHandler(stream) if interactive else BatchedStreamHandler(stream)
 
@@ -218,6 +218,10 @@ def configure(verbosity: int = 0, fmt: str = "text", file: Path | None = None) -
     else:
         handler = stderr_handler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    # No format here shows a line's caller, thread or process, and looking them up is
+    # most of what a worker's line costs: the Logging HOWTO's "Optimization" switches.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

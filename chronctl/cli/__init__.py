@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -34,6 +34,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+
+def run_async(work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """`asyncio.run(work)`, given up after `timeout` seconds when one is set.
+
+    The one place the CLI starts an event loop. asyncio is imported here, not at
+    the top: with the ssl and socket modules it brings, it is about a fifth of
+    the CLI's start-up, which `--version`, `--help` and every Tab press would pay
+    for nothing."""
+    import asyncio
+
+    return asyncio.run(work if timeout is None else asyncio.wait_for(work, timeout))
 
 
 def default_manifest() -> Path:
@@ -66,8 +78,6 @@ class Options:
         manifest: Manifest | None = None,
     ) -> T:
         """Run one operation against the backend, connected for just that call."""
-        import asyncio
-
         from ..admin import open_backend
 
         backend = open_backend(self.manifest, self.backend, command, manifest)
@@ -76,7 +86,7 @@ class Options:
             async with backend:
                 return await fn(backend)
 
-        return asyncio.run(go())
+        return run_async(go())
 
     @property
     def show_progress(self) -> bool:

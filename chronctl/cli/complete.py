@@ -8,7 +8,6 @@ traceback into the user's prompt.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from . import Options
+from . import Options, run_async
 
 if TYPE_CHECKING:
     from ..backends.base import QueueBackend
@@ -112,7 +111,7 @@ def _from_backend(
                 async with backend:
                     return await read(backend)
 
-            found.extend(asyncio.run(asyncio.wait_for(go(), BUDGET)))
+            found.extend(run_async(go(), BUDGET))
         except Exception:
             return
 

@@ -7,12 +7,11 @@ the CLI imports this module to build its help, and the engine behind it
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from . import Options, complete
+from . import Options, complete, run_async
 from .output import note, print_json, relative, status_text, table
 
 if TYPE_CHECKING:
@@ -69,7 +68,7 @@ def list_jobs(ctx: typer.Context) -> None:
         async with backend:
             return await jobs_overview(backend, manifest.jobs.values())
 
-    rows = asyncio.run(read())
+    rows = run_async(read())
     if opts.json:
         print_json([r.to_public() for r in rows])
         return
@@ -95,7 +94,7 @@ def stored_states(opts: Options, manifest: Manifest) -> StoredStates:
     `run` fires; a backend out of reach is said in a note, not an error."""
     from ..admin import stored_states as read
 
-    stored = asyncio.run(read(manifest, opts.backend))
+    stored = run_async(read(manifest, opts.backend))
     if stored.unread:
         note(f"note: next fires assume no stored job state ({stored.unread})")
     return stored

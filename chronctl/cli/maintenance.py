@@ -5,14 +5,13 @@ Library imports sit inside the commands: see cli/jobs.py.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import UsageError
-from . import Options
+from . import Options, run_async
 from .output import Progress, console, print_json, relative, styled, table
 
 if TYPE_CHECKING:
@@ -79,7 +78,7 @@ def migrate(
             return await copy_all(source, target, bar.advance, bar.total)
 
     with Progress("migrating", opts.show_progress) as bar:
-        report = asyncio.run(go(bar))
+        report = run_async(go(bar))
     public = report.to_public()
     if opts.json:
         print_json(public)

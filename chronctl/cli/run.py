@@ -5,7 +5,6 @@ Library imports sit inside the commands: see cli/jobs.py.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ import typer
 
 from ..errors import ManifestError, UsageError
 from ..text import shown_path
-from . import Options
+from . import Options, run_async
 from .jobs import stored_states
 from .output import console, print_json, relative, table
 
@@ -116,7 +115,7 @@ def run(
 
     if not daemon:
         configure(opts.verbosity, log_format)
-        asyncio.run(serve_with_metrics(make()))
+        run_async(serve_with_metrics(make()))
         return
 
     from ..daemon import daemonize
@@ -128,7 +127,7 @@ def run(
 
     def start(ready: Callable[[str | None], None]) -> None:
         configure(opts.verbosity, log_format, log_file)
-        asyncio.run(serve_with_metrics(scheduler, lambda: ready(None)))
+        run_async(serve_with_metrics(scheduler, lambda: ready(None)))
 
     pid = daemonize(Path(cfg.pidfile), workdir, start)
     if opts.json:
@@ -162,7 +161,7 @@ def run_once(scheduler: Scheduler) -> None:
 
     for name in done:
         scheduler.on(name, count)
-    asyncio.run(scheduler.run_once())
+    run_async(scheduler.run_once())
     log = logging.getLogger("chronctl")
     if not any(done.values()):
         log.debug("run --once: nothing was due (no trigger fired, no task waiting)")

@@ -5,7 +5,6 @@ Library imports sit inside the commands: see cli/jobs.py.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import signal
@@ -31,6 +30,8 @@ from .output import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ..backends.base import QueueBackend
     from ..manifest import Manifest
     from ..models import Run, Task
@@ -178,6 +179,8 @@ def _bulk_name(path: Path, job: str | None) -> str:
 
 
 def _enqueue_bulk(opts: Options, manifest: Manifest, path: Path, job: str | None) -> None:
+    import asyncio  # lazy: see `run_async`; `enqueue --from` needs its task and CancelledError
+
     from ..admin import enqueue_tasks, read_bulk
 
     interruptions = _Interruptions()
