@@ -49,16 +49,18 @@ def redis_url() -> Iterator[str]:
     asyncio.run(drop())
 
 
-def test_claim_rows_decode_every_field_in_order() -> None:
-    """A claim returns values only (TASK_FIELDS order): a field out of place would
-    silently swap, say, the worker and the error, so check with all fields distinct."""
+def test_records_keep_every_field() -> None:
+    """A task's record leaves out defaults and uses one-letter keys: a key out of place
+    would silently swap, say, the worker and the error, so check with all fields set
+    and distinct, and a bare task (nearly everything left out) too."""
     from dataclasses import fields
 
-    from chronctl.backends.redis import task_fields, task_from_row
-    from chronctl.backends.redis_lua import TASK_FIELDS
+    from chronctl.backends.redis import task_from_record, task_record
+    from chronctl.backends.redis_lua import RECORD_KEYS
     from chronctl.models import Task, TaskStatus
 
-    assert sorted(TASK_FIELDS) == sorted(f.name for f in fields(Task))
+    assert sorted([*RECORD_KEYS, "id"]) == sorted(f.name for f in fields(Task))
+    assert len(set(RECORD_KEYS.values())) == len(RECORD_KEYS)
     task = Task(
         job="j",
         args=[1, "a"],
@@ -83,11 +85,10 @@ def test_claim_rows_decode_every_field_in_order() -> None:
         deliveries=3,
         fire_time=9.0,
     )
-    stored = task_fields(task)
-    assert task_from_row([stored.get(name) for name in TASK_FIELDS]) == task
+    assert task_from_record("tid", json.dumps(task_record(task))) == task
     bare = Task(job="j", id="t2", created_at=5.0)
-    stored = task_fields(bare)
-    assert task_from_row([stored.get(name) for name in TASK_FIELDS]) == bare
+    assert task_record(bare) == {"j": "j", "a": "5.0"}
+    assert task_from_record("t2", json.dumps(task_record(bare))) == bare
 
 
 def test_url_forms() -> None:
@@ -448,7 +449,7 @@ def test_an_interrupted_bulk_enqueue_run_again_stores_every_line_once(
     _manifest(tmp_path, redis_url)
     bulk = tmp_path / "bulk.jsonl"
     bulk.write_text("".join(json.dumps({"job": "echo", "args": [i]}) + "\n" for i in range(lines)))
-    pending = RedisBackend(redis_url).prefix + "st:pending"
+    pending = RedisBackend(redis_url).prefix + "ready:default"  # the echo job's queue
     client = sync_redis.Redis.from_url(REDIS_URL.split("?")[0])
     try:
         proc = subprocess.Popen(
