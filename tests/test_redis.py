@@ -20,7 +20,7 @@ from chronctl import Scheduler
 from chronctl.backends import from_url, redact_url
 from chronctl.backends.redis import RedisBackend, parse_redis_url
 from chronctl.errors import BackendError, BackendUnavailableError, UsageError
-from chronctl.models import FireOutcome
+from chronctl.models import FireOutcome, Task
 
 from .cli.helpers import ROOT, chronctl, one_error_line, poll, spawn
 from .conftest import REDIS_URL, need_service, redis_reachable, with_query
@@ -485,3 +485,17 @@ def test_an_interrupted_bulk_enqueue_run_again_stores_every_line_once(
             return sorted(t.args[0] for t in await backend.list_tasks(limit=None))
 
     assert asyncio.run(every_args()) == list(range(lines))  # each line exactly once
+
+
+async def test_a_pending_task_sent_again_is_stored_and_counted_once(
+    redis_url: str,
+) -> None:
+    """The per-job count (max_instances) is a counter, not a set: sending the same
+    pending task again must neither store nor count it twice."""
+    task = Task(job="j")
+    async with RedisBackend(redis_url) as backend:
+        assert await backend.enqueue(task) == (task.id, True)
+        assert await backend.enqueue(task) == (task.id, False)
+        assert await backend.count_active("j") == 1
+        assert len(await backend.dequeue(5)) == 1
+        assert await backend.dequeue(5) == []

@@ -219,6 +219,8 @@ local function put(r, as_status, now)
     local existing = redis.call('HGET', P .. 'keys', key)
     if existing then return {existing, 0} end
   end
+  -- the same task sent again while pending (a retried call): stored once, counted once
+  if redis.call('HEXISTS', home(id, true), id) == 1 then return {id, 0} end
   local seq = redis.call('INCR', P .. 'seq')
   r.i = tostring(seq)
   set(r, 's', as_status)
