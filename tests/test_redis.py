@@ -499,3 +499,32 @@ async def test_a_pending_task_sent_again_is_stored_and_counted_once(
         assert await backend.count_active("j") == 1
         assert len(await backend.dequeue(5)) == 1
         assert await backend.dequeue(5) == []
+
+
+async def test_pending_records_are_short_and_their_buckets_listpacks(redis_url: str) -> None:
+    """Issue 15: what keeps a pending task near 220 bytes on the server. A plain task's
+    record holds its job, scheduled time and enqueue sequence only, and its bucket stays
+    a listpack; it has no other key than its queue entry (no per-status, per-job sets)."""
+    import redis as sync_redis
+
+    tasks = [Task(job="task") for _ in range(300)]
+    async with RedisBackend(redis_url) as backend:
+        await backend.enqueue_many(tasks)
+        p = backend.prefix
+    db = sync_redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        raw = db.hget(f"{p}tp:{tasks[0].id[-3:]}", tasks[0].id)
+        assert raw is not None and sorted(json.loads(raw)) == ["a", "i", "j"]
+        buckets = {f"{p}tp:{t.id[-3:]}" for t in tasks}
+        assert {db.object("encoding", b) for b in buckets} == {"listpack"}
+        pattern = p.replace("{", "\\{").replace("}", "\\}") + "*"
+        assert {k[len(p) :].split(":")[0] for k in db.scan_iter(match=pattern)} == {
+            "tp",
+            "ready",
+            "active",
+            "queues",
+            "seq",
+            "layout",
+        }
+    finally:
+        db.close()

@@ -4,6 +4,7 @@ of active ids per job) is converted when a current process connects, and runs on
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -61,7 +62,10 @@ def _old(tid: str, status: str, **extra: str) -> dict[str, str]:
     return {**fields, **extra}
 
 
-async def test_layout_1_data_is_upgraded_on_connect_and_runs(redis_url: str) -> None:  # noqa: F811
+async def test_layout_1_data_is_upgraded_on_connect_and_runs(
+    redis_url: str,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     now = time.time()
     backend = RedisBackend(redis_url)
     p = backend.prefix
@@ -89,7 +93,18 @@ async def test_layout_1_data_is_upgraded_on_connect_and_runs(redis_url: str) -> 
     try:
         for seq, task in enumerate((ready, later, running, dead, done), start=1):
             _old_put(db, p, task, seq)
+        pipe = db.pipeline(transaction=False)
+        for n in range(1500):  # more than one SCAN page: several upgrade steps
+            _old_put(
+                pipe,
+                p,
+                _old(f"{n:024x}", "pending", job="bulk", queue="bulk", args=f"[{n}]"),
+                10 + n,
+            )
+        pipe.execute()
+        caplog.set_level(logging.INFO, "chronctl.redis")
         async with backend:
+            assert "upgraded 1505 task(s) to storage layout 2" in caplog.text
             assert db.get(f"{p}layout") == "2"
             assert db.keys(f"{p}t:*".replace("{", "\\{").replace("}", "\\}")) == []
             for gone in ("st:pending", "st:running", "active:j"):
@@ -119,7 +134,11 @@ async def test_layout_1_data_is_upgraded_on_connect_and_runs(redis_url: str) -> 
             assert got_done is not None
             assert (got_done.result, got_done.output) == ({"ok": True}, "hi\n")
             assert await backend.count_active("j") == 3
-            pending = await backend.list_tasks(status=TaskStatus.PENDING)
+            assert await backend.count_active("bulk") == 1500
+            assert await backend.get_queue_size("bulk") == 1500
+            bulk = await backend.list_tasks(status=TaskStatus.PENDING, job="bulk", limit=None)
+            assert sorted(t.args[0] for t in bulk) == list(range(1500))
+            pending = await backend.list_tasks(status=TaskStatus.PENDING, job="j")
             assert {t.id for t in pending} == {ready["id"], later["id"]}
             assert [t.id for t in await backend.list_tasks(status=TaskStatus.RUNNING)] == [
                 running["id"]
@@ -142,7 +161,9 @@ async def test_layout_1_data_is_upgraded_on_connect_and_runs(redis_url: str) -> 
             assert retried.id == dead["id"] and retried.attempt == 0
             assert {r.task_id for r in await backend.history()} == {ready["id"], running["id"]}
         # a second connect finds layout 2 and changes nothing
+        caplog.clear()
         async with RedisBackend(redis_url) as second:
+            assert "upgraded" not in caplog.text
             assert await second.count_active("j") == 2
             assert json.loads(db.hget(f"{p}tp:{later['id'][-3:]}", later["id"]))["j"] == "j"
     finally:

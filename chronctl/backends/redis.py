@@ -701,22 +701,20 @@ class RedisBackend(QueueBackend):
         )
 
     # -- state -------------------------------------------------------------
-    async def _tasks(self, ids: Sequence[str]) -> list[Task]:
-        """Tasks by id, in order, the missing left out: a record is in `tp:` while
-        pending, else in `tx:`, so both are asked in one round trip."""
-        if not ids:
-            return []
-        pipe = self._redis.pipeline(transaction=False)
-        for task_id in ids:
-            pipe.hget(self._k(f"tp:{_bucket(task_id)}"), task_id)
-            pipe.hget(self._k(f"tx:{_bucket(task_id)}"), task_id)
-        replies = await self._do(pipe.execute)
-        out = []
-        for i, task_id in enumerate(ids):
-            raw = replies[2 * i] or replies[2 * i + 1]
-            if raw is not None:
-                out.append(task_from_record(task_id, raw))
+    async def _records(self, ids: Sequence[str]) -> list[str | None]:
+        """The record JSON of each task (None: no such task), one script call per 1,000."""
+        out: list[str | None] = []
+        for start in range(0, len(ids), 1000):
+            out.extend(await self._call("records", *ids[start : start + 1000]))
         return out
+
+    async def _tasks(self, ids: Sequence[str]) -> list[Task]:
+        """Tasks by id, in order, the missing left out."""
+        return [
+            task_from_record(task_id, raw)
+            for task_id, raw in zip(ids, await self._records(ids), strict=True)
+            if raw is not None
+        ]
 
     async def get_task(self, task_id: str) -> Task | None:
         found = await self._tasks([task_id])
@@ -764,27 +762,35 @@ class RedisBackend(QueueBackend):
 
     async def _pending(self, job: str | None, queue: str | None, limit: int | None) -> list[Task]:
         """Pending tasks are the members of the ready and scheduled sets: no index by
-        creation time (it cost ~110 bytes a task), so the newest are picked here."""
+        creation time (it cost ~110 bytes a task). A script reads them a page at a
+        time and hands back only the page's newest `limit`."""
         names = [queue] if queue else await self._do(self._redis.smembers, self._k("queues"))
-        pipe = self._redis.pipeline(transaction=False)
+        page = 1000
+        found: list[tuple[float, str, str]] = []
         for q in names:
-            pipe.zrange(self._k(f"ready:{q}"), 0, -1)
-            pipe.zrange(self._k(f"sched:{q}"), 0, -1)
-        replies = await self._do(pipe.execute)
-        ids = [m[16:] for members in replies[::2] for m in members]
-        ids += [i for members in replies[1::2] for i in members]
-        found: list[Task] = []
-        for start in range(0, len(ids), 1000):
-            found.extend(
-                t
-                for t in await self._tasks(ids[start : start + 1000])
-                if t.status is TaskStatus.PENDING
-                and not (job and t.job != job)
-                and not (queue and t.queue != queue)
-            )
-            if limit is not None and len(found) > 4 * limit:
-                found = heapq.nlargest(limit, found, key=_newest)
-        return found
+            for kind in ("ready:", "sched:"):
+                start = 0
+                while True:
+                    reply = await self._call(
+                        "newest_pending",
+                        kind + q,
+                        str(start),
+                        str(page),
+                        job or "",
+                        str(page if limit is None else limit),
+                    )
+                    found.extend(
+                        (float(reply[i]), reply[i + 1], reply[i + 2])
+                        for i in range(1, len(reply), 3)
+                    )
+                    if limit is not None and len(found) > 4 * limit:
+                        found = heapq.nlargest(limit, found)
+                    if int(reply[0]) < page:
+                        break
+                    start += page
+        if limit is not None:
+            found = heapq.nlargest(limit, found)
+        return [task_from_record(task_id, raw) for _, task_id, raw in found]
 
     async def _running(self, job: str | None, queue: str | None) -> list[Task]:
         """Running tasks are the members of the lease sets (as many as busy slots)."""

@@ -341,6 +341,47 @@ if op == 'claim' then
   end
   return out
 
+elseif op == 'records' then
+  -- ids...: each task's record JSON, or nil (listings: one call for many tasks)
+  local out = {}
+  for i = 2, #ARGV do
+    local id = ARGV[i]
+    out[i - 1] = redis.call('HGET', home(id, true), id) or
+                 redis.call('HGET', home(id, false), id)
+  end
+  return out
+
+elseif op == 'newest_pending' then
+  -- zset ('ready:<q>' or 'sched:<q>'), start, count, job ('' = any), limit: one page
+  -- of a queue's pending tasks read here, so that a listing of the newest few does not
+  -- carry every record to the client. Returns {members read, then created_at, id,
+  -- record for the page's newest `limit` of the job}.
+  local ready = string.sub(ARGV[2], 1, 6) == 'ready:'
+  local start, job, limit = tonumber(ARGV[3]), ARGV[5], tonumber(ARGV[6])
+  local members = redis.call('ZRANGE', P .. ARGV[2], start, start + tonumber(ARGV[4]) - 1)
+  -- records are read as text, not decoded: inside a value every quote is escaped,
+  -- so '"s":' (a status other than pending) or '"j":<job>' can only be a field
+  local want = '"j":' .. cjson.encode(job)
+  local found = {}
+  for _, m in ipairs(members) do
+    local id = m
+    if ready then id = string.sub(m, 17) end
+    local raw = redis.call('HGET', home(id, true), id)
+    if raw and not string.find(raw, '"s":', 1, true) and
+       (job == '' or string.find(raw, want, 1, true)) then
+      local at = string.match(raw, '"c":"([^"]*)"') or string.match(raw, '"a":"([^"]*)"')
+      found[#found + 1] = {tonumber(at), id, raw, at}
+    end
+  end
+  table.sort(found, function(a, b) return a[1] > b[1] end)
+  local out = {#members}
+  for i = 1, math.min(limit, #found) do
+    out[#out + 1] = found[i][4]
+    out[#out + 1] = found[i][2]
+    out[#out + 1] = found[i][3]
+  end
+  return out
+
 elseif op == 'recover' then
   local now, err = ARGV[2], ARGV[3]
   return recover_and_promote(redis.call('SMEMBERS', P .. 'queues'), now, tonumber(now), err)
