@@ -20,7 +20,7 @@ from chronctl import Scheduler
 from chronctl.backends import from_url, redact_url
 from chronctl.backends.redis import RedisBackend, parse_redis_url
 from chronctl.errors import BackendError, BackendUnavailableError, UsageError
-from chronctl.models import FireOutcome
+from chronctl.models import FireOutcome, Task
 
 from .cli.helpers import ROOT, chronctl, one_error_line, poll, spawn
 from .conftest import REDIS_URL, need_service, redis_reachable, with_query
@@ -49,16 +49,18 @@ def redis_url() -> Iterator[str]:
     asyncio.run(drop())
 
 
-def test_claim_rows_decode_every_field_in_order() -> None:
-    """A claim returns values only (TASK_FIELDS order): a field out of place would
-    silently swap, say, the worker and the error, so check with all fields distinct."""
+def test_records_keep_every_field() -> None:
+    """A task's record leaves out defaults and uses one-letter keys: a key out of place
+    would silently swap, say, the worker and the error, so check with all fields set
+    and distinct, and a bare task (nearly everything left out) too."""
     from dataclasses import fields
 
-    from chronctl.backends.redis import task_fields, task_from_row
-    from chronctl.backends.redis_lua import TASK_FIELDS
+    from chronctl.backends.redis import task_from_record, task_record
+    from chronctl.backends.redis_lua import RECORD_KEYS
     from chronctl.models import Task, TaskStatus
 
-    assert sorted(TASK_FIELDS) == sorted(f.name for f in fields(Task))
+    assert sorted([*RECORD_KEYS, "id"]) == sorted(f.name for f in fields(Task))
+    assert len(set(RECORD_KEYS.values())) == len(RECORD_KEYS)
     task = Task(
         job="j",
         args=[1, "a"],
@@ -83,11 +85,10 @@ def test_claim_rows_decode_every_field_in_order() -> None:
         deliveries=3,
         fire_time=9.0,
     )
-    stored = task_fields(task)
-    assert task_from_row([stored.get(name) for name in TASK_FIELDS]) == task
+    assert task_from_record("tid", json.dumps(task_record(task))) == task
     bare = Task(job="j", id="t2", created_at=5.0)
-    stored = task_fields(bare)
-    assert task_from_row([stored.get(name) for name in TASK_FIELDS]) == bare
+    assert task_record(bare) == {"j": "j", "a": "5.0"}
+    assert task_from_record("t2", json.dumps(task_record(bare))) == bare
 
 
 def test_url_forms() -> None:
@@ -448,7 +449,7 @@ def test_an_interrupted_bulk_enqueue_run_again_stores_every_line_once(
     _manifest(tmp_path, redis_url)
     bulk = tmp_path / "bulk.jsonl"
     bulk.write_text("".join(json.dumps({"job": "echo", "args": [i]}) + "\n" for i in range(lines)))
-    pending = RedisBackend(redis_url).prefix + "st:pending"
+    pending = RedisBackend(redis_url).prefix + "ready:default"  # the echo job's queue
     client = sync_redis.Redis.from_url(REDIS_URL.split("?")[0])
     try:
         proc = subprocess.Popen(
@@ -484,3 +485,46 @@ def test_an_interrupted_bulk_enqueue_run_again_stores_every_line_once(
             return sorted(t.args[0] for t in await backend.list_tasks(limit=None))
 
     assert asyncio.run(every_args()) == list(range(lines))  # each line exactly once
+
+
+async def test_a_pending_task_sent_again_is_stored_and_counted_once(
+    redis_url: str,
+) -> None:
+    """The per-job count (max_instances) is a counter, not a set: sending the same
+    pending task again must neither store nor count it twice."""
+    task = Task(job="j")
+    async with RedisBackend(redis_url) as backend:
+        assert await backend.enqueue(task) == (task.id, True)
+        assert await backend.enqueue(task) == (task.id, False)
+        assert await backend.count_active("j") == 1
+        assert len(await backend.dequeue(5)) == 1
+        assert await backend.dequeue(5) == []
+
+
+async def test_pending_records_are_short_and_their_buckets_listpacks(redis_url: str) -> None:
+    """Issue 15: what keeps a pending task near 220 bytes on the server. A plain task's
+    record holds its job, scheduled time and enqueue sequence only, and its bucket stays
+    a listpack; it has no other key than its queue entry (no per-status, per-job sets)."""
+    import redis as sync_redis
+
+    tasks = [Task(job="task") for _ in range(300)]
+    async with RedisBackend(redis_url) as backend:
+        await backend.enqueue_many(tasks)
+        p = backend.prefix
+    db = sync_redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        raw = db.hget(f"{p}tp:{tasks[0].id[-3:]}", tasks[0].id)
+        assert raw is not None and sorted(json.loads(raw)) == ["a", "i", "j"]
+        buckets = {f"{p}tp:{t.id[-3:]}" for t in tasks}
+        assert {db.object("encoding", b) for b in buckets} == {"listpack"}
+        pattern = p.replace("{", "\\{").replace("}", "\\}") + "*"
+        assert {k[len(p) :].split(":")[0] for k in db.scan_iter(match=pattern)} == {
+            "tp",
+            "ready",
+            "active",
+            "queues",
+            "seq",
+            "layout",
+        }
+    finally:
+        db.close()

@@ -6,16 +6,19 @@ ever touches one slot):
 
 | key | type | holds |
 |---|---|---|
-| `t:<id>` | hash | one task, every field as a string (JSON for args/kwargs/result) |
+| `tp:<b>`, `tx:<b>` | hashes | task id -> its record (compact JSON, `redis_lua.py`); `<b>` is |
+|  |  | the id's last 3 characters: ~4,096 small hashes Redis keeps as listpacks. |
+|  |  | `tp:` holds pending tasks (short records), `tx:` running and finished ones |
 | `sched:<queue>` | zset | pending tasks not yet due, scored by scheduled_at |
 | `ready:<queue>` | zset | due tasks as `<seq>:<id>`, scored `(9 - priority) * 1e10 |
 |  |  | + scheduled_at`: highest priority, then earliest; ties by enqueue sequence |
 | `lease:<queue>` | zset | running tasks scored by lease expiry (also the list of running tasks) |
-| `st:<status>` | zset | task ids per status scored by created_at, for listings newest first; |
-|  |  | none for `running` (two writes fewer per task: `lease:<queue>` lists them) |
-| `active:<job>` | set | pending/running task ids of a job (max_instances) |
+| `st:<status>` | zset | finished task ids per status scored by created_at, for listings |
+|  |  | newest first (pending tasks are listed from ready/sched, running from lease) |
+| `active` | hash | job -> its pending + running tasks (max_instances) |
 | `keys` | hash | idempotency key -> task id, while that task is active |
 | `queues`, `paused` | sets | known queues, paused queues |
+| `layout`, `seq` | strings | the storage layout (2; see `_upgrade`), the enqueue sequence |
 | `job:<name>`, `jobs` | hash, set | first_seen, last_fire, paused |
 | `runs`, `runs:<job>` | zsets | history: one JSON row per finished run, scored by finish time |
 | `procs` | hash | process id -> heartbeat JSON |
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import logging
 import time
@@ -57,7 +61,7 @@ from .base import (
     StoppedEarly,
     settle,
 )
-from .redis_lua import SCRIPT, TASK_FIELDS
+from .redis_lua import DEFAULTS, LAYOUT, RECORD_KEYS, SCRIPT
 
 log = logging.getLogger("chronctl.redis")
 T = TypeVar("T")
@@ -67,35 +71,46 @@ BULK_STEP = 1000
 #: Seconds an interrupted bulk enqueue's record is kept for a rerun to resume it.
 BULK_KEEP = 7 * 86400
 
-_FLOATS = ("scheduled_at", "created_at", "started_at", "finished_at", "lease_until", "fire_time")
-_INTS = ("priority", "attempt", "max_retries", "deliveries")
-_STRS = ("job", "queue", "status", "key", "worker", "error", "traceback", "output")
-
 
 def _num(value: float) -> str:
     return repr(float(value))
 
 
-def task_fields(task: Task) -> dict[str, str]:
-    """A task as the flat string map stored in its hash (None = field absent)."""
+_DUMPED = frozenset({"args", "kwargs", "result"})
+_FLOATS = frozenset(
+    {"scheduled_at", "created_at", "started_at", "finished_at", "lease_until", "fire_time"}
+)
+_INTS = frozenset({"priority", "attempt", "max_retries", "deliveries"})
+
+
+def task_record(task: Task) -> dict[str, str]:
+    """A task as its stored record: one-letter keys (RECORD_KEYS), string values,
+    defaults and an unset created_at (= scheduled_at) left out, no id."""
     from ..models import dumps
 
-    out: dict[str, str] = {"id": task.id}
-    for name in _STRS:
+    out: dict[str, str] = {}
+    for name, key in RECORD_KEYS.items():
         value = getattr(task, name)
-        if value is not None:
-            out[name] = value.value if isinstance(value, TaskStatus) else str(value)
-    for name in _INTS:
-        out[name] = str(int(getattr(task, name)))
-    for name in _FLOATS:
-        value = getattr(task, name)
-        if value is not None:
-            out[name] = _num(value)
-    out["args"] = dumps(task.args)
-    out["kwargs"] = dumps(task.kwargs)
-    if task.result is not None:
-        out["result"] = dumps(task.result)
+        if value is None:
+            continue
+        if name in _DUMPED:
+            text = dumps(value)
+        elif name in _FLOATS:
+            text = _num(value)
+        elif name in _INTS:
+            text = str(int(value))
+        else:
+            text = value.value if isinstance(value, TaskStatus) else str(value)
+        if DEFAULTS.get(key) != text:
+            out[key] = text
+    if out.get("c") == out["a"]:
+        del out["c"]
     return out
+
+
+def _wire(task: Task) -> dict[str, str]:
+    """A task as a script receives it: its record and its id."""
+    return {"id": task.id, **task_record(task)}
 
 
 def _json(text: str | None, default: Any) -> Any:
@@ -110,56 +125,45 @@ def _float(text: str | None) -> float | None:
     return None if text is None else float(text)
 
 
-def task_from_row(row: Sequence[str | None]) -> Task:
-    """A task from a claim's reply: values in TASK_FIELDS order, None where absent."""
-    (
-        id_,
-        job,
-        queue,
-        status,
-        key,
-        worker,
-        error,
-        traceback,
-        output,
-        priority,
-        attempt,
-        max_retries,
-        deliveries,
-        scheduled_at,
-        created_at,
-        started_at,
-        finished_at,
-        lease_until,
-        fire_time,
-        args,
-        kwargs,
-        result,
-    ) = row
+def task_from_record(task_id: str, raw: str) -> Task:
+    """A task from its stored record (the JSON of task_record, as Lua rewrites it)."""
+    r: dict[str, str] = json.loads(raw)
+    get = r.get
+    scheduled = float(r["a"])
     return Task(
-        job=job or "",
-        args=_json(args, []),
-        kwargs=_json(kwargs, {}),
-        queue=queue or "default",
-        priority=int(priority or 5),
-        scheduled_at=float(scheduled_at or 0.0),
-        id=id_ or "",
-        status=TaskStatus(status or "pending"),
-        attempt=int(attempt or 0),
-        max_retries=int(max_retries or 3),
-        key=key,
-        created_at=float(created_at or 0.0),
-        started_at=_float(started_at),
-        finished_at=_float(finished_at),
-        result=_json(result, None),
-        error=error,
-        traceback=traceback,
-        output=output,
-        lease_until=_float(lease_until),
-        worker=worker,
-        deliveries=int(deliveries or 0),
-        fire_time=_float(fire_time),
+        job=r["j"],
+        args=_json(get("A"), []),
+        kwargs=_json(get("K"), {}),
+        queue=get("q", "default"),
+        priority=int(get("p", 5)),
+        scheduled_at=scheduled,
+        id=task_id,
+        status=TaskStatus(get("s", "pending")),
+        attempt=int(get("n", 0)),
+        max_retries=int(get("m", 3)),
+        key=get("k"),
+        created_at=float(r["c"]) if "c" in r else scheduled,
+        started_at=_float(get("b")),
+        finished_at=_float(get("f")),
+        result=_json(get("r"), None),
+        error=get("e"),
+        traceback=get("x"),
+        output=get("o"),
+        lease_until=_float(get("l")),
+        worker=get("w"),
+        deliveries=int(get("d", 0)),
+        fire_time=_float(get("t")),
     )
+
+
+def _rows(rows: Sequence[Sequence[str]]) -> list[Task]:
+    """A script's claimed tasks: `[id, record]` pairs."""
+    return [task_from_record(task_id, raw) for task_id, raw in rows]
+
+
+def _bucket(task_id: str) -> str:
+    """The suffix of the bucket hashes holding a task's record (`tp:`/`tx:` + this)."""
+    return task_id[-3:]
 
 
 def run_from_json(text: str) -> Run:
@@ -291,6 +295,7 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         self.socket_timeout = socket_timeout
         self.socket_connect_timeout = socket_connect_timeout
         self._redis: Any = None
+        self._layout_ok = False
         self._script: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
@@ -302,6 +307,8 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
     # -- lifecycle ---------------------------------------------------------
     async def connect(self) -> None:
         if self._redis is not None:
+            if not self._layout_ok:  # an outage interrupted the upgrade: go on with it
+                await self._upgrade()
             return
         try:
             import redis.asyncio as aredis
@@ -351,6 +358,32 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         await self._do(client.ping)
         self._closing = False
         self._listener = asyncio.create_task(self._listen(), name="chronctl-redis-wake")
+        await self._upgrade()
+
+    async def _upgrade(self) -> None:
+        """Convert data an older chronctl stored under this prefix (layout 1: a hash per
+        task) to this layout, in steps of one SCAN page, each one atomic script; every
+        process that connects meanwhile helps, and none works before it is done."""
+        layout = self._k("layout")
+        if await self._do(self._redis.get, layout) != LAYOUT:
+            if not await self._do(self._redis.exists, self._k("seq")):
+                await self._do(self._redis.set, layout, LAYOUT, nx=True)  # nothing stored yet
+            else:
+                cursor, converted = "0", 0
+                while True:
+                    cursor, count = await self._do(
+                        self._script, keys=[self.prefix], args=["upgrade", cursor, LAYOUT]
+                    )
+                    converted += int(count)
+                    if str(cursor) == "0":
+                        break
+                log.info(
+                    "redis %s: upgraded %d task(s) to storage layout %s",
+                    self.display_url,
+                    converted,
+                    LAYOUT,
+                )
+        self._layout_ok = True
 
     async def disconnect(self) -> None:
         if self._listener is not None:
@@ -364,6 +397,7 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
             self._redis = None
+        self._layout_ok = False
 
     async def health_check(self) -> bool:
         try:
@@ -394,7 +428,7 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
             raise BackendError(f"redis {self.display_url}: {exc}") from None
 
     async def _call(self, op: str, *args: Any) -> Any:
-        if self._redis is None:
+        if self._redis is None or not self._layout_ok:
             await self.connect()
         return await self._do(self._script, keys=[self.prefix], args=[op, *args])
 
@@ -507,7 +541,7 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         return out
 
     def _enqueue_args(self, tasks: Sequence[Task]) -> tuple[str, str, str]:
-        return json.dumps([task_fields(t) for t in tasks]), _num(time.time()), self._origin
+        return json.dumps([_wire(t) for t in tasks]), _num(time.time()), self._origin
 
     async def _enqueue_steps(
         self, tasks: Sequence[Task], batch: str, report: BulkProgress
@@ -572,7 +606,7 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
             LEASE_EXPIRED_ERROR,
             *self._queues_args(queues),
         )
-        return [task_from_row(r) for r in rows]
+        return _rows(rows)
 
     async def acknowledge(self, task: Task) -> bool:
         """Group commit: acks that arrive while one is in flight go together in one
@@ -668,13 +702,20 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         )
 
     # -- state -------------------------------------------------------------
+    async def _records(self, ids: Sequence[str]) -> list[str | None]:
+        """The record JSON of each task (None: no such task), one script call per 1,000."""
+        out: list[str | None] = []
+        for start in range(0, len(ids), 1000):
+            out.extend(await self._call("records", *ids[start : start + 1000]))
+        return out
+
     async def _tasks(self, ids: Sequence[str]) -> list[Task]:
-        if not ids:
-            return []
-        pipe = self._redis.pipeline(transaction=False)
-        for task_id in ids:
-            pipe.hmget(self._k(f"t:{task_id}"), TASK_FIELDS)
-        return [task_from_row(row) for row in await self._do(pipe.execute) if row[0]]
+        """Tasks by id, in order, the missing left out."""
+        return [
+            task_from_record(task_id, raw)
+            for task_id, raw in zip(ids, await self._records(ids), strict=True)
+            if raw is not None
+        ]
 
     async def get_task(self, task_id: str) -> Task | None:
         found = await self._tasks([task_id])
@@ -699,6 +740,9 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
             if st is TaskStatus.RUNNING:
                 out.extend(await self._running(job, queue))
                 continue
+            if st is TaskStatus.PENDING:
+                out.extend(await self._pending(job, queue, limit))
+                continue
             key = self._k(f"st:{st.value}")
             start, page = 0, 1000
             found = 0
@@ -714,8 +758,40 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
                 if limit is not None and found >= limit:
                     break
                 start += page
-        out.sort(key=lambda t: (t.created_at, t.id), reverse=True)
+        out.sort(key=_newest, reverse=True)
         return out if limit is None else out[:limit]
+
+    async def _pending(self, job: str | None, queue: str | None, limit: int | None) -> list[Task]:
+        """Pending tasks are the members of the ready and scheduled sets: no index by
+        creation time (it cost ~110 bytes a task). A script reads them a page at a
+        time and hands back only the page's newest `limit`."""
+        names = [queue] if queue else await self._do(self._redis.smembers, self._k("queues"))
+        page = 1000
+        found: list[tuple[float, str, str]] = []
+        for q in names:
+            for kind in ("ready:", "sched:"):
+                start = 0
+                while True:
+                    reply = await self._call(
+                        "newest_pending",
+                        kind + q,
+                        str(start),
+                        str(page),
+                        job or "",
+                        str(page if limit is None else limit),
+                    )
+                    found.extend(
+                        (float(reply[i]), reply[i + 1], reply[i + 2])
+                        for i in range(1, len(reply), 3)
+                    )
+                    if limit is not None and len(found) > 4 * limit:
+                        found = heapq.nlargest(limit, found)
+                    if int(reply[0]) < page:
+                        break
+                    start += page
+        if limit is not None:
+            found = heapq.nlargest(limit, found)
+        return [task_from_record(task_id, raw) for _, task_id, raw in found]
 
     async def _running(self, job: str | None, queue: str | None) -> list[Task]:
         """Running tasks are the members of the lease sets (as many as busy slots)."""
@@ -850,7 +926,7 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
     async def record_fire(
         self, job: str, fire_time: float, task: Task | None, max_instances: int | None
     ) -> FireOutcome:
-        payload = "" if task is None else json.dumps(task_fields(task))
+        payload = "" if task is None else json.dumps(_wire(task))
         outcome = await self._call(
             "fire",
             job,
@@ -864,7 +940,7 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         return FireOutcome(outcome)
 
     async def count_active(self, job: str) -> int:
-        return int(await self._do(self._redis.scard, self._k(f"active:{job}")))
+        return int(await self._do(self._redis.hget, self._k("active"), job) or 0)
 
     # -- shared rate limits --------------------------------------------------
     async def acquire_rate(self, job: str, count: int, per: float) -> float:
@@ -920,7 +996,7 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         rows = await self._call(
             "claim_publish", _num(now), str(limit), _num(now + stale), str(len(chosen)), *chosen
         )
-        return [task_from_row(r) for r in rows]
+        return _rows(rows)
 
     async def confirm_published(self, ids: Sequence[str]) -> None:
         """The broker confirmed these tasks' messages."""
@@ -965,7 +1041,7 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
             *lost_ids,
             *ids,
         )
-        claimed = [task_from_row(r) for r in rows]
+        claimed = _rows(rows)
         claimed.sort(key=lambda t: (-t.priority, t.scheduled_at, t.created_at))
         return claimed, list(dead)
 
@@ -973,7 +1049,7 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
     async def import_tasks(self, tasks: Sequence[Task]) -> int:
         if not tasks:
             return 0
-        return int(await self._call("import", json.dumps([task_fields(t) for t in tasks])))
+        return int(await self._call("import", json.dumps([_wire(t) for t in tasks])))
 
     async def import_runs(self, runs: Sequence[Run]) -> int:
         if not runs:
@@ -1016,6 +1092,10 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         ):
             count += int(await self._redis.delete(key))
         return count
+
+
+def _newest(task: Task) -> tuple[float, str]:
+    return task.created_at, task.id
 
 
 def _ignore(_: int) -> None:

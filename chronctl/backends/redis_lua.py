@@ -1,38 +1,58 @@
-"""The Lua state machine of the Redis backend, one EVAL per state change."""
+"""The Lua state machine of the Redis backend, one EVAL per state change.
 
-#: The order in which a claim returns a task's fields: values only (HMGET), so a
-#: claimed batch crosses without field names and decodes by position.
-TASK_FIELDS = (
-    "id",
-    "job",
-    "queue",
-    "status",
-    "key",
-    "worker",
-    "error",
-    "traceback",
-    "output",
-    "priority",
-    "attempt",
-    "max_retries",
-    "deliveries",
-    "scheduled_at",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "lease_until",
-    "fire_time",
-    "args",
-    "kwargs",
-    "result",
-)
+A task is one compact JSON record (`RECORD_KEYS`: one-letter keys, string values,
+fields equal to their default left out), stored as a field of a bucket hash
+(`tp:<b>` while pending, `tx:<b>` otherwise; `<b>` is the id's last three
+characters): 4,096 small hashes that Redis keeps as listpacks, a few bytes per
+task, where a key per task costs a hundred.
+"""
+
+#: Task field -> the record's key. `id` is the bucket field's name, not in the record.
+RECORD_KEYS = {
+    "job": "j",
+    "queue": "q",
+    "status": "s",
+    "priority": "p",
+    "scheduled_at": "a",
+    "created_at": "c",
+    "attempt": "n",
+    "max_retries": "m",
+    "deliveries": "d",
+    "key": "k",
+    "worker": "w",
+    "started_at": "b",
+    "finished_at": "f",
+    "lease_until": "l",
+    "fire_time": "t",
+    "args": "A",
+    "kwargs": "K",
+    "result": "r",
+    "error": "e",
+    "traceback": "x",
+    "output": "o",
+}
+#: Values a record leaves out (created_at is left out when it equals scheduled_at).
+#: Besides, `i` holds the enqueue sequence and `u`/`v` the broker's publish stamp/ok.
+DEFAULTS = {
+    "q": "default",
+    "s": "pending",
+    "p": "5",
+    "n": "0",
+    "m": "3",
+    "d": "0",
+    "A": "[]",
+    "K": "{}",
+}
+#: The storage layout this code reads and writes (`<prefix>layout`); 1 was a hash per task.
+LAYOUT = "2"
 
 SCRIPT = r"""
 -- chronctl's Redis state machine. Every function runs inside one EVAL, so a
 -- crash between two steps of a state change cannot lose or duplicate a task.
 -- KEYS[1] is the key prefix (with its hash tag); ARGV[1] names the operation.
 -- All values cross as strings: Lua never re-encodes a float, so nothing loses
--- precision (cjson would print 14 digits).
+-- precision (cjson would print 14 digits). A task record is a JSON object of
+-- strings (see RECORD_KEYS in redis_lua.py); `get` fills in left-out defaults.
 
 local P = KEYS[1]
 local op = ARGV[1]
@@ -40,13 +60,73 @@ local op = ARGV[1]
 -- whose publish the broker has not confirmed are then indexed in pub:<queue>.
 local BROKERED = redis.call('EXISTS', P .. 'brokered') == 1
 
-local function tkey(id) return P .. 't:' .. id end
+local DEF = {__DEFAULTS__}
+local FINISHED = {succeeded = true, dead = true, cancelled = true}
 
-local TASK_FIELDS = {__TASK_FIELDS__}
--- a claimed task for the client: its values in TASK_FIELDS order
-local function task_row(h) return redis.call('HMGET', h, unpack(TASK_FIELDS)) end
-local F = {}  -- field name -> position in a row
-for i, name in ipairs(TASK_FIELDS) do F[name] = i end
+local function get(r, k)
+  local v = r[k]
+  if v == nil then return DEF[k] end
+  return v
+end
+
+-- set a field; a default value is left out
+local function set(r, k, v)
+  if v == DEF[k] then r[k] = nil else r[k] = v end
+end
+
+local function created(r) return r.c or r.a end
+
+-- scheduled_at changes: keep created_at (left out while the two are equal)
+local function set_at(r, at)
+  if r.c == nil then r.c = r.a end
+  r.a = at
+  if r.c == at then r.c = nil end
+end
+
+-- the bucket hash a record lives in: pending records apart, so that their
+-- buckets stay small listpacks (a running or finished record is longer)
+local function home(id, pending)
+  return P .. (pending and 'tp:' or 'tx:') .. string.sub(id, -3)
+end
+
+local HOME = {}  -- id -> the hash its record was read from
+
+-- a task's record, or nil; `running`: look among non-pending records first
+local function load(id, running)
+  local first = not running
+  for _, pending in ipairs({first, not first}) do
+    local h = home(id, pending)
+    local raw = redis.call('HGET', h, id)
+    if raw then
+      HOME[id] = h
+      return cjson.decode(raw)
+    end
+  end
+  return nil
+end
+
+-- write a record (moving it between buckets when it enters or leaves pending);
+-- returns its JSON
+local function save(id, r)
+  local h = home(id, r.s == nil)
+  local was = HOME[id]
+  if was and was ~= h then redis.call('HDEL', was, id) end
+  local raw = cjson.encode(r)
+  redis.call('HSET', h, id, raw)
+  HOME[id] = h
+  return raw
+end
+
+local function delete(id)
+  if HOME[id] then redis.call('HDEL', HOME[id], id) end
+  HOME[id] = nil
+end
+
+-- pending or running tasks per job (max_instances)
+local function active(job, delta)
+  local n = redis.call('HINCRBY', P .. 'active', job, delta)
+  if n <= 0 then redis.call('HDEL', P .. 'active', job) end
+end
 
 local function ready_score(pr, sa)
   return (9 - (tonumber(pr) or 5)) * 1e10 + (tonumber(sa) or 0)
@@ -57,19 +137,18 @@ local function seq_member(seq, id)
 end
 
 -- a due task joins its queue's ready set
-local function make_ready(id, q)
-  local v = redis.call('HMGET', tkey(id), 'priority', 'scheduled_at', 'seq')
-  redis.call('ZADD', P .. 'ready:' .. q, ready_score(v[1], v[2]), seq_member(v[3], id))
+local function make_ready(id, r)
+  redis.call('ZADD', P .. 'ready:' .. get(r, 'q'), ready_score(get(r, 'p'), r.a),
+             seq_member(r.i, id))
 end
 
--- Running tasks have no st: set (lease:<queue> lists them); the ZREM of an old
--- 'running' still clears the st:running set that earlier chronctl versions kept.
-local function set_status(id, old, new)
-  if old then redis.call('ZREM', P .. 'st:' .. old, id) end
-  if new ~= 'running' then
-    redis.call('ZADD', P .. 'st:' .. new, redis.call('HGET', tkey(id), 'created_at') or '0', id)
-  end
-  redis.call('HSET', tkey(id), 'status', new)
+-- Only finished tasks have a st:<status> set: pending ones are in ready/sched,
+-- running ones in lease:<queue>.
+local function set_status(id, r, new)
+  local old = get(r, 's')
+  if FINISHED[old] then redis.call('ZREM', P .. 'st:' .. old, id) end
+  if FINISHED[new] then redis.call('ZADD', P .. 'st:' .. new, created(r) or '0', id) end
+  set(r, 's', new)
 end
 
 -- ready members are "<seq>:<id>": equal scores then sort by enqueue order (FIFO)
@@ -79,124 +158,117 @@ local function by_ready_order(a, b)
   return a[1] < b[1]
 end
 
-local function ready_member(id)
-  return seq_member(redis.call('HGET', tkey(id), 'seq'), id)
-end
-
-local function unindex_queue(id, q)
-  redis.call('ZREM', P .. 'ready:' .. q, ready_member(id))
+local function unindex_queue(id, r)
+  local q = get(r, 'q')
+  redis.call('ZREM', P .. 'ready:' .. q, seq_member(r.i, id))
   redis.call('ZREM', P .. 'sched:' .. q, id)
   redis.call('ZREM', P .. 'lease:' .. q, id)
 end
 
--- pending or running -> a finished status
-local function finish(id, new)
-  local h = tkey(id)
-  local q = redis.call('HGET', h, 'queue')
-  local old = redis.call('HGET', h, 'status')
-  unindex_queue(id, q)
+-- pending or running -> a finished status; saves the record
+local function finish(id, r, new)
+  local q = get(r, 'q')
+  unindex_queue(id, r)
   if BROKERED then redis.call('ZREM', P .. 'pub:' .. q, id) end
-  set_status(id, old, new)
-  redis.call('HDEL', h, 'lease_until')
-  redis.call('SREM', P .. 'active:' .. redis.call('HGET', h, 'job'), id)
-  local key = redis.call('HGET', h, 'key')
-  if key and redis.call('HGET', P .. 'keys', key) == id then
-    redis.call('HDEL', P .. 'keys', key)
+  set_status(id, r, new)
+  r.l = nil
+  active(r.j, -1)
+  if r.k and redis.call('HGET', P .. 'keys', r.k) == id then
+    redis.call('HDEL', P .. 'keys', r.k)
   end
+  return save(id, r)
 end
 
--- a task (re)enters pending at `at`: straight into the ready set when due by `now`
+-- a task (re)enters pending at r.a: straight into the ready set when due by `now`
 -- (nil: let the next claim promote it); `unpub`: the broker must be handed it again
 -- (pub:<queue> is scored by when the publish pump may next take it)
-local function schedule(id, q, at, unpub, now)
-  if now and tonumber(at) <= tonumber(now) then
-    make_ready(id, q)
+local function schedule(id, r, unpub, now)
+  local q = get(r, 'q')
+  if now and tonumber(r.a) <= tonumber(now) then
+    make_ready(id, r)
   else
-    redis.call('ZADD', P .. 'sched:' .. q, at, id)
+    redis.call('ZADD', P .. 'sched:' .. q, r.a, id)
   end
   if BROKERED and unpub then
-    redis.call('HDEL', tkey(id), 'pub_at', 'pub_ok')
-    redis.call('ZADD', P .. 'pub:' .. q, at, id)
+    r.u, r.v = nil, nil
+    redis.call('ZADD', P .. 'pub:' .. q, r.a, id)
   end
 end
 
-local RUN_FIELDS = {'job', 'queue', 'attempt', 'started_at', 'args', 'kwargs', 'priority',
-                    'scheduled_at', 'result', 'error', 'traceback', 'output'}
-
-local function push_run(id, status, finished_at)
-  local h = tkey(id)
-  local run = {task_id = id, status = status, finished_at = finished_at}
-  for _, f in ipairs(RUN_FIELDS) do
-    local v = redis.call('HGET', h, f)
-    if v then run[f] = v end
-  end
+-- a history row (long field names, as every version wrote them)
+local function push_run(id, r, status, finished_at)
+  local run = {task_id = id, status = status, finished_at = finished_at, job = r.j,
+               queue = get(r, 'q'), attempt = get(r, 'n'), started_at = r.b,
+               args = get(r, 'A'), kwargs = get(r, 'K'), priority = get(r, 'p'),
+               scheduled_at = r.a, result = r.r, error = r.e, traceback = r.x,
+               output = r.o}
   local member = cjson.encode(run)
   redis.call('ZADD', P .. 'runs', finished_at, member)
-  redis.call('ZADD', P .. 'runs:' .. run.job, finished_at, member)
+  redis.call('ZADD', P .. 'runs:' .. r.j, finished_at, member)
 end
 
 local KNOWN_QUEUES = {}
 
--- a new task, from a flat JSON object of strings; returns id, created (1/0)
-local function put(fields, as_status, now)
-  local id = fields.id
-  local key = fields.key
-  if as_status == 'pending' and key and key ~= '' then
+-- a new task, from a record plus its `id`; returns id, created (1/0)
+local function put(r, as_status, now)
+  local id = r.id
+  r.id = nil
+  local key = r.k
+  if key == '' then key = nil; r.k = nil end
+  if as_status == 'pending' and key then
     local existing = redis.call('HGET', P .. 'keys', key)
     if existing then return {existing, 0} end
   end
-  local h = tkey(id)
+  -- the same task sent again while pending (a retried call): stored once, counted once
+  if redis.call('HEXISTS', home(id, true), id) == 1 then return {id, 0} end
   local seq = redis.call('INCR', P .. 'seq')
-  fields.seq = tostring(seq)
-  fields.status = as_status
-  local flat = {}
-  for k, v in pairs(fields) do
-    flat[#flat + 1] = k
-    flat[#flat + 1] = v
-  end
-  redis.call('HSET', h, unpack(flat))
-  local q = fields.queue
+  r.i = tostring(seq)
+  set(r, 's', as_status)
+  HOME[id] = nil
+  save(id, r)
+  local q = get(r, 'q')
   if not KNOWN_QUEUES[q] then  -- once per queue per script call
     redis.call('SADD', P .. 'queues', q)
     KNOWN_QUEUES[q] = true
   end
-  redis.call('ZADD', P .. 'st:' .. as_status, fields.created_at or '0', id)
   if as_status == 'pending' then
-    redis.call('SADD', P .. 'active:' .. fields.job, id)
-    if now and tonumber(fields.scheduled_at) <= tonumber(now) then
-      redis.call('ZADD', P .. 'ready:' .. q, ready_score(fields.priority, fields.scheduled_at),
-                 seq_member(seq, id))
+    active(r.j, 1)
+    if now and tonumber(r.a) <= tonumber(now) then
+      redis.call('ZADD', P .. 'ready:' .. q, ready_score(get(r, 'p'), r.a), seq_member(seq, id))
     else
-      redis.call('ZADD', P .. 'sched:' .. q, fields.scheduled_at, id)
+      redis.call('ZADD', P .. 'sched:' .. q, r.a, id)
     end
-    if BROKERED then redis.call('ZADD', P .. 'pub:' .. q, fields.scheduled_at, id) end
-    if key and key ~= '' then redis.call('HSET', P .. 'keys', key, id) end
+    if BROKERED then redis.call('ZADD', P .. 'pub:' .. q, r.a, id) end
+    if key then redis.call('HSET', P .. 'keys', key, id) end
+  else
+    redis.call('ZADD', P .. 'st:' .. as_status, created(r) or '0', id)
   end
   return {id, 1}
 end
 
+-- the record of a task this worker runs (status, worker, deliveries match), or nil
 local function owned(id, worker, deliveries)
-  local h = tkey(id)
-  local st = redis.call('HMGET', h, 'status', 'worker', 'deliveries')
-  return st[1] == 'running' and (st[2] or '') == worker and st[3] == deliveries
+  local r = load(id, true)
+  if r and r.s == 'running' and (r.w or '') == worker and get(r, 'd') == deliveries then
+    return r
+  end
+  return nil
 end
 
-local function lost_lease(id, now, err)
-  local h = tkey(id)
-  redis.call('HSET', h, 'finished_at', now, 'error', err)
-  redis.call('HDEL', h, 'traceback')
-  push_run(id, 'failed', now)
-  local attempt = redis.call('HINCRBY', h, 'attempt', 1)
-  local max = tonumber(redis.call('HGET', h, 'max_retries')) or 0
-  if attempt > max then
-    finish(id, 'dead')
+local function lost_lease(id, r, now, err)
+  r.f, r.e, r.x = now, err, nil
+  push_run(id, r, 'failed', now)
+  local attempt = tonumber(get(r, 'n')) + 1
+  set(r, 'n', tostring(attempt))
+  if attempt > (tonumber(get(r, 'm')) or 0) then
+    finish(id, r, 'dead')
   else
-    local q = redis.call('HGET', h, 'queue')
-    redis.call('ZREM', P .. 'lease:' .. q, id)
-    set_status(id, 'running', 'pending')
-    redis.call('HDEL', h, 'lease_until')
-    redis.call('HSET', h, 'scheduled_at', now)
-    schedule(id, q, now, true, now)
+    redis.call('ZREM', P .. 'lease:' .. get(r, 'q'), id)
+    set_status(id, r, 'pending')
+    r.l = nil
+    set_at(r, now)
+    schedule(id, r, true, now)
+    save(id, r)
   end
 end
 
@@ -216,17 +288,26 @@ local function recover_and_promote(qs, now, nowf, err)
   for _, q in ipairs(qs) do
     local expired = redis.call('ZRANGEBYSCORE', P .. 'lease:' .. q, '-inf', nowf)
     for _, id in ipairs(expired) do
-      lost_lease(id, now, err)
+      local r = load(id, true)
+      if r then
+        lost_lease(id, r, now, err)
+      else
+        redis.call('ZREM', P .. 'lease:' .. q, id)
+      end
       recovered = recovered + 1
     end
     local due = redis.call('ZRANGEBYSCORE', P .. 'sched:' .. q, '-inf', nowf, 'LIMIT', 0, 5000)
     for _, id in ipairs(due) do
       redis.call('ZREM', P .. 'sched:' .. q, id)
-      make_ready(id, q)
+      local r = load(id)
+      if r then make_ready(id, r) end
     end
   end
   return recovered
 end
+
+-- a claimed task for the client: {id, record JSON}
+local function row(id, raw) return {id, raw} end
 
 if op == 'claim' then
   -- now, lease_until, worker, max, err, nq, q...
@@ -248,19 +329,56 @@ if op == 'claim' then
   for i = 1, math.min(max, #cands) do
     local member, q = cands[i][1], cands[i][3]
     local id = string.sub(member, 17)
-    local h = tkey(id)
     redis.call('ZREM', P .. 'ready:' .. q, member)
     if BROKERED then redis.call('ZREM', P .. 'pub:' .. q, id) end
-    redis.call('ZREM', P .. 'st:pending', id)
-    -- read the row first and patch it: one call fewer than write-then-read
-    local row = task_row(h)
-    local deliveries = tostring((tonumber(row[F.deliveries]) or 0) + 1)
-    redis.call('HSET', h, 'status', 'running', 'started_at', now, 'lease_until', until_,
-               'worker', worker, 'deliveries', deliveries)
-    row[F.status], row[F.started_at], row[F.lease_until] = 'running', now, until_
-    row[F.worker], row[F.deliveries] = worker, deliveries
-    redis.call('ZADD', P .. 'lease:' .. q, until_, id)
-    out[#out + 1] = row
+    local r = load(id)
+    if r then
+      r.s, r.b, r.l, r.w = 'running', now, until_, worker
+      r.d = tostring(tonumber(get(r, 'd')) + 1)
+      redis.call('ZADD', P .. 'lease:' .. q, until_, id)
+      out[#out + 1] = row(id, save(id, r))
+    end
+  end
+  return out
+
+elseif op == 'records' then
+  -- ids...: each task's record JSON, or nil (listings: one call for many tasks)
+  local out = {}
+  for i = 2, #ARGV do
+    local id = ARGV[i]
+    out[i - 1] = redis.call('HGET', home(id, true), id) or
+                 redis.call('HGET', home(id, false), id)
+  end
+  return out
+
+elseif op == 'newest_pending' then
+  -- zset ('ready:<q>' or 'sched:<q>'), start, count, job ('' = any), limit: one page
+  -- of a queue's pending tasks read here, so that a listing of the newest few does not
+  -- carry every record to the client. Returns {members read, then created_at, id,
+  -- record for the page's newest `limit` of the job}.
+  local ready = string.sub(ARGV[2], 1, 6) == 'ready:'
+  local start, job, limit = tonumber(ARGV[3]), ARGV[5], tonumber(ARGV[6])
+  local members = redis.call('ZRANGE', P .. ARGV[2], start, start + tonumber(ARGV[4]) - 1)
+  -- records are read as text, not decoded: inside a value every quote is escaped,
+  -- so '"s":' (a status other than pending) or '"j":<job>' can only be a field
+  local want = '"j":' .. cjson.encode(job)
+  local found = {}
+  for _, m in ipairs(members) do
+    local id = m
+    if ready then id = string.sub(m, 17) end
+    local raw = redis.call('HGET', home(id, true), id)
+    if raw and not string.find(raw, '"s":', 1, true) and
+       (job == '' or string.find(raw, want, 1, true)) then
+      local at = string.match(raw, '"c":"([^"]*)"') or string.match(raw, '"a":"([^"]*)"')
+      found[#found + 1] = {tonumber(at), id, raw, at}
+    end
+  end
+  table.sort(found, function(a, b) return a[1] > b[1] end)
+  local out = {#members}
+  for i = 1, math.min(limit, #found) do
+    out[#out + 1] = found[i][4]
+    out[#out + 1] = found[i][2]
+    out[#out + 1] = found[i][3]
   end
   return out
 
@@ -269,8 +387,8 @@ elseif op == 'recover' then
   return recover_and_promote(redis.call('SMEMBERS', P .. 'queues'), now, tonumber(now), err)
 
 elseif op == 'enqueue' then
-  -- json array of flat string objects, now, [origin: the wake message, so the
-  -- enqueuing process, already awake, can ignore its own], [batch, start, total,
+  -- json array of records (each with its `id`), now, [origin: the wake message, so
+  -- the enqueuing process, already awake, can ignore its own], [batch, start, total,
   -- keep: one step of a bulk enqueue, whose record bulk:<batch> lists the ids of
   -- the batch's tasks stored so far, in order; the step that completes the batch
   -- deletes it]. Tasks the record already holds (a concurrent run of the same
@@ -328,13 +446,12 @@ elseif op == 'next_due' then
 elseif op == 'import' then
   local tasks = cjson.decode(ARGV[2])
   local added = 0
-  for _, fields in ipairs(tasks) do
-    if redis.call('EXISTS', tkey(fields.id)) == 0 then
-      local st = fields.status
+  for _, r in ipairs(tasks) do
+    if load(r.id) == nil then
+      local st = get(r, 's')
       if st == 'running' then st = 'pending' end
-      fields.status = nil
-      local r = put(fields, st)
-      if r[2] == 1 then added = added + 1 end
+      local res = put(r, st)
+      if res[2] == 1 then added = added + 1 end
     end
   end
   redis.call('PUBLISH', P .. 'wake', '1')
@@ -343,43 +460,27 @@ elseif op == 'import' then
 elseif op == 'ack' then
   -- one JSON array of strings, groups of six: id, worker, deliveries, finished_at,
   -- result, output (one argument: packing thousands of arguments costs the client
-  -- more than cjson costs here); one 0/1 each. The hot path: one HMGET reads all a
-  -- success needs (ownership, indexes, history row).
+  -- more than cjson costs here); one 0/1 each.
   local A = cjson.decode(ARGV[2])
   local out = {}
   for i = 1, #A, 6 do
     local id, finished, result, output = A[i], A[i + 3], A[i + 4], A[i + 5]
-    local h = tkey(id)
-    local v = redis.call('HMGET', h, 'status', 'worker', 'deliveries', 'queue', 'created_at',
-                         'job', 'key', 'attempt', 'started_at', 'args', 'kwargs', 'priority',
-                         'scheduled_at')
-    if v[1] == 'running' and (v[2] or '') == A[i + 1] and v[3] == A[i + 2] then
-      local q, job, key = v[4], v[6], v[7]
-      redis.call('HDEL', h, 'error', 'traceback', 'result', 'output', 'lease_until')
-      local set = {'finished_at', finished, 'status', 'succeeded'}
-      local run = {task_id = id, status = 'succeeded', finished_at = finished, job = job,
-                   queue = q}
-      if result ~= '' then
-        set[#set + 1] = 'result'; set[#set + 1] = result; run.result = result
-      end
-      if output ~= '' then
-        set[#set + 1] = 'output'; set[#set + 1] = output; run.output = output
-      end
-      redis.call('HSET', h, unpack(set))
+    local r = owned(id, A[i + 1], A[i + 2])
+    if r then
+      local q = get(r, 'q')
+      r.e, r.x, r.r, r.o, r.l = nil, nil, nil, nil, nil
+      r.f, r.s = finished, 'succeeded'
+      if result ~= '' then r.r = result end
+      if output ~= '' then r.o = output end
+      save(id, r)
       redis.call('ZREM', P .. 'lease:' .. q, id)
-      redis.call('ZADD', P .. 'st:succeeded', v[5] or '0', id)
-      redis.call('SREM', P .. 'active:' .. job, id)
-      if key and redis.call('HGET', P .. 'keys', key) == id then
-        redis.call('HDEL', P .. 'keys', key)
+      redis.call('ZADD', P .. 'st:succeeded', created(r) or '0', id)
+      active(r.j, -1)
+      if r.k and redis.call('HGET', P .. 'keys', r.k) == id then
+        redis.call('HDEL', P .. 'keys', r.k)
       end
       if BROKERED then redis.call('ZREM', P .. 'pub:' .. q, id) end
-      local names = {'attempt', 'started_at', 'args', 'kwargs', 'priority', 'scheduled_at'}
-      for j, name in ipairs(names) do
-        if v[7 + j] then run[name] = v[7 + j] end
-      end
-      local member = cjson.encode(run)
-      redis.call('ZADD', P .. 'runs', finished, member)
-      redis.call('ZADD', P .. 'runs:' .. job, finished, member)
+      push_run(id, r, 'succeeded', finished)
       out[#out + 1] = 1
     else
       out[#out + 1] = 0
@@ -390,24 +491,23 @@ elseif op == 'ack' then
 elseif op == 'reject' then
   -- id, worker, deliveries, finished_at, error, traceback, output, requeue, retry_at
   local id = ARGV[2]
-  if not owned(id, ARGV[3], ARGV[4]) then return 0 end
-  local h = tkey(id)
-  redis.call('HSET', h, 'finished_at', ARGV[5], 'error', ARGV[6])
-  redis.call('HDEL', h, 'traceback', 'output')
-  if ARGV[7] ~= '' then redis.call('HSET', h, 'traceback', ARGV[7]) end
-  if ARGV[8] ~= '' then redis.call('HSET', h, 'output', ARGV[8]) end
-  push_run(id, 'failed', ARGV[5])
-  redis.call('HINCRBY', h, 'attempt', 1)
+  local r = owned(id, ARGV[3], ARGV[4])
+  if not r then return 0 end
+  r.f, r.e, r.x, r.o = ARGV[5], ARGV[6], nil, nil
+  if ARGV[7] ~= '' then r.x = ARGV[7] end
+  if ARGV[8] ~= '' then r.o = ARGV[8] end
+  push_run(id, r, 'failed', ARGV[5])
+  set(r, 'n', tostring(tonumber(get(r, 'n')) + 1))
   if ARGV[9] == '1' then
-    local q = redis.call('HGET', h, 'queue')
-    redis.call('ZREM', P .. 'lease:' .. q, id)
-    set_status(id, 'running', 'pending')
-    redis.call('HDEL', h, 'lease_until')
-    redis.call('HSET', h, 'scheduled_at', ARGV[10])
-    schedule(id, q, ARGV[10], true, ARGV[5])
+    redis.call('ZREM', P .. 'lease:' .. get(r, 'q'), id)
+    set_status(id, r, 'pending')
+    r.l = nil
+    set_at(r, ARGV[10])
+    schedule(id, r, true, ARGV[5])
+    save(id, r)
     redis.call('PUBLISH', P .. 'wake', '1')
   else
-    finish(id, 'dead')
+    finish(id, r, 'dead')
   end
   return 1
 
@@ -417,14 +517,14 @@ elseif op == 'release' then
   local n = 0
   for i = 3, #ARGV, 3 do
     local id = ARGV[i]
-    if owned(id, ARGV[i + 1], ARGV[i + 2]) then
-      local h = tkey(id)
-      local q = redis.call('HGET', h, 'queue')
-      redis.call('ZREM', P .. 'lease:' .. q, id)
-      set_status(id, 'running', 'pending')
-      redis.call('HDEL', h, 'lease_until', 'started_at', 'worker')
-      if at ~= '' then redis.call('HSET', h, 'scheduled_at', at) end
-      schedule(id, q, redis.call('HGET', h, 'scheduled_at'), at ~= '')
+    local r = owned(id, ARGV[i + 1], ARGV[i + 2])
+    if r then
+      redis.call('ZREM', P .. 'lease:' .. get(r, 'q'), id)
+      set_status(id, r, 'pending')
+      r.l, r.b, r.w = nil, nil, nil
+      if at ~= '' then set_at(r, at) end
+      schedule(id, r, at ~= '')
+      save(id, r)
       n = n + 1
     end
   end
@@ -437,9 +537,11 @@ elseif op == 'extend' then
   local lost = {}
   for i = 3, #ARGV, 3 do
     local id = ARGV[i]
-    if owned(id, ARGV[i + 1], ARGV[i + 2]) then
-      redis.call('HSET', tkey(id), 'lease_until', until_)
-      redis.call('ZADD', P .. 'lease:' .. redis.call('HGET', tkey(id), 'queue'), until_, id)
+    local r = owned(id, ARGV[i + 1], ARGV[i + 2])
+    if r then
+      r.l = until_
+      save(id, r)
+      redis.call('ZADD', P .. 'lease:' .. get(r, 'q'), until_, id)
     else
       lost[#lost + 1] = id
     end
@@ -448,10 +550,12 @@ elseif op == 'extend' then
 
 elseif op == 'cancel' then
   local id, now = ARGV[2], ARGV[3]
-  local st = redis.call('HGET', tkey(id), 'status')
+  local r = load(id)
+  if not r then return 0 end
+  local st = get(r, 's')
   if st ~= 'pending' and st ~= 'running' then return 0 end
-  redis.call('HSET', tkey(id), 'finished_at', now)
-  finish(id, 'cancelled')
+  r.f = now
+  finish(id, r, 'cancelled')
   return 1
 
 elseif op == 'clear' then
@@ -464,9 +568,13 @@ elseif op == 'clear' then
       for _, member in ipairs(ids) do
         local id = member
         if zs == 'ready:' then id = string.sub(member, 17) end
-        finish(id, 'cancelled')
-        redis.call('ZREM', P .. 'st:cancelled', id)
-        redis.call('DEL', tkey(id))
+        redis.call('ZREM', P .. zs .. q, member)
+        local r = load(id)
+        if r then
+          finish(id, r, 'cancelled')
+          redis.call('ZREM', P .. 'st:cancelled', id)
+          delete(id)
+        end
         n = n + 1
       end
     end
@@ -479,13 +587,14 @@ elseif op == 'retry_dead' then
   local n = 0
   for i = 3, #ARGV do
     local id = ARGV[i]
-    local h = tkey(id)
-    if redis.call('HGET', h, 'status') == 'dead' then
-      set_status(id, 'dead', 'pending')
-      redis.call('HSET', h, 'attempt', '0', 'scheduled_at', now)
-      redis.call('HDEL', h, 'finished_at', 'started_at', 'worker')
-      redis.call('SADD', P .. 'active:' .. redis.call('HGET', h, 'job'), id)
-      schedule(id, redis.call('HGET', h, 'queue'), now, true, now)
+    local r = load(id, true)
+    if r and r.s == 'dead' then
+      set_status(id, r, 'pending')
+      r.n, r.f, r.b, r.w = nil, nil, nil, nil
+      set_at(r, now)
+      active(r.j, 1)
+      schedule(id, r, true, now)
+      save(id, r)
       n = n + 1
     end
   end
@@ -498,9 +607,10 @@ elseif op == 'delete' then
   local n = 0
   for i = 3, #ARGV do
     local id = ARGV[i]
-    if redis.call('HGET', tkey(id), 'status') == st then
+    local r = load(id, true)
+    if r and get(r, 's') == st then
       redis.call('ZREM', P .. 'st:' .. st, id)
-      redis.call('DEL', tkey(id))
+      delete(id)
       n = n + 1
     end
   end
@@ -517,7 +627,8 @@ elseif op == 'fire' then
   redis.call('HSET', jk, 'last_fire', fire)
   if ARGV[4] == '' then return 'missed' end
   if redis.call('HGET', jk, 'paused') == '1' then return 'paused' end
-  if ARGV[5] ~= '' and redis.call('SCARD', P .. 'active:' .. job) >= tonumber(ARGV[5]) then
+  if ARGV[5] ~= '' and
+     (tonumber(redis.call('HGET', P .. 'active', job)) or 0) >= tonumber(ARGV[5]) then
     return 'skipped'
   end
   put(cjson.decode(ARGV[4]), 'pending', ARGV[6])
@@ -542,13 +653,25 @@ elseif op == 'broker_on' then
   -- index every pending task once, then keep the index up to date
   if BROKERED then return 0 end
   redis.call('SET', P .. 'brokered', '1')
-  local ids = redis.call('ZRANGE', P .. 'st:pending', 0, -1)
-  for _, id in ipairs(ids) do
-    local st = redis.call('HMGET', tkey(id), 'queue', 'scheduled_at')
-    redis.call('HDEL', tkey(id), 'pub_at', 'pub_ok')
-    redis.call('ZADD', P .. 'pub:' .. st[1], st[2], id)
+  local n = 0
+  for _, q in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
+    for _, zs in ipairs({'ready:', 'sched:'}) do
+      for _, member in ipairs(redis.call('ZRANGE', P .. zs .. q, 0, -1)) do
+        local id = member
+        if zs == 'ready:' then id = string.sub(member, 17) end
+        local r = load(id)
+        if r then
+          if r.u or r.v then
+            r.u, r.v = nil, nil
+            save(id, r)
+          end
+          redis.call('ZADD', P .. 'pub:' .. q, r.a, id)
+          n = n + 1
+        end
+      end
+    end
   end
-  return #ids
+  return n
 
 elseif op == 'claim_publish' then
   -- now, limit, stamp_until (now + stale), nids, ids...: stamp due pending tasks not
@@ -557,47 +680,47 @@ elseif op == 'claim_publish' then
   local nowf = tonumber(now)
   local nids = tonumber(ARGV[5])
   local cands = {}
-  local function consider(id, q)
-    local st = redis.call('HMGET', tkey(id), 'status', 'scheduled_at', 'priority', 'seq')
-    if st[1] ~= 'pending' then
+  local function consider(id, q, r)
+    if not r or r.s ~= nil then
       redis.call('ZREM', P .. 'pub:' .. q, id)
-    elseif tonumber(st[2]) <= nowf then
-      cands[#cands + 1] = {seq_member(st[4], id), ready_score(st[3], st[2]), q}
+    elseif tonumber(r.a) <= nowf then
+      cands[#cands + 1] = {seq_member(r.i, id), ready_score(get(r, 'p'), r.a), q, r}
     end
   end
   if nids > 0 then
     for i = 6, 5 + nids do
       local id = ARGV[i]
-      local q = redis.call('HGET', tkey(id), 'queue')
-      if q then
+      local r = load(id)
+      if r then
+        local q = get(r, 'q')
         local score = redis.call('ZSCORE', P .. 'pub:' .. q, id)
-        if score and tonumber(score) <= nowf then consider(id, q) end
+        if score and tonumber(score) <= nowf then consider(id, q, r) end
       end
     end
   else
     for _, q in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
       local ids = redis.call('ZRANGEBYSCORE', P .. 'pub:' .. q, '-inf', now, 'LIMIT', 0, limit)
-      for _, id in ipairs(ids) do consider(id, q) end
+      for _, id in ipairs(ids) do consider(id, q, load(id)) end
     end
   end
   table.sort(cands, by_ready_order)
   local out = {}
   for i = 1, math.min(limit, #cands) do
-    local id, q = string.sub(cands[i][1], 17), cands[i][3]
-    redis.call('HSET', tkey(id), 'pub_at', now)
-    redis.call('HDEL', tkey(id), 'pub_ok')
+    local id, q, r = string.sub(cands[i][1], 17), cands[i][3], cands[i][4]
+    r.u, r.v = now, nil
     redis.call('ZADD', P .. 'pub:' .. q, until_, id)
-    out[#out + 1] = task_row(tkey(id))
+    out[#out + 1] = row(id, save(id, r))
   end
   return out
 
 elseif op == 'confirm_publish' then
   for i = 2, #ARGV do
     local id = ARGV[i]
-    local st = redis.call('HMGET', tkey(id), 'queue', 'pub_at')
-    if st[1] and st[2] then
-      redis.call('HSET', tkey(id), 'pub_ok', '1')
-      redis.call('ZREM', P .. 'pub:' .. st[1], id)
+    local r = load(id)
+    if r and r.u then
+      r.v = '1'
+      save(id, r)
+      redis.call('ZREM', P .. 'pub:' .. get(r, 'q'), id)
     end
   end
   return 1
@@ -605,10 +728,11 @@ elseif op == 'confirm_publish' then
 elseif op == 'unpublish' then
   for i = 2, #ARGV do
     local id = ARGV[i]
-    local st = redis.call('HMGET', tkey(id), 'status', 'queue', 'scheduled_at')
-    if st[1] == 'pending' then
-      redis.call('HDEL', tkey(id), 'pub_at', 'pub_ok')
-      redis.call('ZADD', P .. 'pub:' .. st[2], st[3], id)
+    local r = load(id)
+    if r and r.s == nil then
+      r.u, r.v = nil, nil
+      save(id, r)
+      redis.call('ZADD', P .. 'pub:' .. get(r, 'q'), r.a, id)
     end
   end
   return 1
@@ -627,45 +751,91 @@ elseif op == 'next_publish' then
 elseif op == 'claim_ids' then
   -- now, until, worker, lost_error, nlost, lost..., ids...: claim the tasks a broker
   -- delivered; a lost one (redelivered while still running) counts a failed attempt
-  -- and is taken over, or goes dead. Returns {claimed hashes, dead ids}.
+  -- and is taken over, or goes dead. Returns {claimed rows, dead ids}.
   local now, until_, worker, err = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
   local nowf = tonumber(now)
   local nlost = tonumber(ARGV[6])
   local lost = {}
   for i = 7, 6 + nlost do lost[ARGV[i]] = true end
   local claimed, dead = {}, {}
-  local function take(id, q)
-    local h = tkey(id)
-    redis.call('HSET', h, 'started_at', now, 'lease_until', until_, 'worker', worker)
-    redis.call('HINCRBY', h, 'deliveries', 1)
-    redis.call('ZADD', P .. 'lease:' .. q, until_, id)
-    claimed[#claimed + 1] = task_row(h)
+  local function take(id, r)
+    r.s, r.b, r.l, r.w = 'running', now, until_, worker
+    r.d = tostring(tonumber(get(r, 'd')) + 1)
+    redis.call('ZADD', P .. 'lease:' .. get(r, 'q'), until_, id)
+    claimed[#claimed + 1] = row(id, save(id, r))
   end
   for i = 7 + nlost, #ARGV do
     local id = ARGV[i]
-    local h = tkey(id)
-    local st = redis.call('HMGET', h, 'status', 'scheduled_at', 'queue')
-    if st[1] == 'pending' and tonumber(st[2]) <= nowf then
-      unindex_queue(id, st[3])
-      redis.call('ZREM', P .. 'pub:' .. st[3], id)
-      set_status(id, 'pending', 'running')
-      take(id, st[3])
-    elseif st[1] == 'running' and lost[id] then
-      redis.call('HSET', h, 'finished_at', now, 'error', err)
-      redis.call('HDEL', h, 'traceback')
-      push_run(id, 'failed', now)
-      local attempt = redis.call('HINCRBY', h, 'attempt', 1)
-      if attempt > (tonumber(redis.call('HGET', h, 'max_retries')) or 0) then
-        finish(id, 'dead')
+    local r = load(id)
+    if r and r.s == nil and tonumber(r.a) <= nowf then
+      unindex_queue(id, r)
+      redis.call('ZREM', P .. 'pub:' .. get(r, 'q'), id)
+      take(id, r)
+    elseif r and r.s == 'running' and lost[id] then
+      r.f, r.e, r.x = now, err, nil
+      push_run(id, r, 'failed', now)
+      local attempt = tonumber(get(r, 'n')) + 1
+      set(r, 'n', tostring(attempt))
+      if attempt > (tonumber(get(r, 'm')) or 0) then
+        finish(id, r, 'dead')
         dead[#dead + 1] = id
       else
-        redis.call('HDEL', h, 'finished_at')
-        take(id, st[3])
+        r.f = nil
+        take(id, r)
       end
     end
   end
   return {claimed, dead}
+
+-- ---- storage layout upgrade ----
+elseif op == 'upgrade' then
+  -- cursor: one SCAN step over this prefix's keys, converting layout 1 (a hash
+  -- t:<id> per task, st:pending/st:running, a set active:<job> per job) to records;
+  -- the step that ends the scan drops the old indexes and writes the layout.
+  -- Each step is atomic and converts a task once: several processes may run it.
+  local LONG = {__LONG__}
+  local pattern = string.gsub(P, '[%*%?%[%]\\]', '\\%0') .. '*'
+  local scan = redis.call('SCAN', ARGV[2], 'MATCH', pattern, 'COUNT', 1000)
+  local converted = 0
+  for _, key in ipairs(scan[2]) do
+    local rest = string.sub(key, #P + 1)
+    if string.sub(rest, 1, 2) == 't:' and redis.call('TYPE', key).ok == 'hash' then
+      local id = string.sub(rest, 3)
+      local flat = redis.call('HGETALL', key)
+      local r = {}
+      for j = 1, #flat, 2 do
+        local name, v = flat[j], flat[j + 1]
+        if LONG[name] then
+          if v ~= '' or name == 'worker' then set(r, LONG[name], v) end
+        elseif name == 'seq' then r.i = v
+        elseif name == 'pub_at' then r.u = v
+        elseif name == 'pub_ok' then r.v = v
+        end
+      end
+      if r.c == r.a then r.c = nil end
+      if r.j and r.a then
+        HOME[id] = nil
+        save(id, r)
+        if r.s == nil or r.s == 'running' then active(r.j, 1) end
+        converted = converted + 1
+      end
+      redis.call('DEL', key)
+    elseif string.sub(rest, 1, 7) == 'active:' then
+      redis.call('DEL', key)
+    end
+  end
+  if scan[1] == '0' then
+    redis.call('DEL', P .. 'st:pending', P .. 'st:running')
+    redis.call('SET', P .. 'layout', ARGV[3])
+  end
+  return {scan[1], converted}
 end
 
 return redis.error_reply('unknown operation ' .. tostring(op))
-""".replace("__TASK_FIELDS__", ", ".join(f"'{name}'" for name in TASK_FIELDS))
+"""
+SCRIPT = SCRIPT.replace(
+    "__DEFAULTS__", ", ".join(f"{k} = '{v}'" for k, v in DEFAULTS.items())
+).replace(
+    "__LONG__",
+    ", ".join(f"{name} = '{key}'" for name, key in RECORD_KEYS.items()),
+)
