@@ -49,6 +49,7 @@ from .base import (
     StoppedEarly,
     settle,
 )
+from .sqlite_wake import WalWatch, open_watch
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1
@@ -285,8 +286,14 @@ def _stamp(path: str) -> tuple[int, int] | None:
 
 class SQLiteBackend(QueueBackend):
     def __init__(
-        self, db_path: str | Path = "chronctl.db", max_retries: int = 5, timeout: float = 10.0
+        self,
+        db_path: str | Path = "chronctl.db",
+        max_retries: int = 5,
+        timeout: float = 10.0,
+        *,
+        inotify: bool = True,
     ) -> None:
+        """`inotify=False` polls the `-wal` file even where inotify works (as elsewhere)."""
         super().__init__()
         self.db_path = Path(db_path)
         self.max_retries = max_retries
@@ -298,6 +305,13 @@ class SQLiteBackend(QueueBackend):
         self._writes = 0
         self._checkpointer: asyncio.Task[None] | None = None
         self._ack_writer: asyncio.Task[None] | None = None
+        self._inotify = inotify
+        self._wal = f"{self.db_path}-wal"
+        self._watch: WalWatch | None = None
+        self._wal_seen: tuple[int, int] | None = None
+        #: How another process's commit wakes an idle worker: "inotify" or "poll" (None
+        #: until the first wait).
+        self.wake: str | None = None
 
     # -- plumbing ----------------------------------------------------------
     async def connect(self) -> None:
@@ -423,6 +437,10 @@ class SQLiteBackend(QueueBackend):
             self._checkpointer.cancel()
             await asyncio.gather(self._checkpointer, return_exceptions=True)
             self._checkpointer = None
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        self.wake, self._wal_seen = None, None
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -775,28 +793,47 @@ class SQLiteBackend(QueueBackend):
 
     async def wait_for_work(self, timeout: float) -> None:
         """Wake on this process's own changes at once, and on another process's commit
-        (`chronctl enqueue`, a web app) within `CROSS_PROCESS_POLL`. SQLite has no
-        notifications, but every commit in WAL mode writes the `-wal` file: its size and
-        mtime are one stat() away, on the event loop, so an idle worker stays far under
-        1% of a core. A change we made ourselves only costs one extra claim."""
+        (`chronctl enqueue`, a web app) too: every commit in WAL mode writes the `-wal`
+        file, which inotify watches (see sqlite_wake). Without inotify, the file's size
+        and mtime are looked at every `CROSS_PROCESS_POLL` (one stat() on the event loop,
+        far under 1% of a core). A change we made ourselves only costs one empty claim."""
         if self._conn is None or self.db_path.name == ":memory:":
             await super().wait_for_work(timeout)
             return
-        wal = f"{self.db_path}-wal"
-        end = time.monotonic() + timeout
-        seen = _stamp(wal)
         woken = asyncio.ensure_future(self._wakeup.wait())  # one waiter for the whole wait
+        try:
+            if self._watch is not None and self._watch.broken:
+                self._watch.close()
+                self._watch, self.wake = None, "poll"
+            if self.wake is None:
+                self._watch = open_watch(self._wal) if self._inotify else None
+                self.wake = "poll" if self._watch is None else "inotify"
+                # A commit between our last claim and now left no event: look once more.
+                if self._watch is not None:
+                    return
+            if self._watch is not None:
+                await self._watch.wait(woken, timeout)
+            else:
+                await self._poll_wal(woken, timeout)
+        finally:
+            woken.cancel()
+            self._wakeup.clear()
+
+    async def _poll_wal(self, woken: asyncio.Future[object], timeout: float) -> None:
+        """The fallback: look at the `-wal` file's size and mtime until they change. The
+        stamp is kept between waits, so a commit during a claim is not missed."""
+        end = time.monotonic() + timeout
+        seen = self._wal_seen if self._wal_seen is not None else _stamp(self._wal)
         try:
             while True:
                 left = end - time.monotonic()
                 if left <= 0:
-                    break
+                    return
                 done, _ = await asyncio.wait({woken}, timeout=min(left, CROSS_PROCESS_POLL))
-                if done or _stamp(wal) != seen:
-                    break
+                if done or _stamp(self._wal) != seen:
+                    return
         finally:
-            woken.cancel()
-        self._wakeup.clear()
+            self._wal_seen = _stamp(self._wal)
 
     async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
         if queues is not None and not queues:
