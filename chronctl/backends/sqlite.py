@@ -52,7 +52,10 @@ from .base import (
 from .sqlite_wake import WalWatch, open_watch
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+# 2: one partial index for claims (tasks_next) instead of tasks_claim + tasks_pending; no
+# tasks_created; tasks_publish only where a broker uses the file (issue 15: 256 -> ~185 B
+# per pending task). `_upgrade` brings an older file up to date when it is opened.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -79,12 +82,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     traceback TEXT,
     output TEXT
 );
-CREATE INDEX IF NOT EXISTS tasks_claim ON tasks(status, queue, priority DESC, scheduled_at);
-CREATE INDEX IF NOT EXISTS tasks_pending ON tasks(priority, scheduled_at)
+CREATE INDEX IF NOT EXISTS tasks_next ON tasks(priority, queue, scheduled_at)
     WHERE status = 'pending';
-DROP INDEX IF EXISTS tasks_due;
 CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job, status);
-CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at);
 CREATE INDEX IF NOT EXISTS tasks_lease ON tasks(lease_until) WHERE status = 'running';
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_key ON tasks(key)
     WHERE key IS NOT NULL AND status IN ('pending', 'running');
@@ -176,8 +176,13 @@ _INSERT_RUN = (
     f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
 )
 _ACTIVE = "('pending', 'running')"
-# INDEXED BY: for MAX the planner would otherwise scan tasks_claim (O(pending)).
-_TOP_PRIORITY = "SELECT MAX(priority) FROM tasks INDEXED BY tasks_pending WHERE status = 'pending'"
+# The pending tasks in claim order: each query below is one seek on it (INDEXED BY: the
+# planner may otherwise pick tasks_job and read every pending row).
+_NEXT = "tasks INDEXED BY tasks_next WHERE status = 'pending'"
+_TOP_PRIORITY = f"SELECT MAX(priority) FROM {_NEXT}"
+_FIRST_QUEUE = f"SELECT MIN(queue) FROM {_NEXT} AND priority = ?"
+# Indexes version 1 had that version 2 does without (tasks_publish comes back with a broker).
+_V1_INDEXES = ("tasks_claim", "tasks_pending", "tasks_created", "tasks_publish", "tasks_due")
 _OWNED = "id = ? AND status = 'running' AND worker IS ? AND deliveries = ?"
 _LOCK_STEP_MIN = 0.0001  # seconds: first wait for another writer's lock, doubling...
 _LOCK_STEP_MAX = 0.001  # ...up to this (a look per ms at most while a long write runs)
@@ -382,6 +387,8 @@ class SQLiteBackend(QueueBackend):
                 raise BackendError(
                     f"{self.db_path} was written by a newer chronctl (schema {row[0]})"
                 )
+            elif int(row[0]) < SCHEMA_VERSION:
+                self._upgrade(db)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -419,6 +426,25 @@ class SQLiteBackend(QueueBackend):
                 db.close()
 
     @staticmethod
+    def _upgrade(db: sqlite3.Connection) -> None:
+        """Version 1 -> 2, in the opening transaction: only indexes change (tasks_next was
+        built by the CREATE above), so no row is touched and nothing can be lost. An older
+        chronctl then refuses the file (schema 2) instead of missing the new index."""
+        for name in _V1_INDEXES:
+            db.execute(f"DROP INDEX IF EXISTS {name}")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    async def prepare_for_broker(self) -> None:
+        """The RabbitMQ backend keeps its state here: index the tasks it has to publish.
+        Plain SQLite use never needs it, and every pending task would be in it."""
+        await self._tx(
+            lambda db: db.execute(
+                "CREATE INDEX IF NOT EXISTS tasks_publish ON tasks(scheduled_at) "
+                "WHERE status = 'pending' AND publish_confirmed = 0"
+            )
+        )
+
+    @staticmethod
     def _migrate_publish_columns(db: sqlite3.Connection) -> None:
         """Add the publish markers the RabbitMQ backend uses (files from before them still open;
         older chronctl versions ignore the extra columns, so the schema version stays 1)."""
@@ -427,10 +453,6 @@ class SQLiteBackend(QueueBackend):
             db.execute("ALTER TABLE tasks ADD COLUMN published_at REAL")
         if "publish_confirmed" not in columns:
             db.execute("ALTER TABLE tasks ADD COLUMN publish_confirmed INTEGER NOT NULL DEFAULT 0")
-        db.execute(
-            "CREATE INDEX IF NOT EXISTS tasks_publish ON tasks(scheduled_at) "
-            "WHERE status = 'pending' AND publish_confirmed = 0"
-        )
 
     async def disconnect(self) -> None:
         if self._ack_writer is not None:
@@ -590,47 +612,50 @@ class SQLiteBackend(QueueBackend):
         return await self._tx(claim)
 
     @staticmethod
+    def _queues_at(
+        db: sqlite3.Connection, priority: int, wanted: Sequence[str] | None, paused: Sequence[str]
+    ) -> list[str]:
+        """The unpaused queues holding pending tasks of `priority`: the named ones, or every
+        one, found one seek each (MIN(queue) > the last) rather than by reading the rows."""
+        if wanted is not None:
+            return [q for q in wanted if q not in paused]
+        out: list[str] = []
+        queue = db.execute(_FIRST_QUEUE, (priority,)).fetchone()[0]
+        while queue is not None:
+            if queue not in paused:
+                out.append(queue)
+            queue = db.execute(f"{_FIRST_QUEUE} AND queue > ?", (priority, queue)).fetchone()[0]
+        return out
+
+    @classmethod
     def _pick(
-        db: sqlite3.Connection, now: float, limit: int, queues: Sequence[str] | None
+        cls, db: sqlite3.Connection, now: float, limit: int, queues: Sequence[str] | None
     ) -> list[int]:
         """Rowids of the `limit` tasks to claim: priority desc, scheduled_at, FIFO.
 
-        One index seek per priority present (and per queue when the worker
-        names its queues), each reading due rows already in order, so a claim
-        costs the same with 20 or 2,000,000 tasks pending. (One ORDER BY over
-        every due row made each claim sort the whole backlog.)
+        One index seek per priority and queue present, each reading due rows already
+        in order, so a claim costs the same with 20 or 2,000,000 tasks pending. (One
+        ORDER BY over every due row made each claim sort the whole backlog.)
         """
         paused = [r[0] for r in db.execute("SELECT name FROM queues WHERE paused = 1")]
-        if queues is not None:
-            wanted = [q for q in dict.fromkeys(queues) if q not in paused]
-            if not wanted:
-                return []
-            scope = "queue = ?"
-        else:
-            wanted = [None]
-            # A paused queue's due tasks are skipped row by row: pausing is meant to be brief.
-            scope = f"queue NOT IN ({', '.join('?' for _ in paused)})" if paused else "1"
+        wanted = None if queues is None else list(dict.fromkeys(queues))
         picked: list[int] = []
-        top = _TOP_PRIORITY
-        priority = db.execute(top).fetchone()[0]
+        priority = db.execute(_TOP_PRIORITY).fetchone()[0]
         while priority is not None and len(picked) < limit:
+            names = cls._queues_at(db, priority, wanted, paused)
+            if not names and wanted is not None:
+                return picked  # every named queue is paused
             found: list[tuple[float, int]] = []
-            for queue in wanted:
+            for queue in names:
                 found += db.execute(
-                    "SELECT scheduled_at, rowid FROM tasks WHERE status = 'pending' "
-                    f"AND priority = ? AND scheduled_at <= ? AND {scope} "
-                    "ORDER BY scheduled_at, rowid LIMIT ?",
-                    [
-                        priority,
-                        now,
-                        *([queue] if queue is not None else paused),
-                        limit - len(picked),
-                    ],
+                    f"SELECT scheduled_at, rowid FROM {_NEXT} AND priority = ? AND queue = ? "
+                    "AND scheduled_at <= ? ORDER BY scheduled_at, rowid LIMIT ?",
+                    (priority, queue, now, limit - len(picked)),
                 ).fetchall()
-            if len(wanted) > 1:  # merge the queues' runs (rows do not compare: sort by value)
+            if len(names) > 1:  # merge the queues' runs (rows do not compare: sort by value)
                 found.sort(key=lambda row: (row[0], row[1]))
             picked += [rowid for _, rowid in found[: limit - len(picked)]]
-            priority = db.execute(f"{top} AND priority < ?", (priority,)).fetchone()[0]
+            priority = db.execute(f"{_TOP_PRIORITY} AND priority < ?", (priority,)).fetchone()[0]
         return picked
 
     @staticmethod
@@ -864,25 +889,21 @@ class SQLiteBackend(QueueBackend):
 
         def query(db: sqlite3.Connection) -> float | None:
             paused = [r[0] for r in db.execute("SELECT name FROM queues WHERE paused = 1")]
-            where, params = "", list(paused)
-            if paused:
-                where += f" AND queue NOT IN ({', '.join('?' for _ in paused)})"
-            if queues is not None:
-                where += f" AND queue IN ({', '.join('?' for _ in queues)})"
-                params.extend(queues)
-            # MIN per priority on tasks_pending: each stops at its first matching row.
-            top = _TOP_PRIORITY
+            wanted = None if queues is None else list(dict.fromkeys(queues))
+            # MIN per priority and queue on tasks_next: each is one seek.
             earliest: float | None = None
-            priority = db.execute(top).fetchone()[0]
+            priority = db.execute(_TOP_PRIORITY).fetchone()[0]
             while priority is not None:
-                at = db.execute(
-                    "SELECT MIN(scheduled_at) FROM tasks INDEXED BY tasks_pending "
-                    f"WHERE status = 'pending' AND priority = ?{where}",
-                    [priority, *params],
-                ).fetchone()[0]
-                if at is not None and (earliest is None or at < earliest):
-                    earliest = at
-                priority = db.execute(f"{top} AND priority < ?", (priority,)).fetchone()[0]
+                for queue in self._queues_at(db, priority, wanted, paused):
+                    at = db.execute(
+                        f"SELECT MIN(scheduled_at) FROM {_NEXT} AND priority = ? AND queue = ?",
+                        (priority, queue),
+                    ).fetchone()[0]
+                    if at is not None and (earliest is None or at < earliest):
+                        earliest = at
+                priority = db.execute(f"{_TOP_PRIORITY} AND priority < ?", (priority,)).fetchone()[
+                    0
+                ]
             return earliest
 
         return await self._call(query)
@@ -1026,12 +1047,13 @@ class SQLiteBackend(QueueBackend):
     async def list_queues(self) -> list[QueueInfo]:
         def query(db: sqlite3.Connection) -> list[QueueInfo]:
             out: dict[str, QueueInfo] = {}
-            for name, status, count in db.execute(
-                f"SELECT queue, status, COUNT(*) FROM tasks WHERE status IN {_ACTIVE} "
-                "GROUP BY queue, status"
+            # One status at a time: each reads its partial index (tasks_next, tasks_lease).
+            for status, rows in (
+                ("pending", f"{_NEXT} GROUP BY queue"),
+                ("running", "tasks WHERE status = 'running' GROUP BY queue"),
             ):
-                info = out.setdefault(name, QueueInfo(name))
-                setattr(info, status, count)
+                for name, count in db.execute(f"SELECT queue, COUNT(*) FROM {rows}"):
+                    setattr(out.setdefault(name, QueueInfo(name)), status, count)
             for (name,) in db.execute("SELECT name FROM queues WHERE paused = 1"):
                 out.setdefault(name, QueueInfo(name)).paused = True
             return [out[k] for k in sorted(out)]
