@@ -91,7 +91,7 @@ def test_a_version_1_file_is_upgraded_on_open_and_reads_back(tmp_path: Path) -> 
     asyncio.run(read())
     version, indexes = layout(db)
     assert version == str(SCHEMA_VERSION) == "2"
-    assert {"tasks_next", "tasks_job", "tasks_key", "tasks_lease"} <= indexes
+    assert {"tasks_next", "tasks_job", "tasks_done", "tasks_key", "tasks_lease"} <= indexes
     assert not indexes & {"tasks_claim", "tasks_pending", "tasks_created", "tasks_publish"}
 
 
