@@ -188,7 +188,6 @@ async def test_delayed_task_waits_for_its_time(scheduler: Scheduler) -> None:
 async def test_unknown_job_is_refused_and_dead_lettered(
     scheduler: Scheduler, backend: QueueBackend
 ) -> None:
-    from chronctl.models import Task
 
     dead, _ = waiter(scheduler, "task_dead")
     await scheduler.start()
@@ -330,22 +329,6 @@ async def test_rate_limit_holds_and_does_not_starve_other_jobs(backend: QueueBac
         assert at - starts[0] >= (k - 5) / 5 - 0.02, (k, at - starts[0])
     # The limited job waited in the queue, not in the worker slots: `other` was not starved.
     assert order.index("other") <= 7, order
-
-
-async def test_sqlite_idle_wait_wakes_on_another_connections_commit(tmp_path: Path) -> None:
-    """`chronctl enqueue` from another process wakes an idle SQLite worker (no 1 s poll)."""
-    worker_side, cli_side = SQLiteBackend(tmp_path / "x.db"), SQLiteBackend(tmp_path / "x.db")
-    await worker_side.connect()
-    await cli_side.connect()
-    try:
-        waiter = asyncio.create_task(worker_side.wait_for_work(60))
-        await asyncio.sleep(0.2)
-        assert not waiter.done()
-        await cli_side.enqueue(Task(job="j"))  # cli_side's notify() is not worker_side's
-        await asyncio.wait_for(waiter, 10)
-    finally:
-        await cli_side.disconnect()
-        await worker_side.disconnect()
 
 
 async def test_handlers_get_typed_events_by_name_or_class(scheduler: Scheduler) -> None:

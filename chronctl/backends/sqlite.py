@@ -51,9 +51,13 @@ from .base import (
     StoppedEarly,
     settle,
 )
+from .sqlite_wake import WalWatch, open_watch
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+# 2: one partial index for claims (tasks_next) instead of tasks_claim + tasks_pending; no
+# tasks_created; tasks_publish only where a broker uses the file (issue 15: 256 -> ~185 B
+# per pending task). `_upgrade` brings an older file up to date when it is opened.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -80,12 +84,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     traceback TEXT,
     output TEXT
 );
-CREATE INDEX IF NOT EXISTS tasks_claim ON tasks(status, queue, priority DESC, scheduled_at);
-CREATE INDEX IF NOT EXISTS tasks_pending ON tasks(priority, scheduled_at)
+CREATE INDEX IF NOT EXISTS tasks_next ON tasks(priority, queue, scheduled_at)
     WHERE status = 'pending';
-DROP INDEX IF EXISTS tasks_due;
 CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job, status);
-CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at);
+CREATE INDEX IF NOT EXISTS tasks_done ON tasks(status) WHERE status NOT IN ('pending', 'running');
 CREATE INDEX IF NOT EXISTS tasks_lease ON tasks(lease_until) WHERE status = 'running';
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_key ON tasks(key)
     WHERE key IS NOT NULL AND status IN ('pending', 'running');
@@ -177,14 +179,44 @@ _INSERT_RUN = (
     f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
 )
 _ACTIVE = "('pending', 'running')"
-# INDEXED BY: for MAX the planner would otherwise scan tasks_claim (O(pending)).
-_TOP_PRIORITY = "SELECT MAX(priority) FROM tasks INDEXED BY tasks_pending WHERE status = 'pending'"
+# Added to a query on finished statuses so that SQLite may use the partial index tasks_done
+# (it cannot tell that `status = 'dead'` implies it).
+_FINISHED = f"status NOT IN {_ACTIVE}"
+# created_at 0: the task was created when it was first scheduled (most are: 8 bytes saved
+# per task); the UPDATEs that move scheduled_at write the real value first.
+_CREATED = "(CASE created_at WHEN 0 THEN scheduled_at ELSE created_at END)"
+_KEEP_CREATED = f"created_at = {_CREATED}"
+# The pending tasks in claim order: each query below is one seek on it (INDEXED BY: the
+# planner may otherwise pick tasks_job and read every pending row).
+_NEXT = "tasks INDEXED BY tasks_next WHERE status = 'pending'"
+_TOP_PRIORITY = f"SELECT MAX(priority) FROM {_NEXT}"
+_FIRST_QUEUE = f"SELECT MIN(queue) FROM {_NEXT} AND priority = ?"
+# Indexes version 1 had that version 2 does without (tasks_publish comes back with a broker).
+_V1_INDEXES = ("tasks_claim", "tasks_pending", "tasks_created", "tasks_publish", "tasks_due")
 _OWNED = "id = ? AND status = 'running' AND worker IS ? AND deliveries = ?"
+_LOCK_STEP_MIN = 0.0001  # seconds: first wait for another writer's lock, doubling...
+_LOCK_STEP_MAX = 0.001  # ...up to this (a look per ms at most while a long write runs)
 _RECOVER_EVERY = 1.0  # seconds between scans for expired leases on the claim path
 _CHECKPOINT_EVERY = 0.5  # seconds between background WAL checkpoints, when something was written
 # The main connection checkpoints only past this many WAL pages (SQLite's default is 1,000):
 # a safety net for when the background checkpoints cannot keep up.
 _WAL_AUTOCHECKPOINT = 10_000
+
+
+def _status_in(values: set[str]) -> str:
+    """`status IN (...)` with the values as literals (TaskStatus values, nothing else), so
+    that the planner can pick a partial index: tasks_next, tasks_lease or tasks_done."""
+    literals = [repr(TaskStatus(v).value) for v in sorted(values)]
+    # One value as `=`: SQLite matches a partial index's WHERE with it, not with IN (x).
+    clause = f"status IN ({', '.join(literals)})"
+    if len(literals) == 1:
+        clause = f"status = {literals[0]}"
+    return clause if values & {"pending", "running"} else f"{clause} AND {_FINISHED}"
+
+
+def _json_or_empty(value: list[Any] | dict[str, Any]) -> str:
+    """No arguments are stored as '' (no bytes at all), read back as [] or {}."""
+    return dumps(value) if value else ""
 
 
 def _task_row(task: Task) -> tuple[Any, ...]:
@@ -198,15 +230,15 @@ def _task_row(task: Task) -> tuple[Any, ...]:
         task.attempt,
         task.max_retries,
         task.key,
-        task.created_at,
+        0 if task.created_at == task.scheduled_at else task.created_at,
         task.started_at,
         task.finished_at,
         task.lease_until,
         task.worker,
         task.deliveries,
         task.fire_time,
-        dumps(task.args),
-        dumps(task.kwargs),
+        _json_or_empty(task.args),
+        _json_or_empty(task.kwargs),
         None if task.result is None else dumps(task.result),
         task.error,
         task.traceback,
@@ -216,8 +248,9 @@ def _task_row(task: Task) -> tuple[Any, ...]:
 
 def _row_task(row: sqlite3.Row) -> Task:
     data = {k: row[k] for k in _TASK_COLUMNS}
-    data["args"] = loads(data["args"])
-    data["kwargs"] = loads(data["kwargs"])
+    data["args"] = loads(data["args"]) if data["args"] else []
+    data["kwargs"] = loads(data["kwargs"]) if data["kwargs"] else {}
+    data["created_at"] = data["created_at"] or data["scheduled_at"]
     data["result"] = loads(data["result"])
     data["status"] = TaskStatus(data["status"])
     return Task(**data)
@@ -231,8 +264,8 @@ def _run_values(run: Run) -> tuple[Any, ...]:
         run.priority,
         run.attempt,
         TaskStatus(run.status).value,
-        dumps(run.args),
-        dumps(run.kwargs),
+        _json_or_empty(run.args),
+        _json_or_empty(run.kwargs),
         run.scheduled_at,
         run.started_at,
         run.finished_at,
@@ -252,8 +285,8 @@ def _row_run(row: sqlite3.Row) -> Run:
         status=TaskStatus(row["status"]),
         started_at=row["started_at"],
         finished_at=row["finished_at"],
-        args=loads(row["args"]),
-        kwargs=loads(row["kwargs"]),
+        args=loads(row["args"]) if row["args"] else [],
+        kwargs=loads(row["kwargs"]) if row["kwargs"] else {},
         priority=row["priority"],
         scheduled_at=row["scheduled_at"],
         result=loads(row["result"]),
@@ -287,8 +320,14 @@ def _stamp(path: str) -> tuple[int, int] | None:
 
 class SQLiteBackend(BrokerStateStore):
     def __init__(
-        self, db_path: str | Path = "chronctl.db", max_retries: int = 5, timeout: float = 10.0
+        self,
+        db_path: str | Path = "chronctl.db",
+        max_retries: int = 5,
+        timeout: float = 10.0,
+        *,
+        inotify: bool = True,
     ) -> None:
+        """`inotify=False` polls the `-wal` file even where inotify works (as elsewhere)."""
         super().__init__()
         self.db_path = Path(db_path)
         self.max_retries = max_retries
@@ -300,6 +339,13 @@ class SQLiteBackend(BrokerStateStore):
         self._writes = 0
         self._checkpointer: asyncio.Task[None] | None = None
         self._ack_writer: asyncio.Task[None] | None = None
+        self._inotify = inotify
+        self._wal = f"{self.db_path}-wal"
+        self._watch: WalWatch | None = None
+        self._wal_seen: tuple[int, int] | None = None
+        #: How another process's commit wakes an idle worker: "inotify" or "poll" (None
+        #: until the first wait).
+        self.wake: str | None = None
 
     # -- plumbing ----------------------------------------------------------
     def not_created(self) -> bool:
@@ -371,6 +417,8 @@ class SQLiteBackend(BrokerStateStore):
                 raise BackendError(
                     f"{self.db_path} was written by a newer chronctl (schema {row[0]})"
                 )
+            elif int(row[0]) < SCHEMA_VERSION:
+                self._upgrade(db)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -408,6 +456,25 @@ class SQLiteBackend(BrokerStateStore):
                 db.close()
 
     @staticmethod
+    def _upgrade(db: sqlite3.Connection) -> None:
+        """Version 1 -> 2, in the opening transaction: only indexes change (tasks_next was
+        built by the CREATE above), so no row is touched and nothing can be lost. An older
+        chronctl then refuses the file (schema 2) instead of missing the new index."""
+        for name in _V1_INDEXES:
+            db.execute(f"DROP INDEX IF EXISTS {name}")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    async def prepare_for_broker(self) -> None:
+        """The RabbitMQ backend keeps its state here: index the tasks it has to publish.
+        Plain SQLite use never needs it, and every pending task would be in it."""
+        await self._tx(
+            lambda db: db.execute(
+                "CREATE INDEX IF NOT EXISTS tasks_publish ON tasks(scheduled_at) "
+                "WHERE status = 'pending' AND publish_confirmed = 0"
+            )
+        )
+
+    @staticmethod
     def _migrate_publish_columns(db: sqlite3.Connection) -> None:
         """Add the publish markers the RabbitMQ backend uses (files from before them still open;
         older chronctl versions ignore the extra columns, so the schema version stays 1)."""
@@ -416,10 +483,6 @@ class SQLiteBackend(BrokerStateStore):
             db.execute("ALTER TABLE tasks ADD COLUMN published_at REAL")
         if "publish_confirmed" not in columns:
             db.execute("ALTER TABLE tasks ADD COLUMN publish_confirmed INTEGER NOT NULL DEFAULT 0")
-        db.execute(
-            "CREATE INDEX IF NOT EXISTS tasks_publish ON tasks(scheduled_at) "
-            "WHERE status = 'pending' AND publish_confirmed = 0"
-        )
 
     async def disconnect(self) -> None:
         if self._ack_writer is not None:
@@ -428,6 +491,10 @@ class SQLiteBackend(BrokerStateStore):
             self._checkpointer.cancel()
             await asyncio.gather(self._checkpointer, return_exceptions=True)
             self._checkpointer = None
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        self.wake, self._wal_seen = None, None
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -454,7 +521,7 @@ class SQLiteBackend(BrokerStateStore):
         def run(db: sqlite3.Connection) -> T:
             for attempt in range(self.max_retries + 1):
                 try:
-                    db.execute("BEGIN IMMEDIATE")
+                    self._begin(db)
                 except sqlite3.OperationalError as exc:
                     if "locked" in str(exc) and attempt < self.max_retries:
                         continue
@@ -475,6 +542,27 @@ class SQLiteBackend(BrokerStateStore):
             raise AssertionError("unreachable")
 
         return await self._call(run)
+
+    def _begin(self, db: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, waiting for another process's write in steps of at most
+        `_LOCK_STEP_MAX`. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms,
+        so a lock held for 0.5 ms cost 3.5 ms, and 8 ms cost 19: every enqueue that met a
+        claim (and every claim woken by an enqueue still committing) paid that."""
+        db.execute("PRAGMA busy_timeout = 0")
+        try:
+            deadline = time.monotonic() + self.timeout
+            delay = _LOCK_STEP_MIN
+            while True:
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                        raise
+                time.sleep(delay)  # on the connection's own thread, never the event loop
+                delay = min(delay * 2, _LOCK_STEP_MAX)
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
 
     async def health_check(self) -> bool:
         try:
@@ -557,48 +645,50 @@ class SQLiteBackend(BrokerStateStore):
         return await self._tx(claim)
 
     @staticmethod
+    def _queues_at(
+        db: sqlite3.Connection, priority: int, wanted: Sequence[str] | None, paused: Sequence[str]
+    ) -> list[str]:
+        """The unpaused queues holding pending tasks of `priority`: the named ones, or every
+        one, found one seek each (MIN(queue) > the last) rather than by reading the rows."""
+        if wanted is not None:
+            return [q for q in wanted if q not in paused]
+        out: list[str] = []
+        queue = db.execute(_FIRST_QUEUE, (priority,)).fetchone()[0]
+        while queue is not None:
+            if queue not in paused:
+                out.append(queue)
+            queue = db.execute(f"{_FIRST_QUEUE} AND queue > ?", (priority, queue)).fetchone()[0]
+        return out
+
+    @classmethod
     def _pick(
-        db: sqlite3.Connection, now: float, limit: int, queues: Sequence[str] | None
+        cls, db: sqlite3.Connection, now: float, limit: int, queues: Sequence[str] | None
     ) -> list[int]:
         """Rowids of the `limit` tasks to claim: priority desc, scheduled_at, FIFO.
 
-        One index seek per priority present (and per queue when the worker
-        names its queues), each reading due rows already in order, so a claim
-        costs the same with 20 or 2,000,000 tasks pending. (One ORDER BY over
-        every due row made each claim sort the whole backlog.)
+        One index seek per priority and queue present, each reading due rows already
+        in order, so a claim costs the same with 20 or 2,000,000 tasks pending. (One
+        ORDER BY over every due row made each claim sort the whole backlog.)
         """
         paused = [r[0] for r in db.execute("SELECT name FROM queues WHERE paused = 1")]
-        wanted: list[str | None]
-        if queues is not None:
-            wanted = [q for q in dict.fromkeys(queues) if q not in paused]
-            if not wanted:
-                return []
-            scope = "queue = ?"
-        else:
-            wanted = [None]
-            # A paused queue's due tasks are skipped row by row: pausing is meant to be brief.
-            scope = f"queue NOT IN ({', '.join('?' for _ in paused)})" if paused else "1"
+        wanted = None if queues is None else list(dict.fromkeys(queues))
         picked: list[int] = []
-        top = _TOP_PRIORITY
-        priority = db.execute(top).fetchone()[0]
+        priority = db.execute(_TOP_PRIORITY).fetchone()[0]
         while priority is not None and len(picked) < limit:
+            names = cls._queues_at(db, priority, wanted, paused)
+            if not names and wanted is not None:
+                return picked  # every named queue is paused
             found: list[tuple[float, int]] = []
-            for queue in wanted:
+            for queue in names:
                 found += db.execute(
-                    "SELECT scheduled_at, rowid FROM tasks WHERE status = 'pending' "
-                    f"AND priority = ? AND scheduled_at <= ? AND {scope} "
-                    "ORDER BY scheduled_at, rowid LIMIT ?",
-                    [
-                        priority,
-                        now,
-                        *([queue] if queue is not None else paused),
-                        limit - len(picked),
-                    ],
+                    f"SELECT scheduled_at, rowid FROM {_NEXT} AND priority = ? AND queue = ? "
+                    "AND scheduled_at <= ? ORDER BY scheduled_at, rowid LIMIT ?",
+                    (priority, queue, now, limit - len(picked)),
                 ).fetchall()
-            if len(wanted) > 1:  # merge the queues' runs (rows do not compare: sort by value)
+            if len(names) > 1:  # merge the queues' runs (rows do not compare: sort by value)
                 found.sort(key=lambda row: (row[0], row[1]))
             picked += [rowid for _, rowid in found[: limit - len(picked)]]
-            priority = db.execute(f"{top} AND priority < ?", (priority,)).fetchone()[0]
+            priority = db.execute(f"{_TOP_PRIORITY} AND priority < ?", (priority,)).fetchone()[0]
         return picked
 
     @staticmethod
@@ -616,7 +706,8 @@ class SQLiteBackend(BrokerStateStore):
             db.execute(
                 "UPDATE tasks SET attempt = attempt + 1, error = ?, traceback = NULL, "
                 "lease_until = NULL, worker = NULL, started_at = NULL, status = ?, "
-                "finished_at = ?, scheduled_at = ?, published_at = NULL, publish_confirmed = 0 "
+                f"finished_at = ?, {_KEEP_CREATED}, scheduled_at = ?, published_at = NULL, "
+                "publish_confirmed = 0 "
                 "WHERE id = ?",
                 (
                     LEASE_EXPIRED_ERROR,
@@ -725,7 +816,8 @@ class SQLiteBackend(BrokerStateStore):
             if requeue:
                 db.execute(
                     "UPDATE tasks SET status = 'pending', attempt = attempt + 1, error = ?, "
-                    "traceback = ?, output = ?, scheduled_at = ?, started_at = NULL, "
+                    f"traceback = ?, output = ?, {_KEEP_CREATED}, scheduled_at = ?, "
+                    "started_at = NULL, "
                     "finished_at = NULL, lease_until = NULL, worker = NULL, "
                     "published_at = NULL, publish_confirmed = 0 WHERE id = ?",
                     (
@@ -758,7 +850,7 @@ class SQLiteBackend(BrokerStateStore):
         def rel(db: sqlite3.Connection) -> None:
             db.executemany(
                 "UPDATE tasks SET status = 'pending', started_at = NULL, lease_until = NULL, "
-                "worker = NULL, scheduled_at = COALESCE(?, scheduled_at), "
+                f"worker = NULL, {_KEEP_CREATED}, scheduled_at = COALESCE(?, scheduled_at), "
                 "published_at = CASE WHEN ? THEN NULL ELSE published_at END, "
                 "publish_confirmed = CASE WHEN ? THEN 0 ELSE publish_confirmed END "
                 f"WHERE {_OWNED}",
@@ -787,28 +879,47 @@ class SQLiteBackend(BrokerStateStore):
 
     async def wait_for_work(self, timeout: float) -> None:
         """Wake on this process's own changes at once, and on another process's commit
-        (`chronctl enqueue`, a web app) within `CROSS_PROCESS_POLL`. SQLite has no
-        notifications, but every commit in WAL mode writes the `-wal` file: its size and
-        mtime are one stat() away, on the event loop, so an idle worker stays far under
-        1% of a core. A change we made ourselves only costs one extra claim."""
+        (`chronctl enqueue`, a web app) too: every commit in WAL mode writes the `-wal`
+        file, which inotify watches (see sqlite_wake). Without inotify, the file's size
+        and mtime are looked at every `CROSS_PROCESS_POLL` (one stat() on the event loop,
+        far under 1% of a core). A change we made ourselves only costs one empty claim."""
         if self._conn is None or self.db_path.name == ":memory:":
             await super().wait_for_work(timeout)
             return
-        wal = f"{self.db_path}-wal"
-        end = time.monotonic() + timeout
-        seen = _stamp(wal)
         woken = asyncio.ensure_future(self._wakeup.wait())  # one waiter for the whole wait
+        try:
+            if self._watch is not None and self._watch.broken:
+                self._watch.close()
+                self._watch, self.wake = None, "poll"
+            if self.wake is None:
+                self._watch = open_watch(self._wal) if self._inotify else None
+                self.wake = "poll" if self._watch is None else "inotify"
+                # A commit between our last claim and now left no event: look once more.
+                if self._watch is not None:
+                    return
+            if self._watch is not None:
+                await self._watch.wait(woken, timeout)
+            else:
+                await self._poll_wal(woken, timeout)
+        finally:
+            woken.cancel()
+            self._wakeup.clear()
+
+    async def _poll_wal(self, woken: asyncio.Future[Any], timeout: float) -> None:
+        """The fallback: look at the `-wal` file's size and mtime until they change. The
+        stamp is kept between waits, so a commit during a claim is not missed."""
+        end = time.monotonic() + timeout
+        seen = self._wal_seen if self._wal_seen is not None else _stamp(self._wal)
         try:
             while True:
                 left = end - time.monotonic()
                 if left <= 0:
-                    break
+                    return
                 done, _ = await asyncio.wait({woken}, timeout=min(left, CROSS_PROCESS_POLL))
-                if done or _stamp(wal) != seen:
-                    break
+                if done or _stamp(self._wal) != seen:
+                    return
         finally:
-            woken.cancel()
-        self._wakeup.clear()
+            self._wal_seen = _stamp(self._wal)
 
     async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
         if queues is not None and not queues:
@@ -816,25 +927,21 @@ class SQLiteBackend(BrokerStateStore):
 
         def query(db: sqlite3.Connection) -> float | None:
             paused = [r[0] for r in db.execute("SELECT name FROM queues WHERE paused = 1")]
-            where, params = "", list(paused)
-            if paused:
-                where += f" AND queue NOT IN ({', '.join('?' for _ in paused)})"
-            if queues is not None:
-                where += f" AND queue IN ({', '.join('?' for _ in queues)})"
-                params.extend(queues)
-            # MIN per priority on tasks_pending: each stops at its first matching row.
-            top = _TOP_PRIORITY
+            wanted = None if queues is None else list(dict.fromkeys(queues))
+            # MIN per priority and queue on tasks_next: each is one seek.
             earliest: float | None = None
-            priority = db.execute(top).fetchone()[0]
+            priority = db.execute(_TOP_PRIORITY).fetchone()[0]
             while priority is not None:
-                at = db.execute(
-                    "SELECT MIN(scheduled_at) FROM tasks INDEXED BY tasks_pending "
-                    f"WHERE status = 'pending' AND priority = ?{where}",
-                    [priority, *params],
-                ).fetchone()[0]
-                if at is not None and (earliest is None or at < earliest):
-                    earliest = at
-                priority = db.execute(f"{top} AND priority < ?", (priority,)).fetchone()[0]
+                for queue in self._queues_at(db, priority, wanted, paused):
+                    at = db.execute(
+                        f"SELECT MIN(scheduled_at) FROM {_NEXT} AND priority = ? AND queue = ?",
+                        (priority, queue),
+                    ).fetchone()[0]
+                    if at is not None and (earliest is None or at < earliest):
+                        earliest = at
+                priority = db.execute(f"{_TOP_PRIORITY} AND priority < ?", (priority,)).fetchone()[
+                    0
+                ]
             return earliest
 
         return await self._call(query)
@@ -876,8 +983,7 @@ class SQLiteBackend(BrokerStateStore):
         params: list[Any] = []
         if status:
             statuses = [status] if isinstance(status, str) else list(status)
-            clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
-            params.extend(TaskStatus(s).value for s in statuses)
+            clauses.append(_status_in({TaskStatus(s).value for s in statuses}))
         if job:
             clauses.append("job = ?")
             params.append(job)
@@ -885,7 +991,7 @@ class SQLiteBackend(BrokerStateStore):
             clauses.append("queue = ?")
             params.append(queue)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT * FROM tasks {where} ORDER BY created_at DESC, rowid DESC"
+        sql = f"SELECT * FROM tasks {where} ORDER BY {_CREATED} DESC, rowid DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -920,14 +1026,17 @@ class SQLiteBackend(BrokerStateStore):
             now = time.time()
             # A key already taken by a newer active task is dropped, not duplicated.
             sets = (
-                "status = 'pending', attempt = 0, scheduled_at = ?, started_at = NULL, "
+                f"status = 'pending', attempt = 0, {_KEEP_CREATED}, scheduled_at = ?, "
+                "started_at = NULL, "
                 "finished_at = NULL, published_at = NULL, publish_confirmed = 0, "
                 "key = CASE WHEN key IS NOT NULL AND EXISTS (SELECT 1 FROM "
                 f"tasks AS t WHERE t.key = tasks.key AND t.status IN {_ACTIVE}) THEN NULL "
                 "ELSE key END"
             )
             if task_ids is None:
-                return db.execute(f"UPDATE tasks SET {sets} WHERE status = 'dead'", (now,)).rowcount
+                return db.execute(
+                    f"UPDATE tasks SET {sets} WHERE status = 'dead' AND {_FINISHED}", (now,)
+                ).rowcount
             count = 0
             for task_id in task_ids:
                 count += db.execute(
@@ -944,8 +1053,8 @@ class SQLiteBackend(BrokerStateStore):
         return await self._tx(
             lambda db: (
                 db.execute(
-                    "DELETE FROM tasks WHERE status = 'dead'"
-                    " AND COALESCE(finished_at, created_at) < ?",
+                    f"DELETE FROM tasks WHERE status = 'dead' AND {_FINISHED}"
+                    f" AND COALESCE(finished_at, {_CREATED}) < ?",
                     (cutoff,),
                 ).rowcount
             )
@@ -958,14 +1067,13 @@ class SQLiteBackend(BrokerStateStore):
             else ["succeeded", "dead", "cancelled"]
         )
         run_statuses = [*wanted, "failed"] if "dead" in wanted else wanted
-        marks = ", ".join("?" for _ in wanted)
         run_marks = ", ".join("?" for _ in run_statuses)
 
         def clean(db: sqlite3.Connection) -> int:
             count = db.execute(
-                f"DELETE FROM tasks WHERE status IN ({marks}) "
-                "AND COALESCE(finished_at, created_at) < ?",
-                (*wanted, older_than),
+                f"DELETE FROM tasks WHERE {_status_in(set(wanted))} "
+                f"AND COALESCE(finished_at, {_CREATED}) < ?",
+                (older_than,),
             ).rowcount
             db.execute(
                 f"DELETE FROM runs WHERE status IN ({run_marks}) AND finished_at < ?",
@@ -978,12 +1086,13 @@ class SQLiteBackend(BrokerStateStore):
     async def list_queues(self) -> list[QueueInfo]:
         def query(db: sqlite3.Connection) -> list[QueueInfo]:
             out: dict[str, QueueInfo] = {}
-            for name, status, count in db.execute(
-                f"SELECT queue, status, COUNT(*) FROM tasks WHERE status IN {_ACTIVE} "
-                "GROUP BY queue, status"
+            # One status at a time: each reads its partial index (tasks_next, tasks_lease).
+            for status, rows in (
+                ("pending", f"{_NEXT} GROUP BY queue"),
+                ("running", "tasks WHERE status = 'running' GROUP BY queue"),
             ):
-                info = out.setdefault(name, QueueInfo(name))
-                setattr(info, status, count)
+                for name, count in db.execute(f"SELECT queue, COUNT(*) FROM {rows}"):
+                    setattr(out.setdefault(name, QueueInfo(name)), status, count)
             for (name,) in db.execute("SELECT name FROM queues WHERE paused = 1"):
                 out.setdefault(name, QueueInfo(name)).paused = True
             return [out[k] for k in sorted(out)]

@@ -119,3 +119,27 @@ def test_task_of_a_killed_worker_runs_again_after_restart(tmp_path: Path) -> Non
             "SELECT status, error FROM runs WHERE task_id = ? ORDER BY id", (victim.id,)
         ).fetchall()
     assert runs == [("failed", LEASE_EXPIRED_ERROR), ("succeeded", None)]
+
+
+def test_an_idle_worker_runs_a_task_enqueued_by_another_process(tmp_path: Path) -> None:
+    """`chronctl enqueue` in its own process reaches a `chronctl run` waiting for work
+    (woken through the `-wal` file: inotify on Linux, a poll elsewhere)."""
+    path = manifest(tmp_path, '[jobs.echo]\nentrypoint = "tests.cli.jobs_for_cli:echo"\n')
+    log = tmp_path / "run.log"
+    worker = spawn("run", str(path), cwd=tmp_path, log=log)
+    try:
+        poll(lambda: "chronctl running" in log.read_text(), what="the worker to start")
+        result = chronctl("enqueue", "echo", "--args", '["hello"]', "-f", str(path), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        task_id = result.stdout.strip()
+        poll(
+            lambda: (r := task_row(tmp_path / "state.db", task_id)) and r["status"] == "succeeded",
+            what="the enqueued task to run",
+        )
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    row = task_row(tmp_path / "state.db", task_id)
+    assert row and row["result"] == '"hello"'
