@@ -195,15 +195,23 @@ async def open_backend(backend_name: str, tmp_path: Path) -> AsyncIterator[Queue
     try:
         yield instance
     finally:
-        layout = getattr(instance, "delete_layout", None)  # RabbitMQ objects of this test
-        if layout is not None:
-            await layout()
-        for store in (instance, getattr(instance, "state", None)):
-            drop = getattr(store, "drop_everything", None)  # Redis keys of this test
-            if drop is not None:
-                await store.connect()  # type: ignore[union-attr]
-                await drop()
+        await forget_test_data(instance)
         await instance.disconnect()
+
+
+async def forget_test_data(instance: QueueBackend) -> None:
+    """Delete what a test left on a shared server: its RabbitMQ objects, its Redis keys."""
+    from chronctl.backends.broker import BrokerBackend
+    from chronctl.backends.rabbitmq import RabbitMQBackend
+    from chronctl.backends.redis import RedisBackend
+
+    if isinstance(instance, RabbitMQBackend):
+        await instance.delete_layout()
+    stores = [instance, instance.state] if isinstance(instance, BrokerBackend) else [instance]
+    for store in stores:
+        if isinstance(store, RedisBackend):
+            await store.connect()
+            await store.drop_everything()
 
 
 @pytest.fixture(autouse=True)

@@ -17,10 +17,19 @@ from pathlib import Path
 import pytest
 
 from chronctl.backends.rabbitmq import LOST_CONSUMER_ERROR, RabbitMQBackend
+from chronctl.backends.redis import RedisBackend
 from chronctl.backends.sqlite import SQLiteBackend
 from chronctl.errors import BackendUnavailableError
 from chronctl.models import Task, TaskStatus
-from tests.conftest import RABBITMQ_URL, ROOT, _redis, rabbitmq_backend, rabbitmq_vhost, with_query
+from tests.conftest import (
+    RABBITMQ_URL,
+    ROOT,
+    _redis,
+    forget_test_data,
+    rabbitmq_backend,
+    rabbitmq_vhost,
+    with_query,
+)
 
 
 def make_rabbit(tmp_path: Path, state: str, **options: object) -> RabbitMQBackend:
@@ -32,10 +41,7 @@ def make_rabbit(tmp_path: Path, state: str, **options: object) -> RabbitMQBacken
 
 
 async def close_rabbit(backend: RabbitMQBackend) -> None:
-    await backend.delete_layout()
-    drop = getattr(backend.state, "drop_everything", None)
-    if drop is not None:
-        await drop()
+    await forget_test_data(backend)
     await backend.disconnect()
 
 
@@ -380,9 +386,8 @@ max_retries = 0
         async def drop() -> None:
             await cleaner.connect()
             await cleaner.delete_layout(["default", "mail"])
-            dropper = getattr(cleaner.state, "drop_everything", None)
-            if dropper is not None:
-                await dropper()
+            if isinstance(cleaner.state, RedisBackend):
+                await cleaner.state.drop_everything()
             await cleaner.disconnect()
 
         asyncio.run(drop())

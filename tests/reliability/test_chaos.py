@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from chronctl.backends import from_url
+from chronctl.backends.rabbitmq import RabbitMQBackend
+from chronctl.backends.redis import RedisBackend
 from chronctl.models import Task, TaskStatus
 
 from ..cli.helpers import ROOT, poll, spawn
@@ -100,10 +102,10 @@ def chaos_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         async def delete() -> None:
             backend = _open(url)
             async with backend:
-                await backend.delete_layout(["default"])  # type: ignore[attr-defined]
-                drop = getattr(backend.state, "drop_everything", None)  # type: ignore
-                if drop is not None:
-                    await drop()
+                assert isinstance(backend, RabbitMQBackend)
+                await backend.delete_layout(["default"])
+                if isinstance(backend.state, RedisBackend):
+                    await backend.state.drop_everything()
 
         asyncio.run(delete())
         return
