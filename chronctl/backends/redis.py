@@ -160,11 +160,6 @@ def _rows(rows: Sequence[Sequence[str]]) -> list[Task]:
     return [task_from_record(task_id, raw) for task_id, raw in rows]
 
 
-def _bucket(task_id: str) -> str:
-    """The suffix of the bucket hashes holding a task's record (`tp:`/`tx:` + this)."""
-    return task_id[-3:]
-
-
 def run_from_json(text: str) -> Run:
     raw = json.loads(text)
 
