@@ -7,7 +7,7 @@ ever touches one slot):
 | key | type | holds |
 |---|---|---|
 | `tp:<b>`, `tx:<b>` | hashes | task id -> its record (compact JSON, `redis_lua.py`); `<b>` is |
-|  |  | the id's last 3 characters: ~4,096 small hashes Redis keeps as listpacks. |
+|  |  | the id's last 3 characters (hex if not plain): ~4,096 small listpack hashes. |
 |  |  | `tp:` holds pending tasks (short records), `tx:` running and finished ones |
 | `sched:<queue>` | zset | pending tasks not yet due, scored by scheduled_at |
 | `ready:<queue>` | zset | due tasks as `<seq>:<id>`, scored `(9 - priority) * 1e10 |
