@@ -818,13 +818,13 @@ elseif op == 'upgrade' then
         end
       end
       if r.c == r.a then r.c = nil end
-      if r.j and r.a then
+      if r.j and r.a then  -- else not a task (left as it is: nothing is lost)
         HOME[id] = nil
         save(id, r)
         if r.s == nil or r.s == 'running' then active(r.j, 1) end
         converted = converted + 1
+        redis.call('DEL', key)
       end
-      redis.call('DEL', key)
     elseif string.sub(rest, 1, 7) == 'active:' then
       redis.call('DEL', key)
     end
