@@ -528,3 +528,14 @@ async def test_pending_records_are_short_and_their_buckets_listpacks(redis_url: 
         }
     finally:
         db.close()
+
+
+async def test_any_task_id_finds_its_bucket(redis_url: str) -> None:
+    """A bucket is named by the id's last three characters, in hex when they are not
+    plain ASCII (a multi-byte character cut in half would be no valid key name)."""
+    ids = ["tâché", "x", "a b", "日本語"]
+    async with RedisBackend(redis_url) as backend:
+        await backend.enqueue_many([Task(job="j", id=i) for i in ids])
+        assert [t and t.id for t in [await backend.get_task(i) for i in ids]] == ids
+        assert sorted(t.id for t in await backend.dequeue(10)) == sorted(ids)
+        assert await backend.drop_everything() > 0

@@ -7,7 +7,7 @@ ever touches one slot):
 | key | type | holds |
 |---|---|---|
 | `tp:<b>`, `tx:<b>` | hashes | task id -> its record (compact JSON, `redis_lua.py`); `<b>` is |
-|  |  | the id's last 3 characters: ~4,096 small hashes Redis keeps as listpacks. |
+|  |  | the id's last 3 characters (hex if not plain): ~4,096 small listpack hashes. |
 |  |  | `tp:` holds pending tasks (short records), `tx:` running and finished ones |
 | `sched:<queue>` | zset | pending tasks not yet due, scored by scheduled_at |
 | `ready:<queue>` | zset | due tasks as `<seq>:<id>`, scored `(9 - priority) * 1e10 |
@@ -159,11 +159,6 @@ def task_from_record(task_id: str, raw: str) -> Task:
 def _rows(rows: Sequence[Sequence[str]]) -> list[Task]:
     """A script's claimed tasks: `[id, record]` pairs."""
     return [task_from_record(task_id, raw) for task_id, raw in rows]
-
-
-def _bucket(task_id: str) -> str:
-    """The suffix of the bucket hashes holding a task's record (`tp:`/`tx:` + this)."""
-    return task_id[-3:]
 
 
 def run_from_json(text: str) -> Run:

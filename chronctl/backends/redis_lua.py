@@ -3,8 +3,9 @@
 A task is one compact JSON record (`RECORD_KEYS`: one-letter keys, string values,
 fields equal to their default left out), stored as a field of a bucket hash
 (`tp:<b>` while pending, `tx:<b>` otherwise; `<b>` is the id's last three
-characters): 4,096 small hashes that Redis keeps as listpacks, a few bytes per
-task, where a key per task costs a hundred.
+characters, or their bytes in hex unless they are letters, digits or `-_.`):
+4,096 small hashes that Redis keeps as listpacks, a few bytes per task, where a
+key per task costs a hundred.
 """
 
 #: Task field -> the record's key. `id` is the bucket field's name, not in the record.
@@ -86,7 +87,11 @@ end
 -- the bucket hash a record lives in: pending records apart, so that their
 -- buckets stay small listpacks (a running or finished record is longer)
 local function home(id, pending)
-  return P .. (pending and 'tp:' or 'tx:') .. string.sub(id, -3)
+  local b = string.sub(id, -3)
+  if not string.find(b, '^[%w%-_.]*$') then  -- key names stay printable ASCII
+    b = string.gsub(b, '.', function(c) return string.format('%02x', string.byte(c)) end)
+  end
+  return P .. (pending and 'tp:' or 'tx:') .. b
 end
 
 local HOME = {}  -- id -> the hash its record was read from
@@ -813,13 +818,13 @@ elseif op == 'upgrade' then
         end
       end
       if r.c == r.a then r.c = nil end
-      if r.j and r.a then
+      if r.j and r.a then  -- else not a task (left as it is: nothing is lost)
         HOME[id] = nil
         save(id, r)
         if r.s == nil or r.s == 'running' then active(r.j, 1) end
         converted = converted + 1
+        redis.call('DEL', key)
       end
-      redis.call('DEL', key)
     elseif string.sub(rest, 1, 7) == 'active:' then
       redis.call('DEL', key)
     end
