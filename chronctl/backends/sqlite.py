@@ -906,7 +906,7 @@ class SQLiteBackend(QueueBackend):
             self._wakeup.clear()
             self._writes_waited = self._writes
 
-    async def _hold_off(self, woken: asyncio.Future[object]) -> None:
+    async def _hold_off(self, woken: asyncio.Future[Any]) -> None:
         """Look less often while other processes' commits keep not being work for us
         (idle workers of another queue on a busy file): after each such wake that found
         nothing, wait twice as long (up to `_WAKE_BACKOFF_MAX`) before the next look.
@@ -931,7 +931,7 @@ class SQLiteBackend(QueueBackend):
             self._backoff = min(max(self._backoff * 2, _WAKE_BACKOFF_MIN), _WAKE_BACKOFF_MAX)
             self._futile_at = time.monotonic()
 
-    async def _poll_wal(self, woken: asyncio.Future[object], timeout: float) -> None:
+    async def _poll_wal(self, woken: asyncio.Future[Any], timeout: float) -> None:
         """The fallback: look at the `-wal` file's size and mtime until they change. The
         stamp is kept between waits, so a commit during a claim is not missed."""
         end = time.monotonic() + timeout

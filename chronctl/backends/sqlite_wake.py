@@ -22,6 +22,7 @@ import functools
 import os
 import struct
 import sys
+from typing import Any
 
 # <sys/inotify.h>
 IN_MODIFY = 0x00000002
@@ -81,7 +82,7 @@ class WalWatch:
                     # ours is not; if it went anyway, stop trusting the watch.
                     self.broken = True
 
-    async def wait(self, woken: asyncio.Future[object], timeout: float) -> bool:
+    async def wait(self, woken: asyncio.Future[Any], timeout: float) -> bool:
         """Until the file is written (by anyone), `woken` completes, or `timeout` passes;
         True when the file was written."""
         if self.drain():
