@@ -931,7 +931,7 @@ class SQLiteBackend(QueueBackend):
             self._backoff = min(max(self._backoff * 2, _WAKE_BACKOFF_MIN), _WAKE_BACKOFF_MAX)
             self._futile_at = time.monotonic()
 
-    async def _poll_wal(self, woken: asyncio.Future[Any], timeout: float) -> None:
+    async def _poll_wal(self, woken: asyncio.Future[object], timeout: float) -> None:
         """The fallback: look at the `-wal` file's size and mtime until they change. The
         stamp is kept between waits, so a commit during a claim is not missed."""
         end = time.monotonic() + timeout
