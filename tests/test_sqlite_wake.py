@@ -93,3 +93,33 @@ async def test_idle_wait_wakes_on_another_connections_commit(tmp_path: Path, ino
     finally:
         await cli_side.disconnect()
         await worker_side.disconnect()
+
+
+@linux_only
+async def test_an_idle_worker_of_another_queue_still_gets_its_task(tmp_path: Path) -> None:
+    """Commits that are no work for a worker make it look less often (a hold-off that
+    doubles up to 50 ms), never miss the one that is."""
+    db = tmp_path / "x.db"
+    worker_side, cli_side = SQLiteBackend(db), SQLiteBackend(db)
+    await worker_side.connect()
+    await cli_side.connect()
+    mine = Task(job="j", queue="b")
+
+    async def work() -> list[Task]:
+        while True:
+            claimed = await worker_side.dequeue(5, queues=["b"], worker="w")
+            if claimed:
+                return claimed
+            await worker_side.wait_for_work(60)
+
+    try:
+        worker = asyncio.create_task(work())
+        for _ in range(30):  # work for another queue's workers, one commit each
+            await cli_side.enqueue(Task(job="j", queue="a"))
+            await asyncio.sleep(0.005)
+        await cli_side.enqueue(mine)
+        claimed = await asyncio.wait_for(worker, 30)
+        assert [t.id for t in claimed] == [mine.id]
+    finally:
+        await cli_side.disconnect()
+        await worker_side.disconnect()

@@ -308,6 +308,8 @@ def create_private_file(path: Path) -> None:
 
 
 CROSS_PROCESS_POLL = 0.1  # seconds between looks at the WAL file while a worker is idle
+_WAKE_BACKOFF_MIN = 0.001  # seconds: hold-off after a foreign commit that was no work for us
+_WAKE_BACKOFF_MAX = 0.05  # ...doubling up to this
 
 
 def _stamp(path: str) -> tuple[int, int] | None:
@@ -343,6 +345,10 @@ class SQLiteBackend(BrokerStateStore):
         self._wal = f"{self.db_path}-wal"
         self._watch: WalWatch | None = None
         self._wal_seen: tuple[int, int] | None = None
+        self._writes_waited = 0  # self._writes when the last wait ended
+        self._foreign_wake = False  # that wait ended on another process's commit
+        self._backoff = 0.0  # see _hold_off
+        self._futile_at = 0.0
         #: How another process's commit wakes an idle worker: "inotify" or "poll" (None
         #: until the first wait).
         self.wake: str | None = None
@@ -642,7 +648,9 @@ class SQLiteBackend(BrokerStateStore):
             rows.sort(key=lambda r: (-r["priority"], r["scheduled_at"], r["rowid"]))
             return [_row_task(r) for r in rows]
 
-        return await self._tx(claim)
+        out = await self._tx(claim)
+        self._claimed(bool(out))
+        return out
 
     @staticmethod
     def _queues_at(
@@ -898,12 +906,41 @@ class SQLiteBackend(BrokerStateStore):
                 if self._watch is not None:
                     return
             if self._watch is not None:
-                await self._watch.wait(woken, timeout)
+                written = await self._watch.wait(woken, timeout)
+                if written and not woken.done() and self._writes == self._writes_waited:
+                    await self._hold_off(woken)  # another process's commit, not ours
+                    self._foreign_wake = True
             else:
                 await self._poll_wal(woken, timeout)
         finally:
             woken.cancel()
             self._wakeup.clear()
+            self._writes_waited = self._writes
+
+    async def _hold_off(self, woken: asyncio.Future[Any]) -> None:
+        """Look less often while other processes' commits keep not being work for us
+        (idle workers of another queue on a busy file): after each such wake that found
+        nothing, wait twice as long (up to `_WAKE_BACKOFF_MAX`) before the next look.
+        A claim that finds work, or a quiet spell, ends it; the events stay queued, so
+        nothing is missed, only looked at later."""
+        if not self._backoff:
+            return
+        since = time.monotonic() - self._futile_at
+        if since > 2 * _WAKE_BACKOFF_MAX:
+            self._backoff = 0.0
+        elif since < self._backoff:
+            await asyncio.wait({woken}, timeout=self._backoff - since)
+
+    def _claimed(self, found: bool) -> None:
+        """What the claim after a foreign wake found sets the next hold-off."""
+        if not self._foreign_wake:
+            return
+        self._foreign_wake = False
+        if found:
+            self._backoff = 0.0
+        else:
+            self._backoff = min(max(self._backoff * 2, _WAKE_BACKOFF_MIN), _WAKE_BACKOFF_MAX)
+            self._futile_at = time.monotonic()
 
     async def _poll_wal(self, woken: asyncio.Future[Any], timeout: float) -> None:
         """The fallback: look at the `-wal` file's size and mtime until they change. The
