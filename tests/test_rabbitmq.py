@@ -729,23 +729,51 @@ async def test_renewal_finding_a_task_acked_leaves_its_settle_alone(
             await backend.disconnect()
 
 
-async def test_settling_on_a_dropped_connection_is_not_a_cancellation() -> None:
-    """aiormq fails a frame it had not written when its connection dropped with
-    CancelledError (`FutureStore.reject_all`): the ack of a task whose success is already
-    committed must not turn into a cancelled run (issue 15, with a broker restart). A real
+async def test_settling_on_a_dropped_connection_is_neither_a_cancellation_nor_a_hang() -> None:
+    """When its connection drops, aiormq fails a frame it had not written with
+    CancelledError (`FutureStore.reject_all`), and a frame waiting for room in the dead
+    connection's write queue waits forever: the ack of a task whose success is already
+    committed must neither turn into a cancelled run nor hang it (issue 15). A real
     cancellation of the caller still goes through."""
-    loop = asyncio.get_running_loop()
-    unwritten: asyncio.Future[None] = loop.create_future()
-    unwritten.set_exception(asyncio.CancelledError())  # what reject_all leaves
-    await RabbitMQBackend._settle(unwritten)
+    import aio_pika
 
-    pending: asyncio.Future[None] = loop.create_future()
-    settling = asyncio.create_task(RabbitMQBackend._settle(pending))
-    await asyncio.sleep(0)  # one loop turn: it now awaits the frame
-    assert not settling.done()
-    settling.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await settling
+    from tests.conftest import need_rabbitmq
+
+    need_rabbitmq()
+
+    async def unwritten() -> None:
+        raise asyncio.CancelledError  # what awaiting a frame rejected by reject_all raises
+
+    async def no_room() -> None:
+        await asyncio.Event().wait()  # a put on the full write queue nobody drains
+
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        for _ in range(2):
+            await channel.default_exchange.publish(aio_pika.Message(b"{}"), routing_key=queue.name)
+        messages = []
+        while len(messages) < 2:  # published without confirms: a get may come first
+            message = await queue.get(no_ack=False, fail=False)
+            if message is not None:
+                messages.append(message)
+
+        await RabbitMQBackend._settle(messages[0], unwritten())  # no CancelledError
+
+        cancelled = asyncio.create_task(RabbitMQBackend._settle(messages[0], no_room()))
+        await asyncio.sleep(0)  # one loop turn: it now waits for room
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+
+        stuck = asyncio.create_task(RabbitMQBackend._settle(messages[1], no_room()))
+        await asyncio.sleep(0)
+        assert not stuck.done()
+        await channel.close()
+        await asyncio.wait_for(stuck, 10)  # returns: the broker requeued the message
+    finally:
+        await connection.close()
 
 
 async def test_a_message_of_a_closed_channel_reads_as_not_open(tmp_path: Path) -> None:

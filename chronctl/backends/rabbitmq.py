@@ -83,7 +83,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
@@ -418,23 +418,41 @@ class RabbitMQBackend(BrokerBackend):
         return queue
 
     @staticmethod
-    async def _settle(action: Awaitable[Any]) -> None:
-        """ack/nack/reject; a message from a closed channel was already requeued by RabbitMQ.
+    async def _settle(message: AbstractIncomingMessage, action: Coroutine[Any, Any, Any]) -> None:
+        """ack/nack/reject `message`; one of a closed channel was already requeued by RabbitMQ.
 
-        When the connection drops (a broker restart), aiormq fails the frames it has not
-        written yet with CancelledError although nobody cancelled us. Let through, it made
-        an acknowledgement already committed in the state store look like a cancelled run
-        (no task_succeeded event: issue 15) and could end the lease heartbeat. Only a real
-        cancellation of the calling task is raised again."""
-        me = asyncio.current_task()
-        asked = me.cancelling() if me is not None else 0
+        It returns once the frame is written or the message's channel is gone, and never
+        lets a dropped connection pass for a cancellation (issue 15): aiormq fails the
+        frames it had not written with CancelledError although nobody cancelled us, and a
+        frame waiting for room in a dead connection's write queue waits forever. Either
+        made an acknowledgement already committed in the state store lose its
+        task_succeeded event (and its worker's in-flight slot), and could end the heartbeat.
+        """
+        from aiormq.exceptions import ChannelInvalidStateError
+
         try:
-            await action
-        except asyncio.CancelledError:
-            if me is None or me.cancelling() > asked:
-                raise
+            closing = message.channel.closing
+        except ChannelInvalidStateError:
+            action.close()
+            return
+        settle = asyncio.ensure_future(action)
+        try:
+            await asyncio.wait((settle, closing), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            settle.cancel()  # a real cancellation of the caller
+            raise
+        finally:
+            if closing.done():
+                if not closing.cancelled():
+                    closing.exception()  # retrieved: the closure is expected here
+            else:
+                closing.cancel()  # the observer only, never the channel
+        if not settle.done() or settle.cancelled():
+            settle.cancel()
             log.debug("could not settle a message: its connection closed")
-        except Exception as exc:
+            return
+        exc = settle.exception()
+        if exc is not None:
             log.debug("could not settle a message: %s", exc)
 
     @staticmethod
@@ -666,7 +684,7 @@ class RabbitMQBackend(BrokerBackend):
                 self._queues.clear()  # declare again next time (a queue deleted by hand)
                 self._consumers.clear()
                 for message in messages:  # never leave a fetched message stranded
-                    await self._settle(message.nack(requeue=True))
+                    await self._settle(message, message.nack(requeue=True))
                 raise
         return await self._claim(messages, lease, worker)
 
@@ -683,7 +701,7 @@ class RabbitMQBackend(BrokerBackend):
             elif name in wanted:
                 keep.append((name, message))
             else:
-                await self._settle(message.nack(requeue=True))
+                await self._settle(message, message.nack(requeue=True))
         self._buffer = keep
         return messages
 
@@ -721,7 +739,7 @@ class RabbitMQBackend(BrokerBackend):
                     raise TypeError(task_id)
             except (ValueError, KeyError, TypeError):
                 log.warning("dead-lettering a malformed message on %s", message.routing_key)
-                await self._settle(message.reject(requeue=False))
+                await self._settle(message, message.reject(requeue=False))
                 continue
             if task_id in by_id:
                 drop.append(message)
@@ -736,23 +754,23 @@ class RabbitMQBackend(BrokerBackend):
             )
         except BaseException:
             for message in by_id.values():
-                await self._settle(message.nack(requeue=True))
+                await self._settle(message, message.nack(requeue=True))
             raise
         taken = {t.id: t for t in claimed}
         for task_id, message in by_id.items():
             held = self._held.get(task_id)
             if task_id in taken:
                 if held is not None:
-                    await self._settle(held[1].ack())  # an older run of it lost its lease
+                    await self._settle(held[1], held[1].ack())  # an older run of it lost its lease
                 self._held[task_id] = (taken[task_id].deliveries, message)
             elif task_id in dead:
-                await self._settle(message.reject(requeue=False))
+                await self._settle(message, message.reject(requeue=False))
             elif held is not None and not self._open(held[1]):
                 self._held[task_id] = (held[0], message)  # still running here: adopt the copy
             else:
                 drop.append(message)  # cancelled, finished, not due, or a duplicate
         for message in drop:
-            await self._settle(message.ack())
+            await self._settle(message, message.ack())
         return claimed
 
     def _pop_held(self, task: Task) -> AbstractIncomingMessage | None:
@@ -766,7 +784,7 @@ class RabbitMQBackend(BrokerBackend):
         ok = await self.state.acknowledge(task)
         message = self._pop_held(task)
         if message is not None:
-            await self._settle(message.ack())
+            await self._settle(message, message.ack())
         return ok
 
     async def reject(self, task: Task, *, requeue: bool, retry_at: float | None = None) -> bool:
@@ -774,9 +792,11 @@ class RabbitMQBackend(BrokerBackend):
         message = self._pop_held(task)
         if message is not None:
             if ok and not requeue:
-                await self._settle(message.reject(requeue=False))  # -> <queue_name>.dead
+                await self._settle(message, message.reject(requeue=False))  # -> <queue_name>.dead
             else:
-                await self._settle(message.ack())  # the pump republishes the retry when due
+                await self._settle(
+                    message, message.ack()
+                )  # the pump republishes the retry when due
         if ok and requeue:
             self._dirty = True
             if retry_at is None or retry_at <= time.time():
@@ -798,7 +818,9 @@ class RabbitMQBackend(BrokerBackend):
         for task in tasks:
             message = self._pop_held(task)
             if message is not None:
-                await self._settle(message.nack(requeue=True) if at is None else message.ack())
+                await self._settle(
+                    message, message.nack(requeue=True) if at is None else message.ack()
+                )
         if at is not None:
             self._dirty = True
         self.notify()
@@ -809,7 +831,7 @@ class RabbitMQBackend(BrokerBackend):
             if task.id in lost:
                 message = self._pop_held(task)
                 if message is not None:
-                    await self._settle(message.ack())
+                    await self._settle(message, message.ack())
         return lost
 
     async def recover_expired(self) -> int:
