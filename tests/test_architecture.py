@@ -207,7 +207,7 @@ def test_readme_architecture_table_lists_every_module() -> None:
     listed = architecture_table()
     expected = [
         str(p.relative_to(ROOT))
-        for p in sorted(PACKAGE.rglob("*.py"))
+        for p in sorted([*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.lua")])
         if p.name != "__init__.py" or p.parent != PACKAGE
     ]
     expected.append("chronctl/__init__.py")

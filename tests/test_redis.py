@@ -56,7 +56,7 @@ def test_records_keep_every_field() -> None:
     from dataclasses import fields
 
     from chronctl.backends.redis import task_from_record, task_record
-    from chronctl.backends.redis_lua import RECORD_KEYS
+    from chronctl.backends.redis.lua import RECORD_KEYS
     from chronctl.models import Task, TaskStatus
 
     assert sorted([*RECORD_KEYS, "id"]) == sorted(f.name for f in fields(Task))

@@ -6,7 +6,7 @@ ever touches one slot):
 
 | key | type | holds |
 |---|---|---|
-| `tp:<b>`, `tx:<b>` | hashes | task id -> its record (compact JSON, `redis_lua.py`); `<b>` is |
+| `tp:<b>`, `tx:<b>` | hashes | task id -> its record (compact JSON, `records.py`); `<b>` is |
 |  |  | the id's last 3 characters (hex if not plain): ~4,096 small listpack hashes. |
 |  |  | `tp:` holds pending tasks (short records), `tx:` running and finished ones |
 | `sched:<queue>` | zset | pending tasks not yet due, scored by scheduled_at |
@@ -32,7 +32,7 @@ ever touches one slot):
 Every state change that touches several keys (claim a batch with lease
 recovery and promotion of due tasks, ack, reject/retry/dead-letter,
 release, cancel, record a fire, retry dead letters) is one Lua script
-(`redis_lua.py`), so a crash between two commands cannot lose or duplicate a
+(`lua.py`, `state.lua`), so a crash between two commands cannot lose or duplicate a
 task. Values cross as strings, so no float is re-encoded by Lua.
 """
 
@@ -47,11 +47,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..errors import BackendError, BackendUnavailableError, UsageError
-from ..models import FINISHED, FireOutcome, JobState, Process, Run, Task, TaskStatus
-from .base import (
+from ...errors import BackendError, BackendUnavailableError
+from ...models import FINISHED, FireOutcome, JobState, Process, Run, Task, TaskStatus
+from ..base import (
     LEASE_EXPIRED_ERROR,
     PROCESS_TTL,
     BrokerStateStore,
@@ -61,7 +60,9 @@ from .base import (
     StoppedEarly,
     settle,
 )
-from .redis_lua import DEFAULTS, LAYOUT, RECORD_KEYS, SCRIPT
+from .lua import LAYOUT, SCRIPT
+from .records import _num, _rows, _wire, run_from_json, run_to_json, task_from_record
+from .url import parse_redis_url
 
 log = logging.getLogger("chronctl.redis")
 T = TypeVar("T")
@@ -70,198 +71,6 @@ T = TypeVar("T")
 BULK_STEP = 1000
 #: Seconds an interrupted bulk enqueue's record is kept for a rerun to resume it.
 BULK_KEEP = 7 * 86400
-
-
-def _num(value: float) -> str:
-    return repr(float(value))
-
-
-_DUMPED = frozenset({"args", "kwargs", "result"})
-_FLOATS = frozenset(
-    {"scheduled_at", "created_at", "started_at", "finished_at", "lease_until", "fire_time"}
-)
-_INTS = frozenset({"priority", "attempt", "max_retries", "deliveries"})
-
-
-def task_record(task: Task) -> dict[str, str]:
-    """A task as its stored record: one-letter keys (RECORD_KEYS), string values,
-    defaults and an unset created_at (= scheduled_at) left out, no id."""
-    from ..models import dumps
-
-    out: dict[str, str] = {}
-    for name, key in RECORD_KEYS.items():
-        value = getattr(task, name)
-        if value is None:
-            continue
-        if name in _DUMPED:
-            text = dumps(value)
-        elif name in _FLOATS:
-            text = _num(value)
-        elif name in _INTS:
-            text = str(int(value))
-        else:
-            text = value.value if isinstance(value, TaskStatus) else str(value)
-        if DEFAULTS.get(key) != text:
-            out[key] = text
-    if out.get("c") == out["a"]:
-        del out["c"]
-    return out
-
-
-def _wire(task: Task) -> dict[str, str]:
-    """A task as a script receives it: its record and its id."""
-    return {"id": task.id, **task_record(task)}
-
-
-def _json(text: str | None, default: Any) -> Any:
-    if text is None:
-        return default
-    if text == "[]" or text == "{}":  # most tasks: skip the decoder
-        return [] if text == "[]" else {}
-    return json.loads(text)
-
-
-def _float(text: str | None) -> float | None:
-    return None if text is None else float(text)
-
-
-def task_from_record(task_id: str, raw: str) -> Task:
-    """A task from its stored record (the JSON of task_record, as Lua rewrites it)."""
-    r: dict[str, str] = json.loads(raw)
-    get = r.get
-    scheduled = float(r["a"])
-    return Task(
-        job=r["j"],
-        args=_json(get("A"), []),
-        kwargs=_json(get("K"), {}),
-        queue=get("q", "default"),
-        priority=int(get("p", 5)),
-        scheduled_at=scheduled,
-        id=task_id,
-        status=TaskStatus(get("s", "pending")),
-        attempt=int(get("n", 0)),
-        max_retries=int(get("m", 3)),
-        key=get("k"),
-        created_at=float(r["c"]) if "c" in r else scheduled,
-        started_at=_float(get("b")),
-        finished_at=_float(get("f")),
-        result=_json(get("r"), None),
-        error=get("e"),
-        traceback=get("x"),
-        output=get("o"),
-        lease_until=_float(get("l")),
-        worker=get("w"),
-        deliveries=int(get("d", 0)),
-        fire_time=_float(get("t")),
-    )
-
-
-def _rows(rows: Sequence[Sequence[str]]) -> list[Task]:
-    """A script's claimed tasks: `[id, record]` pairs."""
-    return [task_from_record(task_id, raw) for task_id, raw in rows]
-
-
-def run_from_json(text: str) -> Run:
-    raw = json.loads(text)
-
-    def f(name: str) -> float | None:
-        return float(raw[name]) if raw.get(name) not in (None, "") else None
-
-    return Run(
-        task_id=raw["task_id"],
-        job=raw["job"],
-        queue=raw["queue"],
-        attempt=int(raw.get("attempt", 0)),
-        status=TaskStatus(raw["status"]),
-        started_at=f("started_at"),
-        finished_at=float(raw["finished_at"]),
-        args=json.loads(raw.get("args", "[]")),
-        kwargs=json.loads(raw.get("kwargs", "{}")),
-        priority=int(raw.get("priority", 5)),
-        scheduled_at=f("scheduled_at"),
-        result=json.loads(raw["result"]) if "result" in raw else None,
-        error=raw.get("error"),
-        traceback=raw.get("traceback"),
-        output=raw.get("output"),
-    )
-
-
-def run_to_json(run: Run) -> str:
-    from ..models import dumps
-
-    raw: dict[str, str] = {
-        "task_id": run.task_id,
-        "job": run.job,
-        "queue": run.queue,
-        "attempt": str(run.attempt),
-        "status": TaskStatus(run.status).value,
-        "finished_at": _num(run.finished_at),
-        "priority": str(run.priority),
-        "args": dumps(run.args),
-        "kwargs": dumps(run.kwargs),
-    }
-    if run.started_at is not None:
-        raw["started_at"] = _num(run.started_at)
-    if run.scheduled_at is not None:
-        raw["scheduled_at"] = _num(run.scheduled_at)
-    if run.result is not None:
-        raw["result"] = dumps(run.result)
-    for name in ("error", "traceback", "output"):
-        if getattr(run, name) is not None:
-            raw[name] = getattr(run, name)
-    return json.dumps(raw, sort_keys=True)
-
-
-def parse_redis_url(url: str) -> dict[str, Any]:
-    """The URL forms of SPEC §3; returns what connect() needs (never logged)."""
-    parts = urlsplit(url)
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    if parts.scheme == "redis+sentinel":
-        path = [p for p in parts.path.split("/") if p]
-        if not path:
-            raise UsageError(
-                "a sentinel URL names the master: redis+sentinel://host:26379/mymaster/0"
-            )
-        hosts = []
-        for item in parts.netloc.rpartition("@")[2].split(","):
-            host, _, port = item.partition(":")
-            hosts.append((host, int(port or 26379)))
-        return {
-            "sentinel": hosts,
-            "service": path[0],
-            "db": int(path[1]) if len(path) > 1 else 0,
-            "password": unquote(parts.password) if parts.password else None,
-            "username": unquote(parts.username) if parts.username else None,
-            "prefix": query.get("prefix"),
-        }
-    if "," in parts.netloc or query.get("cluster", "").lower() in ("1", "yes", "true"):
-        # Redis Cluster: `redis://[user:pass@]h1:7000,h2:7001/0`, or one seed node with
-        # `?cluster=yes`. Every key carries the prefix's hash tag, so all live in one slot.
-        db = parts.path.strip("/") or "0"
-        if db != "0":
-            raise UsageError(
-                f"a Redis Cluster has only database 0, not {db}: "
-                "use ?prefix= to keep applications apart"
-            )
-        nodes = []
-        for item in parts.netloc.rpartition("@")[2].split(","):
-            if item.startswith("["):  # [::1]:7000
-                host, _, port = item[1:].partition("]")
-                port = port.lstrip(":")
-            else:
-                host, _, port = item.partition(":")
-            try:
-                nodes.append((host, int(port or 6379)))
-            except ValueError:
-                raise UsageError(f"bad Redis Cluster node '{item}'") from None
-        return {
-            "cluster": nodes,
-            "tls": parts.scheme == "rediss",
-            "password": unquote(parts.password) if parts.password else None,
-            "username": unquote(parts.username) if parts.username else None,
-            "prefix": query.get("prefix"),
-        }
-    return {"url": url.split("?", 1)[0], "prefix": query.get("prefix")}
 
 
 class RedisBackend(BrokerStateStore, SharedRateLimit):
@@ -276,7 +85,7 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         socket_connect_timeout: float = 5.0,
     ) -> None:
         super().__init__()
-        from . import redact_url
+        from .. import redact_url
 
         self.url = url
         self.display_url = redact_url(url)
@@ -308,7 +117,7 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         try:
             import redis.asyncio as aredis
         except ImportError:
-            from . import missing_extra
+            from .. import missing_extra
 
             raise missing_extra("redis", "redis", "redis://") from None
         common: dict[str, Any] = dict(
@@ -606,7 +415,7 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
     async def acknowledge(self, task: Task) -> bool:
         """Group commit: acks that arrive while one is in flight go together in one
         script call, each caller still learning its own outcome."""
-        from ..models import dumps
+        from ...models import dumps
 
         result = "" if task.result is None else dumps(task.result)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -1120,7 +929,7 @@ def _run_matches(run: Run, wanted: set[TaskStatus]) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    from . import redact_url
+    from .. import redact_url
 
     text = str(exc) or type(exc).__name__
     return redact_url(text.splitlines()[0])
