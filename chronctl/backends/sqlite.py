@@ -310,6 +310,7 @@ def create_private_file(path: Path) -> None:
 CROSS_PROCESS_POLL = 0.1  # seconds between looks at the WAL file while a worker is idle
 _WAKE_BACKOFF_MIN = 0.001  # seconds: hold-off after a foreign commit that was no work for us
 _WAKE_BACKOFF_MAX = 0.05  # ...doubling up to this
+_WAKE_FUTILE_FREE = 3  # foreign wakes in a row that may find nothing before any hold-off
 
 
 def _stamp(path: str) -> tuple[int, int] | None:
@@ -348,6 +349,7 @@ class SQLiteBackend(BrokerStateStore):
         self._writes_waited = 0  # self._writes when the last wait ended
         self._foreign_wake = False  # that wait ended on another process's commit
         self._backoff = 0.0  # see _hold_off
+        self._futile = 0  # foreign wakes in a row whose claim found nothing
         self._futile_at = 0.0
         #: How another process's commit wakes an idle worker: "inotify" or "poll" (None
         #: until the first wait).
@@ -927,20 +929,26 @@ class SQLiteBackend(BrokerStateStore):
             return
         since = time.monotonic() - self._futile_at
         if since > 2 * _WAKE_BACKOFF_MAX:
-            self._backoff = 0.0
+            self._futile, self._backoff = 0, 0.0
         elif since < self._backoff:
             await asyncio.wait({woken}, timeout=self._backoff - since)
 
     def _claimed(self, found: bool) -> None:
-        """What the claim after a foreign wake found sets the next hold-off."""
+        """What the claim after a foreign wake found sets the next hold-off: none until
+        `_WAKE_FUTILE_FREE` such claims in a row found nothing (a stray one costs nothing)."""
         if not self._foreign_wake:
             return
         self._foreign_wake = False
         if found:
-            self._backoff = 0.0
-        else:
+            self._futile, self._backoff = 0, 0.0
+            return
+        now = time.monotonic()
+        if now - self._futile_at > 2 * _WAKE_BACKOFF_MAX:  # after a quiet spell: count anew
+            self._futile, self._backoff = 0, 0.0
+        self._futile += 1
+        self._futile_at = now
+        if self._futile > _WAKE_FUTILE_FREE:
             self._backoff = min(max(self._backoff * 2, _WAKE_BACKOFF_MIN), _WAKE_BACKOFF_MAX)
-            self._futile_at = time.monotonic()
 
     async def _poll_wal(self, woken: asyncio.Future[Any], timeout: float) -> None:
         """The fallback: look at the `-wal` file's size and mtime until they change. The
