@@ -448,18 +448,18 @@ async def test_state_file_from_before_the_publish_columns_still_opens(tmp_path: 
     """The SQLite migration: an older file gains the publish markers and keeps its tasks."""
     import sqlite3
 
-    from chronctl.backends import sqlite as sqlite_backend
+    from chronctl.backends.sqlite import rows, schema
 
     path = tmp_path / "old.db"
     old = Task(job="j")
     db = sqlite3.connect(path)
-    db.executescript(sqlite_backend._SCHEMA)  # the schema before the ALTER TABLE migration
+    db.executescript(schema._SCHEMA)  # the schema before the ALTER TABLE migration
     db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
-    db.execute(sqlite_backend._INSERT_TASK, sqlite_backend._task_row(old))
+    db.execute(schema._INSERT_TASK, rows._task_row(old))
     db.commit()
     assert "published_at" not in {r[1] for r in db.execute("PRAGMA table_info(tasks)")}
     db.close()
-    store = sqlite_backend.SQLiteBackend(path)
+    store = SQLiteBackend(path)
     await store.connect()
     try:
         [claimed] = await store.claim_for_publish(time.time(), 10)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chronctl.backends.sqlite import SQLiteBackend
-from chronctl.backends.sqlite_wake import open_watch
+from chronctl.backends.sqlite.wake import open_watch
 from chronctl.models import Task
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")

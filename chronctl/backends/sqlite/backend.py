@@ -29,8 +29,8 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
-from ..errors import BackendError, BackendUnavailableError
-from ..models import (
+from ...errors import BackendError, BackendUnavailableError
+from ...models import (
     ACTIVE,
     FireOutcome,
     JobState,
@@ -41,8 +41,8 @@ from ..models import (
     dumps,
     loads,
 )
-from ..text import shown_path
-from .base import (
+from ...text import shown_path
+from ..base import (
     LEASE_EXPIRED_ERROR,
     PROCESS_TTL,
     BrokerStateStore,
@@ -51,149 +51,27 @@ from .base import (
     StoppedEarly,
     settle,
 )
-from .sqlite_wake import WalWatch, open_watch
+from .rows import _row_run, _row_task, _run_values, _task_row
+from .schema import (
+    _ACTIVE,
+    _CREATED,
+    _FINISHED,
+    _FIRST_QUEUE,
+    _INSERT_RUN,
+    _INSERT_TASK,
+    _KEEP_CREATED,
+    _NEXT,
+    _OWNED,
+    _RUN_COLUMNS,
+    _SCHEMA,
+    _TOP_PRIORITY,
+    _V1_INDEXES,
+    SCHEMA_VERSION,
+    _status_in,
+)
+from .wake import WalWatch, open_watch
 
 T = TypeVar("T")
-# 2: one partial index for claims (tasks_next) instead of tasks_claim + tasks_pending; no
-# tasks_created; tasks_publish only where a broker uses the file (issue 15: 256 -> ~185 B
-# per pending task). `_upgrade` brings an older file up to date when it is opened.
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    id TEXT PRIMARY KEY,
-    job TEXT NOT NULL,
-    queue TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    scheduled_at REAL NOT NULL,
-    status TEXT NOT NULL,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    max_retries INTEGER NOT NULL DEFAULT 3,
-    key TEXT,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    lease_until REAL,
-    worker TEXT,
-    deliveries INTEGER NOT NULL DEFAULT 0,
-    fire_time REAL,
-    args TEXT NOT NULL,
-    kwargs TEXT NOT NULL,
-    result TEXT,
-    error TEXT,
-    traceback TEXT,
-    output TEXT
-);
-CREATE INDEX IF NOT EXISTS tasks_next ON tasks(priority, queue, scheduled_at)
-    WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job, status);
-CREATE INDEX IF NOT EXISTS tasks_done ON tasks(status) WHERE status NOT IN ('pending', 'running');
-CREATE INDEX IF NOT EXISTS tasks_lease ON tasks(lease_until) WHERE status = 'running';
-CREATE UNIQUE INDEX IF NOT EXISTS tasks_key ON tasks(key)
-    WHERE key IS NOT NULL AND status IN ('pending', 'running');
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    task_id TEXT NOT NULL,
-    job TEXT NOT NULL,
-    queue TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    attempt INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    args TEXT NOT NULL,
-    kwargs TEXT NOT NULL,
-    scheduled_at REAL,
-    started_at REAL,
-    finished_at REAL NOT NULL,
-    result TEXT,
-    error TEXT,
-    traceback TEXT,
-    output TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_job ON runs(job, id);
-CREATE INDEX IF NOT EXISTS runs_finished ON runs(finished_at);
-CREATE TABLE IF NOT EXISTS jobs (
-    name TEXT PRIMARY KEY,
-    first_seen REAL NOT NULL,
-    last_fire REAL,
-    paused INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS processes (
-    id TEXT PRIMARY KEY,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    role TEXT NOT NULL,
-    started REAL NOT NULL,
-    last_beat REAL NOT NULL,
-    queues TEXT
-);
-"""
-
-_TASK_COLUMNS = (
-    "id",
-    "job",
-    "queue",
-    "priority",
-    "scheduled_at",
-    "status",
-    "attempt",
-    "max_retries",
-    "key",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "lease_until",
-    "worker",
-    "deliveries",
-    "fire_time",
-    "args",
-    "kwargs",
-    "result",
-    "error",
-    "traceback",
-    "output",
-)
-_INSERT_TASK = (
-    f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _TASK_COLUMNS)})"
-)
-_RUN_COLUMNS = (
-    "task_id",
-    "job",
-    "queue",
-    "priority",
-    "attempt",
-    "status",
-    "args",
-    "kwargs",
-    "scheduled_at",
-    "started_at",
-    "finished_at",
-    "result",
-    "error",
-    "traceback",
-    "output",
-)
-_INSERT_RUN = (
-    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
-)
-_ACTIVE = "('pending', 'running')"
-# Added to a query on finished statuses so that SQLite may use the partial index tasks_done
-# (it cannot tell that `status = 'dead'` implies it).
-_FINISHED = f"status NOT IN {_ACTIVE}"
-# created_at 0: the task was created when it was first scheduled (most are: 8 bytes saved
-# per task); the UPDATEs that move scheduled_at write the real value first.
-_CREATED = "(CASE created_at WHEN 0 THEN scheduled_at ELSE created_at END)"
-_KEEP_CREATED = f"created_at = {_CREATED}"
-# The pending tasks in claim order: each query below is one seek on it (INDEXED BY: the
-# planner may otherwise pick tasks_job and read every pending row).
-_NEXT = "tasks INDEXED BY tasks_next WHERE status = 'pending'"
-_TOP_PRIORITY = f"SELECT MAX(priority) FROM {_NEXT}"
-_FIRST_QUEUE = f"SELECT MIN(queue) FROM {_NEXT} AND priority = ?"
-# Indexes version 1 had that version 2 does without (tasks_publish comes back with a broker).
-_V1_INDEXES = ("tasks_claim", "tasks_pending", "tasks_created", "tasks_publish", "tasks_due")
-_OWNED = "id = ? AND status = 'running' AND worker IS ? AND deliveries = ?"
 _LOCK_STEP_MIN = 0.0001  # seconds: first wait for another writer's lock, doubling...
 _LOCK_STEP_MAX = 0.001  # ...up to this (a look per ms at most while a long write runs)
 _RECOVER_EVERY = 1.0  # seconds between scans for expired leases on the claim path
@@ -201,99 +79,6 @@ _CHECKPOINT_EVERY = 0.5  # seconds between background WAL checkpoints, when some
 # The main connection checkpoints only past this many WAL pages (SQLite's default is 1,000):
 # a safety net for when the background checkpoints cannot keep up.
 _WAL_AUTOCHECKPOINT = 10_000
-
-
-def _status_in(values: set[str]) -> str:
-    """`status IN (...)` with the values as literals (TaskStatus values, nothing else), so
-    that the planner can pick a partial index: tasks_next, tasks_lease or tasks_done."""
-    literals = [repr(TaskStatus(v).value) for v in sorted(values)]
-    # One value as `=`: SQLite matches a partial index's WHERE with it, not with IN (x).
-    clause = f"status IN ({', '.join(literals)})"
-    if len(literals) == 1:
-        clause = f"status = {literals[0]}"
-    return clause if values & {"pending", "running"} else f"{clause} AND {_FINISHED}"
-
-
-def _json_or_empty(value: list[Any] | dict[str, Any]) -> str:
-    """No arguments are stored as '' (no bytes at all), read back as [] or {}."""
-    return dumps(value) if value else ""
-
-
-def _task_row(task: Task) -> tuple[Any, ...]:
-    return (
-        task.id,
-        task.job,
-        task.queue,
-        task.priority,
-        task.scheduled_at,
-        task.status.value,
-        task.attempt,
-        task.max_retries,
-        task.key,
-        0 if task.created_at == task.scheduled_at else task.created_at,
-        task.started_at,
-        task.finished_at,
-        task.lease_until,
-        task.worker,
-        task.deliveries,
-        task.fire_time,
-        _json_or_empty(task.args),
-        _json_or_empty(task.kwargs),
-        None if task.result is None else dumps(task.result),
-        task.error,
-        task.traceback,
-        task.output,
-    )
-
-
-def _row_task(row: sqlite3.Row) -> Task:
-    data = {k: row[k] for k in _TASK_COLUMNS}
-    data["args"] = loads(data["args"]) if data["args"] else []
-    data["kwargs"] = loads(data["kwargs"]) if data["kwargs"] else {}
-    data["created_at"] = data["created_at"] or data["scheduled_at"]
-    data["result"] = loads(data["result"])
-    data["status"] = TaskStatus(data["status"])
-    return Task(**data)
-
-
-def _run_values(run: Run) -> tuple[Any, ...]:
-    return (
-        run.task_id,
-        run.job,
-        run.queue,
-        run.priority,
-        run.attempt,
-        TaskStatus(run.status).value,
-        _json_or_empty(run.args),
-        _json_or_empty(run.kwargs),
-        run.scheduled_at,
-        run.started_at,
-        run.finished_at,
-        None if run.result is None else dumps(run.result),
-        run.error,
-        run.traceback,
-        run.output,
-    )
-
-
-def _row_run(row: sqlite3.Row) -> Run:
-    return Run(
-        task_id=row["task_id"],
-        job=row["job"],
-        queue=row["queue"],
-        attempt=row["attempt"],
-        status=TaskStatus(row["status"]),
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        args=loads(row["args"]) if row["args"] else [],
-        kwargs=loads(row["kwargs"]) if row["kwargs"] else {},
-        priority=row["priority"],
-        scheduled_at=row["scheduled_at"],
-        result=loads(row["result"]),
-        error=row["error"],
-        traceback=row["traceback"],
-        output=row["output"],
-    )
 
 
 def create_private_file(path: Path) -> None:
@@ -890,7 +675,7 @@ class SQLiteBackend(BrokerStateStore):
     async def wait_for_work(self, timeout: float) -> None:
         """Wake on this process's own changes at once, and on another process's commit
         (`chronctl enqueue`, a web app) too: every commit in WAL mode writes the `-wal`
-        file, which inotify watches (see sqlite_wake). Without inotify, the file's size
+        file, which inotify watches (see wake.py). Without inotify, the file's size
         and mtime are looked at every `CROSS_PROCESS_POLL` (one stat() on the event loop,
         far under 1% of a core). A change we made ourselves only costs one empty claim."""
         if self._conn is None or self.db_path.name == ":memory:":
