@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import QueueBackend, QueueInfo
+from .backpressure import UNLIMITED, QueueLimits, check_room
 from .daemon import daemon_pid, pid_alive, process_started, read_pid
 from .durations import parse_duration
 from .errors import (
@@ -471,14 +472,19 @@ async def enqueue_tasks(
     progress: Progress = _noop,
     *,
     resume: str | None = None,
+    limits: QueueLimits = UNLIMITED,
 ) -> list[tuple[str, bool]]:
     """Store tasks all or nothing, or resumably (Redis): see QueueBackend.enqueue_many.
+
+    A queue past its `max_pending` (`limits`) refuses the whole batch with
+    QueueFull before anything is stored (see chronctl/backpressure.py).
 
     `resume` names the batch (`enqueue --from` derives it from the file), so that
     the same command run again after an interruption stores only the rest. A
     backend failure halfway says how many lines are stored, since a rerun is
     then the way to finish.
     """
+    await check_room(backend, limits, tasks)
     stored = 0
 
     def advance(count: int) -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from . import admin
 from .backends import QueueBackend, QueueInfo
 from .backends.memory import MemoryBackend
+from .backpressure import QueueLimits, check_room, full_reason
 from .durations import parse_duration
 from .errors import ChronctlError, UsageError
 from .events import Event, EventBus, Handler
@@ -91,6 +92,8 @@ class Scheduler:
         default_max_retries: int = 3,
         clock: Callable[[], float] = time.time,
         prefetch: int | None = None,
+        max_pending: int | None = None,
+        queue_max_pending: Mapping[str, int] | None = None,
     ) -> None:
         """
         Args:
@@ -120,6 +123,9 @@ class Scheduler:
                 can run one scheduler's clock ahead of another's.
             prefetch: tasks claimed beyond the free slots, so the next one is
                 ready when a run ends (default: twice `workers`).
+            max_pending: pending tasks a queue may hold before `enqueue` raises
+                QueueFull and a fire is skipped (default: unlimited);
+                `queue_max_pending` sets it per queue name.
         """
         if role not in ("all", "scheduler", "worker"):
             raise UsageError(f"bad role '{role}': expected all, scheduler or worker")
@@ -135,6 +141,7 @@ class Scheduler:
         self.role = role
         self.default_max_retries = default_max_retries
         self.clock = clock
+        self.limits = QueueLimits(max_pending, dict(queue_max_pending or {}))
         self.jobs: dict[str, JobSpec] = {}
         self.events = EventBus()
         # The fire loop's cursor per job (its next fire), and the job state it started from.
@@ -170,6 +177,8 @@ class Scheduler:
             lease=cfg.lease,
             queues=cfg.queues,
             prefetch=cfg.prefetch,
+            max_pending=cfg.max_pending,
+            queue_max_pending=manifest.queue_max_pending,
         )
         options.update({k: v for k, v in overrides.items() if v is not None})
         scheduler = cls(backend or resolve_backend(manifest), **options)
@@ -461,6 +470,10 @@ class Scheduler:
 
     async def _fire_one(self, spec: JobSpec, fire: datetime, coalesced: int = 1) -> None:
         fire_ts = fire.timestamp()
+        full = await full_reason(self.backend, self.limits, spec.queue)
+        if full is not None:
+            await self._skip_full(spec, fire, full)
+            return
         task = self._new_task(
             spec,
             scheduled_at=max(fire_ts, self.clock()) + jitter_delay(spec.jitter),
@@ -483,6 +496,14 @@ class Scheduler:
             reason = "paused" if outcome is FireOutcome.PAUSED else "max_instances reached"
             log.info("skipped job=%s fire_time=%s reason=%s", spec.name, fire.isoformat(), reason)
             await self.events.emit("job_skipped", job=spec.name, fire_time=fire, reason=reason)
+
+    async def _skip_full(self, spec: JobSpec, fire: datetime, reason: str) -> None:
+        """A fire into a full queue: recorded (so no scheduler fires it again), not run."""
+        outcome = await self.backend.record_fire(spec.name, fire.timestamp(), None, None)
+        if outcome is FireOutcome.DUPLICATE:
+            return  # another scheduler recorded this fire first
+        log.warning("skipped job=%s fire_time=%s reason=%s", spec.name, fire.isoformat(), reason)
+        await self.events.emit("job_skipped", job=spec.name, fire_time=fire, reason=reason)
 
     async def _replace_older(self, spec: JobSpec, newest: Task) -> None:
         """concurrency_policy = "replace": the new fire cancels the runs still going."""
@@ -552,6 +573,7 @@ class Scheduler:
             spec, args, kwargs, delay=delay, at=at, priority=priority, queue=queue, key=key
         )
         await self._connect()
+        await check_room(self.backend, self.limits, [task])
         task_id, created = await self.backend.enqueue(task)
         if created:
             await self.events.emit("task_enqueued", task=task)
@@ -569,7 +591,8 @@ class Scheduler:
         Options: `delay` (seconds) or `at` (ISO 8601 / datetime) for later,
         `priority` 0..9 (higher first), `queue`, and `key`: while a task with
         that key is unfinished, its id is returned and nothing new is stored.
-        args and kwargs must be JSON values.
+        args and kwargs must be JSON values. Raises QueueFull (nothing stored)
+        when the queue holds `max_pending` tasks already.
         """
         task_id, _ = await self.submit(job, args, kwargs, **options)
         return task_id
@@ -587,7 +610,7 @@ class Scheduler:
         if not tasks:
             return []
         await self._connect()
-        results = await admin.enqueue_tasks(self.backend, tasks)
+        results = await admin.enqueue_tasks(self.backend, tasks, limits=self.limits)
         if self.events.has("task_enqueued"):
             for task, (_, created) in zip(tasks, results, strict=True):
                 if created:
