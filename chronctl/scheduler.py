@@ -42,6 +42,8 @@ from .models import (
     check_name,
     iso,
 )
+from .retention import RetentionPolicy
+from .retention import run_forever as run_retention
 from .triggers import (
     CronTrigger,
     DateTrigger,
@@ -94,6 +96,7 @@ class Scheduler:
         prefetch: int | None = None,
         max_pending: int | None = None,
         queue_max_pending: Mapping[str, int] | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         """
         Args:
@@ -126,6 +129,9 @@ class Scheduler:
             max_pending: pending tasks a queue may hold before `enqueue` raises
                 QueueFull and a fire is skipped (default: unlimited);
                 `queue_max_pending` sets it per queue name.
+            retention: what a running scheduler deletes by itself, about once a
+                minute (default: finished tasks and history after 30 days, dead
+                letters after 180 days or past 10,000); `retention.FOREVER` keeps all.
         """
         if role not in ("all", "scheduler", "worker"):
             raise UsageError(f"bad role '{role}': expected all, scheduler or worker")
@@ -142,6 +148,7 @@ class Scheduler:
         self.default_max_retries = default_max_retries
         self.clock = clock
         self.limits = QueueLimits(max_pending, dict(queue_max_pending or {}))
+        self.retention = retention if retention is not None else RetentionPolicy()
         self.jobs: dict[str, JobSpec] = {}
         self.events = EventBus()
         # The fire loop's cursor per job (its next fire), and the job state it started from.
@@ -157,6 +164,7 @@ class Scheduler:
         self._executors: Executors | None = None
         self._process: Process | None = None
         self._beat_task: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_manifest(
@@ -179,6 +187,7 @@ class Scheduler:
             prefetch=cfg.prefetch,
             max_pending=cfg.max_pending,
             queue_max_pending=manifest.queue_max_pending,
+            retention=admin.retention_policy(manifest),
         )
         options.update({k: v for k, v in overrides.items() if v is not None})
         scheduler = cls(backend or resolve_backend(manifest), **options)
@@ -269,6 +278,11 @@ class Scheduler:
         self._process = self._describe_process()
         await self.backend.beat(self._process)
         self._beat_task = asyncio.create_task(self._beat_loop(), name="chronctl-heartbeat")
+        if self.role in ("all", "scheduler"):
+            self._retention_task = asyncio.create_task(
+                run_retention(self.backend, self.retention, by=self._process.id, clock=self.clock),
+                name="chronctl-retention",
+            )
 
     def _describe_process(self) -> Process:
         now = time.time()
@@ -319,11 +333,12 @@ class Scheduler:
         Runs still going after `shutdown_timeout` (at once with `now=True`) are
         cancelled and their tasks returned to the queue, never lost.
         """
-        if self._beat_task is not None:
-            self._beat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beat_task
-            self._beat_task = None
+        for background in (self._beat_task, self._retention_task):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
+        self._beat_task = self._retention_task = None
         if self._fire_task is not None:
             self._fire_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -700,13 +715,13 @@ class Scheduler:
         """One queue as `list_queues` shows it; a name it does not show is
         UnknownQueueError (a typo), as for `queues purge`."""
         await self._connect()
-        return await admin.known_queue(self.backend, self._queue_names(), queue)
+        return await admin.known_queue(self.backend, self._queue_names(), queue, self.limits)
 
     async def list_queues(self) -> list[QueueInfo]:
         """What `queues list` shows: the queues the jobs use and this worker takes
         from (at zero when empty), and every queue with tasks or paused."""
         await self._connect()
-        return await admin.list_queues(self.backend, self._queue_names())
+        return await admin.list_queues(self.backend, self._queue_names(), self.limits)
 
     def _queue_names(self) -> set[str]:
         return admin.queue_names(self.jobs.values(), self.queues)

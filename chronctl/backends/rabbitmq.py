@@ -895,9 +895,9 @@ class RabbitMQBackend(QueueBackend):
             self.notify()
         return count
 
-    async def purge_dead(self, older_than: float | None = None) -> int:
-        count = await self.state.purge_dead(older_than)
-        if older_than is None:
+    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
+        count = await self.state.purge_dead(older_than, limit=limit)
+        if older_than is None and limit is None:
             await self._ensure()
             async with self._broker():
                 assert self._chan is not None
@@ -905,8 +905,23 @@ class RabbitMQBackend(QueueBackend):
                 await dead.purge()
         return count
 
-    async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
-        return await self.state.cleanup(older_than, statuses)
+    async def cleanup(
+        self,
+        older_than: float,
+        statuses: Sequence[TaskStatus] | None = None,
+        *,
+        limit: int | None = None,
+    ) -> int:
+        return await self.state.cleanup(older_than, statuses, limit=limit)
+
+    async def count_dead(self) -> int:
+        return await self.state.count_dead()
+
+    async def get_note(self, name: str) -> str | None:
+        return await self.state.get_note(name)
+
+    async def set_note(self, name: str, value: str) -> None:
+        await self.state.set_note(name, value)
 
     async def list_queues(self) -> list[QueueInfo]:
         return await self.state.list_queues()

@@ -928,19 +928,31 @@ class SQLiteBackend(QueueBackend):
         self.notify()
         return out
 
-    async def purge_dead(self, older_than: float | None = None) -> int:
+    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
         cutoff = older_than if older_than is not None else float("inf")
-        return await self._tx(
-            lambda db: (
-                db.execute(
-                    "DELETE FROM tasks WHERE status = 'dead'"
-                    " AND COALESCE(finished_at, created_at) < ?",
-                    (cutoff,),
-                ).rowcount
+        where = "status = 'dead' AND COALESCE(finished_at, created_at) < ?"
+        if limit is not None:  # one short transaction: the oldest `limit`
+            where = (
+                f"rowid IN (SELECT rowid FROM tasks WHERE {where} "
+                "ORDER BY COALESCE(finished_at, created_at) LIMIT ?)"
             )
+        params = (cutoff,) if limit is None else (cutoff, limit)
+        return await self._tx(
+            lambda db: db.execute(f"DELETE FROM tasks WHERE {where}", params).rowcount
         )
 
-    async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
+    async def count_dead(self) -> int:
+        return await self._call(
+            lambda db: db.execute("SELECT COUNT(*) FROM tasks WHERE status = 'dead'").fetchone()[0]
+        )
+
+    async def cleanup(
+        self,
+        older_than: float,
+        statuses: Sequence[TaskStatus] | None = None,
+        *,
+        limit: int | None = None,
+    ) -> int:
         wanted = (
             [TaskStatus(s).value for s in statuses]
             if statuses
@@ -950,17 +962,24 @@ class SQLiteBackend(QueueBackend):
         marks = ", ".join("?" for _ in wanted)
         run_marks = ", ".join("?" for _ in run_statuses)
 
+        tasks = f"status IN ({marks}) AND COALESCE(finished_at, created_at) < ?"
+        runs = f"status IN ({run_marks}) AND finished_at < ?"
+        if limit is not None:  # one short transaction; created_at < cutoff lets it use an index
+            tasks = (
+                f"rowid IN (SELECT rowid FROM tasks WHERE {tasks} AND created_at < ? "
+                "ORDER BY created_at LIMIT ?)"
+            )
+            runs = f"id IN (SELECT id FROM runs WHERE {runs} ORDER BY finished_at LIMIT ?)"
+        more = () if limit is None else (older_than, limit)
+
         def clean(db: sqlite3.Connection) -> int:
             count = db.execute(
-                f"DELETE FROM tasks WHERE status IN ({marks}) "
-                "AND COALESCE(finished_at, created_at) < ?",
-                (*wanted, older_than),
+                f"DELETE FROM tasks WHERE {tasks}", (*wanted, older_than, *more)
             ).rowcount
-            db.execute(
-                f"DELETE FROM runs WHERE status IN ({run_marks}) AND finished_at < ?",
-                (*run_statuses, older_than),
-            )
-            return count
+            history = db.execute(
+                f"DELETE FROM runs WHERE {runs}", (*run_statuses, older_than, *more[1:])
+            ).rowcount
+            return count if limit is None else count + history
 
         return await self._tx(clean)
 
@@ -989,6 +1008,21 @@ class SQLiteBackend(QueueBackend):
         )
         if not paused:
             self.notify()
+
+    async def get_note(self, name: str) -> str | None:
+        row = await self._call(
+            lambda db: db.execute(
+                "SELECT value FROM meta WHERE key = ?", (f"note:{name}",)
+            ).fetchone()
+        )
+        return None if row is None else row[0]
+
+    async def set_note(self, name: str, value: str) -> None:
+        await self._tx(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"note:{name}", value)
+            )
+        )
 
     # -- job state ---------------------------------------------------------
     @staticmethod

@@ -125,3 +125,51 @@ def test_a_fire_into_a_full_queue_is_recorded_as_skipped(tmp_path: Path, store: 
     assert "WARNING" in line
     assert pending(tmp_path) == {}
     assert ok(tmp_path, "history") == []
+
+
+# -- retention ---------------------------------------------------------------------
+
+
+def test_a_running_scheduler_applies_retention_by_itself(tmp_path: Path, store: str) -> None:
+    """keep_history = "2s" and max_dead = 2: old finished tasks and history go, the two
+    newest dead letters stay, and pending and running tasks are never touched."""
+    write_manifest(
+        tmp_path,
+        store,
+        'workers = 1\nprefetch = 0\nkeep_history = "2s"\nkeep_dead = "forever"\nmax_dead = 2\n',
+        '[jobs.fail]\nentrypoint = "tests.cli.jobs_for_cli:fail"\nmax_retries = 0\n\n'
+        '[jobs.sleep]\ncommand = ["sleep", "60"]\n',
+    )
+    for n in range(3):
+        ok(tmp_path, "enqueue", "echo", "--args", f"[{n}]")
+    dead = [ok(tmp_path, "enqueue", "fail", "--args", f'["boom {n}"]')["id"] for n in range(4)]
+    result = chronctl("run", "jobs.toml", "--once", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(ok(tmp_path, "tasks", "list", "--status", "succeeded")) == 3
+    assert len(ok(tmp_path, "history")) == 7
+    later = ok(tmp_path, "enqueue", "echo", "--args", '["later"]', "--in", "1h")["id"]
+    sleeper = ok(tmp_path, "enqueue", "sleep")["id"]
+    log = tmp_path / "run.log"
+    proc = spawn("run", "jobs.toml", cwd=tmp_path, log=log)
+    try:
+        poll(
+            lambda: ok(tmp_path, "tasks", "show", sleeper)["status"] == "running",
+            what="the sleeper to run",
+        )
+        poll(
+            lambda: (
+                ok(tmp_path, "history") == []
+                and ok(tmp_path, "tasks", "list", "--status", "succeeded") == []
+                and len(ok(tmp_path, "dlq", "list")) == 2
+            ),
+            what="retention to remove old history, finished tasks and dead letters",
+        )
+        assert ok(tmp_path, "tasks", "show", sleeper)["status"] == "running"
+        assert ok(tmp_path, "tasks", "show", later)["status"] == "pending"
+        assert {t["id"] for t in ok(tmp_path, "dlq", "list")} == set(dead[2:])
+        report = poll(lambda: ok(tmp_path, "status")["retention"]["last_pass"])
+    finally:
+        stop(proc)
+    assert report["total_finished"] == 10  # 3 tasks + 7 history rows
+    assert report["total_dead"] == 2
+    assert "retention: removed" in log.read_text()
