@@ -26,7 +26,7 @@ async def test_enqueue_past_max_pending_raises_queue_full_and_stores_nothing() -
         await s.enqueue("echo")
     assert (full.value.queue, full.value.pending, full.value.limit) == ("default", 2, 2)
     assert str(full.value) == "queue 'default' is full: 2 pending (max_pending 2)"
-    with pytest.raises(QueueFull, match="queue 'mail' is full: 0 pending \\+ 2 new"):
+    with pytest.raises(QueueFull, match=r"queue 'mail' is full: 0 pending \+ 2 new"):
         await s.enqueue_many([("echo", {"queue": "mail"}), ("echo", {"queue": "mail"})])
     assert await s.backend.get_queue_size("mail") == 0
     assert [(q.name, q.pending, q.max_pending) for q in await s.list_queues()] == [
@@ -96,3 +96,25 @@ async def test_a_running_scheduler_applies_retention_and_metrics_show_it() -> No
 async def _dead_ids(backend: MemoryBackend, expected: set[str]) -> bool:
     listed = await backend.list_tasks(status=TaskStatus.DEAD, limit=None)
     return {t.id for t in listed} == expected
+
+
+def test_manifest_limits_and_retention_keys() -> None:
+    from chronctl.errors import ManifestError
+    from chronctl.manifest import parse_manifest
+
+    m = parse_manifest(
+        '[scheduler]\nmax_pending = 10\nkeep_history = "2h"\nkeep_dead = "forever"\n'
+        'max_dead = "forever"\n\n[queues.mail]\nmax_pending = 3\n\n'
+        '[jobs.a]\ncommand = "true"\n'
+    )
+    assert (m.limits.max_pending("mail"), m.limits.max_pending("other")) == (3, 10)
+    assert (m.config.keep_history, m.config.keep_dead, m.config.max_dead) == (7200.0, None, None)
+    defaults = parse_manifest('[jobs.a]\ncommand = "true"\n')
+    assert defaults.limits.max_pending("default") is None  # unlimited by default
+    assert (defaults.config.keep_history, defaults.config.max_dead) == (30 * 86400.0, 10_000)
+    with pytest.raises(ManifestError, match=r"key 'max_pendin': unknown key in \[queues\.mail\]"):
+        parse_manifest("[queues.mail]\nmax_pendin = 3\n")
+    with pytest.raises(ManifestError, match="key 'max_pending': must be at least 0"):
+        parse_manifest("[queues.mail]\nmax_pending = -1\n")
+    with pytest.raises(ManifestError, match="key 'keep_history'"):
+        parse_manifest('[scheduler]\nkeep_history = "soon"\n')
