@@ -51,11 +51,11 @@ def write_manifest(tmp: Path, url: str, keep: str, workers: int) -> Path:
 
 
 async def store_size(backend: QueueBackend, url: str, tmp: Path) -> str:
-    """The store's footprint: SQLite file + WAL bytes, or Redis used_memory."""
+    """The store's footprint: the SQLite file and its WAL, or Redis used_memory."""
     if url.startswith("sqlite"):
-        files = [tmp / "soak.db", tmp / "soak.db-wal"]
-        total = sum(f.stat().st_size for f in files if f.exists())
-        return f"sqlite {total / 1e6:.1f} MB"
+        db, wal = (tmp / "soak.db", tmp / "soak.db-wal")
+        sizes = [f.stat().st_size / 1e6 if f.exists() else 0.0 for f in (db, wal)]
+        return f"sqlite file {sizes[0]:.1f} MB + wal {sizes[1]:.1f} MB"
     import redis.asyncio as redis
 
     client = redis.from_url(url.split("?", 1)[0])

@@ -190,7 +190,7 @@ async def apply(
     await backend.set_note(NOTE, json.dumps(asdict(report)))
     if finished or dead:
         log.info(
-            "retention: removed %d finished task/history row(s) and %d dead letter(s) in %.2fs%s",
+            "removed %d finished task/history row(s) and %d dead letter(s) in %.2fs%s",
             finished,
             dead,
             report.seconds,

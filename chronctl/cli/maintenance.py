@@ -110,8 +110,8 @@ def _retention_line(report: StatusReport) -> str:
     if last is not None:
         text = (
             f"last pass {relative(last.at)}: removed {last.finished} finished task/history "
-            f"row(s), {last.dead} dead letter(s) ({last.total_finished} and "
-            f"{last.total_dead} in {last.passes} pass(es))"
+            f"row(s) and {last.dead} dead letter(s); {last.total_finished} and "
+            f"{last.total_dead} in {last.passes} pass(es)"
         )
     policy = report.policy
     if policy is not None:

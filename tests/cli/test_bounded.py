@@ -172,4 +172,4 @@ def test_a_running_scheduler_applies_retention_by_itself(tmp_path: Path, store: 
         stop(proc)
     assert report["total_finished"] == 10  # 3 tasks + 7 history rows
     assert report["total_dead"] == 2
-    assert "retention: removed" in log.read_text()
+    assert "chronctl.retention: removed" in log.read_text()
