@@ -764,17 +764,38 @@ class RedisBackend(QueueBackend):
         before: float | None = None,
     ) -> int:
         key = self._k(f"st:{status.value}")
-        if limit is None:
-            ids = await self._do(self._redis.zrange, key, 0, -1)
-        else:  # one short step: the `limit` oldest (st:* is scored by created_at <= finished_at)
-            top = "+inf" if before is None else f"({before!r}"
-            ids = await self._do(self._redis.zrangebyscore, key, "-inf", top, start=0, num=limit)
+        if limit is not None:
+            return await self._delete_oldest(status, keep, limit, before)
+        ids = await self._do(self._redis.zrange, key, 0, -1)
         count = 0
         for start in range(0, len(ids), 500):
             doomed = [t.id for t in await self._tasks(ids[start : start + 500]) if not keep(t)]
             if doomed:
                 count += int(await self._call("delete", status.value, *doomed))
         return count
+
+    async def _delete_oldest(
+        self, status: TaskStatus, keep: Callable[[Task], bool], limit: int, before: float | None
+    ) -> int:
+        """One short step: up to `limit` of the oldest tasks `keep` does not keep, in one
+        script. st:* is scored by created_at (<= finished_at), so the candidates are read
+        oldest created first, past any kept ones (a task delayed for days finishes late),
+        at most 20 pages a step."""
+        key = self._k(f"st:{status.value}")
+        top = "+inf" if before is None else f"({before!r}"
+        doomed: list[str] = []
+        start = 0
+        while len(doomed) < limit and start < 20 * limit:  # a bounded read per step
+            ids = await self._do(
+                self._redis.zrangebyscore, key, "-inf", top, start=start, num=limit
+            )
+            doomed += [t.id for t in await self._tasks(ids) if not keep(t)]
+            if len(ids) < limit:
+                break
+            start += len(ids)
+        if not doomed:
+            return 0
+        return int(await self._call("delete", status.value, *doomed[:limit]))
 
     async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
         return await self._delete(

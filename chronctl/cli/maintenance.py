@@ -129,7 +129,7 @@ def _keep(seconds: float | None, fmt: Callable[[float], str]) -> str:
 
 
 def status(ctx: typer.Context) -> None:
-    """Daemon state, queue sizes, running tasks and dead letters."""
+    """Daemon state, queue sizes and limits, running tasks, dead letters, retention."""
     from ..admin import manifest_queues
     from ..admin import status as read_status
 

@@ -120,3 +120,17 @@ async def test_one_retention_pass_per_slot_and_its_report(backend: QueueBackend)
     assert (again.finished, again.dead, again.total_finished, again.total_dead) == (0, 0, 6, 3)
     stored = await last_report(backend)
     assert stored is not None and (stored.passes, stored.by) == (2, "me")
+
+
+async def test_a_late_finishing_old_task_does_not_block_older_finished_ones(
+    backend: QueueBackend,
+) -> None:
+    """Created long ago but finished just now (it was delayed): kept, and the step goes
+    past it to a task created later that finished long ago."""
+    now = time.time()
+    late = Task(job="j", created_at=now - 10 * DAY, scheduled_at=now - 1)
+    early = Task(job="j", created_at=now - 9 * DAY, scheduled_at=now - 1)
+    await finish(backend, [late, early], [now - 1, now - 8 * DAY], ok=True)
+    assert await backend.cleanup(now - 7 * DAY, HISTORY_STATUSES, limit=1) == 2
+    assert await backend.get_task(early.id) is None
+    assert await backend.get_task(late.id) is not None
