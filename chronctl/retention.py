@@ -44,10 +44,10 @@ log = logging.getLogger("chronctl.retention")
 #: The pseudo-job whose fires are the lease (a colon: no manifest job can be named so).
 LEASE_JOB = "chronctl:retention"
 NOTE = "retention"
-#: Rows per step. Measured on the shared 2-core VM at load average 9-12 (README,
+#: Rows per step. Measured on the shared 2-core VM at load average 9.4 (README,
 #: "Retention and backpressure"): a SQLite step of 500 tasks + 500 history rows spends
 #: 4.7 ms median, 11.3 ms at most inside its transaction; a Redis delete script of 500
-#: tasks takes 3.3 ms median, 12 ms at most, round trip included.
+#: tasks takes 3.25 ms median, 11.96 ms at most, round trip included.
 STEP = 500
 #: Seconds one pass may work; what is left waits for the next pass.
 PASS_BUDGET = 10.0
