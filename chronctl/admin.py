@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import QueueBackend, QueueInfo
+from .backpressure import UNLIMITED, QueueLimits, check_room
 from .daemon import daemon_pid, pid_alive, process_started, read_pid
 from .durations import parse_duration
 from .errors import (
@@ -58,6 +59,7 @@ from .models import (
     TaskStatus,
     iso,
 )
+from .retention import RetentionPolicy, RetentionReport, last_report
 from .triggers import get_timezone
 
 Progress = Callable[[int], None]  # called with how many more items are done
@@ -460,14 +462,19 @@ async def enqueue_tasks(
     progress: Progress = _noop,
     *,
     resume: str | None = None,
+    limits: QueueLimits = UNLIMITED,
 ) -> list[tuple[str, bool]]:
     """Store tasks all or nothing, or resumably (Redis): see QueueBackend.enqueue_many.
+
+    A queue past its `max_pending` (`limits`) refuses the whole batch with
+    QueueFull before anything is stored (see chronctl/backpressure.py).
 
     `resume` names the batch (`enqueue --from` derives it from the file), so that
     the same command run again after an interruption stores only the rest. A
     backend failure halfway says how many lines are stored, since a rerun is
     then the way to finish.
     """
+    await check_room(backend, limits, tasks)
     stored = 0
 
     def advance(count: int) -> None:
@@ -588,22 +595,29 @@ def manifest_queues(manifest: Manifest | None) -> set[str]:
     return queue_names(manifest.jobs.values(), manifest.config.queues)
 
 
-async def list_queues(backend: QueueBackend, known: Iterable[str] = ()) -> list[QueueInfo]:
-    """Every queue that is `known` (the manifest's) or holds active tasks or is paused.
+async def list_queues(
+    backend: QueueBackend, known: Iterable[str] = (), limits: QueueLimits = UNLIMITED
+) -> list[QueueInfo]:
+    """Every queue that is `known` (the manifest's) or holds active tasks or is paused,
+    each with its `max_pending` from `limits`.
 
     The backend knows queues with pending or running tasks and paused ones;
     the known ones are added at zero when empty, so a queue does not vanish
     from the listing when its last task finishes or it is resumed.
     """
     infos = {info.name: info for info in await backend.list_queues()}
-    for name in known:
+    for name in [*known, *limits.per_queue]:
         infos.setdefault(name, QueueInfo(name))
+    for info in infos.values():
+        info.max_pending = limits.max_pending(info.name)
     return [infos[name] for name in sorted(infos)]
 
 
-async def known_queue(backend: QueueBackend, known: Iterable[str], name: str) -> QueueInfo:
+async def known_queue(
+    backend: QueueBackend, known: Iterable[str], name: str, limits: QueueLimits = UNLIMITED
+) -> QueueInfo:
     """The queue `name` as `list_queues` shows it; a name it does not show is a typo."""
-    queues = await list_queues(backend, known)
+    queues = await list_queues(backend, known, limits)
     for info in queues:
         if info.name == name:
             return info
@@ -618,7 +632,7 @@ async def purge_queue(backend: QueueBackend, known: Iterable[str], name: str) ->
 
 
 async def count_dead(backend: QueueBackend) -> int:
-    return len(await backend.list_tasks(status=TaskStatus.DEAD, limit=None))
+    return await backend.count_dead()
 
 
 # -- status --------------------------------------------------------------------
@@ -673,6 +687,10 @@ class StatusReport:
     dead: int
     processes: list[Process] = field(default_factory=list)
     process_states: list[str] = field(default_factory=list)
+    #: The manifest's retention settings (None: no manifest was read).
+    policy: RetentionPolicy | None = None
+    #: The last retention pass on this backend, by whichever process ran it.
+    retention: RetentionReport | None = None
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -685,22 +703,45 @@ class StatusReport:
             ],
             "queues": [q.to_public() for q in self.queues],
             "dead": self.dead,
+            "retention": {
+                "policy": self.policy.to_public() if self.policy else None,
+                "last_pass": self.retention.to_public() if self.retention else None,
+            },
         }
 
 
 async def status(
-    backend: QueueBackend, pidfile: Path | None, known_queues: Iterable[str] = ()
+    backend: QueueBackend,
+    pidfile: Path | None,
+    known_queues: Iterable[str] = (),
+    manifest: Manifest | None = None,
 ) -> StatusReport:
-    """`status`: its queues are those `queues list` shows, so the two never disagree."""
-    queues = await list_queues(backend, known_queues)
+    """`status`: its queues are those `queues list` shows, so the two never disagree;
+    with the manifest, each queue's `max_pending` and the retention settings too."""
+    limits = manifest.limits if manifest else UNLIMITED
+    queues = await list_queues(backend, known_queues, limits)
     running = await backend.list_tasks(status=TaskStatus.RUNNING, limit=None)
-    dead = len(await backend.list_tasks(status=TaskStatus.DEAD, limit=None))
+    dead = await backend.count_dead()
     processes = await backend.list_processes()
     now, host = time.time(), socket.gethostname()
     states = [process_state(p, now, host) for p in processes]
     return StatusReport(
-        daemon_state(pidfile), backend.display_url, queues, running, dead, processes, states
+        daemon_state(pidfile),
+        backend.display_url,
+        queues,
+        running,
+        dead,
+        processes,
+        states,
+        policy=retention_policy(manifest) if manifest else None,
+        retention=await last_report(backend),
     )
+
+
+def retention_policy(manifest: Manifest) -> RetentionPolicy:
+    """The manifest's `keep_history`, `keep_dead`, `max_dead`."""
+    cfg = manifest.config
+    return RetentionPolicy(cfg.keep_history, cfg.keep_dead, cfg.max_dead)
 
 
 # -- migrate ---------------------------------------------------------------------
@@ -827,6 +868,7 @@ __all__ = [
     "purge_queue",
     "queue_names",
     "read_bulk",
+    "retention_policy",
     "retry_dead",
     "set_job_paused",
     "status",

@@ -89,6 +89,28 @@ class TaskNotFoundError(ChronctlError):
         super().__init__(f"task '{task_id}' not found")
 
 
+class QueueFull(ChronctlError):
+    """An enqueue would take a queue past its `max_pending`: nothing was stored.
+
+    Raised by `Scheduler.enqueue`, `enqueue_many` and the CLI's `enqueue` and
+    `trigger`, so a runaway producer meets a refusal it can handle (back off,
+    shed load) instead of filling the backend until the server falls over.
+    """
+
+    def __init__(self, queue: str, pending: int, limit: int, adding: int = 1) -> None:
+        self.queue = queue
+        self.pending = pending
+        self.limit = limit
+        self.adding = adding
+        text = f"queue '{queue}' is full: {pending} pending (max_pending {limit})"
+        if adding > 1:
+            text = (
+                f"queue '{queue}' is full: {pending} pending + {adding} new would pass "
+                f"max_pending {limit}; nothing stored"
+            )
+        super().__init__(text)
+
+
 class BackendError(ChronctlError):
     """The backend failed or cannot be reached; the message never carries credentials."""
 

@@ -70,6 +70,7 @@ from pathlib import Path
 from typing import Any, NoReturn, cast
 
 from .backends import QueueBackend, from_url, plugin_scheme, url_problem
+from .backpressure import QueueLimits
 from .durations import parse_duration, shorten
 from .errors import ManifestError, UsageError
 from .jobs import DEFAULT_SHELL, Backoff, Executor, JobSpec, RetryPolicy
@@ -104,6 +105,12 @@ class SchedulerConfig:
     log_file: str = "chronctl.log"
     queues: list[str] | None = None
     prefetch: int | None = None  # None: twice `workers`
+    # Backpressure and retention (see chronctl/backpressure.py, chronctl/retention.py);
+    # None is unlimited / "forever".
+    max_pending: int | None = None
+    keep_history: float | None = 30 * 86400.0
+    keep_dead: float | None = 180 * 86400.0
+    max_dead: int | None = 10_000
 
 
 @dataclass
@@ -115,11 +122,18 @@ class Manifest:
     # still point at the `entrypoint =` line.
     source: str = field(default="", repr=False, compare=False)
     display_path: str | None = field(default=None, repr=False, compare=False)
+    #: `[queues.NAME] max_pending`: per queue, over `[scheduler] max_pending`.
+    queue_max_pending: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def limits(self) -> QueueLimits:
+        """Every queue's `max_pending`, as enqueues and fires check it."""
+        return QueueLimits(self.config.max_pending, dict(self.queue_max_pending))
 
 
 # -- keys -------------------------------------------------------------------
 
-TOP_LEVEL = ("scheduler", "defaults", "jobs")
+TOP_LEVEL = ("scheduler", "defaults", "jobs", "queues")
 SCHEDULER_KEYS = (
     "backend",
     "state",
@@ -134,7 +148,13 @@ SCHEDULER_KEYS = (
     "log_file",
     "queues",
     "prefetch",
+    "max_pending",
+    "keep_history",
+    "keep_dead",
+    "max_dead",
 )
+QUEUE_KEYS = ("max_pending",)
+FOREVER = "forever"
 DEFAULT_KEYS = (
     "queue",
     "priority",
@@ -360,6 +380,11 @@ def _duration(value: Any, *, positive: bool = False) -> float:
     return seconds
 
 
+def _forever_or(value: Any, convert: Callable[[Any], Any]) -> Any:
+    """A retention setting: "forever" keeps everything (None), anything else converts."""
+    return None if value == FOREVER else convert(value)
+
+
 def _choice(value: Any, choices: tuple[str, ...]) -> str:
     text = _string(value)
     if text not in choices:
@@ -553,7 +578,8 @@ class _Parser:
             hint = closest(key, TOP_LEVEL)
             if isinstance(value, dict):
                 self.fail(
-                    f"unknown table [{key}]: expected [scheduler], [defaults] or [jobs.NAME]",
+                    f"unknown table [{key}]: expected [scheduler], [defaults], [jobs.NAME] "
+                    "or [queues.NAME]",
                     table=(key,),
                     hint=hint,
                 )
@@ -586,10 +612,31 @@ class _Parser:
                     key="on_failure",
                     job=spec.name,
                 )
+        queue_max_pending = self.queue_tables(self.table_of(data, "queues"))
         manifest_path = Path(self.where).expanduser().resolve() if self.where is not None else None
         return Manifest(
-            path=manifest_path, config=config, jobs=jobs, source=self.text, display_path=self.where
+            path=manifest_path,
+            config=config,
+            jobs=jobs,
+            source=self.text,
+            display_path=self.where,
+            queue_max_pending=queue_max_pending,
         )
+
+    def queue_tables(self, data: dict[str, Any]) -> dict[str, int]:
+        """`[queues.NAME]` tables: each queue's `max_pending`."""
+        out: dict[str, int] = {}
+        for name, table in data.items():
+            where = ("queues", name)
+            self.check(where, "max_pending", None, partial(_queue, name))
+            if not isinstance(table, dict):
+                self.fail(f"'queues.{name}' must be a table: write [queues.{name}]", table=())
+            self.unknown_keys(table, QUEUE_KEYS, where, None, f"[queues.{name}]")
+            if "max_pending" in table:
+                out[name] = self.check(
+                    where, "max_pending", None, partial(_integer, table["max_pending"], 0)
+                )
+        return out
 
     def syntax_error(self, exc: tomllib.TOMLDecodeError) -> ManifestError:
         text = str(exc)
@@ -621,6 +668,10 @@ class _Parser:
             "log_file": _string,
             "queues": lambda v: [_queue(q) for q in _string_list(v, comma_string=True)],
             "prefetch": lambda v: _integer(v, 0),
+            "max_pending": lambda v: _integer(v, 0),
+            "keep_history": lambda v: _forever_or(v, lambda d: _duration(d, positive=True)),
+            "keep_dead": lambda v: _forever_or(v, lambda d: _duration(d, positive=True)),
+            "max_dead": lambda v: _forever_or(v, lambda n: _integer(n, 0)),
         }
         for key, value in data.items():
             convert = converters[key]

@@ -3,7 +3,9 @@
 Counters and histograms are fed by the scheduler's events, so measuring
 costs nothing on paths nobody watches; queue depths and dead letters are
 read from the backend every `refresh` seconds, because other processes
-change them too.
+change them too. So is what retention removed: any process of the backend
+may have run the last pass (chronctl/retention.py), and its report is a note
+on the backend.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .models import TaskStatus
+from .retention import last_report
 
 if TYPE_CHECKING:
     from .events import Event
@@ -65,7 +67,7 @@ class Metrics:
         )
         self.skipped = prom.Counter(
             "chronctl_fires_skipped",
-            "Fires skipped (paused or max_instances)",
+            "Fires skipped (paused, max_instances, or the queue at max_pending)",
             ["job", "reason"],
             registry=r,
         )
@@ -73,6 +75,24 @@ class Metrics:
         self.running = prom.Gauge("chronctl_queue_running", "Running tasks", ["queue"], registry=r)
         self.dead = prom.Gauge(
             "chronctl_dead_letters", "Tasks in the dead letter queue", registry=r
+        )
+        self.max_pending = prom.Gauge(
+            "chronctl_queue_max_pending",
+            "The queue's max_pending (queues with a limit only)",
+            ["queue"],
+            registry=r,
+        )
+        self.retention_last = prom.Gauge(
+            "chronctl_retention_last_pass_timestamp_seconds",
+            "When the last retention pass on this backend ended (any process)",
+            registry=r,
+        )
+        self.retention_removed = prom.Gauge(
+            "chronctl_retention_removed",
+            "Rows retention removed on this backend since its first pass (any process): "
+            "finished = finished tasks and history rows, dead = dead letters",
+            ["kind"],
+            registry=r,
         )
         events = scheduler.events
         events.on("task_succeeded", self._finished)
@@ -110,10 +130,20 @@ class Metrics:
     async def update_gauges(self) -> None:
         backend = self.scheduler.backend
         queues = await backend.list_queues()
+        limits = self.scheduler.limits
         for q in queues:
             self.pending.labels(q.name).set(q.pending)
             self.running.labels(q.name).set(q.running)
-        self.dead.set(len(await backend.list_tasks(status=TaskStatus.DEAD, limit=None)))
+        for name in {q.name for q in queues} | set(limits.per_queue):
+            limit = limits.max_pending(name)
+            if limit is not None:
+                self.max_pending.labels(name).set(limit)
+        self.dead.set(await backend.count_dead())
+        report = await last_report(backend)
+        if report is not None:
+            self.retention_last.set(report.at)
+            self.retention_removed.labels("finished").set(report.total_finished)
+            self.retention_removed.labels("dead").set(report.total_dead)
 
     async def _poll(self) -> None:
         while True:

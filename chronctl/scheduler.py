@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from . import admin
 from .backends import QueueBackend, QueueInfo
 from .backends.memory import MemoryBackend
+from .backpressure import QueueLimits, check_room, full_reason
 from .durations import parse_duration
 from .errors import ChronctlError, Unsupported, UsageError
 from .events import Event, EventBus, Handler
@@ -42,6 +43,8 @@ from .models import (
     check_name,
     iso,
 )
+from .retention import RetentionPolicy
+from .retention import run_forever as run_retention
 from .triggers import (
     CronTrigger,
     DateTrigger,
@@ -92,6 +95,9 @@ class Scheduler:
         default_max_retries: int = 3,
         clock: Callable[[], float] = time.time,
         prefetch: int | None = None,
+        max_pending: int | None = None,
+        queue_max_pending: Mapping[str, int] | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         """
         Args:
@@ -121,6 +127,12 @@ class Scheduler:
                 can run one scheduler's clock ahead of another's.
             prefetch: tasks claimed beyond the free slots, so the next one is
                 ready when a run ends (default: twice `workers`).
+            max_pending: pending tasks a queue may hold before `enqueue` raises
+                QueueFull and a fire is skipped (default: unlimited);
+                `queue_max_pending` sets it per queue name.
+            retention: what a running scheduler deletes by itself, about once a
+                minute (default: finished tasks and history after 30 days, dead
+                letters after 180 days or past 10,000); `retention.FOREVER` keeps all.
         """
         if role not in ("all", "scheduler", "worker"):
             raise UsageError(f"bad role '{role}': expected all, scheduler or worker")
@@ -136,6 +148,8 @@ class Scheduler:
         self.role = role
         self.default_max_retries = default_max_retries
         self.clock = clock
+        self.limits = QueueLimits(max_pending, dict(queue_max_pending or {}))
+        self.retention = retention if retention is not None else RetentionPolicy()
         self.jobs: dict[str, JobSpec] = {}
         self.events = EventBus()
         # The fire loop's cursor per job (its next fire), and the job state it started from.
@@ -151,6 +165,7 @@ class Scheduler:
         self._executors: Executors | None = None
         self._process: Process | None = None
         self._beat_task: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_manifest(
@@ -171,6 +186,9 @@ class Scheduler:
             lease=cfg.lease,
             queues=cfg.queues,
             prefetch=cfg.prefetch,
+            max_pending=cfg.max_pending,
+            queue_max_pending=manifest.queue_max_pending,
+            retention=admin.retention_policy(manifest),
         )
         options.update({k: v for k, v in overrides.items() if v is not None})
         scheduler = cls(backend or resolve_backend(manifest), **options)
@@ -274,6 +292,11 @@ class Scheduler:
         else:
             self._process = process
             self._beat_task = asyncio.create_task(self._beat_loop(), name="chronctl-heartbeat")
+        if self.role in ("all", "scheduler"):
+            self._retention_task = asyncio.create_task(
+                run_retention(self.backend, self.retention, by=process.id, clock=self.clock),
+                name="chronctl-retention",
+            )
 
     def _describe_process(self) -> Process:
         now = time.time()
@@ -324,11 +347,12 @@ class Scheduler:
         Runs still going after `shutdown_timeout` (at once with `now=True`) are
         cancelled and their tasks returned to the queue, never lost.
         """
-        if self._beat_task is not None:
-            self._beat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beat_task
-            self._beat_task = None
+        for background in (self._beat_task, self._retention_task):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
+        self._beat_task = self._retention_task = None
         if self._fire_task is not None:
             self._fire_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -477,6 +501,10 @@ class Scheduler:
 
     async def _fire_one(self, spec: JobSpec, fire: datetime, coalesced: int = 1) -> None:
         fire_ts = fire.timestamp()
+        full = await full_reason(self.backend, self.limits, spec.queue)
+        if full is not None:
+            await self._skip_full(spec, fire, full)
+            return
         task = self._new_task(
             spec,
             scheduled_at=max(fire_ts, self.clock()) + jitter_delay(spec.jitter),
@@ -499,6 +527,14 @@ class Scheduler:
             reason = "paused" if outcome is FireOutcome.PAUSED else "max_instances reached"
             log.info("skipped job=%s fire_time=%s reason=%s", spec.name, fire.isoformat(), reason)
             await self.events.emit("job_skipped", job=spec.name, fire_time=fire, reason=reason)
+
+    async def _skip_full(self, spec: JobSpec, fire: datetime, reason: str) -> None:
+        """A fire into a full queue: recorded (so no scheduler fires it again), not run."""
+        outcome = await self.backend.record_fire(spec.name, fire.timestamp(), None, None)
+        if outcome is FireOutcome.DUPLICATE:
+            return  # another scheduler recorded this fire first
+        log.warning("skipped job=%s fire_time=%s reason=%s", spec.name, fire.isoformat(), reason)
+        await self.events.emit("job_skipped", job=spec.name, fire_time=fire, reason=reason)
 
     async def _replace_older(self, spec: JobSpec, newest: Task) -> None:
         """concurrency_policy = "replace": the new fire cancels the runs still going."""
@@ -568,6 +604,7 @@ class Scheduler:
             spec, args, kwargs, delay=delay, at=at, priority=priority, queue=queue, key=key
         )
         await self._connect()
+        await check_room(self.backend, self.limits, [task])
         task_id, created = await self.backend.enqueue(task)
         if created:
             await self.events.emit("task_enqueued", task=task)
@@ -585,7 +622,8 @@ class Scheduler:
         Options: `delay` (seconds) or `at` (ISO 8601 / datetime) for later,
         `priority` 0..9 (higher first), `queue`, and `key`: while a task with
         that key is unfinished, its id is returned and nothing new is stored.
-        args and kwargs must be JSON values.
+        args and kwargs must be JSON values. Raises QueueFull (nothing stored)
+        when the queue holds `max_pending` tasks already.
         """
         task_id, _ = await self.submit(job, args, kwargs, **options)
         return task_id
@@ -603,7 +641,7 @@ class Scheduler:
         if not tasks:
             return []
         await self._connect()
-        results = await admin.enqueue_tasks(self.backend, tasks)
+        results = await admin.enqueue_tasks(self.backend, tasks, limits=self.limits)
         if self.events.has("task_enqueued"):
             for task, (_, created) in zip(tasks, results, strict=True):
                 if created:
@@ -693,13 +731,13 @@ class Scheduler:
         """One queue as `list_queues` shows it; a name it does not show is
         UnknownQueueError (a typo), as for `queues purge`."""
         await self._connect()
-        return await admin.known_queue(self.backend, self._queue_names(), queue)
+        return await admin.known_queue(self.backend, self._queue_names(), queue, self.limits)
 
     async def list_queues(self) -> list[QueueInfo]:
         """What `queues list` shows: the queues the jobs use and this worker takes
         from (at zero when empty), and every queue with tasks or paused."""
         await self._connect()
-        return await admin.list_queues(self.backend, self._queue_names())
+        return await admin.list_queues(self.backend, self._queue_names(), self.limits)
 
     def _queue_names(self) -> set[str]:
         return admin.queue_names(self.jobs.values(), self.queues)

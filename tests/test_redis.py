@@ -324,7 +324,7 @@ def test_operator_commands_on_redis(tmp_path: Path, redis_url: str) -> None:
     assert again == {"id": ok["id"], "created": False}  # type: ignore[index]
     _json(chronctl("--json", "enqueue", "fail", cwd=tmp_path))
     assert _json(chronctl("--json", "queues", "list", cwd=tmp_path)) == [
-        {"name": "default", "pending": 2, "running": 0, "paused": False}
+        {"name": "default", "pending": 2, "running": 0, "paused": False, "max_pending": None}
     ]
     assert chronctl("run", "--once", cwd=tmp_path).returncode == 0
     [dead] = _json(chronctl("--json", "dlq", "list", cwd=tmp_path))  # type: ignore[misc]

@@ -53,6 +53,7 @@ class QueueInfo:
     pending: int = 0
     running: int = 0
     paused: bool = False
+    max_pending: int | None = None  # the queue's limit (backpressure), None: unlimited
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class QueueInfo:
             "pending": self.pending,
             "running": self.running,
             "paused": self.paused,
+            "max_pending": self.max_pending,
         }
 
 
@@ -74,6 +76,7 @@ QUEUES = "listing or pausing queues"
 FIRE_RECORDS = "job state and fire records, which cron, every and at jobs need"
 HEARTBEATS = "process heartbeats"
 MIGRATION = "receiving a migration"
+NOTES = "notes (what the last retention pass did, for status)"
 PROCESS_TTL = 86400.0  # a process silent this long is forgotten
 
 T = TypeVar("T")
@@ -278,13 +281,45 @@ class QueueBackend(ABC):
         """Dead tasks (all when None) -> pending, attempt 0; how many."""
         raise Unsupported(self.label, DEAD_LETTERS)
 
-    async def purge_dead(self, older_than: float | None = None) -> int:
-        """Delete dead tasks finished before `older_than` (epoch; None = all)."""
+    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
+        """Delete dead tasks finished before `older_than` (epoch; None = all); how many.
+
+        With `limit`, one short step (retention runs it in a loop beside live
+        traffic): at most `limit` dead tasks, the oldest first.
+        """
         raise Unsupported(self.label, DEAD_LETTERS)
 
-    async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
-        """Delete finished tasks and history rows older than `older_than`; tasks deleted."""
+    async def cleanup(
+        self,
+        older_than: float,
+        statuses: Sequence[TaskStatus] | None = None,
+        *,
+        limit: int | None = None,
+    ) -> int:
+        """Delete finished tasks and history rows older than `older_than`; tasks deleted.
+
+        With `limit`, one short step (no long lock, no long script): at most
+        `limit` tasks and `limit` history rows, the oldest first, and the result
+        is the rows deleted (tasks plus history), so 0 means nothing older is left.
+        """
         raise Unsupported(self.label, CLEANUP)
+
+    async def count_dead(self) -> int:
+        """Dead letters stored (`status`, metrics and `max_dead` ask every minute).
+
+        This default lists them; a backend with an index counts it cheaply.
+        """
+        return len(await self.list_tasks(status=TaskStatus.DEAD, limit=None))
+
+    # -- notes ---------------------------------------------------------------
+    async def get_note(self, name: str) -> str | None:
+        """A small text value stored beside the tasks (None when unset), for what one
+        process reports to every other: the last retention pass, for `status`."""
+        raise Unsupported(self.label, NOTES)
+
+    async def set_note(self, name: str, value: str) -> None:
+        """Store a note (replacing it); a few hundred bytes, written about once a minute."""
+        raise Unsupported(self.label, NOTES)
 
     async def cleanup_old_tasks(self, days: float = 7) -> int:
         return await self.cleanup(time.time() - days * 86400)

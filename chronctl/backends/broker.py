@@ -93,11 +93,26 @@ class BrokerBackend(QueueBackend):
     async def retry_dead(self, task_ids: Sequence[str] | None = None) -> int:
         return await self.state.retry_dead(task_ids)
 
-    async def purge_dead(self, older_than: float | None = None) -> int:
-        return await self.state.purge_dead(older_than)
+    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
+        return await self.state.purge_dead(older_than, limit=limit)
 
-    async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
-        return await self.state.cleanup(older_than, statuses)
+    async def cleanup(
+        self,
+        older_than: float,
+        statuses: Sequence[TaskStatus] | None = None,
+        *,
+        limit: int | None = None,
+    ) -> int:
+        return await self.state.cleanup(older_than, statuses, limit=limit)
+
+    async def count_dead(self) -> int:
+        return await self.state.count_dead()
+
+    async def get_note(self, name: str) -> str | None:
+        return await self.state.get_note(name)
+
+    async def set_note(self, name: str, value: str) -> None:
+        await self.state.set_note(name, value)
 
     async def list_queues(self) -> list[QueueInfo]:
         return await self.state.list_queues()

@@ -7,6 +7,11 @@ due when stored goes straight to the second), so a far-future high-priority
 task never blocks a due one. Heap entries are invalidated
 lazily: each push gets a sequence number and only the task's latest one
 counts.
+
+Bounded: at most `max_finished` succeeded or cancelled tasks and as many
+history rows are kept (the oldest go first, on the spot), so a long-lived
+library process stays flat without a retention pass; dead letters are kept
+until the scheduler's retention (`keep_dead`, `max_dead`) or `dlq purge`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import copy
 import heapq
 import itertools
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 
 from ..models import (
@@ -31,12 +36,21 @@ from ..models import (
 )
 from .base import LEASE_EXPIRED_ERROR, PROCESS_TTL, BulkProgress, QueueBackend, QueueInfo
 
+#: Finished tasks and history rows a MemoryBackend keeps by default.
+MAX_FINISHED = 10_000
+
 
 class MemoryBackend(QueueBackend):
     shared = False
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_finished: int | None = MAX_FINISHED) -> None:
+        """`max_finished`: succeeded/cancelled tasks and history rows kept, the newest
+        (None: all, which grows for as long as the process lives)."""
         super().__init__()
+        self.max_finished = max_finished
+        # Finished (succeeded/cancelled) task ids, oldest first; may hold ids deleted since.
+        self._finished: deque[str] = deque()
+        self._notes: dict[str, str] = {}
         self.display_url = "memory://"
         self._tasks: dict[str, Task] = {}
         self._keys: dict[str, str] = {}
@@ -45,7 +59,7 @@ class MemoryBackend(QueueBackend):
         self._scheduled: list[tuple[float, int, str]] = []
         self._ready: dict[str, list[tuple[int, float, int, str]]] = {}
         self._running: dict[str, Task] = {}
-        self._runs: list[Run] = []
+        self._runs: deque[Run] = deque(maxlen=max_finished)
         self._jobs: dict[str, JobState] = {}
         self._paused: set[str] = set()
         self._active_by_job: Counter[str] = Counter()
@@ -99,6 +113,15 @@ class MemoryBackend(QueueBackend):
         self._active_by_job[task.job] -= 1
         if task.key is not None and self._keys.get(task.key) == task.id:
             del self._keys[task.key]
+        if status is not TaskStatus.DEAD and self.max_finished is not None:
+            self._finished.append(task.id)
+            while len(self._finished) > self.max_finished:
+                self._forget_finished(self._finished.popleft())
+
+    def _forget_finished(self, task_id: str) -> None:
+        task = self._tasks.get(task_id)
+        if task is not None and task.status in (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED):
+            del self._tasks[task_id]
 
     def _owned(self, task: Task) -> Task | None:
         stored = self._running.get(task.id)
@@ -368,32 +391,50 @@ class MemoryBackend(QueueBackend):
         self.notify()
         return count
 
-    async def purge_dead(self, older_than: float | None = None) -> int:
-        doomed = [
-            t.id
+    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
+        dead = [
+            t
             for t in self._tasks.values()
             if t.status is TaskStatus.DEAD
             and (older_than is None or (t.finished_at or 0) < older_than)
         ]
-        for task_id in doomed:
-            del self._tasks[task_id]
-        return len(doomed)
+        if limit is not None:
+            dead = heapq.nsmallest(limit, dead, key=lambda t: t.finished_at or t.created_at)
+        for task in dead:
+            del self._tasks[task.id]
+        return len(dead)
 
-    async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
+    async def cleanup(
+        self,
+        older_than: float,
+        statuses: Sequence[TaskStatus] | None = None,
+        *,
+        limit: int | None = None,
+    ) -> int:
         wanted = set(statuses) if statuses else set(FINISHED)
-        doomed = [
-            t.id
-            for t in self._tasks.values()
-            if t.status in wanted and (t.finished_at or t.created_at) < older_than
-        ]
+        doomed: list[str] = []
+        for t in self._tasks.values():  # oldest first: tasks are stored in creation order
+            if limit is not None and (len(doomed) >= limit or t.created_at >= older_than):
+                break
+            if t.status in wanted and (t.finished_at or t.created_at) < older_than:
+                doomed.append(t.id)
         for task_id in doomed:
             del self._tasks[task_id]
-        self._runs = [
-            r
-            for r in self._runs
-            if not (r.finished_at < older_than and self._run_matches(r, wanted))
-        ]
-        return len(doomed)
+        old = [r for r in self._runs if r.finished_at < older_than]  # runs: oldest first
+        runs = [r for r in old if self._run_matches(r, wanted)][:limit]
+        if runs:
+            gone = {id(r) for r in runs}
+            self._runs = deque((r for r in self._runs if id(r) not in gone), self._runs.maxlen)
+        return len(doomed) if limit is None else len(doomed) + len(runs)
+
+    async def count_dead(self) -> int:
+        return sum(1 for t in self._tasks.values() if t.status is TaskStatus.DEAD)
+
+    async def get_note(self, name: str) -> str | None:
+        return self._notes.get(name)
+
+    async def set_note(self, name: str, value: str) -> None:
+        self._notes[name] = value
 
     @staticmethod
     def _run_matches(run: Run, wanted: set[TaskStatus]) -> bool:

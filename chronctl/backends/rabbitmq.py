@@ -894,9 +894,9 @@ class RabbitMQBackend(BrokerBackend):
             self.notify()
         return count
 
-    async def purge_dead(self, older_than: float | None = None) -> int:
-        count = await self.state.purge_dead(older_than)
-        if older_than is None:
+    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
+        count = await self.state.purge_dead(older_than, limit=limit)
+        if older_than is None and limit is None:
             await self._ensure()
             async with self._broker():
                 assert self._chan is not None

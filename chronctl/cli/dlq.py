@@ -13,7 +13,7 @@ import typer
 from ..errors import UsageError
 from ..text import safe
 from . import Options, complete
-from .output import Progress, confirm, print_json, styled, table
+from .output import Progress, confirm, print_json, queue_rows, table
 from .tasks import print_task, print_tasks
 
 dlq_app = typer.Typer(help="The dead letter queue: tasks out of retries.", no_args_is_help=True)
@@ -122,24 +122,20 @@ def dlq_purge(
 def queues_list(ctx: typer.Context) -> None:
     """Every queue the manifest uses or that holds tasks or is paused, with counts."""
     from ..admin import list_queues, manifest_queues, optional_manifest
+    from ..backpressure import UNLIMITED
 
     opts: Options = ctx.obj
     manifest = optional_manifest(opts.manifest, opts.backend)
     known = manifest_queues(manifest)
-    queues = opts.call("queues list", lambda b: list_queues(b, known), manifest)
+    limits = manifest.limits if manifest else UNLIMITED
+    queues = opts.call("queues list", lambda b: list_queues(b, known, limits), manifest)
     if opts.json:
         print_json([q.to_public() for q in queues])
         return
     if not queues:
         typer.echo("no queues yet")
         return
-    table(
-        ["QUEUE", "PENDING", "RUNNING", "PAUSED"],
-        [
-            (q.name, q.pending, q.running, styled("yes", "yellow") if q.paused else "no")
-            for q in queues
-        ],
-    )
+    table(*queue_rows(queues))
 
 
 @queues_app.command("purge")

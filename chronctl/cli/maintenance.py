@@ -12,9 +12,12 @@ import typer
 
 from ..errors import UsageError
 from . import Options, run_async
-from .output import Progress, console, print_json, relative, styled, table
+from .output import Progress, console, print_json, queue_rows, relative, styled, table
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..admin import StatusReport
     from ..backends.base import QueueBackend
 
 
@@ -97,9 +100,36 @@ def migrate(
 _STATE_STYLE = {"alive": "green", "stale": "yellow", "dead": "red"}
 
 
+def _retention_line(report: StatusReport) -> str:
+    """What the last retention pass removed and when, then the settings it applies."""
+    from ..durations import format_duration
+
+    last = report.retention
+    text = "no pass yet"
+    if last is not None:
+        text = (
+            f"last pass {relative(last.at)}: removed {last.finished} finished task/history "
+            f"row(s) and {last.dead} dead letter(s); {last.total_finished} and "
+            f"{last.total_dead} in {last.passes} pass(es)"
+        )
+    policy = report.policy
+    if policy is not None:
+        keep = [
+            f"keep_history {_keep(policy.keep_history, format_duration)}",
+            f"keep_dead {_keep(policy.keep_dead, format_duration)}",
+            f"max_dead {'forever' if policy.max_dead is None else policy.max_dead}",
+        ]
+        text += "; " + ", ".join(keep)
+    return text
+
+
+def _keep(seconds: float | None, fmt: Callable[[float], str]) -> str:
+    return "forever" if seconds is None else fmt(seconds)
+
+
 def status(ctx: typer.Context) -> None:
-    """Daemon state, queue sizes, running tasks and dead letters."""
-    from ..admin import StatusReport, manifest_queues
+    """Daemon state, queue sizes and limits, running tasks, dead letters, retention."""
+    from ..admin import manifest_queues
     from ..admin import status as read_status
 
     opts: Options = ctx.obj
@@ -110,7 +140,7 @@ def status(ctx: typer.Context) -> None:
         pidfile = Path(manifest.config.pidfile)
 
     async def read(backend: QueueBackend) -> StatusReport:
-        return await read_status(backend, pidfile, manifest_queues(manifest))
+        return await read_status(backend, pidfile, manifest_queues(manifest), manifest)
 
     report = opts.call("status", read, manifest)
     if opts.json:
@@ -132,6 +162,7 @@ def status(ctx: typer.Context) -> None:
     out.print(f"daemon:       {state}")
     out.print(f"backend:      {report.backend}", markup=False)
     out.print(f"dead letters: {report.dead}")
+    out.print(f"retention:    {_retention_line(report)}", markup=False)
     if report.processes:
         out.print()
         table(
@@ -151,10 +182,7 @@ def status(ctx: typer.Context) -> None:
         )
     if report.queues:
         out.print()
-        table(
-            ["QUEUE", "PENDING", "RUNNING", "PAUSED"],
-            [(q.name, q.pending, q.running, "yes" if q.paused else "no") for q in report.queues],
-        )
+        table(*queue_rows(report.queues))
     if report.running:
         out.print()
         table(

@@ -22,6 +22,8 @@ from ..text import safe
 if TYPE_CHECKING:
     from rich.text import Text
 
+    from ..backends.base import QueueInfo
+
 _STATUS_STYLE = {
     "pending": "yellow",
     "running": "cyan",
@@ -141,6 +143,24 @@ def table(
     if fixed > out.width:
         out.width = fixed + 40
     out.print(grid)
+
+
+def queue_rows(queues: Sequence[QueueInfo]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """`queues list` and `status`: the columns and rows of the queue table; MAX PENDING
+    only when some queue has a limit, so a manifest without limits reads as before."""
+    limited = any(q.max_pending is not None for q in queues)
+    columns = ["QUEUE", "PENDING", *(["MAX PENDING"] if limited else []), "RUNNING", "PAUSED"]
+    rows = [
+        (
+            q.name,
+            q.pending,
+            *(["-" if q.max_pending is None else q.max_pending] if limited else []),
+            q.running,
+            styled("yes", "yellow") if q.paused else "no",
+        )
+        for q in queues
+    ]
+    return columns, rows
 
 
 def short(text: str | None, width: int = 60) -> str:

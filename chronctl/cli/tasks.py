@@ -119,7 +119,9 @@ def enqueue(
             ),
         )
     ]
-    [(task_id, created)] = opts.call("enqueue", lambda b: enqueue_tasks(b, tasks), manifest)
+    [(task_id, created)] = opts.call(
+        "enqueue", lambda b: enqueue_tasks(b, tasks, limits=manifest.limits), manifest
+    )
     if opts.json:
         print_json({"id": task_id, "created": created})
     else:
@@ -200,7 +202,9 @@ def _enqueue_bulk(opts: Options, manifest: Manifest, path: Path, job: str | None
             async def store(backend: QueueBackend) -> list[tuple[str, bool]]:
                 interruptions.task = asyncio.current_task()
                 try:
-                    return await enqueue_tasks(backend, tasks, advance, resume=name)
+                    return await enqueue_tasks(
+                        backend, tasks, advance, resume=name, limits=manifest.limits
+                    )
                 finally:
                     interruptions.task = None
 
@@ -233,7 +237,9 @@ def trigger(
     opts: Options = ctx.obj
     manifest = opts.load_manifest()
     task = make_task(manifest, EnqueueRequest(job=job))
-    [(task_id, created)] = opts.call("trigger", lambda b: enqueue_tasks(b, [task]), manifest)
+    [(task_id, created)] = opts.call(
+        "trigger", lambda b: enqueue_tasks(b, [task], limits=manifest.limits), manifest
+    )
     if opts.json:
         print_json({"id": task_id, "created": created})
     else:

@@ -155,7 +155,7 @@ def test_bulk_enqueue_then_watch_fail_retry_and_prune(project: Path) -> None:
     created = ok(project, "enqueue", "--from", str(bulk))
     assert len(created) == 10_000 and all(c["created"] for c in created)
     assert ok(project, "queues", "list") == [
-        {"name": "default", "pending": 10_000, "running": 0, "paused": False}
+        {"name": "default", "pending": 10_000, "running": 0, "paused": False, "max_pending": None}
     ]
 
     ran = chronctl("run", "--once", cwd=project, timeout=240)
@@ -233,10 +233,12 @@ def test_trigger_pause_resume(project: Path) -> None:
 def test_status_reads_the_backend(project: Path) -> None:
     ok(project, "enqueue", "echo")
     report = ok(project, "status")
-    assert set(report) == {"running", "pid", "backend", "schedulers", "queues", "dead"}
+    assert set(report) == {"running", "pid", "backend", "schedulers", "queues", "dead", "retention"}
     assert report["running"] is False and report["pid"] is None
     assert report["backend"].endswith("state.db") and report["dead"] == 0
-    assert report["queues"] == [{"name": "default", "pending": 1, "running": 0, "paused": False}]
+    assert report["queues"] == [
+        {"name": "default", "pending": 1, "running": 0, "paused": False, "max_pending": None}
+    ]
     assert isinstance(report["schedulers"], list)
 
 

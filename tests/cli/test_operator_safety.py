@@ -212,7 +212,7 @@ def test_queues_list_shows_the_manifests_queues_and_resumed_ones(project: Path) 
     def listed() -> list[dict[str, Any]]:
         return ok(project, "queues", "list")
 
-    zero = {"pending": 0, "running": 0, "paused": False}
+    zero = {"pending": 0, "running": 0, "paused": False, "max_pending": None}
     assert listed() == [{"name": "default", **zero}, {"name": "mail", **zero}]
     ok(project, "enqueue", "resize", "--args", "[1]")
     ok(project, "enqueue", "echo", "--args", "[2]", "--queue", "adhoc")
@@ -225,7 +225,13 @@ def test_queues_list_shows_the_manifests_queues_and_resumed_ones(project: Path) 
     # Finished: the manifest's queues stay at zero; an ad-hoc queue goes with its tasks.
     assert listed() == [{"name": "default", **zero}, {"name": "mail", **zero}]
     ok(project, "pause", "--queue", "mail")
-    assert listed()[1] == {"name": "mail", "pending": 0, "running": 0, "paused": True}
+    assert listed()[1] == {
+        "name": "mail",
+        "pending": 0,
+        "running": 0,
+        "paused": True,
+        "max_pending": None,
+    }
     ok(project, "resume", "--queue", "mail")
     assert listed()[1] == {"name": "mail", **zero}
     table = text(project, "queues", "list").splitlines()

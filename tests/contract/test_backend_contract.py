@@ -375,10 +375,10 @@ async def test_list_queues_counts_active_tasks_and_keeps_paused_queues(
     await backend.set_queue_paused("was", True)
     await backend.set_queue_paused("was", False)
     assert [q.to_public() for q in await backend.list_queues()] == [
-        {"name": "idle", "pending": 0, "running": 0, "paused": True},
-        {"name": "mail", "pending": 2, "running": 0, "paused": False},
-        {"name": "retry", "pending": 1, "running": 0, "paused": False},
-        {"name": "work", "pending": 0, "running": 1, "paused": False},
+        {"name": "idle", "pending": 0, "running": 0, "paused": True, "max_pending": None},
+        {"name": "mail", "pending": 2, "running": 0, "paused": False, "max_pending": None},
+        {"name": "retry", "pending": 1, "running": 0, "paused": False, "max_pending": None},
+        {"name": "work", "pending": 0, "running": 1, "paused": False, "max_pending": None},
     ]
 
 

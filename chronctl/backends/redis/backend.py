@@ -22,6 +22,7 @@ ever touches one slot):
 | `job:<name>`, `jobs` | hash, set | first_seen, last_fire, paused |
 | `runs`, `runs:<job>` | zsets | history: one JSON row per finished run, scored by finish time |
 | `procs` | hash | process id -> heartbeat JSON |
+| `notes` | hash | name -> small JSON a process reports to all (the last retention pass) |
 | `rate:<job>` | zset | start times within the rate-limit window (shared by all workers) |
 | `wake` | pub/sub channel | "new work": idle workers sleep on it instead of polling |
 | `pub:<queue>` | zset | as a RabbitMQ state store only (`brokered` set): pending tasks |
@@ -636,8 +637,17 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
             self.notify()
         return count
 
-    async def _delete(self, status: TaskStatus, keep: Callable[[Task], bool]) -> int:
-        ids = await self._do(self._redis.zrange, self._k(f"st:{status.value}"), 0, -1)
+    async def _delete(
+        self,
+        status: TaskStatus,
+        keep: Callable[[Task], bool],
+        limit: int | None = None,
+        before: float | None = None,
+    ) -> int:
+        key = self._k(f"st:{status.value}")
+        if limit is not None:
+            return await self._delete_oldest(status, keep, limit, before)
+        ids = await self._do(self._redis.zrange, key, 0, -1)
         count = 0
         for start in range(0, len(ids), 500):
             doomed = [t.id for t in await self._tasks(ids[start : start + 500]) if not keep(t)]
@@ -645,20 +655,56 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
                 count += int(await self._call("delete", status.value, *doomed))
         return count
 
-    async def purge_dead(self, older_than: float | None = None) -> int:
+    async def _delete_oldest(
+        self, status: TaskStatus, keep: Callable[[Task], bool], limit: int, before: float | None
+    ) -> int:
+        """One short step: up to `limit` of the oldest tasks `keep` does not keep, in one
+        script. st:* is scored by created_at (<= finished_at), so the candidates are read
+        oldest created first, past any kept ones (a task delayed for days finishes late),
+        at most 20 pages a step."""
+        key = self._k(f"st:{status.value}")
+        top = "+inf" if before is None else f"({before!r}"
+        doomed: list[str] = []
+        start = 0
+        while len(doomed) < limit and start < 20 * limit:  # a bounded read per step
+            ids = await self._do(
+                self._redis.zrangebyscore, key, "-inf", top, start=start, num=limit
+            )
+            doomed += [t.id for t in await self._tasks(ids) if not keep(t)]
+            if len(ids) < limit:
+                break
+            start += len(ids)
+        if not doomed:
+            return 0
+        return int(await self._call("delete", status.value, *doomed[:limit]))
+
+    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
         return await self._delete(
-            TaskStatus.DEAD, lambda t: older_than is not None and (t.finished_at or 0) >= older_than
+            TaskStatus.DEAD,
+            lambda t: older_than is not None and (t.finished_at or 0) >= older_than,
+            limit,
+            older_than,
         )
 
-    async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
+    async def count_dead(self) -> int:
+        return int(await self._do(self._redis.zcard, self._k("st:dead")))
+
+    async def cleanup(
+        self,
+        older_than: float,
+        statuses: Sequence[TaskStatus] | None = None,
+        *,
+        limit: int | None = None,
+    ) -> int:
         wanted = set(statuses) if statuses else set(FINISHED)
         count = 0
         for status in wanted:
             count += await self._delete(
-                status, lambda t: (t.finished_at or t.created_at) >= older_than
+                status, lambda t: (t.finished_at or t.created_at) >= older_than, limit, older_than
             )
+        page = {} if limit is None else {"start": 0, "num": limit}
         rows = await self._do(
-            self._redis.zrangebyscore, self._k("runs"), "-inf", f"({older_than!r}"
+            self._redis.zrangebyscore, self._k("runs"), "-inf", f"({older_than!r}", **page
         )
         doomed = [r for r in rows if _run_matches(run_from_json(r), wanted)]
         for start in range(0, len(doomed), 500):
@@ -668,7 +714,13 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
             for row in chunk:
                 pipe.zrem(self._k(f"runs:{json.loads(row)['job']}"), row)
             await self._do(pipe.execute)
-        return count
+        return count if limit is None else count + len(doomed)
+
+    async def get_note(self, name: str) -> str | None:
+        return await self._do(self._redis.hget, self._k("notes"), name)
+
+    async def set_note(self, name: str, value: str) -> None:
+        await self._do(self._redis.hset, self._k("notes"), name, value)
 
     async def list_queues(self) -> list[QueueInfo]:
         names = await self._do(self._redis.smembers, self._k("queues"))

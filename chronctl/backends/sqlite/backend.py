@@ -878,19 +878,30 @@ class SQLiteBackend(BrokerStateStore):
         self.notify()
         return out
 
-    async def purge_dead(self, older_than: float | None = None) -> int:
+    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
         cutoff = older_than if older_than is not None else float("inf")
+        where = f"status = 'dead' AND {_FINISHED} AND COALESCE(finished_at, {_CREATED}) < ?"
+        if limit is not None:  # one short transaction: at most `limit`, oldest rows first
+            where = f"rowid IN (SELECT rowid FROM tasks WHERE {where} LIMIT ?)"
+        params = (cutoff,) if limit is None else (cutoff, limit)
         return await self._tx(
-            lambda db: (
-                db.execute(
-                    f"DELETE FROM tasks WHERE status = 'dead' AND {_FINISHED}"
-                    f" AND COALESCE(finished_at, {_CREATED}) < ?",
-                    (cutoff,),
-                ).rowcount
-            )
+            lambda db: db.execute(f"DELETE FROM tasks WHERE {where}", params).rowcount
         )
 
-    async def cleanup(self, older_than: float, statuses: Sequence[TaskStatus] | None = None) -> int:
+    async def count_dead(self) -> int:
+        return await self._call(
+            lambda db: db.execute(
+                f"SELECT COUNT(*) FROM tasks WHERE status = 'dead' AND {_FINISHED}"
+            ).fetchone()[0]
+        )
+
+    async def cleanup(
+        self,
+        older_than: float,
+        statuses: Sequence[TaskStatus] | None = None,
+        *,
+        limit: int | None = None,
+    ) -> int:
         wanted = (
             [TaskStatus(s).value for s in statuses]
             if statuses
@@ -898,18 +909,21 @@ class SQLiteBackend(BrokerStateStore):
         )
         run_statuses = [*wanted, "failed"] if "dead" in wanted else wanted
         run_marks = ", ".join("?" for _ in run_statuses)
+        tasks = f"{_status_in(set(wanted))} AND COALESCE(finished_at, {_CREATED}) < ?"
+        runs = f"status IN ({run_marks}) AND finished_at < ?"
+        if limit is not None:
+            # One short transaction. The finished rows come from the tasks_done index in
+            # rowid order, oldest first, so the scan stops after `limit` old ones.
+            tasks = f"rowid IN (SELECT rowid FROM tasks WHERE {tasks} LIMIT ?)"
+            runs = f"id IN (SELECT id FROM runs WHERE {runs} ORDER BY finished_at LIMIT ?)"
+        more = () if limit is None else (limit,)
 
         def clean(db: sqlite3.Connection) -> int:
-            count = db.execute(
-                f"DELETE FROM tasks WHERE {_status_in(set(wanted))} "
-                f"AND COALESCE(finished_at, {_CREATED}) < ?",
-                (older_than,),
+            count = db.execute(f"DELETE FROM tasks WHERE {tasks}", (older_than, *more)).rowcount
+            history = db.execute(
+                f"DELETE FROM runs WHERE {runs}", (*run_statuses, older_than, *more)
             ).rowcount
-            db.execute(
-                f"DELETE FROM runs WHERE status IN ({run_marks}) AND finished_at < ?",
-                (*run_statuses, older_than),
-            )
-            return count
+            return count if limit is None else count + history
 
         return await self._tx(clean)
 
@@ -939,6 +953,21 @@ class SQLiteBackend(BrokerStateStore):
         )
         if not paused:
             self.notify()
+
+    async def get_note(self, name: str) -> str | None:
+        row = await self._call(
+            lambda db: db.execute(
+                "SELECT value FROM meta WHERE key = ?", (f"note:{name}",)
+            ).fetchone()
+        )
+        return None if row is None else row[0]
+
+    async def set_note(self, name: str, value: str) -> None:
+        await self._tx(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"note:{name}", value)
+            )
+        )
 
     # -- job state ---------------------------------------------------------
     @staticmethod
