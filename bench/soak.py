@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import signal
 import subprocess
@@ -55,7 +56,7 @@ async def store_size(backend: QueueBackend, url: str, tmp: Path) -> str:
     if url.startswith("sqlite"):
         db, wal = (tmp / "soak.db", tmp / "soak.db-wal")
         sizes = [f.stat().st_size / 1e6 if f.exists() else 0.0 for f in (db, wal)]
-        return f"sqlite file {sizes[0]:.1f} MB + wal {sizes[1]:.1f} MB"
+        return f"sqlite file {down(sizes[0]):.1f} MB + wal {down(sizes[1]):.1f} MB"
     import redis.asyncio as redis
 
     client = redis.from_url(url.split("?", 1)[0])
@@ -63,11 +64,11 @@ async def store_size(backend: QueueBackend, url: str, tmp: Path) -> str:
         info = await client.info("memory")
     finally:
         await client.aclose()
-    return f"redis used_memory {info['used_memory'] / 1e6:.1f} MB"
+    return f"redis used_memory {down(info['used_memory'] / 1e6):.1f} MB"
 
 
-async def produce(backend: QueueBackend, rate: int, stop: asyncio.Event) -> None:
-    """`rate` tasks a second of job `work`, in batches, on a fixed schedule."""
+async def produce(backend: QueueBackend, rate: int, stop: asyncio.Event) -> int:
+    """`rate` tasks a second of job `work`, in batches, on a fixed schedule; how many."""
     interval = BATCH / rate
     next_at = time.monotonic()
     n = 0
@@ -76,6 +77,12 @@ async def produce(backend: QueueBackend, rate: int, stop: asyncio.Event) -> None
         n += BATCH
         next_at += interval
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    return n
+
+
+def down(value: float) -> float:
+    """One decimal, rounded down: a printed figure is never above what was measured."""
+    return math.floor(value * 10) / 10
 
 
 async def soak(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -102,7 +109,7 @@ async def soak(args: argparse.Namespace) -> list[dict[str, Any]]:
                 report = await last_report(backend)
                 row = {
                     "t": round(time.monotonic() - started),
-                    "rss_mb": process_rss_mb(worker.pid),
+                    "rss_mb": down(process_rss_mb(worker.pid)),
                     "store": await store_size(backend, url, tmp),
                     "pending": await backend.get_queue_size("default"),
                     "removed": report.total_finished if report else 0,
@@ -117,7 +124,10 @@ async def soak(args: argparse.Namespace) -> list[dict[str, Any]]:
                 )
         finally:
             stop.set()
-            await asyncio.gather(producer, return_exceptions=True)
+            [sent] = await asyncio.gather(producer, return_exceptions=True)
+            elapsed = time.monotonic() - started
+            if isinstance(sent, int):
+                print(f"enqueued {sent} tasks in {elapsed:.0f} s: {sent // elapsed:.0f} tasks/s")
             worker.send_signal(signal.SIGTERM)
             worker.wait(60)
             log.close()
