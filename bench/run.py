@@ -327,6 +327,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="chronctl and peers: " + ", ".join(BY_KEY),
     )
     p.add_argument(
+        "--peers",
+        action="store_true",
+        help="chronctl and every peer (what --systems defaults to; overrides --systems)",
+    )
+    p.add_argument(
         "--only", default=",".join(REAL_WORKLOADS), help="workloads: W1,W2,W3,W4,MEM,W5,W6"
     )
     p.add_argument(
@@ -394,7 +399,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ns.backends, ns.only, ns.bodies, ns.logs = map(
         _csv, (ns.backends, ns.only.upper(), ns.bodies, ns.logs)
     )
-    ns.systems = _csv(ns.systems)
+    ns.systems = _csv(",".join(s.key for s in SYSTEMS) if ns.peers else ns.systems)
     _check(p, ns)
     return ns
 
