@@ -326,15 +326,27 @@ class PostgresBackend(QueueBackend, SharedRateLimit):
         if now - self._last_recover >= _RECOVER_EVERY:
             self._last_recover = now
             await self._recover(now)
-        where = f"status = 'pending' AND scheduled_at <= $1 AND queue <> ALL({PAUSED})"
         args: list[Any] = [now, now + lease, worker, max_items]
-        if queues is not None:
-            where += " AND queue = ANY($5::text[])"
+        order = "ORDER BY priority DESC, scheduled_at, seq LIMIT $4"
+        if queues is None:  # one scan of tasks_next in claim order
+            picked = (
+                "SELECT id FROM {s}.tasks WHERE status = 'pending' AND scheduled_at <= $1 "
+                f"AND queue <> ALL({PAUSED}) {order} FOR UPDATE SKIP LOCKED"
+            )
+        else:
+            # One scan of tasks_queue per named queue, the runs merged: a filter on one
+            # scan of tasks_next would read past every due task of the other queues.
+            # Rows locked beyond the batch are let go at the statement's commit.
+            picked = (
+                "SELECT c.id FROM unnest($5::text[]) AS q(name), LATERAL (SELECT id, "
+                "priority, scheduled_at, seq FROM {s}.tasks WHERE status = 'pending' "
+                f"AND queue = q.name AND scheduled_at <= $1 {order} FOR UPDATE SKIP LOCKED) c "
+                f"WHERE q.name <> ALL({PAUSED}) "
+                "ORDER BY c.priority DESC, c.scheduled_at, c.seq LIMIT $4"
+            )
             args.append(list(dict.fromkeys(queues)))
         rows = await self._fetch(
-            "WITH picked AS (SELECT id FROM {s}.tasks "
-            f"WHERE {where} ORDER BY priority DESC, scheduled_at, seq "
-            "LIMIT $4 FOR UPDATE SKIP LOCKED) "
+            f"WITH picked AS ({picked}) "
             "UPDATE {s}.tasks t SET status = 'running', started_at = $1, lease_until = $2, "
             "worker = $3, deliveries = t.deliveries + 1 FROM picked WHERE t.id = picked.id "
             f"RETURNING t.seq, {_prefixed('t', TASK_SELECT)}",
@@ -504,19 +516,16 @@ class PostgresBackend(QueueBackend, SharedRateLimit):
     async def next_due(self, queues: Sequence[str] | None = None) -> float | None:
         if queues is not None and not queues:
             return None
-        if queues is None:
-            value = await self._fetchval(
-                "SELECT MIN(scheduled_at) FROM {s}.tasks WHERE status = 'pending' "
-                f"AND queue <> ALL({PAUSED})"
-            )
-        else:
-            # One index seek per queue (tasks_queue), not a scan of every pending task.
-            value = await self._fetchval(
-                "SELECT MIN((SELECT MIN(scheduled_at) FROM {s}.tasks "
-                "WHERE status = 'pending' AND queue = q)) "
-                f"FROM unnest($1::text[]) AS q WHERE q <> ALL({PAUSED})",
-                list(dict.fromkeys(queues)),
-            )
+        # tasks_due in time order: the first row of an unpaused (named) queue is the answer.
+        where = f"status = 'pending' AND queue <> ALL({PAUSED})"
+        args: list[Any] = []
+        if queues is not None:
+            where += " AND queue = ANY($1::text[])"
+            args.append(list(dict.fromkeys(queues)))
+        value = await self._fetchval(
+            f"SELECT scheduled_at FROM {{s}}.tasks WHERE {where} ORDER BY scheduled_at LIMIT 1",
+            *args,
+        )
         return None if value is None else float(value)
 
     async def get_queue_size(self, queue: str = "default") -> int:
