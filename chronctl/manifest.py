@@ -196,7 +196,7 @@ BACKEND_SCHEMES = (
     "postgresql",
     "postgres",
 )
-STATE_SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel")
+STATE_SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel", "postgresql", "postgres")
 _RATE_UNITS = {"sec": "s", "second": "s", "min": "m", "minute": "m", "hour": "h", "day": "d"}
 
 DEFAULT_TIMEOUT = 600.0

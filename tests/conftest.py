@@ -175,10 +175,16 @@ def _rabbitmq_on_redis(tmp_path: Path) -> QueueBackend:
     return rabbitmq_backend(tmp_path, state=state)
 
 
+def _rabbitmq_on_postgres(tmp_path: Path) -> QueueBackend:
+    """RabbitMQ delivering, PostgreSQL holding the state."""
+    return rabbitmq_backend(tmp_path, state=_postgres(tmp_path))
+
+
 BACKEND_FACTORIES: dict[str, Callable[[Path], QueueBackend]] = {
     "memory": _memory,
     "postgres": _postgres,
     "rabbitmq": rabbitmq_backend,
+    "rabbitmq-postgres": _rabbitmq_on_postgres,
     "rabbitmq-redis": _rabbitmq_on_redis,
     "sqlite": _sqlite,
     "redis": _redis,

@@ -30,8 +30,8 @@ from ...models import FireOutcome, JobState, Process, Run, Task, TaskStatus, dum
 from ..base import (
     LEASE_EXPIRED_ERROR,
     PROCESS_TTL,
+    BrokerStateStore,
     BulkProgress,
-    QueueBackend,
     QueueInfo,
     SharedRateLimit,
     StoppedEarly,
@@ -61,7 +61,7 @@ _UNLISTENED_RECHECK = 1.0  # ...and while the LISTEN connection is down
 _FINISHED_AT = "COALESCE(finished_at, created_at)"  # the tasks_done index's expression
 
 
-class PostgresBackend(QueueBackend, SharedRateLimit):
+class PostgresBackend(BrokerStateStore, SharedRateLimit):
     shared = True
 
     def __init__(
@@ -903,6 +903,152 @@ class PostgresBackend(QueueBackend, SharedRateLimit):
             [s.paused for s in rows],
         )
         return len(states)
+
+    # -- delivery by a message broker (RabbitMQBackend keeps its state here) ----------
+    # `published_at` stamps a pending task handed to the broker, `publish_confirmed` says
+    # the broker confirmed it. A stamp never confirmed (the publisher crashed in between)
+    # is claimed again after `stale` seconds, so no task is lost between the two steps.
+    async def prepare_for_broker(self) -> None:
+        """Index the tasks a broker has to publish (plain use never needs it)."""
+        await self._execute(
+            "CREATE INDEX IF NOT EXISTS tasks_publish ON {s}.tasks (scheduled_at) "
+            "WHERE status = 'pending' AND NOT publish_confirmed"
+        )
+
+    async def claim_for_publish(
+        self, now: float, limit: int = 500, *, ids: Sequence[str] | None = None, stale: float = 30.0
+    ) -> list[Task]:
+        """Stamp due, pending, unpublished tasks as being published, and return them: one
+        statement, SKIP LOCKED, so two pumps never get the same task."""
+        where = (
+            "status = 'pending' AND scheduled_at <= $1 AND NOT publish_confirmed "
+            "AND (published_at IS NULL OR published_at < $3)"
+        )
+        args: list[Any] = [now, limit, now - stale]
+        if ids is not None:
+            if not ids:
+                return []
+            where += " AND id = ANY($4::text[])"
+            args.append(list(ids))
+        rows = await self._fetch(
+            f"WITH c AS (SELECT id FROM {{s}}.tasks WHERE {where} "
+            "ORDER BY priority DESC, scheduled_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED) "
+            "UPDATE {s}.tasks t SET published_at = $1 FROM c WHERE t.id = c.id "
+            f"RETURNING t.seq, {_prefixed('t', TASK_SELECT)}",
+            *args,
+        )
+        rows.sort(key=lambda r: (-r["priority"], r["scheduled_at"], r["seq"]))
+        return [row_task(r) for r in rows]
+
+    async def confirm_published(self, ids: Sequence[str]) -> None:
+        if ids:
+            await self._execute(
+                "UPDATE {s}.tasks SET publish_confirmed = TRUE "
+                "WHERE id = ANY($1::text[]) AND published_at IS NOT NULL",
+                list(ids),
+            )
+
+    async def unpublish(self, ids: Sequence[str]) -> None:
+        if ids:
+            await self._execute(
+                "UPDATE {s}.tasks SET published_at = NULL, publish_confirmed = FALSE "
+                "WHERE id = ANY($1::text[])",
+                list(ids),
+            )
+
+    async def next_publish(
+        self, queues: Sequence[str] | None = None, stale: float = 30.0
+    ) -> float | None:
+        where = f"status = 'pending' AND NOT publish_confirmed AND queue <> ALL({PAUSED})"
+        args: list[Any] = [stale]
+        if queues is not None:
+            where += " AND queue = ANY($2::text[])"
+            args.append(list(queues))
+        value = await self._fetchval(
+            "SELECT MIN(CASE WHEN published_at IS NULL THEN scheduled_at "
+            f"ELSE GREATEST(scheduled_at, published_at + $1) END) FROM {{s}}.tasks WHERE {where}",
+            *args,
+        )
+        return None if value is None else float(value)
+
+    async def claim_ids(
+        self,
+        ids: Sequence[str],
+        *,
+        lease: float,
+        worker: str,
+        lost: Iterable[str] = (),
+        lost_error: str = LEASE_EXPIRED_ERROR,
+    ) -> tuple[list[Task], list[str]]:
+        """Claim the tasks a broker delivered, in one transaction (see BrokerStateStore)."""
+        if not ids:
+            return [], []
+        lost_ids = set(lost)
+        columns = _prefixed("t", TASK_SELECT)
+
+        async def claim(conn: Any) -> tuple[list[Task], list[str]]:
+            now = time.time()
+            rows = await conn.fetch(
+                self._q(
+                    "UPDATE {s}.tasks t SET status = 'running', started_at = $1, "
+                    "lease_until = $2, worker = $3, deliveries = t.deliveries + 1 "
+                    "WHERE t.id = ANY($4::text[]) AND t.status = 'pending' "
+                    f"AND t.scheduled_at <= $1 RETURNING t.seq, {columns}"
+                ),
+                now,
+                now + lease,
+                worker,
+                list(ids),
+            )
+            claimed = list(rows)
+            dead: list[str] = []
+            taken = {r["id"] for r in rows}
+            retake = [i for i in dict.fromkeys(ids) if i in lost_ids and i not in taken]
+            if retake:
+                # Lost runs still `running`: a failed attempt (one history row), then taken
+                # over by this worker, or dead when out of retries.
+                await conn.execute(
+                    self._q(
+                        f"INSERT INTO {{s}}.runs ({RUN_SELECT}) SELECT id, job, queue, priority, "
+                        "attempt, 'failed', args, kwargs, scheduled_at, started_at, $1, result, "
+                        "$2, NULL, output FROM {s}.tasks "
+                        "WHERE id = ANY($3::text[]) AND status = 'running'"
+                    ),
+                    now,
+                    lost_error,
+                    retake,
+                )
+                dead = [
+                    r[0]
+                    for r in await conn.fetch(
+                        self._q(
+                            "UPDATE {s}.tasks SET status = 'dead', attempt = attempt + 1, "
+                            "error = $2, traceback = NULL, finished_at = $1, lease_until = NULL "
+                            "WHERE id = ANY($3::text[]) AND status = 'running' "
+                            "AND attempt + 1 > max_retries RETURNING id"
+                        ),
+                        now,
+                        lost_error,
+                        retake,
+                    )
+                ]
+                claimed += await conn.fetch(
+                    self._q(
+                        "UPDATE {s}.tasks t SET attempt = t.attempt + 1, error = $4, "
+                        "traceback = NULL, started_at = $1, lease_until = $2, worker = $3, "
+                        "deliveries = t.deliveries + 1 WHERE t.id = ANY($5::text[]) "
+                        f"AND t.status = 'running' RETURNING t.seq, {columns}"
+                    ),
+                    now,
+                    now + lease,
+                    worker,
+                    lost_error,
+                    [i for i in retake if i not in dead],
+                )
+            claimed.sort(key=lambda r: (-r["priority"], r["scheduled_at"], r["seq"]))
+            return [row_task(r) for r in claimed], dead
+
+        return await self._tx(claim)
 
 
 def _prefixed(alias: str, columns: str) -> str:
