@@ -1,11 +1,12 @@
 """`chronctl` on PostgreSQL as real processes: run in one, enqueue from another, the
-operator commands, a migration from SQLite, and an unreachable server in one line."""
+operator commands, migrations SQLite -> PostgreSQL -> Redis, and an unreachable server in one line."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ import pytest
 
 from tests.conftest import (
     POSTGRES_URL,
+    REDIS_URL,
     need_service,
     postgres_reachable,
     postgres_schema,
+    redis_reachable,
     with_query,
 )
 
@@ -83,17 +86,57 @@ def test_run_in_one_process_enqueue_from_another_runs_once(tmp_path: Path, pg_ur
     assert "password" not in log.read_text()
 
 
-def test_migrate_from_sqlite_keeps_tasks(tmp_path: Path, pg_url: str) -> None:
+def test_pause_and_resume_a_queue_and_a_job(tmp_path: Path, pg_url: str) -> None:
+    path = project(tmp_path, pg_url)
+    task_id = ok(path, "enqueue", "echo", "--args", '["x"]')["id"]
+    assert ok(path, "pause", "--queue", "default") == {"queue": "default", "paused": True}
+    assert chronctl("run", "--once", "-f", str(path), cwd=tmp_path).returncode == 0
+    assert ok(path, "tasks", "show", task_id)["status"] == "pending"  # a paused queue waits
+    [queue] = ok(path, "queues", "list")
+    assert (queue["name"], queue["pending"], queue["paused"]) == ("default", 1, True)
+    ok(path, "resume", "--queue", "default")
+    assert chronctl("run", "--once", "-f", str(path), cwd=tmp_path).returncode == 0
+    assert ok(path, "tasks", "show", task_id)["status"] == "succeeded"
+    assert ok(path, "pause", "echo") == {"job": "echo", "paused": True}
+    [echo] = [j for j in ok(path, "jobs", "list") if j["name"] == "echo"]
+    assert echo["paused"] is True
+
+
+def test_migrate_sqlite_to_postgres_to_redis_keeps_tasks(tmp_path: Path, pg_url: str) -> None:
     path = project(tmp_path, "sqlite:///state.db")
     pending = ok(path, "enqueue", "echo", "--args", "[7]", "--in", "1h")["id"]
     ok(path, "enqueue", "fail")
     assert chronctl("run", "--once", "-f", str(path), cwd=tmp_path).returncode == 0  # now dead
+    ok(path, "pause", "echo")
     first = ok(path, "migrate", "--to", pg_url)
-    assert (first["tasks"], first["runs"]) == (2, 1)
+    assert (first["tasks"], first["runs"], first["jobs"]) == (2, 1, 1)
     assert ok(path, "migrate", "--to", pg_url)["already_there"] == 2
     moved = ok(path, "--backend", pg_url, "tasks", "show", pending)
     assert (moved["args"], moved["status"]) == ([7], "pending")
     assert len(ok(path, "--backend", pg_url, "dlq", "list")) == 1
+    # ... and on from PostgreSQL to Redis: the same tasks, history and job state.
+    reachable, why = redis_reachable()
+    need_service("Redis", reachable, why)
+    prefix = f"chronctl-test-{uuid.uuid4().hex[:10]}:"
+    redis_url = with_query(REDIS_URL, prefix=prefix)
+    try:
+        second = ok(path, "--backend", pg_url, "migrate", "--to", redis_url)
+        assert (second["tasks"], second["runs"], second["jobs"]) == (2, 1, 1)
+        again = ok(path, "--backend", redis_url, "tasks", "show", pending)
+        assert (again["args"], again["status"]) == ([7], "pending")
+        assert len(ok(path, "--backend", redis_url, "dlq", "list")) == 1
+        assert len(ok(path, "--backend", redis_url, "history")) == 1
+        jobs = {j["name"]: j for j in ok(path, "--backend", redis_url, "jobs", "list")}
+        assert jobs["echo"]["paused"] is True
+    finally:
+
+        async def drop() -> None:
+            from chronctl.backends.redis import RedisBackend
+
+            async with RedisBackend(REDIS_URL, key_prefix=prefix) as backend:
+                await backend.drop_everything()
+
+        asyncio.run(drop())
 
 
 def test_an_unreachable_server_is_one_line_without_the_password(tmp_path: Path) -> None:
