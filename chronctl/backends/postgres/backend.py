@@ -59,6 +59,39 @@ _RECOVER_EVERY = 1.0  # seconds between scans for expired leases on the claim pa
 SAFETY_RECHECK = 5.0
 _UNLISTENED_RECHECK = 1.0  # ...and while the LISTEN connection is down
 _FINISHED_AT = "COALESCE(finished_at, created_at)"  # the tasks_done index's expression
+# A claim reads the due tasks of one priority level (of one queue, for a worker of named
+# queues) at a time: each level is a range of tasks_next (tasks_queue) from its first row
+# to the first not yet due, so neither tasks scheduled later nor other queues' tasks are
+# read past, however many there are. The levels present are found by a loose index scan
+# (one seek per level); rows a level locks beyond the batch are let go at commit.
+_LEVELS = (
+    "lv AS ((SELECT priority FROM {s}.tasks WHERE status = 'pending' "
+    "ORDER BY priority DESC LIMIT 1) UNION ALL SELECT (SELECT t.priority "
+    "FROM {s}.tasks t WHERE t.status = 'pending' AND t.priority < lv.priority "
+    "ORDER BY t.priority DESC LIMIT 1) FROM lv WHERE lv.priority IS NOT NULL)"
+)
+_QUEUE_LEVELS = (
+    "lv AS (SELECT q.name AS queue, (SELECT t.priority FROM {s}.tasks t "
+    "WHERE t.status = 'pending' AND t.queue = q.name ORDER BY t.priority DESC LIMIT 1) "
+    f"AS priority FROM unnest($5::text[]) AS q(name) WHERE q.name <> ALL({PAUSED}) "
+    "UNION ALL SELECT lv.queue, (SELECT t.priority FROM {s}.tasks t "
+    "WHERE t.status = 'pending' AND t.queue = lv.queue AND t.priority < lv.priority "
+    "ORDER BY t.priority DESC LIMIT 1) FROM lv WHERE lv.priority IS NOT NULL)"
+)
+_PICK = (
+    "SELECT c.id FROM lv, LATERAL (SELECT id, scheduled_at, seq FROM {s}.tasks "
+    "WHERE status = 'pending' AND priority = lv.priority AND scheduled_at <= $1 "
+    f"AND queue <> ALL({PAUSED}) "
+    "ORDER BY scheduled_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED) c "
+    "WHERE lv.priority IS NOT NULL ORDER BY lv.priority DESC, c.scheduled_at, c.seq LIMIT $4"
+)
+_QUEUE_PICK = (
+    "SELECT c.id FROM lv, LATERAL (SELECT id, scheduled_at, seq FROM {s}.tasks "
+    "WHERE status = 'pending' AND queue = lv.queue AND priority = lv.priority "
+    "AND scheduled_at <= $1 ORDER BY scheduled_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED) c "
+    "WHERE lv.priority IS NOT NULL ORDER BY lv.priority DESC, c.scheduled_at, c.seq LIMIT $4"
+)
+_KEY_RACES = 10  # inserts tried while the key's holder keeps finishing in between
 
 
 class PostgresBackend(BrokerStateStore, SharedRateLimit):
@@ -95,11 +128,12 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
         self._acks: list[tuple[Task, float, asyncio.Future[bool]]] = []
         self._ack_writer: asyncio.Task[None] | None = None
         self._sql: dict[str, str] = {}
+        self._connecting = asyncio.Lock()  # concurrent first calls open one pool, not several
 
     # -- plumbing ----------------------------------------------------------
     def _q(self, sql: str) -> str:
-        """`sql` with `{s}` as this backend's schema (cached: asyncpg caches the
-        prepared statement per text, so the text must stay the same object's value)."""
+        """`sql` with `{s}` as this backend's schema (each text replaced once, then cached:
+        a claim or an ack should not pay a string scan)."""
         out = self._sql.get(sql)
         if out is None:
             out = self._sql[sql] = sql.replace("{s}", self._s)
@@ -136,8 +170,11 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
         return await asyncpg.connect(self.dsn, timeout=self.timeout)
 
     async def connect(self) -> None:
-        if self._pool is not None:
-            return
+        async with self._connecting:
+            if self._pool is None:
+                await self._connect()
+
+    async def _connect(self) -> None:
         try:
             import asyncpg
         except ImportError:
@@ -169,11 +206,7 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
         lock so that processes opening a new database at once do not race to create it."""
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"chronctl:{self._s}")
-            exists = await conn.fetchval(
-                "SELECT 1 FROM information_schema.tables "
-                "WHERE table_schema = $1 AND table_name = 'meta'",
-                self.schema,
-            )
+            exists = await conn.fetchval("SELECT to_regclass($1)", f"{self._s}.meta")
             if exists:
                 version = await conn.fetchval(
                     self._q("SELECT value FROM {s}.meta WHERE key = 'schema_version'")
@@ -204,8 +237,10 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
             self._listener = None
         pool, self._pool = self._pool, None
         if pool is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(pool.close(), self.timeout)
+            except Exception:  # a connection never given back, or the server gone: cut them
+                pool.terminate()
 
     async def _ready(self) -> Any:
         if self._pool is None:
@@ -282,10 +317,25 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
         return out
 
     async def enqueue(self, task: Task) -> tuple[str, bool]:
-        [out] = await self._tx(lambda conn: self._insert(conn, [task]))
-        if out[1]:
-            self.notify()
-        return out
+        """One statement, no explicit transaction (one round trip, not three: this is on
+        the path of every task's latency). A key held by an active task is looked up
+        after; if that task finished in between, the insert is tried again."""
+        task.status = TaskStatus.PENDING
+        insert = f"{INSERT_TASKS}, {self._notify_sql()}"
+        for _ in range(_KEY_RACES):
+            if await self._fetch(insert, *task_columns([task])):
+                self.notify()
+                return task.id, True
+            if task.key is None:
+                return task.id, False  # a task with this id is stored already
+            held = await self._fetchval(
+                f"SELECT id FROM {{s}}.tasks WHERE key = $1 AND status IN {ACTIVE}", task.key
+            )
+            if held is not None:
+                return str(held), False
+        raise BackendError(
+            f"postgres {self.display_url}: key {task.key!r} kept changing hands; try again"
+        )
 
     async def enqueue_many(
         self,
@@ -327,26 +377,12 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
             self._last_recover = now
             await self._recover(now)
         args: list[Any] = [now, now + lease, worker, max_items]
-        order = "ORDER BY priority DESC, scheduled_at, seq LIMIT $4"
-        if queues is None:  # one scan of tasks_next in claim order
-            picked = (
-                "SELECT id FROM {s}.tasks WHERE status = 'pending' AND scheduled_at <= $1 "
-                f"AND queue <> ALL({PAUSED}) {order} FOR UPDATE SKIP LOCKED"
-            )
-        else:
-            # One scan of tasks_queue per named queue, the runs merged: a filter on one
-            # scan of tasks_next would read past every due task of the other queues.
-            # Rows locked beyond the batch are let go at the statement's commit.
-            picked = (
-                "SELECT c.id FROM unnest($5::text[]) AS q(name), LATERAL (SELECT id, "
-                "priority, scheduled_at, seq FROM {s}.tasks WHERE status = 'pending' "
-                f"AND queue = q.name AND scheduled_at <= $1 {order} FOR UPDATE SKIP LOCKED) c "
-                f"WHERE q.name <> ALL({PAUSED}) "
-                "ORDER BY c.priority DESC, c.scheduled_at, c.seq LIMIT $4"
-            )
+        levels, pick = _LEVELS, _PICK
+        if queues is not None:
+            levels, pick = _QUEUE_LEVELS, _QUEUE_PICK
             args.append(list(dict.fromkeys(queues)))
         rows = await self._fetch(
-            f"WITH picked AS ({picked}) "
+            f"WITH RECURSIVE {levels}, picked AS ({pick}) "
             "UPDATE {s}.tasks t SET status = 'running', started_at = $1, lease_until = $2, "
             "worker = $3, deliveries = t.deliveries + 1 FROM picked WHERE t.id = picked.id "
             f"RETURNING t.seq, {_prefixed('t', TASK_SELECT)}",
@@ -559,8 +595,7 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
         args: list[Any] = []
         if status:
             statuses = [status] if isinstance(status, str) else list(status)
-            args.append([TaskStatus(s).value for s in statuses])
-            clauses.append(f"status = ANY(${len(args)}::text[])")
+            clauses.append(_status_in({TaskStatus(s).value for s in statuses}))
         if job:
             args.append(job)
             clauses.append(f"job = ${len(args)}")
@@ -1049,6 +1084,13 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
             return [row_task(r) for r in claimed], dead
 
         return await self._tx(claim)
+
+
+def _status_in(values: set[str]) -> str:
+    """`status IN (...)` with the values as literals (TaskStatus values, nothing else), so
+    that the planner may pick a partial index: tasks_next, tasks_lease or tasks_done."""
+    clause = f"status IN ({', '.join(repr(TaskStatus(v).value) for v in sorted(values))})"
+    return clause if values & {"pending", "running"} else f"{clause} AND status NOT IN {ACTIVE}"
 
 
 def _prefixed(alias: str, columns: str) -> str:
