@@ -50,8 +50,6 @@ DDL = (
     # The same per queue, for a worker of named queues (one scan per queue).
     "CREATE INDEX IF NOT EXISTS tasks_queue ON {s}.tasks "
     "(queue, priority DESC, scheduled_at, seq) WHERE status = 'pending'",
-    # `next_due`: the earliest pending task is the first row.
-    "CREATE INDEX IF NOT EXISTS tasks_due ON {s}.tasks (scheduled_at) WHERE status = 'pending'",
     "CREATE INDEX IF NOT EXISTS tasks_job ON {s}.tasks (job, status)",
     "CREATE INDEX IF NOT EXISTS tasks_lease ON {s}.tasks (lease_until) WHERE status = 'running'",
     "CREATE INDEX IF NOT EXISTS tasks_done ON {s}.tasks ((COALESCE(finished_at, created_at))) "
