@@ -769,19 +769,20 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
         return JobState(row["name"], row["first_seen"], row["last_fire"], bool(row["paused"]))
 
     async def job_state(self, job: str, now: float) -> JobState:
-        async def get(conn: Any) -> JobState:
-            await conn.execute(
-                self._q(
-                    "INSERT INTO {s}.jobs (name, first_seen) VALUES ($1, $2) "
-                    "ON CONFLICT (name) DO NOTHING"
-                ),
+        """One statement (a scheduler asks it for each of its jobs when it starts: 1,000
+        jobs were 4,000 round trips as a transaction). If another process inserted the
+        row after this statement's snapshot, neither half returns it: ask again."""
+        for _ in range(_KEY_RACES):
+            rows = await self._fetch(
+                "WITH ins AS (INSERT INTO {s}.jobs (name, first_seen) VALUES ($1, $2) "
+                "ON CONFLICT (name) DO NOTHING RETURNING *) SELECT * FROM ins UNION ALL "
+                "SELECT * FROM {s}.jobs WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM ins)",
                 job,
                 now,
             )
-            row = await conn.fetchrow(self._q("SELECT * FROM {s}.jobs WHERE name = $1"), job)
-            return self._row_state(row)
-
-        return await self._tx(get)
+            if rows:
+                return self._row_state(rows[0])
+        raise BackendError(f"postgres {self.display_url}: job {job!r} state kept changing")
 
     async def list_job_states(self) -> list[JobState]:
         return [
