@@ -1,5 +1,6 @@
 """`chronctl` on PostgreSQL as real processes: run in one, enqueue from another, the
-operator commands, migrations SQLite -> PostgreSQL -> Redis, and an unreachable server in one line."""
+operator commands, migrations SQLite -> PostgreSQL -> Redis, and an unreachable server
+in one line."""
 
 from __future__ import annotations
 
