@@ -198,6 +198,7 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
                 timeout=self.timeout,
                 command_timeout=None,
                 server_settings=_SETTINGS,
+                reset=_keep_session,
             )
         try:
             async with self._errors(), pool.acquire() as conn:
@@ -1102,6 +1103,13 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
             return [row_task(r) for r in claimed], dead
 
         return await self._tx(claim)
+
+
+async def _keep_session(_conn: Any) -> None:
+    """The pool's reset between two uses of a connection: none. asyncpg's default sends
+    `RESET ALL; UNLISTEN *; ...` each time a statement gives its connection back, a
+    second round trip per claim or ack; chronctl leaves no session state (no SET, no
+    LISTEN, no cursor, advisory locks only per transaction) on its pool's connections."""
 
 
 def _status_in(values: set[str]) -> str:
