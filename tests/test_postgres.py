@@ -64,17 +64,21 @@ async def test_a_newer_schema_version_is_refused(url: str) -> None:
 
 async def test_an_enqueue_in_another_process_wakes_an_idle_worker(url: str) -> None:
     """Two backends are two clients, as two processes would be: the NOTIFY sent in the
-    enqueue's transaction wakes the other's wait long before its safety re-check."""
+    enqueue's statement reaches a listener of the other (an event, not a time bound:
+    the safety re-check would end a wait_for_work anyway)."""
+    from chronctl.backends.postgres.listen import WakeListener
+
     async with PostgresBackend(url) as worker, PostgresBackend(url) as client:
-        listener = worker._listener
-        assert listener is not None
-        while not listener.connected:  # the LISTEN connection opens in the background
-            await asyncio.sleep(0.01)
-        worker._wakeup.clear()
-        waiting = asyncio.create_task(worker.wait_for_work(60))
-        await asyncio.sleep(0)
-        await client.enqueue(Task(job="j"))
-        await asyncio.wait_for(waiting, 4)  # SAFETY_RECHECK is 5 s
+        woken = asyncio.Event()
+        listener = WakeListener(worker._open_connection, worker.channel, "test", woken.set)
+        listener.start()
+        try:
+            await asyncio.wait_for(woken.wait(), 30)  # connected (it wakes once then)
+            woken.clear()
+            await client.enqueue(Task(job="j"))
+            await asyncio.wait_for(woken.wait(), 30)
+        finally:
+            await listener.close()
         [got] = await worker.dequeue(1)
         assert got.job == "j"
 
