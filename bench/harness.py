@@ -30,6 +30,11 @@ from chronctl.backends import QueueBackend, from_url
 #: Redis database 14 is the benchmark's (15 is the test suite's).
 REDIS_URL = os.environ.get("CHRONCTL_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 AMQP_URL = os.environ.get("CHRONCTL_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
+#: PostgreSQL's `postgres` database is the benchmark's (`test` is the test suite's); each
+#: run works in a schema of its own and drops it.
+POSTGRES_URL = os.environ.get(
+    "CHRONCTL_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 #: Where the `def`/`async def` task bodies count and record (bench/body.py): its own database.
 SIGNAL_URL = os.environ.get("CHRONCTL_BENCH_SIGNAL", "redis://127.0.0.1:6379/13")
 
@@ -46,6 +51,7 @@ BACKENDS: dict[str, Callable[[Path], str]] = {
     "rabbitmq": lambda tmp: (
         f"{AMQP_URL}?queue_name={_run_name(tmp)}&exchange_name={_run_name(tmp)}"
     ),
+    "postgres": lambda tmp: f"{POSTGRES_URL}?schema={_run_name(tmp).replace('-', '_')}",
 }
 
 
@@ -102,6 +108,10 @@ async def open_backend(url: str):  # type: ignore[no-untyped-def]
             drop = getattr(backend, "drop_everything", None)
             if drop is not None:  # a shared Redis: leave no benchmark keys behind
                 await drop()
+            from chronctl.backends.postgres import PostgresBackend
+
+            if isinstance(backend, PostgresBackend):  # a shared database: drop the run's schema
+                await backend.drop_schema()
             delete_layout = getattr(backend, "delete_layout", None)
             if delete_layout is not None:  # RabbitMQ: leave no queues behind
                 await delete_layout()

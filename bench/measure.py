@@ -46,7 +46,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .body import ENTRYPOINTS, Signal
-from .harness import AMQP_URL, REDIS_URL, SIGNAL_URL, latency_summary
+from .harness import AMQP_URL, POSTGRES_URL, REDIS_URL, SIGNAL_URL, latency_summary
 from .systems import Context, System
 
 ROOT = Path(__file__).resolve().parents[1]  # the directory holding the bench package
@@ -176,6 +176,40 @@ def drop_redis_keys(ns: str, url: str = REDIS_URL) -> None:
         client.close()
 
 
+def _postgres(ns: str, sql: str) -> Any:
+    """One statement on the bench database, `{ns}` being the run's schema."""
+    import asyncio
+
+    import asyncpg
+
+    from chronctl.backends.postgres import parse_postgres_url
+
+    async def go() -> Any:
+        conn = await asyncpg.connect(parse_postgres_url(POSTGRES_URL)[0])
+        try:
+            return await conn.fetchval(sql.replace("{ns}", ns))
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def drop_postgres_schema(ns: str) -> None:
+    _postgres(ns, 'DROP SCHEMA IF EXISTS "{ns}" CASCADE')
+
+
+def _postgres_size(ns: str) -> int:
+    """Bytes of every table of the run's schema, indexes and TOAST included."""
+    return int(
+        _postgres(
+            ns,
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = '{ns}' AND c.relkind = 'r'",
+        )
+    )
+
+
 # -- one run ------------------------------------------------------------------------
 
 
@@ -185,6 +219,8 @@ def _queue_url(spec: Spec, tmp: Path, ns: str, servers: Servers) -> str:
         return f"sqlite:///{tmp}/queue.db" if chronctl else str(tmp / "queue.db")
     if spec.backend == "redis":
         return f"{REDIS_URL}?prefix={ns}" if chronctl else REDIS_URL
+    if spec.backend == "postgres":  # `ns` is alphanumeric: a valid schema name
+        return f"{POSTGRES_URL}?schema={ns}"
     url = servers.amqp_url()
     return f"{url}?queue_name={ns}&exchange_name={ns}" if chronctl else url
 
@@ -383,8 +419,12 @@ def _sqlite_size(path: Path) -> int:
 def _mem(run: Run) -> dict[str, Any]:
     n, backend = run.spec.n, run.spec.backend
     if backend == "rabbitmq":
-        raise Failed("MEM is measured on Redis and SQLite only")
+        raise Failed("MEM is measured on Redis, SQLite and PostgreSQL only")
     run.client("enqueue", "--n", str(MEM_WARM))
+    if backend == "postgres":
+        size0 = _postgres_size(run.ns)
+        run.client("enqueue", "--n", str(n))
+        return {"n": n, "bytes_per_pending": (_postgres_size(run.ns) - size0) / n}
     if backend == "redis":
         used0, keys0 = _redis_memory(run.ns)
         run.client("enqueue", "--n", str(n))
@@ -428,5 +468,7 @@ def _cleanup(run: Run, servers: Servers) -> None:
             drop_redis_keys(run.ns)
         elif run.spec.backend == "rabbitmq":
             servers.drop_queues(run.ns)
+        elif run.spec.backend == "postgres":
+            drop_postgres_schema(run.ns)
     except Exception as exc:  # a leftover key is not worth losing the figure over
         print(f"bench: cleanup of {run.ns} failed: {exc}", file=sys.stderr)

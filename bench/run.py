@@ -33,10 +33,10 @@ from urllib.parse import urlsplit
 
 from . import measure, report
 from .body import REDIS_BODIES
-from .harness import AMQP_URL, BACKENDS, REDIS_URL, SIGNAL_URL, machine_info
+from .harness import AMQP_URL, BACKENDS, POSTGRES_URL, REDIS_URL, SIGNAL_URL, machine_info
 from .systems import BY_KEY, SYSTEMS, System, missing
 
-REAL_BACKENDS = ("sqlite", "redis", "rabbitmq")
+REAL_BACKENDS = ("sqlite", "redis", "rabbitmq", "postgres")
 REAL_WORKLOADS = ("W1", "W2", "W3", "W4", "MEM", "W5", "W6")
 LIBRARY_WORKLOADS = ("W1", "W2", "W3", "W4")
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -149,6 +149,8 @@ class Availability:
                 self._server[name] = reason and f"the Redis signal database: {reason}"
             elif name == "rabbitmq":
                 self._server[name] = _reachable(AMQP_URL, 5672) or self.servers.make_vhost()
+            elif name == "postgres":
+                self._server[name] = _reachable(POSTGRES_URL, 5432)
             else:
                 self._server[name] = None
         return self._server[name]
@@ -319,7 +321,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--backends",
         default=",".join(REAL_BACKENDS),
-        help="sqlite, redis, rabbitmq (--library: also memory or a URL)",
+        help="sqlite, redis, rabbitmq, postgres (--library: also memory or a URL)",
     )
     p.add_argument(
         "--systems",

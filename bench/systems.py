@@ -28,7 +28,7 @@ class Context:
     """What a worker command needs to know about one run."""
 
     python: str  # the interpreter (its directory holds the console scripts)
-    backend: str  # redis | sqlite | rabbitmq
+    backend: str  # redis | sqlite | rabbitmq | postgres
     url: str  # the system's queue URL for this run
     ns: str  # the run's unique name
     manifest: Path  # chronctl only
@@ -100,7 +100,7 @@ SYSTEMS: list[System] = [
         "chronctl",
         "chronctl",
         "chronctl_peer",
-        ("redis", "sqlite", "rabbitmq"),
+        ("redis", "sqlite", "rabbitmq", "postgres"),
         (),
         ("def", "async", "noop", "hang"),
         _chronctl,
@@ -195,7 +195,9 @@ def missing(system: System, python: str, backend: str) -> str | None:
         backend, ()
     )
     if system.key == "chronctl":
-        needs = {"redis": ("redis",), "rabbitmq": ("aio_pika",)}.get(backend, ())
+        needs = {"redis": ("redis",), "rabbitmq": ("aio_pika",), "postgres": ("asyncpg",)}.get(
+            backend, ()
+        )
     absent = _importable(python, needs)
     if absent is None:
         return None

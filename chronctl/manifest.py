@@ -185,8 +185,18 @@ BACKOFFS = ("exponential", "fixed")
 EXECUTORS = ("auto", "async", "thread", "process")
 CONCURRENCY_POLICIES = ("forbid", "allow", "replace")
 CATCHUPS = ("skip", "once", "all")
-BACKEND_SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel", "amqp", "amqps")
-STATE_SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel")
+BACKEND_SCHEMES = (
+    "memory",
+    "sqlite",
+    "redis",
+    "rediss",
+    "redis+sentinel",
+    "amqp",
+    "amqps",
+    "postgresql",
+    "postgres",
+)
+STATE_SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel", "postgresql", "postgres")
 _RATE_UNITS = {"sec": "s", "second": "s", "min": "m", "minute": "m", "hour": "h", "day": "d"}
 
 DEFAULT_TIMEOUT = 600.0

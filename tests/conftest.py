@@ -70,6 +70,7 @@ def _sqlite(tmp_path: Path) -> QueueBackend:
 # password or vhost). Every test takes its server from here, never from a literal.
 REDIS_URL = os.environ.get("CHRONCTL_TEST_REDIS", "redis://127.0.0.1:6379/15")
 RABBITMQ_URL = os.environ.get("CHRONCTL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
+POSTGRES_URL = os.environ.get("CHRONCTL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def with_query(url: str, **params: str) -> str:
@@ -136,6 +137,25 @@ def rabbitmq_backend(tmp_path: Path, **options: object) -> QueueBackend:
     )  # type: ignore[arg-type]
 
 
+def postgres_reachable() -> tuple[bool, str]:
+    return _reachable(POSTGRES_URL, 5432)
+
+
+def postgres_schema() -> str:
+    """A schema of this test's own (dropped by `forget_test_data`)."""
+    import uuid
+
+    return f"chronctl_test_{uuid.uuid4().hex[:12]}"
+
+
+def _postgres(tmp_path: Path) -> QueueBackend:
+    ok, why = postgres_reachable()
+    need_service("PostgreSQL", ok, why)
+    from chronctl.backends.postgres import PostgresBackend
+
+    return PostgresBackend(POSTGRES_URL, schema=postgres_schema())
+
+
 def _redis_cluster(tmp_path: Path) -> QueueBackend:
     """A local three-node Redis Cluster (started once per session on free ports)."""
     import uuid
@@ -155,9 +175,16 @@ def _rabbitmq_on_redis(tmp_path: Path) -> QueueBackend:
     return rabbitmq_backend(tmp_path, state=state)
 
 
+def _rabbitmq_on_postgres(tmp_path: Path) -> QueueBackend:
+    """RabbitMQ delivering, PostgreSQL holding the state."""
+    return rabbitmq_backend(tmp_path, state=_postgres(tmp_path))
+
+
 BACKEND_FACTORIES: dict[str, Callable[[Path], QueueBackend]] = {
     "memory": _memory,
+    "postgres": _postgres,
     "rabbitmq": rabbitmq_backend,
+    "rabbitmq-postgres": _rabbitmq_on_postgres,
     "rabbitmq-redis": _rabbitmq_on_redis,
     "sqlite": _sqlite,
     "redis": _redis,
@@ -202,6 +229,7 @@ async def open_backend(backend_name: str, tmp_path: Path) -> AsyncIterator[Queue
 async def forget_test_data(instance: QueueBackend) -> None:
     """Delete what a test left on a shared server: its RabbitMQ objects, its Redis keys."""
     from chronctl.backends.broker import BrokerBackend
+    from chronctl.backends.postgres import PostgresBackend
     from chronctl.backends.rabbitmq import RabbitMQBackend
     from chronctl.backends.redis import RedisBackend
 
@@ -212,6 +240,9 @@ async def forget_test_data(instance: QueueBackend) -> None:
         if isinstance(store, RedisBackend):
             await store.connect()
             await store.drop_everything()
+        if isinstance(store, PostgresBackend):
+            await store.connect()
+            await store.drop_schema()
 
 
 @pytest.fixture(autouse=True)

@@ -532,7 +532,7 @@ def test_value_typos_get_suggestions(tmp_path: Path) -> None:
         ("misfire_grace_time = -5", "misfire_grace_time", "negative"),
         ("coalesce = 1", "coalesce", "true or false"),
         ('timezone = "Nowhere/Land"', "timezone", "unknown timezone"),
-        ('backend = "postgres://db"', "backend", "unknown URL scheme"),
+        ('backend = "mysql://db"', "backend", "unknown URL scheme"),
         ('backend = "chronctl.db"', "backend", "bad URL"),
         ('backend = "sqlite://rel.db"', "backend", "sqlite:///relative.db"),
         ('state = "amqp://host"', "state", "unknown URL scheme"),

@@ -20,12 +20,14 @@ from .base import QueueBackend, QueueInfo
 
 if TYPE_CHECKING:
     from .memory import MemoryBackend
+    from .postgres import PostgresBackend
     from .rabbitmq import RabbitMQBackend
     from .redis import RedisBackend
     from .sqlite import SQLiteBackend
 
 __all__ = [
     "MemoryBackend",
+    "PostgresBackend",
     "QueueBackend",
     "QueueInfo",
     "RabbitMQBackend",
@@ -107,7 +109,17 @@ def _rabbitmq(url: str, base: Path | None, options: dict[str, Any]) -> QueueBack
 
 #: Builds a backend from its URL and the manifest's directory.
 BackendFactory = Callable[[str, "Path | None"], QueueBackend]
-_BUILT_IN = ("memory", "sqlite", "redis", "rediss", "redis+sentinel", "amqp", "amqps")
+_BUILT_IN = (
+    "memory",
+    "sqlite",
+    "redis",
+    "rediss",
+    "redis+sentinel",
+    "amqp",
+    "amqps",
+    "postgresql",
+    "postgres",
+)
 _registered: dict[str, BackendFactory] = {}
 
 
@@ -166,12 +178,17 @@ def from_url(url: str, *, base: Path | None = None, **options: Any) -> QueueBack
         return RedisBackend(url, **options)
     if scheme in ("amqp", "amqps"):
         return _rabbitmq(url, base, options)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresBackend
+
+        return PostgresBackend(url, **options)
     factory = _plugin(scheme) if scheme else None
     if factory is not None:
         return factory(url, base)
     raise UsageError(
         f"unknown backend URL '{redact_url(url)}': expected memory://, sqlite:///path.db, "
-        "redis://host:6379/0, amqp://host:5672/vhost or a plugin's scheme"
+        "redis://host:6379/0, amqp://host:5672/vhost, postgresql://host:5432/db "
+        "or a plugin's scheme"
     )
 
 
@@ -189,6 +206,10 @@ def __getattr__(name: str) -> Any:
         from .redis import RedisBackend
 
         return RedisBackend
+    if name == "PostgresBackend":
+        from .postgres import PostgresBackend
+
+        return PostgresBackend
     if name == "RabbitMQBackend":
         from .rabbitmq import RabbitMQBackend
 

@@ -6,7 +6,7 @@ The contract (checked by tests/contract for every backend):
   enqueue while a task with that key is pending or running returns the first
   task's id and `created=False`.
 - `enqueue_many(tasks, resume=, progress=)` is all or nothing (memory,
-  SQLite), or, where one atomic step would hold a shared server too long
+  SQLite, PostgreSQL), or, where one atomic step would hold a shared server too long
   (Redis), stores atomic steps in order and records under `resume` which
   lines are stored, so the same call again stores only the rest. Cancelled,
   it stops sending, waits for what was sent, and raises CancelledError with
@@ -394,7 +394,8 @@ class QueueBackend(ABC):
 
 
 class BrokerStateStore(QueueBackend):
-    """A backend that can keep the state of a message broker's tasks (SQLite, Redis).
+    """A backend that can keep the state of a message broker's tasks (SQLite, Redis,
+    PostgreSQL).
 
     A broker backend (`RabbitMQBackend`) stores every task here and only publishes
     "task X is due" messages. Publishing is two steps, stamp then confirm, so a

@@ -1,7 +1,7 @@
 """BrokerBackend: the half of a broker backend that is the same for every broker.
 
 A broker backend keeps its tasks, history, job state and heartbeats in a
-`BrokerStateStore` (SQLite, Redis) and uses the broker only to deliver work.
+`BrokerStateStore` (SQLite, Redis, PostgreSQL) and uses the broker only to deliver work.
 Everything that does not touch delivery is therefore the state store's answer,
 forwarded here once, so a broker backend (`RabbitMQBackend`, or a future one)
 writes only delivery: connect/disconnect, enqueue, record_fire, dequeue,

@@ -79,10 +79,32 @@ async def _get(url: str, task_id: str) -> Task | None:
 STATE: dict[str, str] = {}  # url -> state store (RabbitMQ keeps task state elsewhere)
 
 
-@pytest.fixture(params=["sqlite", "redis", "rabbitmq", "rabbitmq-redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres", "rabbitmq", "rabbitmq-redis"])
 def chaos_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    if request.param == "postgres":
+        from chronctl.backends.postgres import PostgresBackend
+
+        from ..conftest import (
+            POSTGRES_URL,
+            need_service,
+            postgres_reachable,
+            postgres_schema,
+            with_query,
+        )
+
+        ok, why = postgres_reachable()
+        need_service("PostgreSQL", ok, why)
+        url = with_query(POSTGRES_URL, schema=postgres_schema())
+        yield url
+
+        async def drop_schema() -> None:
+            async with PostgresBackend(url) as backend:
+                await backend.drop_schema()
+
+        asyncio.run(drop_schema())
         return
     if request.param.startswith("rabbitmq"):
         from ..conftest import RABBITMQ_URL, need_rabbitmq, with_query

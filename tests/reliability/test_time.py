@@ -16,14 +16,35 @@ from chronctl.backends.sqlite import SQLiteBackend
 pytestmark = pytest.mark.reliability
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def make_backend(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[[], QueueBackend]]:
     """Three handles on one store, as three hosts would have (RabbitMQ fires through its
-    state store, so SQLite and Redis cover it)."""
+    state store, so SQLite, Redis and PostgreSQL cover it)."""
     if request.param == "sqlite":
         yield lambda: SQLiteBackend(tmp_path / "state.db")
+        return
+    if request.param == "postgres":
+        from chronctl.backends.postgres import PostgresBackend
+
+        from ..conftest import (
+            POSTGRES_URL,
+            need_service,
+            postgres_reachable,
+            postgres_schema,
+        )
+
+        ok, why = postgres_reachable()
+        need_service("PostgreSQL", ok, why)
+        schema = postgres_schema()
+        yield lambda: PostgresBackend(POSTGRES_URL, schema=schema)
+
+        async def drop_schema() -> None:
+            async with PostgresBackend(POSTGRES_URL, schema=schema) as backend:
+                await backend.drop_schema()
+
+        asyncio.run(drop_schema())
         return
     from chronctl.backends.redis import RedisBackend
 

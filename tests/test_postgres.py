@@ -1,0 +1,107 @@
+"""What the PostgreSQL backend adds to the contract: its URL, its schema's version, wakeups
+across processes (LISTEN/NOTIFY), shared rate limits, keys inside one batch."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from chronctl.backends import from_url
+from chronctl.backends.postgres import PostgresBackend, parse_postgres_url
+from chronctl.errors import BackendError, UsageError
+from chronctl.models import Task, TaskStatus
+from tests.conftest import POSTGRES_URL, need_service, postgres_reachable, postgres_schema
+
+
+def test_url_options_are_taken_out_of_the_dsn() -> None:
+    dsn, options = parse_postgres_url(
+        "postgresql://u:pw@db:5432/app?schema=jobs&sslmode=require&max_size=4"
+    )
+    assert dsn == "postgresql://u:pw@db:5432/app?sslmode=require"
+    assert options == {"schema": "jobs", "max_size": 4}
+    backend = from_url("postgres://u:pw@db/app?schema=jobs&min_size=0")
+    assert isinstance(backend, PostgresBackend)
+    assert (backend.schema, backend.min_size, backend.display_url) == (
+        "jobs",
+        0,
+        "postgres://***@db/app?schema=jobs&min_size=0",
+    )
+    assert PostgresBackend("postgresql://db/app").schema == "chronctl"
+
+
+@pytest.mark.parametrize(
+    "query", ["schema=a-b", "schema=1abc", "schema=" + "x" * 64, "max_size=0", "min_size=x"]
+)
+def test_bad_url_options_are_refused(query: str) -> None:
+    with pytest.raises(UsageError):
+        PostgresBackend(f"postgresql://db/app?{query}")
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    ok, why = postgres_reachable()
+    need_service("PostgreSQL", ok, why)
+    schema = postgres_schema()
+    yield f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}schema={schema}"
+    import asyncpg  # directly: a test may leave a schema the backend refuses to open
+
+    conn = await asyncpg.connect(parse_postgres_url(POSTGRES_URL)[0])
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+async def test_a_newer_schema_version_is_refused(url: str) -> None:
+    async with PostgresBackend(url) as backend:
+        await backend._execute("UPDATE {s}.meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(BackendError, match="newer chronctl"):
+        await PostgresBackend(url).connect()
+
+
+async def test_an_enqueue_in_another_process_wakes_an_idle_worker(url: str) -> None:
+    """Two backends are two clients, as two processes would be: the NOTIFY sent in the
+    enqueue's statement reaches a listener of the other (an event, not a time bound:
+    the safety re-check would end a wait_for_work anyway)."""
+    from chronctl.backends.postgres.listen import WakeListener
+
+    async with PostgresBackend(url) as worker, PostgresBackend(url) as client:
+        woken = asyncio.Event()
+        listener = WakeListener(worker._open_connection, worker.channel, "test", woken.set)
+        listener.start()
+        try:
+            await asyncio.wait_for(woken.wait(), 30)  # connected (it wakes once then)
+            woken.clear()
+            await client.enqueue(Task(job="j"))
+            await asyncio.wait_for(woken.wait(), 30)
+        finally:
+            await listener.close()
+        [got] = await worker.dequeue(1)
+        assert got.job == "j"
+
+
+async def test_rate_limit_is_shared_by_every_client(url: str) -> None:
+    async with PostgresBackend(url) as a, PostgresBackend(url) as b:
+        assert await a.acquire_rate("mail", 2, 60) == 0.0
+        assert await b.acquire_rate("mail", 2, 60) == 0.0
+        wait = await a.acquire_rate("mail", 2, 60)
+        assert 0 < wait <= 60
+        assert await b.acquire_rate("other", 2, 60) == 0.0
+
+
+async def test_keys_repeated_in_one_batch_and_retried_dead_letters(url: str) -> None:
+    async with PostgresBackend(url) as backend:
+        first, second = Task(job="j", key="k"), Task(job="j", key="k")
+        out = await backend.enqueue_many([first, second, Task(job="j")])
+        assert out[:2] == [(first.id, True), (first.id, False)]
+        # Two dead letters with one key, retried together: the newest keeps it.
+        await backend.cancel_task(first.id)
+        dead = [Task(job="j", key="d", status=TaskStatus.DEAD, finished_at=time.time())]
+        dead.append(Task(job="j", key="d", status=TaskStatus.DEAD, finished_at=time.time()))
+        assert await backend.import_tasks(dead) == 2
+        assert await backend.retry_dead() == 2
+        keys = {t.id: t.key for t in await backend.list_tasks(status=TaskStatus.PENDING)}
+        assert (keys[dead[0].id], keys[dead[1].id]) == (None, "d")
