@@ -97,6 +97,8 @@ def _arq(ctx: Context, quiet: bool) -> list[str]:
 
 def _pgqueuer(ctx: Context, quiet: bool) -> list[str]:
     argv = [ctx.script("pgq"), "--schema", ctx.ns, "run", "bench.peers.pgqueuer_peer:main"]
+    # its least (2 x batch size); unlimited, the async def body overruns redis-py's pool
+    argv += ["--max-concurrent-tasks", "20"]
     return [*argv, "--log-level", "WARNING"] if quiet else argv
 
 
@@ -182,7 +184,8 @@ SYSTEMS: list[System] = [
         ("pgqueuer", "asyncpg"),
         ("def", "async", "noop", "hang"),
         _pgqueuer,
-        "`pgq run module:main`, PGQueuer's defaults (batch size 10, LISTEN/NOTIFY); async "
+        "`pgq run module:main --max-concurrent-tasks 20`, else PGQueuer's defaults (batch "
+        "size 10, LISTEN/NOTIFY); async "
         "entrypoints only (`def` body via asyncio.to_thread); quiet: `--log-level WARNING`; "
         "Queries.enqueue with lists for prefill",
     ),

@@ -1,5 +1,7 @@
-"""PGQueuer: the worker is PGQueuer's own `pgq run bench.peers.pgqueuer_peer:main`
-(bench/systems.py) with its defaults (batch size 10, LISTEN/NOTIFY plus polling).
+"""PGQueuer: the worker is PGQueuer's own `pgq run bench.peers.pgqueuer_peer:main
+--max-concurrent-tasks 20` (bench/systems.py; its least, twice the batch size:
+unlimited, the `async def` body overruns redis-py's connection pool), else its
+defaults (batch size 10, LISTEN/NOTIFY plus polling).
 
 Everything lives in the run's PostgreSQL schema (PGQUEUER_SCHEMA = BENCH_NS, set
 before pgqueuer is imported; the harness drops the schema after the run). Whoever
