@@ -95,6 +95,19 @@ def _arq(ctx: Context, quiet: bool) -> list[str]:
     return [ctx.script("arq"), "bench.peers.arq_peer.WorkerSettings"]
 
 
+def _pgqueuer(ctx: Context, quiet: bool) -> list[str]:
+    argv = [ctx.script("pgq"), "--schema", ctx.ns, "run", "bench.peers.pgqueuer_peer:main"]
+    # its least (2 x batch size); unlimited, the async def body overruns redis-py's pool
+    argv += ["--max-concurrent-tasks", "20"]
+    return [*argv, "--log-level", "WARNING"] if quiet else argv
+
+
+def _procrastinate(ctx: Context, quiet: bool) -> list[str]:
+    app = "--app=bench.peers.procrastinate_peer.app"
+    argv = [ctx.script("procrastinate"), *(["--log-level", "error"] if quiet else []), app]
+    return [*argv, "worker", "--concurrency", "8"]
+
+
 SYSTEMS: list[System] = [
     System(
         "chronctl",
@@ -162,6 +175,30 @@ SYSTEMS: list[System] = [
         "`arq ...WorkerSettings`, arq's defaults (max_jobs 10, poll_delay 0.5 s); "
         "quiet: its worker with logging at WARNING; 50 enqueue_job calls in flight",
         python_option="arq",
+    ),
+    System(
+        "pgqueuer",
+        "PGQueuer",
+        "pgqueuer_peer",
+        ("postgres",),
+        ("pgqueuer", "asyncpg"),
+        ("def", "async", "noop", "hang"),
+        _pgqueuer,
+        "`pgq run module:main --max-concurrent-tasks 20`, else PGQueuer's defaults (batch "
+        "size 10, LISTEN/NOTIFY); async "
+        "entrypoints only (`def` body via asyncio.to_thread); quiet: `--log-level WARNING`; "
+        "Queries.enqueue with lists for prefill",
+    ),
+    System(
+        "procrastinate",
+        "Procrastinate",
+        "procrastinate_peer",
+        ("postgres",),
+        ("procrastinate",),
+        ("def", "async", "noop", "hang"),
+        _procrastinate,
+        "`procrastinate --app=... worker --concurrency 8` (LISTEN/NOTIFY); quiet: "
+        "`--log-level error`; batch_defer_async for prefill",
     ),
 ]
 BY_KEY = {s.key: s for s in SYSTEMS}
