@@ -10,11 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...models import Process, Run, Task, TaskStatus, dumps, loads
+from ..sqlrows import json_or_empty, run_values
 from .schema import RUN_COLUMNS, TASK_COLUMNS
-
-
-def _json_or_empty(value: list[Any] | dict[str, Any]) -> str:
-    return dumps(value) if value else ""
 
 
 def task_values(task: Task) -> tuple[Any, ...]:
@@ -35,8 +32,8 @@ def task_values(task: Task) -> tuple[Any, ...]:
         task.worker,
         task.deliveries,
         task.fire_time,
-        _json_or_empty(task.args),
-        _json_or_empty(task.kwargs),
+        json_or_empty(task.args),
+        json_or_empty(task.kwargs),
         None if task.result is None else dumps(task.result),
         task.error,
         task.traceback,
@@ -60,26 +57,6 @@ def row_task(row: Mapping[str, Any]) -> Task:
     data["result"] = loads(data["result"])
     data["status"] = TaskStatus(data["status"])
     return Task(**data)
-
-
-def run_values(run: Run) -> tuple[Any, ...]:
-    return (
-        run.task_id,
-        run.job,
-        run.queue,
-        run.priority,
-        run.attempt,
-        TaskStatus(run.status).value,
-        _json_or_empty(run.args),
-        _json_or_empty(run.kwargs),
-        run.scheduled_at,
-        run.started_at,
-        run.finished_at,
-        None if run.result is None else dumps(run.result),
-        run.error,
-        run.traceback,
-        run.output,
-    )
 
 
 def run_columns(runs: Sequence[Run]) -> list[list[Any]]:

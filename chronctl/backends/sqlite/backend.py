@@ -51,7 +51,8 @@ from ..base import (
     StoppedEarly,
     settle,
 )
-from .rows import _row_run, _row_task, _run_values, _task_row
+from ..sqlrows import run_values as _run_values
+from .rows import _row_run, _row_task, _task_row
 from .schema import (
     _ACTIVE,
     _CREATED,

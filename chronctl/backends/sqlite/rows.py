@@ -6,12 +6,8 @@ import sqlite3
 from typing import Any
 
 from ...models import Run, Task, TaskStatus, dumps, loads
+from ..sqlrows import json_or_empty
 from .schema import _TASK_COLUMNS
-
-
-def _json_or_empty(value: list[Any] | dict[str, Any]) -> str:
-    """No arguments are stored as '' (no bytes at all), read back as [] or {}."""
-    return dumps(value) if value else ""
 
 
 def _task_row(task: Task) -> tuple[Any, ...]:
@@ -32,8 +28,8 @@ def _task_row(task: Task) -> tuple[Any, ...]:
         task.worker,
         task.deliveries,
         task.fire_time,
-        _json_or_empty(task.args),
-        _json_or_empty(task.kwargs),
+        json_or_empty(task.args),
+        json_or_empty(task.kwargs),
         None if task.result is None else dumps(task.result),
         task.error,
         task.traceback,
@@ -49,26 +45,6 @@ def _row_task(row: sqlite3.Row) -> Task:
     data["result"] = loads(data["result"])
     data["status"] = TaskStatus(data["status"])
     return Task(**data)
-
-
-def _run_values(run: Run) -> tuple[Any, ...]:
-    return (
-        run.task_id,
-        run.job,
-        run.queue,
-        run.priority,
-        run.attempt,
-        TaskStatus(run.status).value,
-        _json_or_empty(run.args),
-        _json_or_empty(run.kwargs),
-        run.scheduled_at,
-        run.started_at,
-        run.finished_at,
-        None if run.result is None else dumps(run.result),
-        run.error,
-        run.traceback,
-        run.output,
-    )
 
 
 def _row_run(row: sqlite3.Row) -> Run:
