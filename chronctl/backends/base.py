@@ -45,6 +45,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ..errors import Unsupported
 from ..models import FireOutcome, JobState, Process, Run, Task, TaskStatus
+from ..schedules import Schedule
 
 
 @dataclass(slots=True)
@@ -77,6 +78,7 @@ FIRE_RECORDS = "job state and fire records, which cron, every and at jobs need"
 HEARTBEATS = "process heartbeats"
 MIGRATION = "receiving a migration"
 NOTES = "notes (what the last retention pass did, for status)"
+SCHEDULES = "stored schedules (schedules add, jobs reschedule)"
 PROCESS_TTL = 86400.0  # a process silent this long is forgotten
 
 T = TypeVar("T")
@@ -149,6 +151,10 @@ class QueueBackend(ABC):
 
     def __init__(self) -> None:
         self._wakeup = asyncio.Event()
+        #: Set when this process hears that the stored schedules changed (its own
+        #: change, or another process's through the backend's wake-up path); the fire
+        #: loop then re-reads them at once instead of at its next periodic check.
+        self.schedules_changed = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------
     @abstractmethod
@@ -350,6 +356,35 @@ class QueueBackend(ABC):
         `max_instances` active tasks, has the fire recorded but not enqueued.
         """
         raise Unsupported(self.label, FIRE_RECORDS)
+
+    # -- stored schedules (chronctl/schedules.py) ----------------------------------
+    async def list_schedules(self) -> list[Schedule]:
+        """Every stored schedule and trigger override, by name."""
+        raise Unsupported(self.label, SCHEDULES)
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        raise Unsupported(self.label, SCHEDULES)
+
+    async def put_schedule(self, schedule: Schedule, *, create: bool) -> bool:
+        """Store a schedule in one atomic step and bump `schedules_version`.
+
+        `create=True` stores it only if no schedule has its name (False when one
+        has: two concurrent adds of one name store one); `create=False` replaces
+        a stored one only (False when none has the name: an edit racing a remove
+        does not bring the schedule back). Other processes hear of the change
+        through the backend's wake-up path where it has one (`schedules_changed`).
+        """
+        raise Unsupported(self.label, SCHEDULES)
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Remove a stored schedule (False when absent) and bump `schedules_version`."""
+        raise Unsupported(self.label, SCHEDULES)
+
+    async def schedules_version(self) -> int:
+        """A number that changes with every put or delete (0 before any): a running
+        scheduler reads it about once a second and re-reads the schedules when it moved,
+        so a lost notification delays a change by a second at most."""
+        raise Unsupported(self.label, SCHEDULES)
 
     # -- processes (heartbeats for `status`) -------------------------------------
     async def beat(self, process: Process) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from ..errors import BackendError
 from ..models import JobState, Process, Run, Task, TaskStatus
+from ..schedules import Schedule
 from .base import BrokerStateStore, QueueBackend, QueueInfo
 
 
@@ -28,6 +29,7 @@ class BrokerBackend(QueueBackend):
     def __init__(self, state: QueueBackend) -> None:
         super().__init__()
         self._store = state
+        self.schedules_changed = state.schedules_changed  # the store hears of changes
 
     @property
     def state(self) -> BrokerStateStore:
@@ -128,6 +130,21 @@ class BrokerBackend(QueueBackend):
 
     async def set_job_paused(self, job: str, paused: bool) -> None:
         await self.state.set_job_paused(job, paused)
+
+    async def list_schedules(self) -> list[Schedule]:
+        return await self.state.list_schedules()
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        return await self.state.get_schedule(name)
+
+    async def put_schedule(self, schedule: Schedule, *, create: bool) -> bool:
+        return await self.state.put_schedule(schedule, create=create)
+
+    async def delete_schedule(self, name: str) -> bool:
+        return await self.state.delete_schedule(name)
+
+    async def schedules_version(self) -> int:
+        return await self.state.schedules_version()
 
     async def beat(self, process: Process) -> None:
         await self.state.beat(process)

@@ -34,6 +34,7 @@ from ..models import (
     TaskStatus,
     copy_task,
 )
+from ..schedules import Schedule
 from .base import LEASE_EXPIRED_ERROR, PROCESS_TTL, BulkProgress, QueueBackend, QueueInfo
 
 #: Finished tasks and history rows a MemoryBackend keeps by default.
@@ -66,6 +67,8 @@ class MemoryBackend(QueueBackend):
         self._queues: Counter[str] = Counter()  # pending per queue
         self._connected = False
         self._processes: dict[str, Process] = {}
+        self._schedules: dict[str, str] = {}  # name -> record JSON (a copy, as stored elsewhere)
+        self._schedules_version = 0
 
     async def connect(self) -> None:
         self._connected = True
@@ -484,6 +487,34 @@ class MemoryBackend(QueueBackend):
             return FireOutcome.SKIPPED
         await self.enqueue(task)
         return FireOutcome.ENQUEUED
+
+    # -- stored schedules --------------------------------------------------------
+    async def list_schedules(self) -> list[Schedule]:
+        return [Schedule.loads(self._schedules[n]) for n in sorted(self._schedules)]
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        text = self._schedules.get(name)
+        return None if text is None else Schedule.loads(text)
+
+    async def put_schedule(self, schedule: Schedule, *, create: bool) -> bool:
+        if (schedule.name in self._schedules) is create:
+            return False
+        self._schedules[schedule.name] = schedule.dumps()
+        self._schedules_changed()
+        return True
+
+    async def delete_schedule(self, name: str) -> bool:
+        if self._schedules.pop(name, None) is None:
+            return False
+        self._schedules_changed()
+        return True
+
+    async def schedules_version(self) -> int:
+        return self._schedules_version
+
+    def _schedules_changed(self) -> None:
+        self._schedules_version += 1
+        self.schedules_changed.set()
 
     # -- processes ---------------------------------------------------------------
     async def beat(self, process: Process) -> None:
