@@ -771,8 +771,8 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
     # -- stored schedules ----------------------------------------------------
     # One hash, `schedules`, name -> record JSON, and a counter, `schedver`. A change is
     # one script: stored only if absent (create) or present (replace), the version
-    # bumped and every process told on `wake` in the same step, so a reader never
-    # sees a new schedule under the old version.
+    # bumped and every process told on `wake` in the same step: no reader sees the
+    # change without the version moving, and no process hears of one not stored.
     async def list_schedules(self) -> list[Schedule]:
         stored = await self._do(self._redis.hgetall, self._k("schedules"))
         return [Schedule.loads(stored[name]) for name in sorted(stored)]
