@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from . import admin
@@ -31,7 +31,7 @@ from .schedules import (
     effective_spec,
     trigger_of,
 )
-from .triggers import Trigger
+from .triggers import Trigger, get_timezone, timeline
 
 #: `jobs reschedule` changes a trigger only: arguments, queue and priority stay the job's.
 RESCHEDULE_FIELDS = (*TRIGGER_FIELDS, "timezone", "jitter")
@@ -307,36 +307,26 @@ def build_views(
     now = time.time() if now is None else now
     stored = sorted(stored, key=lambda s: s.name)
     overrides = {s.name: s for s in stored if s.override}
-    # Triggers are parsed once per distinct trigger: ten thousand customers' "0 9 * * *"
-    # share one cron object.
-    triggers: dict[tuple[str | None, float | None, str | None, str], Trigger] = {}
-
-    def spec_of(schedule: Schedule, spec: JobSpec) -> JobSpec:
-        zone = schedule.timezone or spec.timezone
-        key = (schedule.cron, schedule.every, schedule.at, zone)
-        if key not in triggers:
-            triggers[key] = trigger_of(schedule, spec.timezone)
-        out = effective_spec(schedule, spec)
-        out.trigger = triggers[key]
-        return out
-
+    fires = _NextFires(now)
     views: list[ScheduleView] = []
     for spec in jobs.values():
         override = overrides.get(spec.name)
         if spec.trigger is None and override is None:
             continue
-        fired = spec_of(override, spec) if override else spec
         state = states.get(spec.name)
-        if state is None and override is not None:
-            state = JobState(spec.name, first_seen=override.created)
+        if override is None:
+            trigger, zone = spec.trigger, spec.timezone
+        else:
+            trigger, zone = fires.trigger(override, spec)
+            state = state or JobState(spec.name, first_seen=override.created)
         views.append(
             ScheduleView(
                 spec.name,
                 spec.name,
                 "override" if override else "manifest",
-                fired.trigger.describe() if fired.trigger else None,
-                fired.timezone,
-                _first(admin.next_fires(fired, state, 1, now)),
+                trigger.describe() if trigger else None,
+                zone,
+                fires.next(trigger, zone, state),
                 bool(state and state.paused),
                 state.last_fire if state else None,
                 None,
@@ -365,17 +355,16 @@ def build_views(
                 )
             )
             continue
-        fired = spec_of(schedule, job)
-        if state is None:
-            state = JobState(schedule.name, first_seen=schedule.created)
+        trigger, zone = fires.trigger(schedule, job)
+        state = state or JobState(schedule.name, first_seen=schedule.created)
         views.append(
             ScheduleView(
                 schedule.name,
                 schedule.job,
                 "runtime",
-                fired.trigger.describe() if fired.trigger else None,
-                fired.timezone,
-                _first(admin.next_fires(fired, state, 1, now)),
+                trigger.describe(),
+                zone,
+                fires.next(trigger, zone, state),
                 state.paused,
                 state.last_fire,
                 None,
@@ -383,6 +372,47 @@ def build_views(
             )
         )
     return views
+
+
+class _NextFires:
+    """Next fires for many schedules at once, each distinct one computed once.
+
+    Ten thousand customers' "0 9 * * *" share one parsed trigger, and every
+    schedule whose last fire is behind `now` has the same next fire as the others
+    with its trigger: the answer depends on (trigger, zone, max(after, now)) only.
+    The rule is the fire loop's (`JobSpec.timeline`), so the listing agrees with
+    `jobs next`.
+    """
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.now_dt = datetime.fromtimestamp(now, UTC)
+        self._triggers: dict[tuple[str | None, float | None, str | None, str], Trigger] = {}
+        self._fires: dict[tuple[Trigger, str, datetime], datetime | None] = {}
+
+    def trigger(self, schedule: Schedule, spec: JobSpec) -> tuple[Trigger, str]:
+        zone = schedule.timezone or spec.timezone
+        key = (schedule.cron, schedule.every, schedule.at, zone)
+        if key not in self._triggers:
+            self._triggers[key] = trigger_of(schedule, spec.timezone)
+        return self._triggers[key], zone
+
+    def next(self, trigger: Trigger | None, zone: str, state: JobState | None) -> datetime | None:
+        if trigger is None:
+            return None
+        placed = (
+            timeline(trigger, now=self.now)
+            if state is None
+            else timeline(
+                trigger, now=self.now, first_seen=state.first_seen, last_fire=state.last_fire
+            )
+        )
+        start = max(placed.after, self.now_dt)
+        key = (placed.trigger, zone, start)
+        if key not in self._fires:
+            nxt = placed.trigger.next_fire(start)
+            self._fires[key] = nxt.astimezone(get_timezone(zone)) if nxt else None
+        return self._fires[key]
 
 
 def _describe(schedule: Schedule) -> str | None:
