@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from .helpers import ROOT, chronctl, one_error_line
+from .test_arguments import complete
 
 MANIFEST = f"""
 [scheduler]
@@ -382,3 +383,11 @@ def test_schedule_data_is_printed_safely(project: Path) -> None:
     )
     shown = chronctl("schedules", "show", "r", cwd=project)
     assert shown.returncode == 0 and "\x1b" not in shown.stdout and "owned" in shown.stdout
+
+
+def test_completion_offers_schedule_names(project: Path) -> None:
+    ok(project, "schedules", "add", "acme", "--job", "echo", "--every", "1h")
+    ok(project, "jobs", "reschedule", "nightly", "--every", "2h")
+    assert complete(project, "chronctl schedules show ") == ["acme", "nightly"]
+    assert complete(project, "chronctl pause ") == ["acme", "echo", "nightly", "record"]
+    assert complete(project, "chronctl jobs next ac") == ["acme"]
