@@ -189,11 +189,12 @@ def fired_spec(
 def fire_state(
     name: str, states: Mapping[str, JobState], schedules: Mapping[str, Schedule]
 ) -> JobState | None:
-    """The state a fire name's next fires count from: a stored schedule never fired
-    counts from when it was stored."""
+    """The state a fire name's next fires count from, as the fire loop places it: a
+    runtime schedule never fired counts from when it was stored; a job (overridden
+    or not) without state from now, when a scheduler would first see it."""
     state = states.get(name)
     stored = schedules.get(name)
-    if state is None and stored is not None:
+    if state is None and stored is not None and not stored.override:
         return JobState(name, first_seen=stored.created)
     return state
 

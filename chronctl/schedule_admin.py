@@ -318,7 +318,6 @@ def build_views(
             trigger, zone = spec.trigger, spec.timezone
         else:
             trigger, zone = fires.trigger(override, spec)
-            state = state or JobState(spec.name, first_seen=override.created)
         views.append(
             ScheduleView(
                 spec.name,
@@ -356,7 +355,8 @@ def build_views(
             )
             continue
         trigger, zone = fires.trigger(schedule, job)
-        state = state or JobState(schedule.name, first_seen=schedule.created)
+        # Never fired: it counts from when it was stored, as the fire loop places it.
+        state = state or JobState(schedule.name, first_seen=schedule.created or now)
         views.append(
             ScheduleView(
                 schedule.name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -332,6 +332,22 @@ def test_last_result_is_the_newest_task_the_schedule_fired(project: Path) -> Non
     assert chronctl("run", "--once", cwd=project).returncode == 0
     assert listed(project)["r"]["last_result"] == "succeeded"
     assert ok(project, "schedules", "show", "r")["last_result"] == "succeeded"
+
+
+def test_run_fires_a_due_schedule_with_its_arguments_unless_paused(project: Path) -> None:
+    out = project / "out.txt"
+    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    kwargs = json.dumps({"path": str(out), "token": "fired"})
+    for name in ("due", "held"):
+        ok(project, "schedules", "add", name, "--job", "record", "--at", past, "--kwargs", kwargs)
+    ok(project, "pause", "held")
+    result = chronctl("run", "--once", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == "fired\n"  # once: the paused schedule did not fire
+    rows = listed(project)
+    assert (rows["due"]["last_result"], rows["due"]["next_fire"]) == ("succeeded", None)
+    assert rows["due"]["last_fire"] is not None
+    assert rows["held"]["last_result"] is None and rows["held"]["paused"] is True
 
 
 def test_a_schedule_whose_job_left_the_manifest_is_orphaned(project: Path) -> None:
