@@ -212,7 +212,7 @@ class ScheduleView:
     paused: bool
     last_fire: float | None
     last_result: str | None
-    orphaned: bool = False
+    orphaned: bool = False  # never fires: its job left the manifest, or a job took its name
     schedule: Schedule | None = None  # what is stored (None for "manifest")
 
     def to_public(self) -> dict[str, Any]:
@@ -337,7 +337,8 @@ def build_views(
             continue  # shown above, as its job's line
         state = states.get(schedule.name)
         job = jobs.get(schedule.job)
-        if job is None:
+        # Never fired: its job left the manifest, or (runtime) a manifest job took its name.
+        if job is None or (not schedule.override and schedule.name in jobs):
             views.append(
                 ScheduleView(
                     schedule.name,
