@@ -52,12 +52,7 @@ def _not_found(name: str, jobs: Mapping[str, JobSpec], hint: str = "") -> Schedu
     return exc
 
 
-async def stored_or_none(backend: QueueBackend, name: str) -> Schedule | None:
-    """The stored schedule `name`, or None (also on a backend that stores none)."""
-    try:
-        return await backend.get_schedule(name)
-    except Unsupported:
-        return None
+stored_or_none = admin.stored_schedule
 
 
 async def add_schedule(
