@@ -83,7 +83,11 @@ async def edit_schedule(
             f"'{name}' is the trigger override of job '{name}': change it with "
             f"`jobs reschedule {name}`"
         )
+    if not any(v is not None for v in fields.values()):
+        raise UsageError(f"nothing to change in schedule '{name}': give the options to change")
     job = fields.pop("job", None) or stored.job
+    if job not in jobs and job == stored.job:
+        raise ChronctlError(orphan_text(stored))
     schedule = build(name, job, jobs, base=stored, **fields)
     if not await backend.put_schedule(schedule, create=False):
         raise _not_found(name, jobs, "it was removed meanwhile")

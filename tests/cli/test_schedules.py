@@ -149,6 +149,7 @@ def test_add_list_show_edit_remove_round_trip(project: Path) -> None:
     assert edited["kwargs"] == {"value": {"customer": 42}}  # fields not given are kept
     assert edited["created"] == added["created"] and edited["updated"] >= added["updated"]
     assert listed(project)["acme-report"]["trigger"] == "every 2h"
+    assert "nothing to change" in fails(project, 2, "schedules", "edit", "acme-report")
 
     removed = ok(project, "schedules", "remove", "acme-report")
     assert removed["name"] == "acme-report"
@@ -196,6 +197,7 @@ ADD = ["schedules", "add", "s1"]
             "schedule 'nightly' already exists",
         ),
         (["schedules", "show", "nope"], 1, "no schedule named 'nope'"),
+        (["schedules", "edit", "nope", "--every", "1h"], 1, "no schedule named 'nope'"),
         (["schedules", "edit", "nightly", "--every", "1h"], 1, "jobs reschedule nightly"),
         (["jobs", "reschedule", "nope", "--every", "1h"], 1, "unknown job 'nope'"),
         (["jobs", "reschedule", "nightly"], 2, "give --cron, --every or --at"),
@@ -361,6 +363,7 @@ def test_a_schedule_whose_job_left_the_manifest_is_orphaned(project: Path) -> No
     assert "(orphaned)" in chronctl("schedules", "list", cwd=project).stdout
     assert "orphaned" in fails(project, 1, "trigger", "r")
     assert "orphaned" in fails(project, 1, "jobs", "next", "r")
+    assert "edit it with --job" in fails(project, 1, "schedules", "edit", "r", "--every", "2h")
     # Still stored: it can be moved to a job the manifest has, or removed.
     moved = ok(project, "schedules", "edit", "r", "--job", "echo2")
     assert moved["job"] == "echo2"
