@@ -122,6 +122,11 @@ async def reschedule_job(
             raise UnknownJobError(name, closest(name, names))
         return await edit_schedule(backend, jobs, name, **given)
     existing = await stored_or_none(backend, name)
+    if existing is not None and not existing.override:
+        raise UsageError(
+            f"a runtime schedule named '{name}' is stored, which the manifest job of that "
+            f"name now shadows: `schedules remove {name}` first"
+        )
     if not any(k in given for k in TRIGGER_FIELDS) and existing is None:
         raise UsageError(f"give --cron, --every or --at: the new trigger of job '{name}'")
     schedule = build(name, name, jobs, override=True, base=existing, **given)

@@ -153,6 +153,8 @@ async def test_overview_shows_sources_overrides_pauses_orphans_and_last_results(
     taken = {**manifest_jobs(), "gone": JobSpec("gone", entrypoint="x:y")}
     shadowed = [v for v in await schedules_overview(backend, taken, NOW) if v.source == "runtime"]
     assert [(v.name, v.orphaned) for v in shadowed] == [("a@b", False), ("gone", True)]
+    with pytest.raises(UsageError, match="schedules remove gone"):
+        await reschedule_job(backend, taken, "gone", every="1h")
     with pytest.raises(UnknownJobError):
         await schedule_task(backend, jobs, "nightly")  # an override is no runtime schedule
 
