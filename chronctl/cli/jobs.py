@@ -45,7 +45,7 @@ def next_fires(
 
     opts: Options = ctx.obj
     manifest = opts.load_manifest()
-    stored = run_async(read(manifest, opts.backend))
+    stored = run_async(read(manifest, opts.backend, name))
     fires = job_next_fires(manifest, name, count, stored.states, schedules=stored.schedules)
     if stored.unread:
         note(f"note: next fires assume no stored job state ({stored.unread})")
