@@ -739,9 +739,10 @@ async def status(
 
 
 def retention_policy(manifest: Manifest) -> RetentionPolicy:
-    """The manifest's `keep_history`, `keep_dead`, `max_dead`."""
+    """The manifest's `keep_history`, `keep_dead`, `max_dead`, and its jobs' own."""
     cfg = manifest.config
-    return RetentionPolicy(cfg.keep_history, cfg.keep_dead, cfg.max_dead)
+    policy = RetentionPolicy(cfg.keep_history, cfg.keep_dead, cfg.max_dead)
+    return policy.with_jobs(manifest.jobs.values())
 
 
 # -- migrate ---------------------------------------------------------------------

@@ -294,7 +294,12 @@ class Scheduler:
             self._beat_task = asyncio.create_task(self._beat_loop(), name="chronctl-heartbeat")
         if self.role in ("all", "scheduler"):
             self._retention_task = asyncio.create_task(
-                run_retention(self.backend, self.retention, by=process.id, clock=self.clock),
+                run_retention(
+                    self.backend,
+                    self.retention.with_jobs(self.jobs.values()),
+                    by=process.id,
+                    clock=self.clock,
+                ),
                 name="chronctl-retention",
             )
 
