@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ...errors import BackendError, BackendUnavailableError
@@ -59,6 +59,21 @@ _RECOVER_EVERY = 1.0  # seconds between scans for expired leases on the claim pa
 SAFETY_RECHECK = 5.0
 _UNLISTENED_RECHECK = 1.0  # ...and while the LISTEN connection is down
 _FINISHED_AT = "COALESCE(finished_at, created_at)"  # the tasks_done index's expression
+# Every job with tasks or history rows but those in $1, one index probe per job (a loose
+# index scan of tasks_job and runs_job: PostgreSQL has no skip scan of its own).
+_JOBS_WALK = " UNION ".join(
+    f"""(WITH RECURSIVE walk(job) AS (
+        (SELECT job FROM {{s}}.{table} ORDER BY job LIMIT 1)
+        UNION ALL
+        SELECT (SELECT t.job FROM {{s}}.{table} t WHERE t.job > walk.job ORDER BY t.job LIMIT 1)
+        FROM walk WHERE walk.job IS NOT NULL
+    ) SELECT job FROM walk WHERE job IS NOT NULL)"""
+    for table in ("tasks", "runs")
+)
+_JOBS_WALK = (
+    f"SELECT COALESCE(array_agg(job ORDER BY job), '{{}}') FROM ({_JOBS_WALK}) AS j "
+    "WHERE job <> ALL($1::text[])"
+)
 # A claim reads the due tasks of one priority level (of one queue, for a worker of named
 # queues) at a time: each level is a range of tasks_next (tasks_queue) from its first row
 # to the first not yet due, so neither tasks scheduled later nor other queues' tasks are
@@ -669,8 +684,19 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
         self.notify()
         return count
 
-    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
+    async def purge_dead(
+        self,
+        older_than: float | None = None,
+        *,
+        limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
+    ) -> int:
         cutoff = older_than if older_than is not None else float("inf")
+        if job is not None or exclude_jobs:
+            return await self._tx(
+                lambda conn: self._purge_scoped(conn, cutoff, limit, job, exclude_jobs)
+            )
         where = f"status = 'dead' AND {_FINISHED_AT} < $1"
         if limit is None:
             return await self._execute(f"DELETE FROM {{s}}.tasks WHERE {where}", cutoff)
@@ -680,6 +706,35 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
             cutoff,
             limit,
         )
+
+    async def _scope(self, conn: Any, job: str | None, exclude_jobs: Collection[str]) -> list[str]:
+        """The jobs a scoped step may delete rows of: `job`, or every job with tasks or
+        history rows but `exclude_jobs`, walked one index probe per job (tasks_job,
+        runs_job), never reading the rows themselves."""
+        if job is not None:
+            return [] if job in exclude_jobs else [job]
+        names: list[str] = await conn.fetchval(self._q(_JOBS_WALK), list(exclude_jobs))
+        return names
+
+    async def _purge_scoped(
+        self,
+        conn: Any,
+        cutoff: float,
+        limit: int | None,
+        job: str | None,
+        exclude_jobs: Collection[str],
+    ) -> int:
+        jobs = await self._scope(conn, job, exclude_jobs)
+        if not jobs:
+            return 0
+        where = (
+            f"job = ANY($1::text[]) AND status = 'dead' AND status NOT IN {ACTIVE} "
+            f"AND {_FINISHED_AT} < $2"
+        )
+        if limit is not None:  # tasks_job_done: one range per job, oldest first in each
+            where = f"id IN (SELECT id FROM {{s}}.tasks WHERE {where} LIMIT $3)"
+        args = (jobs, cutoff) if limit is None else (jobs, cutoff, limit)
+        return _count(await conn.execute(self._q(f"DELETE FROM {{s}}.tasks WHERE {where}"), *args))
 
     async def count_dead(self) -> int:
         return int(
@@ -694,6 +749,8 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
         statuses: Sequence[TaskStatus] | None = None,
         *,
         limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
     ) -> int:
         wanted = (
             [TaskStatus(s).value for s in statuses]
@@ -701,6 +758,12 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
             else ["succeeded", "dead", "cancelled"]
         )
         run_statuses = [*wanted, "failed"] if "dead" in wanted else wanted
+        if job is not None or exclude_jobs:
+            return await self._tx(
+                lambda conn: self._clean_scoped(
+                    conn, older_than, wanted, run_statuses, limit, job, exclude_jobs
+                )
+            )
         tasks = f"status = ANY($1::text[]) AND status NOT IN {ACTIVE} AND {_FINISHED_AT} < $2"
         runs = "status = ANY($1::text[]) AND finished_at < $2"
         more: tuple[int, ...] = ()
@@ -728,6 +791,47 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
             return count if limit is None else count + history
 
         return await self._tx(clean)
+
+    async def _clean_scoped(
+        self,
+        conn: Any,
+        older_than: float,
+        wanted: list[str],
+        run_statuses: list[str],
+        limit: int | None,
+        job: str | None,
+        exclude_jobs: Collection[str],
+    ) -> int:
+        """`cleanup` of some jobs only: tasks_job_done and runs_job_finished give each
+        job's oldest rows as one range, so a kept job's rows are never read."""
+        jobs = await self._scope(conn, job, exclude_jobs)
+        if not jobs:
+            return 0
+        tasks = (
+            f"job = ANY($1::text[]) AND status = ANY($2::text[]) AND status NOT IN {ACTIVE} "
+            f"AND {_FINISHED_AT} < $3"
+        )
+        runs = "job = ANY($1::text[]) AND status = ANY($2::text[]) AND finished_at < $3"
+        more: tuple[int, ...] = ()
+        if limit is not None:
+            tasks = f"id IN (SELECT id FROM {{s}}.tasks WHERE {tasks} LIMIT $4)"
+            runs = f"id IN (SELECT id FROM {{s}}.runs WHERE {runs} LIMIT $4)"
+            more = (limit,)
+        count = _count(
+            await conn.execute(
+                self._q(f"DELETE FROM {{s}}.tasks WHERE {tasks}"), jobs, wanted, older_than, *more
+            )
+        )
+        history = _count(
+            await conn.execute(
+                self._q(f"DELETE FROM {{s}}.runs WHERE {runs}"),
+                jobs,
+                run_statuses,
+                older_than,
+                *more,
+            )
+        )
+        return count if limit is None else count + history
 
     async def get_note(self, name: str) -> str | None:
         value = await self._fetchval("SELECT value FROM {s}.meta WHERE key = $1", f"note:{name}")

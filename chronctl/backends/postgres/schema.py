@@ -7,9 +7,10 @@ removes all of it. `meta` holds the version: a newer one than this module's is r
 
 from __future__ import annotations
 
-# 1: the first layout (issue 18). An upgrade goes in backend.py's `_upgrade`, run in the
-# opening transaction like SQLite's.
-SCHEMA_VERSION = 1
+# 1: the first layout (issue 18). 2: tasks_job_done and runs_job_finished (per-job
+# retention, issue 20), created in place by the DDL below when a version 1 schema is
+# opened. An upgrade that must touch rows goes in the opening transaction like SQLite's.
+SCHEMA_VERSION = 2
 
 # Each statement is run on its own (asyncpg's simple query protocol takes several, but a
 # failing one is easier to name this way). `{s}` is the quoted schema.
@@ -54,6 +55,10 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS tasks_lease ON {s}.tasks (lease_until) WHERE status = 'running'",
     "CREATE INDEX IF NOT EXISTS tasks_done ON {s}.tasks ((COALESCE(finished_at, created_at))) "
     "WHERE status NOT IN ('pending', 'running')",
+    # Per-job retention reads one job's oldest finished rows from here (a range per job).
+    "CREATE INDEX IF NOT EXISTS tasks_job_done ON {s}.tasks "
+    "(job, status, (COALESCE(finished_at, created_at))) "
+    "WHERE status NOT IN ('pending', 'running')",
     "CREATE INDEX IF NOT EXISTS tasks_created ON {s}.tasks (created_at, seq)",
     "CREATE UNIQUE INDEX IF NOT EXISTS tasks_key ON {s}.tasks (key) "
     "WHERE key IS NOT NULL AND status IN ('pending', 'running')",
@@ -78,6 +83,7 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS runs_job ON {s}.runs (job, id)",
     "CREATE INDEX IF NOT EXISTS runs_task ON {s}.runs (task_id)",
     "CREATE INDEX IF NOT EXISTS runs_finished ON {s}.runs (finished_at)",
+    "CREATE INDEX IF NOT EXISTS runs_job_finished ON {s}.runs (job, finished_at)",
     """CREATE TABLE IF NOT EXISTS {s}.jobs (
         name TEXT PRIMARY KEY,
         first_seen DOUBLE PRECISION NOT NULL,
