@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import QueueBackend, QueueInfo
-from .backpressure import UNLIMITED, QueueLimits, check_room
+from .backpressure import UNLIMITED, QueueLimits, SkippedFire, check_room, last_skip
 from .daemon import daemon_pid, pid_alive, process_started, read_pid
 from .durations import parse_duration
 from .errors import (
@@ -243,6 +243,8 @@ class JobOverview:
     last_status: str | None
     last_run: float | None
     timezone: str = "UTC"
+    #: The last fire that stored no task (queue full, max_instances), from any process.
+    last_skip: SkippedFire | None = None
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -253,13 +255,14 @@ class JobOverview:
             "paused": self.paused,
             "last_status": self.last_status,
             "last_run": iso(self.last_run),
+            "last_skip": self.last_skip.to_public() if self.last_skip else None,
         }
 
 
 async def jobs_overview(
     backend: QueueBackend, jobs: Iterable[JobSpec], now: float | None = None
 ) -> list[JobOverview]:
-    """`jobs list`: each job with its next fire, paused state and last run."""
+    """`jobs list`: each job with its next fire, paused state, last run and last skip."""
     states = await job_states(backend)
     now = time.time() if now is None else now
     out = []
@@ -276,6 +279,7 @@ async def jobs_overview(
                 last.status.value if last else None,
                 last.finished_at if last else None,
                 spec.timezone,
+                await last_skip(backend, spec.name) if spec.trigger else None,
             )
         )
     return out

@@ -78,8 +78,8 @@ class JobSpec:
     shell: str = DEFAULT_SHELL  # runs a string command, as cron's SHELL does
     # Retention of this job's rows (chronctl/retention.py): seconds, None for "forever",
     # or "default" for the [scheduler] setting.
-    keep_history: float | None | Literal["default"] = "default"
-    keep_dead: float | None | Literal["default"] = "default"
+    keep_history: float | Literal["default"] | None = "default"
+    keep_dead: float | Literal["default"] | None = "default"
 
     @property
     def is_shell(self) -> bool:

@@ -736,9 +736,7 @@ class _Parser:
         if "on_failure" not in data and on_failure == name:
             on_failure = None  # the [defaults] alert job is not its own alert
         timeout = settings.get("timeout", DEFAULT_TIMEOUT)
-        keep = {
-            key: self.job_value(name, data, key, _keep) for key in JOB_KEEP_KEYS if key in data
-        }
+        keep = {key: self.job_value(name, data, key, _keep) for key in JOB_KEEP_KEYS if key in data}
         return JobSpec(
             name=name,
             entrypoint=run.entrypoint,

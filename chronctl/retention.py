@@ -19,10 +19,11 @@ steps (`job=`) apply its setting, so a job kept a year loses nothing to the
 30-day default, and a noisy job kept a day is trimmed daily. Every backend
 reads those rows through a per-job index, so the default's steps never re-read
 a kept job's rows. `max_dead` is a cap on the whole backend's dead letters
-(what protects the store), so it counts and may remove every job's. The work is done in small steps (the
-backends' `cleanup`/`purge_dead` with a `limit`: no long SQLite transaction,
-no long Redis script) and one pass stops after `PASS_BUDGET` seconds, leaving
-the rest to the next.
+(what protects the store), so it counts and may remove every job's.
+
+The work is done in small steps (the backends' `cleanup`/`purge_dead` with a
+`limit`: no long SQLite transaction, no long Redis script) and one pass stops
+after `PASS_BUDGET` seconds, leaving the rest to the next.
 
 Only one process per backend runs a pass per slot: the lease is a fire of the
 reserved pseudo-job `chronctl:retention` recorded through `record_fire`, the
@@ -212,10 +213,10 @@ async def apply(
     for keep, job, own in _history_scopes(policy):
         history_cutoff = now - keep
 
-        def history_step(cutoff: float = history_cutoff, job: str | None = job) -> Any:
-            return backend.cleanup(
-                cutoff, HISTORY_STATUSES, limit=STEP, job=job, exclude_jobs=own
-            )
+        def history_step(
+            cutoff: float = history_cutoff, job: str | None = job, own: tuple[str, ...] = own
+        ) -> Any:
+            return backend.cleanup(cutoff, HISTORY_STATUSES, limit=STEP, job=job, exclude_jobs=own)
 
         count, done = await _drain(history_step, deadline)
         finished += count
@@ -223,7 +224,9 @@ async def apply(
     for keep, job, own in _dead_scopes(policy):
         dead_cutoff = now - keep
 
-        def dead_step(cutoff: float = dead_cutoff, job: str | None = job) -> Any:
+        def dead_step(
+            cutoff: float = dead_cutoff, job: str | None = job, own: tuple[str, ...] = own
+        ) -> Any:
             return backend.purge_dead(cutoff, limit=STEP, job=job, exclude_jobs=own)
 
         count, done = await _drain(dead_step, deadline)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from . import admin
 from .backends import QueueBackend, QueueInfo
 from .backends.memory import MemoryBackend
-from .backpressure import QueueLimits, check_room, full_reason
+from .backpressure import QueueLimits, check_room, full_reason, record_skip
 from .durations import parse_duration
 from .errors import ChronctlError, Unsupported, UsageError
 from .events import Event, EventBus, Handler
@@ -531,6 +531,8 @@ class Scheduler:
         elif outcome in (FireOutcome.SKIPPED, FireOutcome.PAUSED):
             reason = "paused" if outcome is FireOutcome.PAUSED else "max_instances reached"
             log.info("skipped job=%s fire_time=%s reason=%s", spec.name, fire.isoformat(), reason)
+            if outcome is FireOutcome.SKIPPED:  # a paused job says so in `jobs list` already
+                await record_skip(self.backend, spec.name, fire_ts, reason)
             await self.events.emit("job_skipped", job=spec.name, fire_time=fire, reason=reason)
 
     async def _skip_full(self, spec: JobSpec, fire: datetime, reason: str) -> None:
@@ -539,6 +541,7 @@ class Scheduler:
         if outcome is FireOutcome.DUPLICATE:
             return  # another scheduler recorded this fire first
         log.warning("skipped job=%s fire_time=%s reason=%s", spec.name, fire.isoformat(), reason)
+        await record_skip(self.backend, spec.name, fire.timestamp(), reason)
         await self.events.emit("job_skipped", job=spec.name, fire_time=fire, reason=reason)
 
     async def _replace_older(self, spec: JobSpec, newest: Task) -> None:
