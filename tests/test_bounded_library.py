@@ -148,7 +148,7 @@ def test_manifest_per_job_retention_keys() -> None:
     assert not RetentionPolicy(None, None, None, job_history={"x": None}).active
     with pytest.raises(ManifestError, match=r"key 'keep_history': the default is \[scheduler\]"):
         parse_manifest('[defaults]\nkeep_history = "1d"\n\n[jobs.a]\ncommand = "true"\n')
-    with pytest.raises(ManifestError, match="job 'a'.*key 'keep_dead'"):
+    with pytest.raises(ManifestError, match=r"job 'a'.*key 'keep_dead'"):
         parse_manifest('[jobs.a]\ncommand = "true"\nkeep_dead = "0s"\n')
 
 

@@ -74,6 +74,22 @@ _JOBS_WALK = (
     f"SELECT COALESCE(array_agg(job ORDER BY job), '{{}}') FROM ({_JOBS_WALK}) AS j "
     "WHERE job <> ALL($1::text[])"
 )
+# The oldest finished tasks of jobs $1 with statuses $2 before $3, at most $4 (NULL: all):
+# per job and status, an ordered range of tasks_job_done (the ORDER BY is its last column,
+# so the planner reads it there and stops, whatever its statistics say; a plain
+# `job = ANY(...)` may be read from tasks_job, every row of a kept job filtered).
+_SCOPED_TASKS = (
+    "SELECT x.id FROM unnest($1::text[]) AS j(job) CROSS JOIN unnest($2::text[]) AS s(status) "
+    "CROSS JOIN LATERAL (SELECT t.id FROM {s}.tasks t WHERE t.job = j.job "
+    f"AND t.status = s.status AND t.status NOT IN {ACTIVE} AND {_FINISHED_AT} < $3 "
+    f"ORDER BY {_FINISHED_AT} LIMIT $4) AS x LIMIT $4"
+)
+# The same for history rows, from runs_job_finished.
+_SCOPED_RUNS = (
+    "SELECT x.id FROM unnest($1::text[]) AS j(job) CROSS JOIN LATERAL (SELECT r.id "
+    "FROM {s}.runs r WHERE r.job = j.job AND r.status = ANY($2::text[]) "
+    "AND r.finished_at < $3 ORDER BY r.finished_at LIMIT $4) AS x LIMIT $4"
+)
 # A claim reads the due tasks of one priority level (of one queue, for a worker of named
 # queues) at a time: each level is a range of tasks_next (tasks_queue) from its first row
 # to the first not yet due, so neither tasks scheduled later nor other queues' tasks are
@@ -727,14 +743,15 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
         jobs = await self._scope(conn, job, exclude_jobs)
         if not jobs:
             return 0
-        where = (
-            f"job = ANY($1::text[]) AND status = 'dead' AND status NOT IN {ACTIVE} "
-            f"AND {_FINISHED_AT} < $2"
+        return _count(
+            await conn.execute(
+                self._q(f"DELETE FROM {{s}}.tasks WHERE id IN ({_SCOPED_TASKS})"),
+                jobs,
+                ["dead"],
+                cutoff,
+                limit,
+            )
         )
-        if limit is not None:  # tasks_job_done: one range per job, oldest first in each
-            where = f"id IN (SELECT id FROM {{s}}.tasks WHERE {where} LIMIT $3)"
-        args = (jobs, cutoff) if limit is None else (jobs, cutoff, limit)
-        return _count(await conn.execute(self._q(f"DELETE FROM {{s}}.tasks WHERE {where}"), *args))
 
     async def count_dead(self) -> int:
         return int(
@@ -807,28 +824,22 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
         jobs = await self._scope(conn, job, exclude_jobs)
         if not jobs:
             return 0
-        tasks = (
-            f"job = ANY($1::text[]) AND status = ANY($2::text[]) AND status NOT IN {ACTIVE} "
-            f"AND {_FINISHED_AT} < $3"
-        )
-        runs = "job = ANY($1::text[]) AND status = ANY($2::text[]) AND finished_at < $3"
-        more: tuple[int, ...] = ()
-        if limit is not None:
-            tasks = f"id IN (SELECT id FROM {{s}}.tasks WHERE {tasks} LIMIT $4)"
-            runs = f"id IN (SELECT id FROM {{s}}.runs WHERE {runs} LIMIT $4)"
-            more = (limit,)
         count = _count(
             await conn.execute(
-                self._q(f"DELETE FROM {{s}}.tasks WHERE {tasks}"), jobs, wanted, older_than, *more
+                self._q(f"DELETE FROM {{s}}.tasks WHERE id IN ({_SCOPED_TASKS})"),
+                jobs,
+                wanted,
+                older_than,
+                limit,
             )
         )
         history = _count(
             await conn.execute(
-                self._q(f"DELETE FROM {{s}}.runs WHERE {runs}"),
+                self._q(f"DELETE FROM {{s}}.runs WHERE id IN ({_SCOPED_RUNS})"),
                 jobs,
                 run_statuses,
                 older_than,
-                *more,
+                limit,
             )
         )
         return count if limit is None else count + history
