@@ -25,7 +25,8 @@ ever touches one slot):
 | `job:<name>`, `jobs` | hash, set | first_seen, last_fire, paused |
 | `runs`, `runs:<job>` | zsets | history: one JSON row per finished run, scored by finish time |
 | `procs` | hash | process id -> heartbeat JSON |
-| `notes` | hash | name -> small JSON a process reports to all (the last retention pass) |
+| `notes` | hash | name -> small JSON a process reports to all (the last retention pass, |
+|  |  | `skip:<job>`: the job's last skipped fire) |
 | `rate:<job>` | zset | start times within the rate-limit window (shared by all workers) |
 | `wake` | pub/sub channel | "new work": idle workers sleep on it instead of polling |
 | `pub:<queue>` | zset | as a RabbitMQ state store only (`brokered` set): pending tasks |
