@@ -169,3 +169,33 @@ async def test_a_library_job_keeps_its_own_history() -> None:
         await until(lambda: last_report(backend), "a retention pass")
     assert await backend.get_task(rows[1].id) is None
     assert await backend.get_task(rows[0].id) is not None
+
+
+async def test_a_skipped_fire_is_stored_for_every_process_and_in_the_metrics() -> None:
+    """A fire into a full queue: the backend note `skip:<job>` (what `jobs list` reads),
+    the gauge of its fire time, and one counter label however many are pending."""
+    from chronctl.admin import jobs_overview
+    from chronctl.backpressure import last_skip
+
+    backend = MemoryBackend()
+    s = Scheduler(backend, workers=0, queue_max_pending={"default": 0})
+    s.job(name="tick", every=1)(lambda: None)
+    skipped = asyncio.Event()
+    s.events.on("job_skipped", lambda _: skipped.set())
+    metrics = Metrics(s, refresh=3600)
+    async with s, metrics.serving(0) as port:
+        await asyncio.wait_for(skipped.wait(), 10)
+        await metrics.update_gauges()
+        text = await asyncio.to_thread(scrape, port)
+        skip = await last_skip(backend, "tick")
+        [row] = await jobs_overview(backend, s.jobs.values())
+    assert skip is not None
+    assert skip.reason == "queue 'default' is full: 0 pending (max_pending 0)"
+    assert row.last_skip == skip
+    assert 'chronctl_fires_skipped_total{job="tick",reason="queue full"}' in text
+    [gauge] = [
+        line.split()[-1]
+        for line in text.splitlines()
+        if line.startswith('chronctl_job_last_skip_timestamp_seconds{job="tick"}')
+    ]
+    assert float(gauge) == skip.fire_time

@@ -636,12 +636,12 @@ elseif op == 'trim_runs' then
     local job = ARGV[j]
     local key = P .. 'runs:' .. job
     if read < limit then
-      for _, row in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', cutoff, 'LIMIT', 0,
-                                      limit - read)) do
+      for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', cutoff, 'LIMIT', 0,
+                                         limit - read)) do
         read = read + 1
-        if all or wanted[cjson.decode(row).status] then
-          redis.call('ZREM', key, row)
-          redis.call('ZREM', P .. 'runs', row)
+        if all or wanted[cjson.decode(member).status] then
+          redis.call('ZREM', key, member)
+          redis.call('ZREM', P .. 'runs', member)
           n = n + 1
         end
       end
