@@ -27,6 +27,9 @@ Decisions (also the user-visible rules):
   host, and `import-crontab` writes the host's zone for that reason).
 - `on_failure` from `[defaults]` skips the job it names (an alert is not its
   own alert); `on_failure = ""` opts a job out.
+- `keep_history`/`keep_dead` in `[jobs.NAME]` override `[scheduler]`'s for that
+  job ("forever" keeps all). `[defaults]` refuses them: `[scheduler]` already is
+  the default, and it also covers rows of jobs no longer in the manifest.
 - `timeout = 0` means no limit (JobSpec.timeout is None); the built-in
   default is 10 minutes. Durations go through parse_duration, so NaN and
   infinity are refused.
