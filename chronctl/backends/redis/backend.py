@@ -763,6 +763,21 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         names = await self._do(self._redis.smembers, self._k("donejobs"))
         return sorted(set(names) - set(exclude_jobs))
 
+    async def _trim(self, op: str, args: Sequence[Any], limit: int | None) -> int:
+        """Run a trim script (`args` its arguments after the row count) until `limit`
+        rows were read (None: until none is left), at most `_TRIM_ROWS` per script so
+        that no script holds the server long; returns the rows deleted."""
+        budget = limit
+        total = 0
+        while True:
+            rows = _TRIM_ROWS if budget is None else min(_TRIM_ROWS, budget)
+            deleted, read = await self._call(op, args[0], rows, *args[1:])
+            total += int(deleted)
+            if budget is not None:
+                budget -= int(read)
+            if int(read) < rows or budget == 0:
+                return total
+
     async def _trim_done(
         self,
         jobs: Sequence[str],
@@ -771,19 +786,12 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         limit: int | None,
     ) -> int:
         """Delete the jobs' finished tasks of `statuses` finished before `older_than`
-        (None: all), from done:<status>:<job>, oldest first in each job: one script of
-        at most `limit` (500 without one, repeated until none is left)."""
+        (None: all), from done:<status>:<job>, oldest first in each job."""
         if not jobs or not statuses:
             return 0
         cutoff = "+inf" if older_than is None else f"({older_than!r}"
         names = [s.value for s in statuses]
-        step = limit if limit is not None else 500
-        total = 0
-        while True:
-            deleted, read = await self._call("trim_done", cutoff, step, len(names), *names, *jobs)
-            total += int(deleted)
-            if limit is not None or int(read) < step:
-                return total
+        return await self._trim("trim_done", [cutoff, len(names), *names, *jobs], limit)
 
     async def _trim_runs(
         self, jobs: Sequence[str], wanted: set[TaskStatus], older_than: float, limit: int | None
@@ -799,21 +807,8 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         names = sorted(
             {s.value for s in wanted} | ({"failed"} if TaskStatus.DEAD in wanted else set())
         )
-        step = limit if limit is not None else 500
-        total = 0
-        while True:
-            deleted, read = await self._call(
-                "trim_runs",
-                f"({older_than!r}",
-                step,
-                "1" if every else "0",
-                len(names),
-                *names,
-                *jobs,
-            )
-            total += int(deleted)
-            if limit is not None or int(read) < step:
-                return total
+        args = [f"({older_than!r}", "1" if every else "0", len(names), *names, *jobs]
+        return await self._trim("trim_runs", args, limit)
 
     async def get_note(self, name: str) -> str | None:
         return await self._do(self._redis.hget, self._k("notes"), name)
@@ -1048,6 +1043,11 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         ):
             count += int(await self._redis.delete(key))
         return count
+
+
+#: Rows one trim script reads at most: a retention step of 500 is two scripts, each
+#: a few milliseconds (see README, "Per-job retention").
+_TRIM_ROWS = 250
 
 
 def _newest(task: Task) -> tuple[float, str]:
