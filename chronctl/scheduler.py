@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import socket
@@ -45,11 +46,12 @@ from .models import (
 )
 from .retention import RetentionPolicy
 from .retention import run_forever as run_retention
+from .schedules import Schedule, effective_spec
+from .text import safe
 from .triggers import (
     CronTrigger,
     DateTrigger,
     IntervalTrigger,
-    Timeline,
     Trigger,
     jitter_delay,
     parse_at,
@@ -62,6 +64,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chronctl.scheduler")
 
+#: Seconds between looks at the stored schedules' version (the safety net under the
+#: backend's change notification: a change reaches every scheduler within this).
+SCHEDULES_RECHECK = 1.0
 MAX_CATCHUP = 10_000  # fires examined per job per wake before skipping ahead
 # catchup = "skip": a fire this late is still "now" (the loop wakes a little after it).
 CATCHUP_SKIP_TOLERANCE = 1.0
@@ -152,9 +157,23 @@ class Scheduler:
         self.retention = retention if retention is not None else RetentionPolicy()
         self.jobs: dict[str, JobSpec] = {}
         self.events = EventBus()
-        # The fire loop's cursor per job (its next fire), and the job state it started from.
+        # What fires, by fire name: each job with a trigger (an override stored in the
+        # backend replaces it) and each stored runtime schedule of a known job.
+        self._firing: dict[str, JobSpec] = {}
+        self._firing_from: dict[str, object] = {}  # what each entry was built from
+        self._firing_stale = True  # jobs or stored schedules changed: rebuild _firing
+        self._stored: dict[str, Schedule] = {}  # stored schedules and overrides, by name
+        self._stored_version: int | None = None
+        self._stored_checked = -SCHEDULES_RECHECK  # monotonic time of the last version read
+        self._stored_supported = True
+        self._orphans: set[str] = set()  # stored schedules already warned about
+        # The fire loop's cursor per fire name (its next fire), the job state it started
+        # from, its anchored trigger; a heap of next fires, and names not yet placed on it.
         self._next: dict[str, datetime | None] = {}
         self._states: dict[str, JobState] = {}
+        self._triggers: dict[str, Trigger] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._unplaced: set[str] = set()
         self._wake = asyncio.Event()
         self._connected = False
         self._started = False
@@ -211,9 +230,16 @@ class Scheduler:
         self._forget_fires(name)
 
     def _forget_fires(self, name: str) -> None:
+        self._firing_stale = True
+        self._forget_cursor(name)
+        self._wake.set()
+
+    def _forget_cursor(self, name: str) -> None:
+        """Read this fire name's state again and place it anew (its heap entry goes stale)."""
         self._next.pop(name, None)
         self._states.pop(name, None)
-        self._wake.set()
+        self._triggers.pop(name, None)
+        self._unplaced.add(name)
 
     def job(
         self,
@@ -433,37 +459,153 @@ class Scheduler:
         return self.events.on(event, handler)
 
     # -- firing ------------------------------------------------------------
-    async def _timeline(self, spec: JobSpec) -> Timeline | None:
-        """The job's timeline; its state is read once (the read records first_seen)."""
-        now = self.clock()
-        state = self._states.get(spec.name)
-        if state is None and spec.trigger is not None:
-            state = self._states[spec.name] = await self.backend.job_state(spec.name, now)
-        timeline = spec.timeline(state, now)
-        if timeline is not None and spec.name not in self._next:
-            self._next[spec.name] = timeline.next_fire()
-        return timeline
+    async def _read_schedules(self) -> None:
+        """Re-read the stored schedules when their version moved: at once when the
+        backend says they changed (`schedules_changed`), else about once a second, so a
+        change made anywhere reaches this loop within a second without a restart."""
+        if not self._stored_supported:
+            return
+        changed = self.backend.schedules_changed
+        if not changed.is_set() and time.monotonic() - self._stored_checked < SCHEDULES_RECHECK:
+            return
+        changed.clear()
+        self._stored_checked = time.monotonic()
+        try:
+            version = await self.backend.schedules_version()
+            if version == self._stored_version:
+                return
+            stored = {s.name: s for s in await self.backend.list_schedules()}
+        except Unsupported:
+            self._stored_supported = False  # a custom backend: manifest triggers only
+            return
+        self._stored_version = version
+        if stored != self._stored:
+            self._stored = stored
+            self._firing_stale = True
 
-    async def fire_due(self) -> float | None:
-        """Fire every due occurrence of every triggered job; returns the next wake time."""
-        now = self.clock()
-        next_wake: float | None = None
-        for spec in list(self.jobs.values()):
-            timeline = await self._timeline(spec)
+    def _rebuild_firing(self) -> None:
+        """What fires now: manifest triggers (overridden where an override is stored)
+        and runtime schedules whose job the manifest defines. A schedule of a job the
+        manifest no longer has is an orphan: warned about once, kept, never fired."""
+        firing: dict[str, JobSpec] = {}
+        sources: dict[str, object] = {}
+        orphans: set[str] = set()
+        for spec in self.jobs.values():
+            override = self._stored.get(spec.name)
+            if override is not None and override.override:
+                built = self._built(override, spec)
+                if built is not None:
+                    firing[spec.name], sources[spec.name] = built, (spec, override.dumps())
+                    continue
+            if spec.trigger is not None:
+                firing[spec.name], sources[spec.name] = spec, spec
+        for schedule in self._stored.values():
+            job_spec = self.jobs.get(schedule.job)
+            if job_spec is None:
+                orphans.add(schedule.name)
+                if schedule.name not in self._orphans:
+                    log.warning(
+                        "schedule %s names job %s, which the manifest does not define: "
+                        "not fired (it stays stored; `schedules list` shows it orphaned)",
+                        safe(schedule.name),
+                        safe(schedule.job),
+                    )
+                continue
+            if schedule.override or schedule.name in self.jobs:
+                continue  # an override (above), or a name a manifest job took since
+            built = self._built(schedule, job_spec)
+            if built is not None:
+                firing[schedule.name] = built
+                sources[schedule.name] = (job_spec, schedule.dumps())
+        self._orphans = orphans
+        for name in set(self._firing_from) | set(sources):
+            if name not in sources:
+                self._forget_cursor(name)
+                self._unplaced.discard(name)
+            elif self._firing_from.get(name) != sources[name]:
+                self._forget_cursor(name)  # new, or its trigger or job changed
+        self._firing, self._firing_from = firing, sources
+        self._firing_stale = False
+
+    @staticmethod
+    def _built(schedule: Schedule, spec: JobSpec) -> JobSpec | None:
+        """The job as a stored schedule fires it; None (with a warning) when the record
+        no longer makes sense here (a timezone this host lacks, say)."""
+        try:
+            return effective_spec(schedule, spec)
+        except ChronctlError as exc:
+            log.warning("schedule %s not fired: %s", safe(schedule.name), safe(str(exc)))
+            return None
+
+    async def _place(self, names: Iterable[str], now: float) -> None:
+        """Compute the next fire of each name from its stored state, and heap it.
+
+        One read of every job state serves many names (10,000 stored schedules start
+        in one call, not 10,000). A manifest job without state gets one created (its
+        first_seen anchors an `every` trigger for every scheduler); a stored schedule's
+        anchor is the moment it was stored, so it needs no write.
+        """
+        todo = [n for n in names if n in self._firing]
+        known: dict[str, JobState] = {}
+        if len(todo) > 1:
+            known = await admin.job_states(self.backend)
+        for name in todo:
+            spec = self._firing[name]
+            state = self._states.get(name) or known.get(name)
+            if state is None:
+                schedule = self._stored.get(name)
+                if schedule is not None and not schedule.override:
+                    state = JobState(name, first_seen=schedule.created or now)
+                else:
+                    state = await self.backend.job_state(name, now)
+            self._states[name] = state
+            timeline = spec.timeline(state, now)
             if timeline is None:
                 continue
-            nxt = self._next[spec.name]
-            if nxt is not None and nxt.timestamp() <= now:
-                nxt = await self._fire_job(spec, timeline.trigger, nxt, now)
-                self._next[spec.name] = nxt
+            self._triggers[name] = timeline.trigger
+            nxt = self._next[name] = timeline.next_fire()
             if nxt is not None:
-                ts = nxt.timestamp()
-                next_wake = ts if next_wake is None else min(next_wake, ts)
-        return next_wake
+                heapq.heappush(self._heap, (nxt.timestamp(), name))
+        self._unplaced.difference_update(names)
+
+    def _current(self, ts: float, name: str) -> bool:
+        """Whether a heap entry is still the name's next fire (edits leave stale ones)."""
+        nxt = self._next.get(name)
+        return nxt is not None and nxt.timestamp() == ts and name in self._firing
+
+    async def fire_due(self) -> float | None:
+        """Fire every due occurrence of every trigger and stored schedule; returns the
+        next wake time. Only due entries are touched: an idle loop over 10,000 stored
+        schedules costs a heap peek, not a pass over all of them."""
+        now = self.clock()
+        await self._read_schedules()
+        if self._firing_stale:
+            self._rebuild_firing()
+        if self._unplaced:
+            await self._place(sorted(self._unplaced), now)
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            ts, name = heapq.heappop(heap)
+            if not self._current(ts, name):
+                continue
+            due = self._next[name]
+            assert due is not None  # _current checked it
+            nxt = await self._fire_job(name, self._firing[name], self._triggers[name], due, now)
+            self._next[name] = nxt
+            if nxt is not None:
+                heapq.heappush(heap, (nxt.timestamp(), name))
+        while heap and not self._current(*heap[0]):
+            heapq.heappop(heap)
+        if len(heap) > 2 * len(self._firing) + 64:  # many edits: drop the stale entries
+            self._heap = heap = [e for e in heap if self._current(*e)]
+            heapq.heapify(heap)
+        return heap[0][0] if heap else None
 
     async def _fire_job(
-        self, spec: JobSpec, trigger: Trigger, first: datetime, now: float
+        self, name: str, spec: JobSpec, trigger: Trigger, first: datetime, now: float
     ) -> datetime | None:
+        """Fire `name` (a job's or a stored schedule's fire name; `spec` is the job as it
+        fires) from `first` up to `now`, by the misfire rules; returns the next fire."""
         grace = (
             spec.misfire_grace_time
             if spec.misfire_grace_time is not None
@@ -488,11 +630,11 @@ class Scheduler:
                     continue
             current = trigger.next_fire(current)
         if missed:
-            outcome = await self.backend.record_fire(spec.name, missed[-1].timestamp(), None, None)
+            outcome = await self.backend.record_fire(name, missed[-1].timestamp(), None, None)
             if outcome is FireOutcome.MISSED:
                 log.warning(
                     "job %s missed %d fire(s), last at %s (grace %.0fs)",
-                    spec.name,
+                    _fired_as(name, spec),
                     len(missed),
                     missed[-1].isoformat(),
                     grace,
@@ -501,47 +643,59 @@ class Scheduler:
                     "job_missed", job=spec.name, count=len(missed), fire_time=missed[-1]
                 )
         for fire in on_time[-1:] if coalesce else on_time:
-            await self._fire_one(spec, fire, coalesced=len(on_time) if coalesce else 1)
+            await self._fire_one(name, spec, fire, coalesced=len(on_time) if coalesce else 1)
         return current
 
-    async def _fire_one(self, spec: JobSpec, fire: datetime, coalesced: int = 1) -> None:
+    async def _fire_one(self, name: str, spec: JobSpec, fire: datetime, coalesced: int = 1) -> None:
         fire_ts = fire.timestamp()
         full = await full_reason(self.backend, self.limits, spec.queue)
         if full is not None:
-            await self._skip_full(spec, fire, full)
+            await self._skip_full(name, spec, fire, full)
             return
         task = self._new_task(
             spec,
             scheduled_at=max(fire_ts, self.clock()) + jitter_delay(spec.jitter),
-            key=f"{spec.name}@{iso(fire_ts)}",
+            key=f"{name}@{iso(fire_ts)}",
         )
         task.fire_time = fire_ts
         replace = spec.concurrency_policy == "replace"
         outcome = await self.backend.record_fire(
-            spec.name, fire_ts, task, None if replace else spec.effective_max_instances
+            name, fire_ts, task, None if replace else spec.effective_max_instances
         )
         if outcome is FireOutcome.ENQUEUED and replace:
             await self._replace_older(spec, task)
         if outcome is FireOutcome.ENQUEUED:
-            log.info("fired job=%s fire_time=%s task=%s", spec.name, fire.isoformat(), task.id)
+            log.info(
+                "fired job=%s fire_time=%s task=%s",
+                _fired_as(name, spec),
+                fire.isoformat(),
+                task.id,
+            )
             await self.events.emit(
                 "job_fired", job=spec.name, task=task, fire_time=fire, coalesced=coalesced
             )
             await self.events.emit("task_enqueued", task=task)
         elif outcome in (FireOutcome.SKIPPED, FireOutcome.PAUSED):
             reason = "paused" if outcome is FireOutcome.PAUSED else "max_instances reached"
-            log.info("skipped job=%s fire_time=%s reason=%s", spec.name, fire.isoformat(), reason)
+            log.info(
+                "skipped job=%s fire_time=%s reason=%s",
+                _fired_as(name, spec),
+                fire.isoformat(),
+                reason,
+            )
             if outcome is FireOutcome.SKIPPED:  # a paused job says so in `jobs list` already
-                await record_skip(self.backend, spec.name, fire_ts, reason)
+                await record_skip(self.backend, name, fire_ts, reason)
             await self.events.emit("job_skipped", job=spec.name, fire_time=fire, reason=reason)
 
-    async def _skip_full(self, spec: JobSpec, fire: datetime, reason: str) -> None:
+    async def _skip_full(self, name: str, spec: JobSpec, fire: datetime, reason: str) -> None:
         """A fire into a full queue: recorded (so no scheduler fires it again), not run."""
-        outcome = await self.backend.record_fire(spec.name, fire.timestamp(), None, None)
+        outcome = await self.backend.record_fire(name, fire.timestamp(), None, None)
         if outcome is FireOutcome.DUPLICATE:
             return  # another scheduler recorded this fire first
-        log.warning("skipped job=%s fire_time=%s reason=%s", spec.name, fire.isoformat(), reason)
-        await record_skip(self.backend, spec.name, fire.timestamp(), reason)
+        log.warning(
+            "skipped job=%s fire_time=%s reason=%s", _fired_as(name, spec), fire.isoformat(), reason
+        )
+        await record_skip(self.backend, name, fire.timestamp(), reason)
         await self.events.emit("job_skipped", job=spec.name, fire_time=fire, reason=reason)
 
     async def _replace_older(self, spec: JobSpec, newest: Task) -> None:
@@ -568,8 +722,21 @@ class Scheduler:
                 backoff = min(max(backoff * 2, 0.1), 5.0)
                 next_wake = self.clock() + backoff
             timeout = 3600.0 if next_wake is None else max(0.0, next_wake - self.clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(timeout, 3600.0))
+            if self._stored_supported:  # the next look at the stored schedules' version
+                timeout = min(timeout, SCHEDULES_RECHECK)
+            await self._sleep(min(timeout, 3600.0))
+
+    async def _sleep(self, timeout: float) -> None:
+        """Until the timeout, a local change (`_wake`) or news that the stored schedules
+        changed (`schedules_changed`, set by the backend's wake-up path)."""
+        waits = [asyncio.ensure_future(self._wake.wait())]
+        if self._stored_supported:
+            waits.append(asyncio.ensure_future(self.backend.schedules_changed.wait()))
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     def next_fires(
         self, name: str, count: int = 5, after: datetime | None = None
@@ -769,6 +936,13 @@ class Scheduler:
         seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
         await self._connect()
         return await admin.cleanup(self.backend, time.time() - seconds, statuses)
+
+
+def _fired_as(name: str, spec: JobSpec) -> str:
+    """How log lines name a fire: the job, and the stored schedule when it is one."""
+    if name == spec.name:
+        return spec.name
+    return f"{spec.name} schedule={safe(name)}"
 
 
 _RETRY_OPTIONS = {

@@ -159,8 +159,7 @@ def build(
     unknown = set(changes) - set(FIELDS)
     if unknown:
         raise UsageError(
-            f"unknown schedule field(s) {', '.join(sorted(unknown))}: expected "
-            + ", ".join(FIELDS)
+            f"unknown schedule field(s) {', '.join(sorted(unknown))}: expected " + ", ".join(FIELDS)
         )
     check_name(name, "schedule")
     spec = jobs.get(job)

@@ -62,14 +62,17 @@ async def test_a_newer_schema_version_is_refused(url: str) -> None:
         await PostgresBackend(url).connect()
 
 
-async def test_a_schema_1_gets_the_per_job_retention_indexes_in_place(url: str) -> None:
-    """Schema 2 adds tasks_job_done and runs_job_finished: a schema 1 is brought up to
-    date when a process connects, its rows untouched."""
+@pytest.mark.parametrize("old", ["1", "2"])
+async def test_an_older_schema_gets_the_per_job_retention_indexes_in_place(
+    url: str, old: str
+) -> None:
+    """Schema 3 adds tasks_job_done and runs_job_finished: a schema 1 or 2 is brought up
+    to date when a process connects, its rows untouched."""
     async with PostgresBackend(url) as backend:
         task_id, _ = await backend.enqueue(Task(job="j"))
         await backend._execute("DROP INDEX {s}.tasks_job_done")
         await backend._execute("DROP INDEX {s}.runs_job_finished")
-        await backend._execute("UPDATE {s}.meta SET value = '1' WHERE key = 'schema_version'")
+        await backend._execute("UPDATE {s}.meta SET value = $1 WHERE key = 'schema_version'", old)
     async with PostgresBackend(url) as again:
         names = {
             r["indexname"]
@@ -79,7 +82,7 @@ async def test_a_schema_1_gets_the_per_job_retention_indexes_in_place(url: str) 
         }
         assert {"tasks_job_done", "runs_job_finished"} <= names
         version = await again._fetchval("SELECT value FROM {s}.meta WHERE key = 'schema_version'")
-        assert version == "2"
+        assert version == "3"
         assert (await again.get_task(task_id)) is not None
 
 
@@ -126,3 +129,55 @@ async def test_keys_repeated_in_one_batch_and_retried_dead_letters(url: str) -> 
         assert await backend.retry_dead() == 2
         keys = {t.id: t.key for t in await backend.list_tasks(status=TaskStatus.PENDING)}
         assert (keys[dead[0].id], keys[dead[1].id]) == (None, "d")
+
+
+async def test_a_schema_of_version_1_is_upgraded_in_place(url: str) -> None:
+    """A schema written before stored schedules (no `schedules` table, version 1) gets
+    the table and version 2 when opened, keeping its tasks; it then stores schedules."""
+    from chronctl.backends.postgres.schema import SCHEMA_VERSION
+    from chronctl.schedules import Schedule
+
+    async with PostgresBackend(url) as old:
+        await old._execute("DROP TABLE {s}.schedules")
+        await old._execute("UPDATE {s}.meta SET value = '1' WHERE key = 'schema_version'")
+        task_id, _ = await old.enqueue(Task(job="kept"))
+    async with PostgresBackend(url) as backend:
+        version = await backend._fetchval("SELECT value FROM {s}.meta WHERE key = 'schema_version'")
+        assert int(version) == SCHEMA_VERSION
+        kept = await backend.get_task(task_id)
+        assert kept is not None and kept.job == "kept"
+        assert await backend.schedules_version() == 0
+        assert await backend.list_schedules() == []
+        schedule = Schedule(name="nightly", job="report", cron="0 3 * * *", created=1.0)
+        assert await backend.put_schedule(schedule, create=True)
+        assert await backend.get_schedule("nightly") == schedule
+        assert await backend.schedules_version() == 1
+
+
+async def test_a_schedule_change_in_another_process_sets_schedules_changed(url: str) -> None:
+    """Two backends are two clients, as two processes would be: a put, an edit and a
+    delete on one each set the other's `schedules_changed` through its LISTEN connection
+    (NOTIFY is delivered at the change's commit), and wake none of its workers."""
+    from chronctl.schedules import Schedule
+
+    async with PostgresBackend(url) as watcher, PostgresBackend(url) as editor:
+        listener = watcher._listener
+        assert listener is not None
+        # Connected: its first (re)connect wakes the workers once, and LISTEN is on by then.
+        await asyncio.wait_for(watcher._wakeup.wait(), 30)
+        watcher._wakeup.clear()
+        schedule = Schedule(name="acme", job="report", every=60.0, created=1.0)
+        for change in (
+            editor.put_schedule(schedule, create=True),
+            editor.put_schedule(Schedule(name="acme", job="report", every=90.0), create=False),
+            editor.delete_schedule("acme"),
+        ):
+            watcher.schedules_changed.clear()
+            assert await change
+            await asyncio.wait_for(watcher.schedules_changed.wait(), 2.0)
+        assert not watcher._wakeup.is_set()  # a schedules payload is no work
+        # An enqueue is: it wakes the watcher's workers, not its scheduler.
+        watcher.schedules_changed.clear()
+        await editor.enqueue(Task(job="j"))
+        await asyncio.wait_for(watcher._wakeup.wait(), 2.0)
+        assert not watcher.schedules_changed.is_set()

@@ -539,3 +539,55 @@ async def test_any_task_id_finds_its_bucket(redis_url: str) -> None:
         assert [t and t.id for t in [await backend.get_task(i) for i in ids]] == ids
         assert sorted(t.id for t in await backend.dequeue(10)) == sorted(ids)
         assert await backend.drop_everything() > 0
+
+
+@pytest.fixture(params=["single", "cluster"])
+def any_redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh prefix on the shared Redis or on the test Cluster, dropped afterwards."""
+    if request.param == "single":
+        ok, why = redis_reachable()
+        need_service("Redis", ok, why)
+        url = unique_url()
+    else:
+        from .redis_cluster import cluster_url
+
+        seeds, why = cluster_url()
+        need_service("Redis Cluster", seeds is not None, why)
+        url = f"{seeds}?prefix=chronctl-test-{uuid.uuid4().hex[:10]}"
+    yield url
+
+    async def drop() -> None:
+        async with RedisBackend(url) as backend:
+            await backend.drop_everything()
+
+    asyncio.run(drop())
+
+
+async def test_a_schedule_change_reaches_another_process_and_wakes_no_worker(
+    any_redis_url: str,
+) -> None:
+    """Two processes on one prefix: a put or delete on one sets `schedules_changed` on
+    the other through `wake`, and that message leaves the other's workers asleep (it
+    brings them no work); an enqueue after it still wakes them."""
+    from chronctl.schedules import Schedule
+
+    writer, reader = RedisBackend(any_redis_url), RedisBackend(any_redis_url)
+    async with writer, reader:
+        await wait(reader._subscribed, 5)  # else the message could go out before it listens
+        reader.schedules_changed.clear()
+        reader._wakeup.clear()
+        acme = Schedule(name="acme", job="report", cron="0 9 * * *", created=1.0, updated=1.0)
+        assert await writer.put_schedule(acme, create=True)
+        await wait(reader.schedules_changed, 2)
+        assert not reader._wakeup.is_set()  # messages arrive in order: none woke it
+        assert await reader.get_schedule("acme") == acme
+        assert await reader.schedules_version() == await writer.schedules_version() == 1
+
+        reader.schedules_changed.clear()
+        assert await writer.delete_schedule("acme")
+        await wait(reader.schedules_changed, 2)
+        assert await reader.list_schedules() == []
+        assert await reader.schedules_version() == 2
+
+        await writer.enqueue(Task(job="report"))
+        await wait(reader._wakeup, 2)

@@ -150,6 +150,7 @@ def test_jobs_list_json_shape(tmp_path: Path) -> None:
         "last_status",
         "last_run",
         "last_skip",
+        "overridden",
     }
     assert rows["heartbeat"]["last_skip"] is None
     assert rows["heartbeat"]["trigger"] == "every 10s"

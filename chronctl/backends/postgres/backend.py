@@ -12,7 +12,8 @@ Idle workers sleep on LISTEN/NOTIFY (listen.py), with a re-check every
 
 Tables (schema.py), all in the backend's own schema: `tasks`, `runs` (history),
 `jobs` (paused, first_seen, last_fire), `queues` (paused), `processes`
-(heartbeats), `rate` (shared rate limits), `meta` (schema version, notes).
+(heartbeats), `rate` (shared rate limits), `schedules` (stored schedules), `meta`
+(schema version, the schedules' version, notes).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 
 from ...errors import BackendError, BackendUnavailableError
 from ...models import FireOutcome, JobState, Process, Run, Task, TaskStatus, dumps
+from ...schedules import Schedule
 from ..base import (
     LEASE_EXPIRED_ERROR,
     PROCESS_TTL,
@@ -37,7 +39,7 @@ from ..base import (
     StoppedEarly,
     settle,
 )
-from .listen import WakeListener, channel_name
+from .listen import SCHEDULES, WakeListener, channel_name
 from .rows import row_process, row_run, row_task, run_columns, task_columns
 from .schema import (
     ACTIVE,
@@ -239,7 +241,11 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
             raise
         self._pool = pool
         self._listener = WakeListener(
-            self._open_connection, self.channel, self._origin, self.notify
+            self._open_connection,
+            self.channel,
+            self._origin,
+            self.notify,
+            on_schedules=self.schedules_changed.set,
         )
         self._listener.start()
 
@@ -326,6 +332,9 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
 
     def _notify_sql(self) -> str:
         return f"pg_notify('{self.channel}', '{self._origin}')"
+
+    def _notify_schedules_sql(self) -> str:
+        return f"pg_notify('{self.channel}', '{SCHEDULES}{self._origin}')"
 
     # -- the queue ---------------------------------------------------------
     async def _insert(self, conn: Any, tasks: Sequence[Task]) -> list[tuple[str, bool]]:
@@ -967,6 +976,57 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
                 f"SELECT COUNT(*) FROM {{s}}.tasks WHERE job = $1 AND status IN {ACTIVE}", job
             )
         )
+
+    # -- stored schedules --------------------------------------------------------
+    async def list_schedules(self) -> list[Schedule]:
+        rows = await self._fetch("SELECT record FROM {s}.schedules ORDER BY name")
+        return [Schedule.loads(r[0]) for r in rows]
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        text = await self._fetchval("SELECT record FROM {s}.schedules WHERE name = $1", name)
+        return None if text is None else Schedule.loads(text)
+
+    async def put_schedule(self, schedule: Schedule, *, create: bool) -> bool:
+        """A create is INSERT ... ON CONFLICT DO NOTHING: of two concurrent creates of one
+        name, the second waits for the first's commit, then stores nothing."""
+        if create:
+            sql = (
+                "INSERT INTO {s}.schedules (name, record) VALUES ($1, $2) "
+                "ON CONFLICT (name) DO NOTHING"
+            )
+        else:
+            sql = "UPDATE {s}.schedules SET record = $2 WHERE name = $1"
+        return await self._change_schedules(sql, schedule.name, schedule.dumps())
+
+    async def delete_schedule(self, name: str) -> bool:
+        return await self._change_schedules("DELETE FROM {s}.schedules WHERE name = $1", name)
+
+    async def _change_schedules(self, sql: str, *args: Any) -> bool:
+        """`sql` and, when it changed a row, the version bump and the notification, in one
+        transaction: every process hears of a change once it is visible, and the version
+        moves only with a change. The schedule's row is locked before the version's, in
+        every change, so two changes never wait on each other in a cycle."""
+
+        async def change(conn: Any) -> bool:
+            if _count(await conn.execute(self._q(sql), *args)) == 0:
+                return False
+            await conn.execute(
+                self._q(
+                    "INSERT INTO {s}.meta AS m (key, value) VALUES ('schedules_version', '1') "
+                    "ON CONFLICT (key) DO UPDATE SET value = (m.value::bigint + 1)::text "
+                    f"RETURNING {self._notify_schedules_sql()}"
+                )
+            )
+            return True
+
+        changed = await self._tx(change)
+        if changed:
+            self.schedules_changed.set()
+        return changed
+
+    async def schedules_version(self) -> int:
+        value = await self._fetchval("SELECT value FROM {s}.meta WHERE key = 'schedules_version'")
+        return 0 if value is None else int(value)
 
     # -- shared rate limits --------------------------------------------------
     async def acquire_rate(self, job: str, count: int, per: float) -> float:

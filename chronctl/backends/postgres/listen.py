@@ -7,6 +7,12 @@ survives a server restart: it reconnects with backoff and wakes the worker once
 when it is back (a notification sent while it was away is lost; the claim after
 the wake finds that work). While it is away, `connected` is False and the backend
 wakes its workers every second instead.
+
+A change to the stored schedules is announced on the same channel with a payload of
+its own (`SCHEDULES` + origin): it tells every process's scheduler to re-read them
+(the changing process's too: harmless, it knew already), and wakes no worker, since
+no work came with it. One lost in an outage is made up by the scheduler's check of
+the schedules' version about once a second.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from typing import Any
 
 _PING_EVERY = 30.0  # seconds: a connection cut without a FIN (a partition) is found this late
 _BACKOFF_MIN, _BACKOFF_MAX = 0.1, 5.0
+#: The start of a schedules payload (a work payload is an origin: hex digits only).
+SCHEDULES = "s:"
 
 
 def channel_name(schema: str) -> str:
@@ -43,11 +51,13 @@ class WakeListener:
         channel: str,
         origin: str,
         on_wake: Callable[[], None],
+        on_schedules: Callable[[], None] | None = None,
     ) -> None:
         self._connect = connect  # returns an awaitable asyncpg connection
         self.channel = channel
         self._origin = origin  # our own notifications: the local wakeup was already set
         self._on_wake = on_wake
+        self._on_schedules = on_schedules
         self._task: asyncio.Task[None] | None = None
         self.connected = False
 
@@ -63,7 +73,10 @@ class WakeListener:
         self.connected = False
 
     def _message(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        if payload != self._origin:
+        if payload.startswith(SCHEDULES):
+            if self._on_schedules is not None:
+                self._on_schedules()
+        elif payload != self._origin:
             self._on_wake()
 
     async def _run(self) -> None:

@@ -7,10 +7,14 @@ removes all of it. `meta` holds the version: a newer one than this module's is r
 
 from __future__ import annotations
 
-# 1: the first layout (issue 18). 2: tasks_job_done and runs_job_finished (per-job
-# retention, issue 20), created in place by the DDL below when a version 1 schema is
-# opened. An upgrade that must touch rows goes in the opening transaction like SQLite's.
-SCHEMA_VERSION = 2
+# 1: the first layout (issue 18).
+# 2: stored schedules (issue 17): the `schedules` table; their version is a `meta` row,
+#    written by the first change. A schema of an older version is upgraded in place by
+#    running DDL again in the opening transaction: every statement is IF NOT EXISTS, so
+#    what is there is kept, what is missing is added.
+# 3: tasks_job_done and runs_job_finished (per-job retention, issue 20), added the same
+#    way to a schema 1 or 2.
+SCHEMA_VERSION = 3
 
 # Each statement is run on its own (asyncpg's simple query protocol takes several, but a
 # failing one is easier to name this way). `{s}` is the quoted schema.
@@ -104,6 +108,9 @@ DDL = (
     # Shared rate limits: one row per run started within a job's window (a sliding log).
     "CREATE TABLE IF NOT EXISTS {s}.rate (job TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)",
     "CREATE INDEX IF NOT EXISTS rate_job ON {s}.rate (job, at)",
+    # Stored schedules (chronctl/schedules.py): the record is `Schedule.dumps()`, kept as
+    # text so it reads back exactly as written (jsonb would re-space it).
+    "CREATE TABLE IF NOT EXISTS {s}.schedules (name TEXT PRIMARY KEY, record TEXT NOT NULL)",
 )
 
 TASK_COLUMNS = (

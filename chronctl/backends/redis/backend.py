@@ -28,7 +28,10 @@ ever touches one slot):
 | `notes` | hash | name -> small JSON a process reports to all (the last retention pass, |
 |  |  | `skip:<job>`: the job's last skipped fire) |
 | `rate:<job>` | zset | start times within the rate-limit window (shared by all workers) |
-| `wake` | pub/sub channel | "new work": idle workers sleep on it instead of polling |
+| `schedules`, `schedver` | hash, string | stored schedules: name -> `Schedule.dumps()` JSON; |
+|  |  | the version every put or delete of one bumps (`schedules_version`) |
+| `wake` | pub/sub channel | "new work": idle workers sleep on it instead of polling; |
+|  |  | `s:<origin>` there says the stored schedules changed (wakes no worker) |
 | `pub:<queue>` | zset | as a RabbitMQ state store only (`brokered` set): pending tasks |
 |  |  | whose publish is unconfirmed, scored by when the pump may take them |
 | `bulk:<batch>` | list | ids of a big `enqueue_many`'s tasks stored so far, while it is |
@@ -55,6 +58,7 @@ from typing import Any, TypeVar
 
 from ...errors import BackendError, BackendUnavailableError
 from ...models import FINISHED, FireOutcome, JobState, Process, Run, Task, TaskStatus
+from ...schedules import Schedule
 from ..base import (
     LEASE_EXPIRED_ERROR,
     PROCESS_TTL,
@@ -107,6 +111,9 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         self._layout_ok = False
         self._script: Any = None
         self._listener: asyncio.Task[None] | None = None
+        # Set while the listener is subscribed to `wake`: what is published before then
+        # reaches this process only by polling (tests await it before publishing).
+        self._subscribed = asyncio.Event()
         self._closing = False
         self._acks: list[tuple[list[str], asyncio.Future[bool]]] = []
         self._ack_flusher: asyncio.Task[None] | None = None
@@ -312,23 +319,37 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         return self.prefix + name
 
     async def _listen(self) -> None:
-        """Turn `wake` messages into wakeups; reconnect quietly after an outage."""
+        """Turn `wake` messages into wakeups; reconnect quietly after an outage.
+
+        A schedules message (`s:<origin>`) sets `schedules_changed` only: waking every
+        idle worker for a change that gives them no work would be a stampede for
+        nothing. Missed messages (during an outage) cost a second at most: the fire
+        loop polls `schedules_version` too."""
         delay = 0.1
         while not self._closing:
             pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(self._k("wake"))
+                confirmed = None  # the server's reply: from then on nothing published is missed
+                while confirmed is None and not self._closing:
+                    confirmed = await pubsub.get_message(timeout=1.0)
+                self._subscribed.set()
                 delay = 0.1
                 while not self._closing:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None and message.get("data") != self._origin:
+                    data = None if message is None else message.get("data")
+                    if isinstance(data, str) and data.startswith("s:"):
+                        self.schedules_changed.set()
+                    elif data is not None and data != self._origin:
                         self.notify()
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self._subscribed.clear()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:
+                self._subscribed.clear()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
 
@@ -840,6 +861,38 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         else:
             await self._do(self._redis.srem, self._k("paused"), queue)
             await self._do(self._redis.publish, self._k("wake"), "1")
+
+    # -- stored schedules ----------------------------------------------------
+    # One hash, `schedules`, name -> record JSON, and a counter, `schedver`. A change is
+    # one script: stored only if absent (create) or present (replace), the version
+    # bumped and every process told on `wake` in the same step: no reader sees the
+    # change without the version moving, and no process hears of one not stored.
+    async def list_schedules(self) -> list[Schedule]:
+        stored = await self._do(self._redis.hgetall, self._k("schedules"))
+        return [Schedule.loads(stored[name]) for name in sorted(stored)]
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        text = await self._do(self._redis.hget, self._k("schedules"), name)
+        return None if text is None else Schedule.loads(text)
+
+    async def put_schedule(self, schedule: Schedule, *, create: bool) -> bool:
+        changed = await self._call(
+            "put_schedule", schedule.name, schedule.dumps(), "1" if create else "0", self._origin
+        )
+        return self._schedules_changed(changed)
+
+    async def delete_schedule(self, name: str) -> bool:
+        return self._schedules_changed(await self._call("delete_schedule", name, self._origin))
+
+    async def schedules_version(self) -> int:
+        return int(await self._do(self._redis.get, self._k("schedver")) or 0)
+
+    def _schedules_changed(self, reply: Any) -> bool:
+        """Our own change reaches our fire loop at once, not through the round trip."""
+        changed = bool(int(reply))
+        if changed:
+            self.schedules_changed.set()
+        return changed
 
     # -- job state ---------------------------------------------------------
     async def _job(self, name: str) -> JobState | None:

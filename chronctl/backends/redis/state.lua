@@ -685,6 +685,25 @@ elseif op == 'rate' then
   local oldest = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
   return tostring(tonumber(oldest[2]) + per - now)
 
+-- ---- stored schedules (chronctl/schedules.py) ----
+elseif op == 'put_schedule' then
+  -- name, record json, create ('1': only if absent; '0': only if present), origin:
+  -- store it, bump the version and tell every process (wake, 's:<origin>'); 0 = unchanged
+  local h = P .. 'schedules'
+  local present = redis.call('HEXISTS', h, ARGV[2]) == 1
+  if present == (ARGV[4] == '1') then return 0 end
+  redis.call('HSET', h, ARGV[2], ARGV[3])
+  redis.call('INCR', P .. 'schedver')
+  redis.call('PUBLISH', P .. 'wake', 's:' .. ARGV[5])
+  return 1
+
+elseif op == 'delete_schedule' then
+  -- name, origin: as put_schedule; 0 = there was none
+  if redis.call('HDEL', P .. 'schedules', ARGV[2]) == 0 then return 0 end
+  redis.call('INCR', P .. 'schedver')
+  redis.call('PUBLISH', P .. 'wake', 's:' .. ARGV[3])
+  return 1
+
 -- ---- delivery by a message broker (RabbitMQ keeps its task state here) ----
 elseif op == 'broker_on' then
   -- index every pending task once, then keep the index up to date

@@ -41,6 +41,7 @@ from ...models import (
     dumps,
     loads,
 )
+from ...schedules import Schedule
 from ...text import shown_path
 from ..base import (
     LEASE_EXPIRED_ERROR,
@@ -1006,6 +1007,59 @@ class SQLiteBackend(BrokerStateStore):
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"note:{name}", value)
             )
         )
+
+    # -- stored schedules --------------------------------------------------------
+    async def list_schedules(self) -> list[Schedule]:
+        rows = await self._call(
+            lambda db: db.execute("SELECT record FROM schedules ORDER BY name").fetchall()
+        )
+        return [Schedule.loads(row[0]) for row in rows]
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        row = await self._call(
+            lambda db: db.execute("SELECT record FROM schedules WHERE name = ?", (name,)).fetchone()
+        )
+        return None if row is None else Schedule.loads(row[0])
+
+    async def put_schedule(self, schedule: Schedule, *, create: bool) -> bool:
+        values = (schedule.name, schedule.dumps())
+        sql = (
+            "INSERT OR IGNORE INTO schedules (name, record) VALUES (?, ?)"
+            if create
+            else "UPDATE schedules SET record = ?2 WHERE name = ?1"
+        )
+        return await self._change_schedules(lambda db: db.execute(sql, values).rowcount > 0)
+
+    async def delete_schedule(self, name: str) -> bool:
+        return await self._change_schedules(
+            lambda db: db.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount > 0
+        )
+
+    async def _change_schedules(self, change: Callable[[sqlite3.Connection], bool]) -> bool:
+        """One transaction: the change, and the version bump when a row changed. Other
+        processes see the version move at their next check (SQLite has no push)."""
+
+        def run(db: sqlite3.Connection) -> bool:
+            changed = change(db)
+            if changed:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schedules_version', '1') "
+                    "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
+            return changed
+
+        changed = await self._tx(run)
+        if changed:
+            self.schedules_changed.set()
+        return changed
+
+    async def schedules_version(self) -> int:
+        row = await self._call(
+            lambda db: db.execute(
+                "SELECT value FROM meta WHERE key = 'schedules_version'"
+            ).fetchone()
+        )
+        return 0 if row is None else int(row[0])
 
     # -- job state ---------------------------------------------------------
     @staticmethod

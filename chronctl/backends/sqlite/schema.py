@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from ...models import TaskStatus
 
+# A table added with CREATE IF NOT EXISTS (schedules) needs no new version: an older
+# chronctl opening the file ignores it, a newer one creates it on open.
 # 2: one partial index for claims (tasks_next) instead of tasks_claim + tasks_pending; no
 # tasks_created; tasks_publish only where a broker uses the file (issue 15: 256 -> ~185 B
 # per pending task). `_upgrade` brings an older file up to date when it is opened.
@@ -74,6 +76,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS processes (
     id TEXT PRIMARY KEY,
     host TEXT NOT NULL,
