@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import QueueBackend, QueueInfo
-from .backpressure import UNLIMITED, QueueLimits, check_room
+from .backpressure import UNLIMITED, QueueLimits, SkippedFire, check_room, last_skip
 from .daemon import daemon_pid, pid_alive, process_started, read_pid
 from .durations import parse_duration
 from .errors import (
@@ -305,6 +305,8 @@ class JobOverview:
     last_run: float | None
     timezone: str = "UTC"
     overridden: bool = False  # the trigger is a stored override's (`jobs reschedule`)
+    #: The last fire that stored no task (queue full, max_instances), from any process.
+    last_skip: SkippedFire | None = None
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -316,14 +318,15 @@ class JobOverview:
             "last_status": self.last_status,
             "last_run": iso(self.last_run),
             "overridden": self.overridden,
+            "last_skip": self.last_skip.to_public() if self.last_skip else None,
         }
 
 
 async def jobs_overview(
     backend: QueueBackend, jobs: Iterable[JobSpec], now: float | None = None
 ) -> list[JobOverview]:
-    """`jobs list`: each job with its next fire, paused state and last run; a job whose
-    trigger is overridden (`jobs reschedule`) with the override's trigger."""
+    """`jobs list`: each job with its next fire, paused state, last run and last skip; a
+    job whose trigger is overridden (`jobs reschedule`) with the override's trigger."""
     states = await job_states(backend)
     now = time.time() if now is None else now
     out = []
@@ -346,6 +349,7 @@ async def jobs_overview(
                 last.finished_at if last else None,
                 spec.timezone,
                 overridden,
+                await last_skip(backend, spec.name) if spec.trigger else None,
             )
         )
     return out
@@ -813,9 +817,10 @@ async def status(
 
 
 def retention_policy(manifest: Manifest) -> RetentionPolicy:
-    """The manifest's `keep_history`, `keep_dead`, `max_dead`."""
+    """The manifest's `keep_history`, `keep_dead`, `max_dead`, and its jobs' own."""
     cfg = manifest.config
-    return RetentionPolicy(cfg.keep_history, cfg.keep_dead, cfg.max_dead)
+    policy = RetentionPolicy(cfg.keep_history, cfg.keep_dead, cfg.max_dead)
+    return policy.with_jobs(manifest.jobs.values())
 
 
 # -- migrate ---------------------------------------------------------------------

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from . import admin, schedule_admin
 from .backends import QueueBackend, QueueInfo
 from .backends.memory import MemoryBackend
-from .backpressure import QueueLimits, check_room, full_reason
+from .backpressure import QueueLimits, check_room, full_reason, record_skip
 from .durations import parse_duration
 from .errors import ChronctlError, Unsupported, UsageError
 from .events import Event, EventBus, Handler
@@ -321,7 +321,12 @@ class Scheduler:
             self._beat_task = asyncio.create_task(self._beat_loop(), name="chronctl-heartbeat")
         if self.role in ("all", "scheduler"):
             self._retention_task = asyncio.create_task(
-                run_retention(self.backend, self.retention, by=process.id, clock=self.clock),
+                run_retention(
+                    self.backend,
+                    self.retention.with_jobs(self.jobs.values()),
+                    by=process.id,
+                    clock=self.clock,
+                ),
                 name="chronctl-retention",
             )
 
@@ -679,6 +684,8 @@ class Scheduler:
                 fire.isoformat(),
                 reason,
             )
+            if outcome is FireOutcome.SKIPPED:  # a paused job says so in `jobs list` already
+                await record_skip(self.backend, name, fire_ts, reason)
             await self.events.emit("job_skipped", job=spec.name, fire_time=fire, reason=reason)
 
     async def _skip_full(self, name: str, spec: JobSpec, fire: datetime, reason: str) -> None:
@@ -689,6 +696,7 @@ class Scheduler:
         log.warning(
             "skipped job=%s fire_time=%s reason=%s", _fired_as(name, spec), fire.isoformat(), reason
         )
+        await record_skip(self.backend, name, fire.timestamp(), reason)
         await self.events.emit("job_skipped", job=spec.name, fire_time=fire, reason=reason)
 
     async def _replace_older(self, spec: JobSpec, newest: Task) -> None:
