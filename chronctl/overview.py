@@ -6,9 +6,11 @@ makes), so it works on every backend and needs no server of its own. The cost
 of one snapshot must not grow with the number of tasks stored, since it is taken
 every second beside a backend that may hold a million of them:
 
-- O(queues): `list_queues` (pending and running counts per queue);
+- `list_queues`: the per-queue counts `queues list` and `status` read (Redis and
+  RabbitMQ's Redis store keep counters, O(queues); SQL backends count an index);
 - O(processes): `list_processes`;
-- O(1) on the shipped backends (an index or a counter): `count_dead`;
+- `count_dead`: a count over an index or a counter on the shipped backends (the
+  default for a custom backend lists its dead letters);
 - O(limit): `list_tasks(status=running, limit=RUNNING_LIMIT)`,
   `list_tasks(status=dead, limit=FAILURE_LIMIT)`, `history(limit=HISTORY_WINDOW)`;
 - O(jobs) in memory (next fires are computed, not read), then one `list_job_states`

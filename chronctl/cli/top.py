@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 #: Seconds one snapshot may take before the frame says the backend is not answering.
 READ_TIMEOUT = 10.0
+#: The next refresh waits at least PACE times as long as the last snapshot took.
+PACE = 4
 SPARKS = "▁▂▃▄▅▆▇█"
 ASCII_SPARKS = ".:-=+*#@"  # a terminal that cannot show block characters (LANG=C over ssh)
 _STATE_STYLE = {"alive": "green", "stale": "yellow", "dead": "red"}
@@ -150,8 +152,10 @@ async def _live(backend: QueueBackend, read: Any, interval: float) -> None:
                 loop.add_signal_handler(signal.SIGWINCH, redraw.set)
             try:
                 problem: str | None = None
+                pace, next_read = interval, 0.0
                 while not quit_.is_set():
-                    if not redraw.is_set():
+                    if loop.time() >= next_read:
+                        started = loop.time()
                         try:
                             snapshot = await read()
                             problem = None
@@ -159,13 +163,19 @@ async def _live(backend: QueueBackend, read: Any, interval: float) -> None:
                             problem = f"no answer within {READ_TIMEOUT:.0f}s"
                         except (ChronctlError, OSError) as exc:
                             problem = str(exc) or type(exc).__name__
+                        # A slow snapshot (a SQL backend counting a million pending
+                        # tasks) is not repeated back to back: the backend spends at
+                        # most 1/PACE of its time answering `top`.
+                        pace = max(interval, PACE * (loop.time() - started))
+                        next_read = loop.time() + pace
                     redraw.clear()
                     if snapshot is not None:
-                        frame = Frame(snapshot, out.size.height, problem, _sparks(out))
+                        note = f"slow: every {pace:.0f}s" if pace > interval else None
+                        frame = Frame(snapshot, out.size.height, problem, _sparks(out), note)
                         live.update(frame, refresh=True)
                     elif problem is not None:
                         live.update(_line(f"chronctl top: {problem}", "red"), refresh=True)
-                    await _first(quit_, redraw, interval)
+                    await _first(quit_, redraw, max(0.0, next_read - loop.time()))
             finally:
                 if fd is not None:
                     loop.remove_reader(fd)
@@ -240,19 +250,25 @@ class Frame:
     gives it, each line cut, never wrapped."""
 
     def __init__(
-        self, overview: Overview, height: int | None, problem: str | None, sparks: str
+        self,
+        overview: Overview,
+        height: int | None,
+        problem: str | None,
+        sparks: str,
+        note: str | None = None,
     ) -> None:
         self.overview = overview
         self.height = height
         self.problem = problem
         self.sparks = sparks
+        self.note = note
 
     def __rich_console__(self, out: Console, options: ConsoleOptions) -> RenderResult:
         from rich.segment import Segment
 
         width = options.max_width
         sections = _sections(self.overview, self.sparks)
-        header = _header(self.overview, self.problem)
+        header = _header(self.overview, self.problem, self.note)
         wants = [len(s.rows) for s in sections]
         blanks = len(sections) - 1  # a blank line between panels, while there is room
         budget = None
@@ -290,7 +306,7 @@ def _allot(wants: Sequence[int], budget: int | None) -> list[int]:
     return got
 
 
-def _header(overview: Overview, problem: str | None) -> Text:
+def _header(overview: Overview, problem: str | None, note: str | None) -> Text:
     from rich.text import Text
 
     clock = time.strftime("%H:%M:%S", time.localtime(overview.at))
@@ -304,6 +320,8 @@ def _header(overview: Overview, problem: str | None) -> Text:
         text.append(f"  backend: {safe(problem)}", style="bold red")
     elif overview.unsupported:
         text.append(f"  no {', '.join(overview.unsupported)}", style="dim")
+    if note is not None:
+        text.append(f"  {note}", style="yellow")
     text.append("  q quits", style="dim")
     return text
 
