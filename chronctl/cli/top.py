@@ -56,7 +56,9 @@ def top(
     ] = False,
     interval: Annotated[
         float,
-        typer.Option("--interval", min=0.2, max=3600, help="Seconds between refreshes."),
+        typer.Option(
+            "--interval", min=0.2, max=3600, metavar="SECONDS", help="Seconds between refreshes."
+        ),
     ] = 1.0,
 ) -> None:
     """A live view: processes, queues, jobs, running tasks, failures (q quits)."""
