@@ -309,21 +309,26 @@ def _allot(wants: Sequence[int], budget: int | None) -> list[int]:
 
 
 def _header(overview: Overview, problem: str | None, note: str | None) -> Text:
+    """The first line, most urgent first: a narrow terminal cuts the end (the backend's
+    URL, which the operator chose, and the key help) before a failing backend."""
     from rich.text import Text
 
     clock = time.strftime("%H:%M:%S", time.localtime(overview.at))
     dead = "-" if overview.dead is None else str(overview.dead)
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("chronctl top", style="bold")
-    text.append(f"  {clock}  {safe(overview.backend)}  running {overview.running_total}")
-    text.append("  dead ")
-    text.append(dead, style="bold red" if overview.dead else "")
+    text.append(f"  {clock}  ")
     if problem is not None:
-        text.append(f"  backend: {safe(problem)}", style="bold red")
-    elif overview.unsupported:
-        text.append(f"  no {', '.join(overview.unsupported)}", style="dim")
+        text.append(f"backend: {safe(problem)}", style="bold red")
+        text.append("  ")
     if note is not None:
-        text.append(f"  {note}", style="yellow")
+        text.append(note, style="yellow")
+        text.append("  ")
+    text.append(f"running {overview.running_total}  dead ")
+    text.append(dead, style="bold red" if overview.dead else "")
+    text.append(f"  {safe(overview.backend)}")
+    if overview.unsupported:
+        text.append(f"  no {', '.join(overview.unsupported)}", style="dim")
     text.append("  q quits", style="dim")
     return text
 

@@ -267,3 +267,69 @@ def test_live_view_quits_on_a_key_and_puts_the_terminal_back(tmp_path: Path, key
     settings = text[text.index("rc=0") :].split()
     assert "echo" in settings and "icanon" in settings  # not -echo, -icanon
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_an_unreachable_backend_is_one_line(tmp_path: Path) -> None:
+    result = chronctl("--backend", "redis://:hunter2@127.0.0.1:1/0", "top", "--once", cwd=tmp_path)
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "127.0.0.1:1" in line and "hunter2" not in line
+
+
+def _crowded() -> Any:
+    """A snapshot with more of everything than any terminal shows, task data hostile."""
+    from chronctl.admin import JobOverview
+    from chronctl.backends.base import QueueInfo
+    from chronctl.models import Process, Task
+    from chronctl.overview import Failure, Overview, ProcessView, QueueView, RunningView
+
+    now = time.time()
+    return Overview(
+        at=now,
+        backend="redis://***@cache.internal:6379/0",
+        processes=[
+            ProcessView(
+                Process(f"h{i}:1:x", f"host-{i}.example.com", 1000 + i, "all", now, now), "alive", i
+            )
+            for i in range(6)
+        ],
+        queues=[
+            QueueView(QueueInfo(f"queue-{i}-{NASTY}", 10**i, i, i % 2 == 0), i, [i] * 24)
+            for i in range(8)
+        ],
+        jobs=[
+            JobOverview(f"job{i}{NASTY}", "every 1h", None, i == 1, "failed", now - 5)
+            for i in range(20)
+        ],
+        jobs_total=40,
+        running=[
+            RunningView(Task(f"job{i}", queue=f"q{NASTY}", worker="w"), 65.0 * i, 600.0)
+            for i in range(30)
+        ],
+        running_total=300,
+        failures=[
+            Failure(f"id{i}", f"job{i}", "q", "dead", 0, now - i, f"Boom{NASTY}\nsecond line")
+            for i in range(10)
+        ],
+        dead=12345,
+    )
+
+
+@pytest.mark.parametrize("width", [20, 40, 80, 132])
+@pytest.mark.parametrize("height", [3, 10, 24, 60])
+def test_every_frame_fits_its_terminal(width: int, height: int) -> None:
+    import io
+
+    from rich.console import Console
+
+    from chronctl.cli.top import SPARKS, Frame
+
+    sink = io.StringIO()
+    out = Console(file=sink, width=width, height=height, color_system=None, legacy_windows=False)
+    out.print(Frame(_crowded(), height, None, SPARKS))
+    lines = sink.getvalue().splitlines()
+    assert len(lines) <= height
+    assert max(len(line) for line in lines) <= width
+    assert "\x1b" not in sink.getvalue() and "\x07" not in sink.getvalue()
+    if height >= 24:
+        assert "+" in sink.getvalue() and "more" in sink.getvalue()  # what was left out
