@@ -15,7 +15,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,6 +27,8 @@ from . import Options, run_async
 from .output import console, print_json, relative
 
 if TYPE_CHECKING:
+    import asyncio
+
     from rich.console import Console, ConsoleOptions, RenderResult
     from rich.table import Table
     from rich.text import Text
@@ -85,7 +87,9 @@ def top(
         run_async(_live(backend, read, interval))
 
 
-def _reader(backend: QueueBackend, manifest: Manifest | None, throughput: Throughput) -> Any:
+def _reader(
+    backend: QueueBackend, manifest: Manifest | None, throughput: Throughput
+) -> Callable[[], Awaitable[Overview]]:
     """The snapshot call, with what the manifest adds (jobs, known queues, limits)."""
     from ..admin import manifest_queues
     from ..backpressure import UNLIMITED
@@ -108,17 +112,16 @@ def _reader(backend: QueueBackend, manifest: Manifest | None, throughput: Throug
     return read
 
 
-async def _once(backend: QueueBackend, read: Any) -> Overview:
+async def _once(backend: QueueBackend, read: Callable[[], Awaitable[Overview]]) -> Overview:
     from ..errors import BackendUnavailableError
 
     async with backend:
         try:
-            snapshot: Overview = await read()
+            return await read()
         except TimeoutError:
             raise BackendUnavailableError(
                 f"{backend.label} gave no answer within {READ_TIMEOUT:.0f}s"
             ) from None
-        return snapshot
 
 
 def _frame_height(out: Console) -> int | None:
@@ -132,7 +135,9 @@ def _sparks(out: Console) -> str:
     return SPARKS if out.encoding.lower().startswith("utf") else ASCII_SPARKS
 
 
-async def _live(backend: QueueBackend, read: Any, interval: float) -> None:
+async def _live(
+    backend: QueueBackend, read: Callable[[], Awaitable[Overview]], interval: float
+) -> None:
     """Redraw every `interval` seconds until q (or Ctrl-C); a resize redraws at once."""
     import asyncio
     import signal
@@ -150,8 +155,7 @@ async def _live(backend: QueueBackend, read: Any, interval: float) -> None:
         with _cbreak(fd), Live(console=out, screen=True, auto_refresh=False) as live:
             if fd is not None:
                 loop.add_reader(fd, _on_key, fd, quit_, loop)
-            with contextlib.suppress(NotImplementedError, AttributeError, ValueError):
-                loop.add_signal_handler(signal.SIGWINCH, redraw.set)
+            loop.add_signal_handler(signal.SIGWINCH, redraw.set)
             try:
                 problem: str | None = None
                 pace, next_read = interval, 0.0
@@ -181,11 +185,10 @@ async def _live(backend: QueueBackend, read: Any, interval: float) -> None:
             finally:
                 if fd is not None:
                     loop.remove_reader(fd)
-                with contextlib.suppress(NotImplementedError, AttributeError, ValueError):
-                    loop.remove_signal_handler(signal.SIGWINCH)
+                loop.remove_signal_handler(signal.SIGWINCH)
 
 
-async def _first(quit_: Any, redraw: Any, timeout: float) -> None:
+async def _first(quit_: asyncio.Event, redraw: asyncio.Event, timeout: float) -> None:
     """Wait for q, a resize or `timeout` seconds, whichever comes first."""
     import asyncio
 
@@ -197,7 +200,7 @@ async def _first(quit_: Any, redraw: Any, timeout: float) -> None:
             w.cancel()
 
 
-def _on_key(fd: int, quit_: Any, loop: Any) -> None:
+def _on_key(fd: int, quit_: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
     """q quits; end of input stops listening (a closed stdin would wake us forever)."""
     try:
         data = os.read(fd, 64)

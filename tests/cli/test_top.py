@@ -202,6 +202,11 @@ def test_tiny_terminal_keeps_every_line_inside_it(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert len(lines) <= 8 and max(len(line) for line in lines) <= 40, result.stdout
     assert "more" in result.stdout  # rows left out are counted, not silently dropped
+    # --json is one document even without --once: every queue, none cut to a terminal.
+    seen = json.loads(ok(tmp_path, "--json", "top"))
+    assert {q["name"]: q["pending"] for q in seen["queues"] if q["pending"]} == {
+        f"q{n}": 1 for n in range(6)
+    }
 
 
 def test_top_without_a_terminal_or_once_is_one_usage_line(tmp_path: Path) -> None:
