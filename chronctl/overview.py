@@ -2,17 +2,20 @@
 `chronctl web` would render, as plain data (`Overview.to_public()` is its JSON).
 
 It is read through the declared backend interface only (the same calls the CLI
-makes), so it works on every backend and needs no server of its own. The cost
-of one snapshot must not grow with the number of tasks stored, since it is taken
-every second beside a backend that may hold a million of them:
+makes), so it works on every backend and needs no server of its own. It is
+taken every second beside a backend that may hold a million tasks, so no read
+may list them; each is bounded by something else:
 
-- `list_queues`: the per-queue counts `queues list` and `status` read (Redis and
-  RabbitMQ's Redis store keep counters, O(queues); SQL backends count an index);
+- `list_queues`: the per-queue counts `queues list` and `status` read: O(queues)
+  where the backend keeps counters (Redis), an index count on the SQL backends
+  (the one read that grows with pending tasks: about half a second at a million,
+  which is why `top` paces its refreshes by how long a snapshot took);
 - O(processes): `list_processes`;
 - `count_dead`: a count over an index or a counter on the shipped backends (the
   default for a custom backend lists its dead letters);
-- O(limit): `list_tasks(status=running, limit=RUNNING_LIMIT)`,
-  `list_tasks(status=dead, limit=FAILURE_LIMIT)`, `history(limit=HISTORY_WINDOW)`;
+- O(limit): `list_tasks(status=running, limit=RUNNING_LIMIT)` (Redis reads every
+  running task: as many as the workers run at once), `list_tasks(status=dead,
+  limit=FAILURE_LIMIT)`, `history(limit=HISTORY_WINDOW)`;
 - O(jobs) in memory (next fires are computed, not read), then one `list_job_states`
   and at most JOB_LIMIT `history(job, limit=1)` for jobs whose last run is not in
   the history window already read.
