@@ -265,13 +265,26 @@ def test_live_view_quits_on_a_key_and_puts_the_terminal_back(tmp_path: Path, key
         os.write(fd, key)
         read_until(lambda out: False, timeout=30)  # to the end: the shell exits
     finally:
-        _, status = os.waitpid(pid, 0)
+        status = _reap(pid)
         os.close(fd)
     text = output.decode(errors="replace")
     assert "rc=0" in text, text[-2000:]
     settings = text[text.index("rc=0") :].split()
     assert "echo" in settings and "icanon" in settings  # not -echo, -icanon
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _reap(pid: int, timeout: float = 10) -> int:
+    """The shell's wait status; if it has not ended (the test failed before the key
+    worked), its process group (the shell and `top`) is killed first, never left over."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.05)
+    os.killpg(pid, signal.SIGKILL)  # pty.fork made the shell a session (and group) leader
+    return os.waitpid(pid, 0)[1]
 
 
 def test_an_unreachable_backend_is_one_line(tmp_path: Path) -> None:
