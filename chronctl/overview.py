@@ -145,8 +145,8 @@ class ProcessView:
 @dataclass(slots=True)
 class QueueView:
     info: QueueInfo
-    rate: int  # runs finished in the last RATE_SPAN seconds
-    series: list[int]  # runs finished per BUCKET seconds, oldest first
+    rate: int | None  # runs finished in the last RATE_SPAN seconds (None: no history)
+    series: list[int]  # runs finished per BUCKET seconds, oldest first ([]: no history)
 
     def to_public(self) -> dict[str, Any]:
         return {**self.info.to_public(), "finished_last_minute": self.rate, "series": self.series}
@@ -277,7 +277,7 @@ async def read_overview(
         states = await _optional(backend.list_job_states(), [], missing)
 
     overview = Overview(at=now, backend=backend.display_url or backend.label)
-    overview.queues = _queue_views(queues, throughput, now)
+    overview.queues = _queue_views(queues, throughput, now, RUN_HISTORY not in missing)
     overview.running_total = sum(q.info.running for q in overview.queues)
     overview.rate_partial = throughput.partial(now)
     overview.running = [
@@ -304,14 +304,19 @@ async def read_overview(
     return overview
 
 
-def _queue_views(queues: list[QueueInfo], throughput: Throughput, now: float) -> list[QueueView]:
+def _queue_views(
+    queues: list[QueueInfo], throughput: Throughput, now: float, counted: bool
+) -> list[QueueView]:
     """The queues `queues list` shows, plus any that finished runs in the span (a queue
-    not in the manifest drops out of `list_queues` when it empties: its rate does not)."""
+    not in the manifest drops out of `list_queues` when it empties: its rate does not).
+    Without history (`counted` False) a rate is unknown, not zero."""
     infos = {q.name: q for q in queues}
     for name in throughput.queues():
         infos.setdefault(name, QueueInfo(name))
     return [
         QueueView(infos[name], throughput.rate(name, now), throughput.series(name, now))
+        if counted
+        else QueueView(infos[name], None, [])
         for name in sorted(infos)
     ]
 

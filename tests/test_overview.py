@@ -9,7 +9,7 @@ import socket
 import time
 from collections.abc import Sequence
 
-from chronctl.backends.base import HEARTBEATS
+from chronctl.backends.base import HEARTBEATS, RUN_HISTORY
 from chronctl.backends.memory import MemoryBackend
 from chronctl.errors import Unsupported
 from chronctl.jobs import JobSpec
@@ -143,6 +143,23 @@ async def test_a_missing_capability_empties_its_panel_only() -> None:
     assert snapshot.unsupported == [HEARTBEATS]
     assert snapshot.processes == []
     assert [(q.info.name, q.info.pending) for q in snapshot.queues] == [("default", 1)]
+
+
+class NoHistory(MemoryBackend):
+    async def history(self, job: str | None = None, limit: int | None = 50) -> list[Run]:
+        raise Unsupported(self.label, RUN_HISTORY)
+
+
+async def test_without_history_a_rate_is_unknown_not_zero() -> None:
+    backend = NoHistory()
+    await backend.connect()
+    await backend.enqueue(Task("echo"))
+    jobs = {"echo": JobSpec("echo", func=print)}
+    snapshot = await read_overview(backend, jobs=jobs)
+    assert snapshot.unsupported == [RUN_HISTORY]  # named once, though every job asked
+    [queue] = snapshot.queues
+    assert (queue.rate, queue.series) == (None, [])
+    assert [(j.name, j.last_status) for j in snapshot.jobs] == [("echo", None)]
 
 
 def _runs(count: int, start: float, step: float, queue: str = "q") -> list[Run]:

@@ -477,7 +477,7 @@ def _sections(overview: Overview, sparks: str) -> list[Section]:
                 _cell(q.info.pending),
                 _cell(q.info.running),
                 _cell("paused", "bold yellow") if q.info.paused else _cell("no", "dim"),
-                _cell(f"{bound}{q.rate}"),
+                _cell(None if q.rate is None else f"{bound}{q.rate}"),
                 Spark(q.series, sparks),
             ]
             for q in overview.queues
