@@ -21,9 +21,10 @@ may list them; each is bounded by something else:
   the history window already read.
 
 The reads are sent together (then the jobs' `history(job, 1)` together), so over
-a distant network a snapshot costs about two round trips. No call lists every task. What that bounds is said where it shows: per-process
-task counts come from the first RUNNING_LIMIT running tasks (queue counts stay
-exact), and throughput comes from history windows (see `Throughput`).
+a distant network a snapshot costs about two round trips. No call lists every
+task. What that bounds is said where it shows: per-process task counts come from
+the first RUNNING_LIMIT running tasks (queue counts stay exact), and throughput
+comes from history windows (see `Throughput`).
 
 A backend may leave optional capabilities out (a custom backend, see
 QueueBackend): the panel they feed stays empty and `unsupported` names them,
