@@ -16,9 +16,11 @@ may list them; each is bounded by something else:
 - O(limit): `list_tasks(status=running, limit=RUNNING_LIMIT)` (Redis reads every
   running task: as many as the workers run at once), `list_tasks(status=dead,
   limit=FAILURE_LIMIT)`, `history(limit=HISTORY_WINDOW)`;
-- O(jobs) in memory (next fires are computed, not read), then one `list_job_states`
-  and at most JOB_LIMIT `history(job, limit=1)` for jobs whose last run is not in
-  the history window already read.
+- O(jobs + stored schedules): `list_job_states` and `list_schedules` (next fires
+  are computed, each distinct trigger once, as `schedules list` does); then for
+  the JOB_LIMIT lines shown, `history(job, limit=1)` for each job whose last run
+  is not in the history window already read, and one bounded read of newest
+  tasks per job with runtime schedules shown (`schedule_admin.last_results`).
 
 The reads are sent together (then the jobs' `history(job, 1)` together), so over
 a distant network a snapshot costs about two round trips. No call lists every
@@ -38,15 +40,18 @@ import socket
 import time
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
-from .admin import JobOverview, list_queues, next_fires, process_state
+from .admin import list_queues, process_state, schedules_by_name
 from .backends import QueueBackend, QueueInfo
 from .backends.base import RUN_HISTORY
 from .backpressure import UNLIMITED, QueueLimits
 from .errors import Unsupported
 from .jobs import JobSpec
 from .models import JobState, Process, Run, Task, TaskStatus, iso
+from .schedule_admin import build_views, last_results
+from .schedules import Schedule
 
 T = TypeVar("T")
 
@@ -176,6 +181,38 @@ class RunningView:
 
 
 @dataclass(slots=True)
+class JobView:
+    """A line of the JOBS panel: what fires under one name, as `schedules list` has it
+    (a manifest job's trigger, or its override's; a runtime schedule of a job), or a
+    manifest job without a trigger (`source` "enqueue": it runs when enqueued)."""
+
+    name: str
+    job: str
+    source: str  # manifest, override, runtime or enqueue
+    trigger: str | None
+    timezone: str
+    next_fire: datetime | None
+    paused: bool
+    last_status: str | None = None
+    last_run: float | None = None  # a job's last finished run; a schedule's last fire
+    orphaned: bool = False  # a stored schedule of a job no longer in the manifest
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "job": self.job,
+            "source": self.source,
+            "trigger": self.trigger,
+            "timezone": self.timezone,
+            "next_fire": self.next_fire.isoformat() if self.next_fire else None,
+            "paused": self.paused,
+            "last_status": self.last_status,
+            "last_run": iso(self.last_run),
+            "orphaned": self.orphaned,
+        }
+
+
+@dataclass(slots=True)
 class Failure:
     """A failed run (retried or not) or a dead letter, newest first."""
 
@@ -205,7 +242,7 @@ class Overview:
     backend: str
     processes: list[ProcessView] = field(default_factory=list)
     queues: list[QueueView] = field(default_factory=list)
-    jobs: list[JobOverview] = field(default_factory=list)
+    jobs: list[JobView] = field(default_factory=list)
     jobs_total: int = 0
     running: list[RunningView] = field(default_factory=list)
     #: Running tasks in all queues (exact, from the queue counts).
@@ -240,6 +277,10 @@ class Overview:
 
 async def _nothing() -> list[JobState]:
     return []
+
+
+async def _no_schedules() -> dict[str, Schedule]:
+    return {}
 
 
 async def _optional(call: Awaitable[T], default: T, missing: list[str]) -> T:
@@ -279,9 +320,12 @@ async def read_overview(
         _optional(backend.list_processes(), [], missing),
     )
     job_states = _optional(backend.list_job_states(), [], missing) if specs else _nothing()
-    (queues, runs, running, dead_letters, dead, processes), states = await asyncio.gather(
-        reads, job_states
-    )
+    stored = schedules_by_name(backend) if specs else _no_schedules()
+    (
+        (queues, runs, running, dead_letters, dead, processes),
+        states,
+        schedules,
+    ) = await asyncio.gather(reads, job_states, stored)
     throughput.feed(runs, now, HISTORY_WINDOW)
 
     overview = Overview(at=now, backend=backend.display_url or backend.label)
@@ -306,8 +350,9 @@ async def read_overview(
     ]
     overview.failures = _failures(runs, dead_letters)
     overview.dead = dead
-    overview.jobs_total = len(specs)
-    overview.jobs = await _jobs(backend, specs, states, runs, now, missing)
+    views = _job_views(specs, states, schedules, now)
+    overview.jobs_total = len(views)
+    overview.jobs = await _last_runs(backend, views[:JOB_LIMIT], runs, missing)
     overview.unsupported = sorted(missing)
     return overview
 
@@ -368,49 +413,74 @@ def _failures(runs: Sequence[Run], dead_letters: Sequence[Task]) -> list[Failure
     return out[:FAILURE_LIMIT]
 
 
-async def _jobs(
-    backend: QueueBackend,
+def _job_views(
     specs: Mapping[str, JobSpec],
     states: Sequence[JobState],
-    runs: Sequence[Run],
+    schedules: Mapping[str, Schedule],
     now: float,
-    missing: list[str],
-) -> list[JobOverview]:
-    """The JOB_LIMIT jobs firing soonest (then enqueue-only ones, by name), each with
-    its last run: from the window when it is there, else one `history(job, 1)`."""
+) -> list[JobView]:
+    """Every fire name `schedules list` shows (next fires computed, not read: each
+    distinct trigger once), plus the manifest's enqueue-only jobs; soonest fire first,
+    then those without one, by name."""
     by_name = {s.name: s for s in states}
-    fires = {name: next_fires(spec, by_name.get(name), 1, now) for name, spec in specs.items()}
-    order = sorted(
-        specs,
-        key=lambda n: (not fires[n], fires[n][0].timestamp() if fires[n] else 0.0, n),
-    )
+    views = [
+        JobView(
+            v.name,
+            v.job,
+            v.source,
+            v.trigger,
+            v.timezone,
+            v.next_fire,
+            v.paused,
+            orphaned=v.orphaned,
+        )
+        for v in build_views(specs, list(schedules.values()), by_name, now)
+    ]
+    named = {v.name for v in views}
+    for name, spec in specs.items():
+        if name not in named:
+            state = by_name.get(name)
+            paused = bool(state and state.paused)
+            views.append(JobView(name, name, "enqueue", None, spec.timezone, None, paused))
+    views.sort(key=_soonest)
+    return views
+
+
+def _soonest(view: JobView) -> tuple[bool, float, str]:
+    fire = view.next_fire
+    return (fire is None, fire.timestamp() if fire else 0.0, view.name)
+
+
+async def _last_runs(
+    backend: QueueBackend, views: list[JobView], runs: Sequence[Run], missing: list[str]
+) -> list[JobView]:
+    """Each shown line's last result. A job's: its newest run in the history window
+    already read, else one `history(job, 1)`. A runtime schedule's: its newest fired
+    task, from one bounded read of its job's newest tasks (`last_results`)."""
     latest: dict[str, Run] = {}
     for run in runs:
         latest.setdefault(run.job, run)
-    shown = order[:JOB_LIMIT]
-    unseen = [name for name in shown if name not in latest]
+    jobs = [v for v in views if v.source != "runtime"]
+    unseen = [v.name for v in jobs if v.name not in latest]
     if unseen and RUN_HISTORY not in missing:  # not asked per job of a backend without it
         found = await asyncio.gather(
             *(_optional(backend.history(name, limit=1), [], missing) for name in unseen)
         )
         latest.update({name: rows[0] for name, rows in zip(unseen, found, strict=True) if rows})
-    out = []
-    for name in shown:
-        spec = specs[name]
-        last = latest.get(name)
-        state = by_name.get(name)
-        out.append(
-            JobOverview(
-                name,
-                spec.trigger.describe() if spec.trigger else None,
-                fires[name][0] if fires[name] else None,
-                bool(state and state.paused),
-                TaskStatus(last.status).value if last else None,
-                last.finished_at if last else None,
-                spec.timezone,
-            )
-        )
-    return out
+    for view in jobs:
+        last = latest.get(view.name)
+        if last is not None:
+            view.last_status, view.last_run = TaskStatus(last.status).value, last.finished_at
+    wanted: dict[str, set[str]] = {}
+    for view in views:
+        if view.source == "runtime" and not view.orphaned:
+            wanted.setdefault(view.job, set()).add(view.name)
+    if wanted:
+        fired = await _optional(last_results(backend, wanted), {}, missing)
+        for view in views:
+            if view.name in fired and view.source == "runtime":
+                view.last_status, view.last_run = fired[view.name]
+    return views
 
 
 __all__ = [
@@ -422,6 +492,7 @@ __all__ = [
     "RATE_SPAN",
     "RUNNING_LIMIT",
     "Failure",
+    "JobView",
     "Overview",
     "ProcessView",
     "QueueView",

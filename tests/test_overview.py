@@ -216,3 +216,32 @@ def test_series_buckets_end_now_and_drop_what_is_older() -> None:
     assert series[-1] == 1 and series[-2] == 1 and sum(series) == 2
     assert counter.series("other", now)[-1] == 1
     assert counter.queues() == ["other", "q"]
+
+
+async def test_jobs_show_overrides_and_runtime_schedules_as_schedules_list_does() -> None:
+    from chronctl.schedules import Schedule
+
+    backend = MemoryBackend()
+    await backend.connect()
+    now = time.time()
+    jobs = {
+        "report": JobSpec("report", func=print, trigger=IntervalTrigger(86400.0, anchor=now)),
+        "mail": JobSpec("mail", func=print),
+    }
+    # `jobs reschedule report --every 1h`, and `schedules add nightly --job mail --every 2h`.
+    await backend.put_schedule(
+        Schedule("report", "report", every=3600.0, override=True, created=now), create=True
+    )
+    await backend.put_schedule(Schedule("nightly", "mail", every=7200.0, created=now), create=True)
+    await backend.put_schedule(Schedule("lost", "gone", every=60.0, created=now), create=True)
+    snapshot = await read_overview(backend, jobs=jobs, now=now)
+    views = {j.name: j for j in snapshot.jobs}
+    assert [j.name for j in snapshot.jobs] == ["report", "nightly", "lost", "mail"]
+    assert (views["report"].source, views["report"].trigger) == ("override", "every 1h")
+    assert views["report"].next_fire is not None
+    assert views["report"].next_fire.timestamp() - now < 3601  # the override's, not 1d
+    assert (views["nightly"].source, views["nightly"].job) == ("runtime", "mail")
+    assert (views["lost"].orphaned, views["lost"].next_fire) == (True, None)
+    assert views["mail"].source == "enqueue"
+    assert snapshot.jobs_total == 4
+    assert snapshot.to_public()["jobs"][1]["source"] == "runtime"

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from ..backends.base import QueueBackend
     from ..manifest import Manifest
-    from ..overview import Overview, Throughput
+    from ..overview import JobView, Overview, Throughput
 
 #: Seconds one snapshot may take before the frame says the backend is not answering.
 READ_TIMEOUT = 10.0
@@ -501,7 +501,7 @@ def _sections(overview: Overview, sparks: str) -> list[Section]:
                 else _cell(relative(j.next_fire, now) if j.next_fire else "-"),
                 _cell(relative(j.last_run, now) if j.last_run else "-"),
                 _cell(j.last_status, _RESULT_STYLE.get(j.last_status or "", "")),
-                _cell(j.trigger or "(enqueue only)", "dim"),
+                _cell(_trigger(j), "dim"),
             ]
             for j in overview.jobs
         ],
@@ -548,6 +548,18 @@ def _sections(overview: Overview, sparks: str) -> list[Section]:
         len(overview.failures),
     )
     return [processes, queues, jobs, running, failures]
+
+
+def _trigger(job: JobView) -> str:
+    """What fires it, and under which job when it is a schedule of one."""
+    if job.source == "enqueue":
+        return "(enqueue only)"
+    text = job.trigger or "-"
+    if job.orphaned:
+        return f"{text}, orphaned: no job '{job.job}'"
+    if job.source == "runtime":
+        return f"{text}, runs {job.job}"
+    return f"{text} (override)" if job.source == "override" else text
 
 
 def _first_line(text: str | None) -> str | None:

@@ -209,6 +209,17 @@ def test_tiny_terminal_keeps_every_line_inside_it(tmp_path: Path) -> None:
     }
 
 
+def test_jobs_panel_shows_runtime_schedules(tmp_path: Path) -> None:
+    write_manifest(tmp_path, SQLITE)
+    ok(tmp_path, "schedules", "add", "hourly-echo", "--job", "echo", "--every", "30m")
+    seen = json.loads(ok(tmp_path, "--json", "top", "--once"))
+    [view] = [j for j in seen["jobs"] if j["name"] == "hourly-echo"]
+    assert (view["job"], view["source"], view["trigger"]) == ("echo", "runtime", "every 30m")
+    assert [j["name"] for j in seen["jobs"]][:2] == ["hourly-echo", "tick"]  # soonest first
+    frame = ok(tmp_path, "top", "--once")
+    assert "every 30m, runs echo" in frame
+
+
 def test_top_without_a_terminal_or_once_is_one_usage_line(tmp_path: Path) -> None:
     write_manifest(tmp_path, SQLITE)
     result = chronctl("top", cwd=tmp_path)
@@ -296,10 +307,16 @@ def test_an_unreachable_backend_is_one_line(tmp_path: Path) -> None:
 
 def _crowded() -> Any:
     """A snapshot with more of everything than any terminal shows, task data hostile."""
-    from chronctl.admin import JobOverview
     from chronctl.backends.base import QueueInfo
     from chronctl.models import Process, Task
-    from chronctl.overview import Failure, Overview, ProcessView, QueueView, RunningView
+    from chronctl.overview import (
+        Failure,
+        JobView,
+        Overview,
+        ProcessView,
+        QueueView,
+        RunningView,
+    )
 
     now = time.time()
     return Overview(
@@ -316,7 +333,7 @@ def _crowded() -> Any:
             for i in range(8)
         ],
         jobs=[
-            JobOverview(f"job{i}{NASTY}", "every 1h", None, i == 1, "failed", now - 5)
+            JobView(f"job{i}{NASTY}", "j", "runtime", "every 1h", "UTC", None, i == 1, "dead", now)
             for i in range(20)
         ],
         jobs_total=40,
