@@ -150,6 +150,11 @@ async def test_overview_shows_sources_overrides_pauses_orphans_and_last_results(
     without = {k: v for k, v in manifest_jobs().items() if k != "report"}
     orphans = {v.name: v for v in await schedules_overview(backend, without, NOW)}
     assert orphans["gone"].orphaned and orphans["gone"].next_fire is None
+    taken = {**manifest_jobs(), "gone": JobSpec("gone", entrypoint="x:y")}
+    shadowed = [v for v in await schedules_overview(backend, taken, NOW) if v.source == "runtime"]
+    assert [(v.name, v.orphaned) for v in shadowed] == [("a@b", False), ("gone", True)]
+    with pytest.raises(UsageError, match="schedules remove gone"):
+        await reschedule_job(backend, taken, "gone", every="1h")
     with pytest.raises(UnknownJobError):
         await schedule_task(backend, jobs, "nightly")  # an override is no runtime schedule
 
