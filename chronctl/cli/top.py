@@ -469,7 +469,7 @@ def _sections(overview: Overview, sparks: str) -> list[Section]:
             ("RUNNING", right),
             ("PAUSED", {}),
             ("DONE/MIN", right),
-            ("LAST 2 MINUTES", grow),
+            ("LAST 2 MINUTES", {**grow, **right}),  # the right edge is now
         ],
         [
             [
