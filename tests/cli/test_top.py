@@ -371,3 +371,14 @@ def test_every_frame_fits_its_terminal(width: int, height: int) -> None:
     assert "\x1b" not in sink.getvalue() and "\x07" not in sink.getvalue()
     if height >= 24:
         assert "+" in sink.getvalue() and "more" in sink.getvalue()  # what was left out
+
+
+def test_top_needs_no_manifest_with_backend(tmp_path: Path) -> None:
+    write_manifest(tmp_path, SQLITE)
+    ok(tmp_path, "enqueue", "echo", "--args", "[1]")
+    (tmp_path / "jobs.toml").unlink()
+    result = chronctl("--backend", "sqlite:///state.db", "--json", "top", "--once", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert [(q["name"], q["pending"]) for q in seen["queues"]] == [("held", 1)]
+    assert seen["jobs"] == [] and seen["jobs_total"] == 0  # the jobs are the manifest's
