@@ -157,7 +157,7 @@ def setup_logging(verbosity: int) -> None:
 
 
 def _register() -> None:
-    from . import crontab, dlq, jobs, maintenance, run, schedules, tasks
+    from . import crontab, dlq, jobs, maintenance, run, schedules, tasks, top
 
     run.register(app)
     jobs.register(app)
@@ -166,6 +166,7 @@ def _register() -> None:
     dlq.register(app)
     maintenance.register(app)
     crontab.register(app)
+    top.register(app)
 
 
 _register()

@@ -47,6 +47,12 @@ def console(stderr: bool = False) -> Any:
     width = None
     if not stream.isatty() and "COLUMNS" not in os.environ:
         width = 200  # piped into grep or a file: never cut ids to fit an imaginary 80 columns
+    # NO_COLOR: no styling at all, not just no colour (rich alone would keep bold/dim):
+    # output stays plain text whatever terminal it lands on.
+    if os.environ.get("NO_COLOR"):
+        return Console(
+            stderr=stderr, highlight=False, soft_wrap=True, width=width, color_system=None
+        )
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
