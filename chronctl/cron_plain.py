@@ -112,8 +112,12 @@ def _expand_item(item: str, field: int) -> list[int]:
     return [_check(0 if field == _DOW and v == 7 else v, field) for v in values]
 
 
-def _expand_field(text: str, field: int) -> frozenset[int] | None:
-    """The values a field allows; None for "*" (croniter's ["*"])."""
+@lru_cache(maxsize=4096)
+def _expand_field(text: str, field: int) -> tuple[int, ...] | None:
+    """The values a field allows, sorted; None for "*" (croniter's ["*"]).
+
+    Cached per field text: across thousands of schedules the same fields recur.
+    """
     values: set[int] = set()
     star = False
     for item in text.split(","):
@@ -121,19 +125,32 @@ def _expand_field(text: str, field: int) -> frozenset[int] | None:
             star = True
         else:
             values.update(_expand_item(item, field))
-    return None if star else frozenset(values)
+    return None if star else tuple(sorted(values))
+
+
+def _mask(values: tuple[int, ...]) -> int:
+    mask = 0
+    for value in values:
+        mask |= 1 << value
+    return mask
+
+
+# Bit d of a month's day mask is day d. A weekday mask repeats the week over 42
+# bits, so shifting it right by the weekday of the 1st lines it up with any month.
+_WEEKS = sum(1 << (7 * week) for week in range(6))
+_ALL_DAYS = _mask(tuple(range(1, 32)))
 
 
 @dataclass(frozen=True, slots=True)
 class PlainCron:
-    """One plain expression, expanded."""
+    """One plain expression, expanded: times as sorted tuples, dates as bit masks."""
 
     seconds: tuple[int, ...]
     minutes: tuple[int, ...]
     hours: tuple[int, ...]
-    months: frozenset[int]
-    days: frozenset[int] | None  # None: any day of the month
-    weekdays: frozenset[int] | None  # cron's numbering, 0 = Sunday; None: any
+    months: int  # bit m: month m
+    days: int  # bit d: day of month d matches
+    weekdays: int  # bit d: day d matches by its weekday in a month whose 1st is a Sunday
     with_seconds: bool
 
     def ever_fires(self) -> bool:
@@ -153,33 +170,33 @@ class PlainCron:
         year, month, day = first.year, first.month, first.day
         floor: tuple[int, int, int] | None = (first.hour, first.minute, first.second)
         last_year = year + HORIZON_YEARS
-        # A day matches by its day of month or its weekday (croniter's day_or); a
-        # field that is "*" restricts nothing, so with both "*" every day matches.
-        every_day = self.days is None and self.weekdays is None
-        days = self.days or frozenset()
-        weekdays = self.weekdays or frozenset()
         while year <= last_year:
-            if month in self.months:
+            if self.months >> month & 1:
                 last_day = _DAYS_IN_MONTH[month]
                 if month == 2 and (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)):
                     last_day = 29
-                weekday = (date(year, month, day).weekday() + 1) % 7  # Sunday = 0
-                for current in range(day, last_day + 1):
-                    if every_day or current in days or weekday in weekdays:
-                        at = self._time_from(floor) if floor else self._first_time()
-                        if at is not None:
-                            return datetime(year, month, current, *at)
+                allowed = self.days
+                if self.weekdays:
+                    sunday_first = (date(year, month, 1).weekday() + 1) % 7
+                    allowed |= self.weekdays >> sunday_first
+                allowed &= (2 << last_day) - (1 << day)  # days `day`..`last_day`
+                while allowed:
+                    lowest = allowed & -allowed
+                    current = lowest.bit_length() - 1
+                    if floor is not None and current == day:
+                        at = self._time_from(floor)
+                    else:
+                        at = (self.hours[0], self.minutes[0], self.seconds[0])
+                    if at is not None:
+                        return datetime(year, month, current, *at)
                     floor = None
-                    weekday = (weekday + 1) % 7
+                    allowed ^= lowest
             floor = None
             day = 1
             month += 1
             if month == 13:
                 month, year = 1, year + 1
         return None
-
-    def _first_time(self) -> tuple[int, int, int]:
-        return (self.hours[0], self.minutes[0], self.seconds[0])
 
     def _time_from(self, floor: tuple[int, int, int]) -> tuple[int, int, int] | None:
         """The first (hour, minute, second) of the expression at or after `floor`."""
@@ -204,9 +221,7 @@ class PlainCron:
         return None
 
 
-def _all(field: int) -> tuple[int, ...]:
-    low, high = _BOUNDS[field]
-    return tuple(range(low, high + 1))
+_ALL = tuple(tuple(range(low, high + 1)) for low, high in _BOUNDS)
 
 
 @lru_cache(maxsize=16384)
@@ -232,14 +247,21 @@ def plain_cron(expression: str) -> PlainCron | None:
                 continue
             fields[index] = None
     minutes, hours, days, months, weekdays = fields[:5]
-    seconds = fields[5] if len(fields) == 6 else frozenset({0})
+    seconds = fields[5] if len(fields) == 6 else (0,)
+    # Days match by day of month OR by weekday (croniter's day_or); a "*" restricts
+    # nothing, so it adds no day unless both are "*".
+    if days is None and weekdays is None:
+        day_mask, weekday_mask = _ALL_DAYS, 0
+    else:
+        day_mask = 0 if days is None else _mask(days)
+        weekday_mask = 0 if weekdays is None else (_mask(weekdays) << 1) * _WEEKS
     return PlainCron(
-        seconds=_all(_SECOND) if seconds is None else tuple(sorted(seconds)),
-        minutes=_all(_MINUTE) if minutes is None else tuple(sorted(minutes)),
-        hours=_all(_HOUR) if hours is None else tuple(sorted(hours)),
-        months=frozenset(_all(_MONTH) if months is None else months),
-        days=days,
-        weekdays=weekdays,
+        seconds=_ALL[_SECOND] if seconds is None else seconds,
+        minutes=_ALL[_MINUTE] if minutes is None else minutes,
+        hours=_ALL[_HOUR] if hours is None else hours,
+        months=_mask(_ALL[_MONTH] if months is None else months),
+        days=day_mask,
+        weekdays=weekday_mask,
         with_seconds=len(texts) == 6,
     )
 
@@ -249,7 +271,11 @@ def as_croniter_reads(start: datetime) -> datetime:
 
     croniter keeps its position as float seconds since 1970; reading it back
     rounds to the microsecond, which for far dates can move the start. Doing the
-    same keeps the two paths equal by construction.
+    same keeps the two paths equal by construction. Within 1971-2099 the
+    timestamp stays under 2**32 s, where a float holds it to 0.24 µs, so the
+    round trip gives `start` back and is skipped.
     """
+    if 1971 <= start.year <= 2099:
+        return start
     seconds = (start - _EPOCH).total_seconds()
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)

@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
@@ -126,10 +127,19 @@ def _fields_problem(fields: list[str]) -> str | None:
     """
     specs = (_SECOND, *_FIELDS) if len(fields) == 6 else _FIELDS
     for text, spec in zip(fields, specs, strict=True):
-        for item in text.split(","):
-            problem = _item_problem(item, *spec)
-            if problem:
-                return problem
+        problem = _field_problem(text, spec)
+        if problem:
+            return problem
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _field_problem(text: str, spec: tuple[str, int, int, tuple[str, ...]]) -> str | None:
+    """Cached: thousands of schedules share a few field texts ("*", "0", "MON-FRI")."""
+    for item in text.split(","):
+        problem = _item_problem(item, *spec)
+        if problem:
+            return problem
     return None
 
 

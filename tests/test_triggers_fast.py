@@ -123,7 +123,7 @@ def verdict(expr: str, zone: str, *, fast: bool) -> str | None:
 def test_random_plain_expressions_fire_as_croniter() -> None:
     rnd = random.Random(20261130)
     compared = plain = 0
-    for _ in range(3000):
+    for _ in range(2000):
         expr = random_expression(rnd)
         zone = rnd.choice(ZONES)
         if plain_cron(" ".join(expr.split())) is not None:
@@ -133,7 +133,7 @@ def test_random_plain_expressions_fire_as_croniter() -> None:
             trigger = CronTrigger(expr, zone)
         except TriggerError:
             continue
-        for _ in range(4):
+        for _ in range(3):
             after = random_instant(rnd, zone)
             fast = trigger._next_fire(after, fast=True)
             slow = trigger._next_fire(after, fast=False)
@@ -147,8 +147,39 @@ def test_random_plain_expressions_fire_as_croniter() -> None:
                 fast = trigger._next_fire(after, fast=True)
                 assert fast == trigger._next_fire(after, fast=False), (expr, zone, after)
             compared += 1
-    assert plain > 2500  # the generator mostly makes plain expressions
-    assert compared > 8000
+    assert plain > 1700  # the generator mostly makes plain expressions
+    assert compared > 4000
+
+
+def test_far_years_fire_as_croniter() -> None:
+    """Outside 1971-2099 croniter's float timestamp rounds the start's microseconds;
+    the fast path copies that round trip (see cron_plain.as_croniter_reads)."""
+    rnd = random.Random(7)
+    for _ in range(150):
+        expr = random_expression(rnd)
+        zone = rnd.choice(ZONES)
+        try:
+            trigger = CronTrigger(expr, zone)
+        except TriggerError:
+            continue
+        for _ in range(3):
+            year = rnd.choice((rnd.randint(1900, 1970), rnd.randint(2100, 8990)))
+            local = datetime(
+                year,
+                rnd.randint(1, 12),
+                rnd.randint(1, 28),
+                rnd.randint(0, 23),
+                rnd.choice((0, 59, rnd.randint(0, 59))),
+                rnd.choice((0, 59, rnd.randint(0, 59))),
+                rnd.choice((0, 999_999, 999_990, 500_000, rnd.randint(0, 999_999))),
+                tzinfo=ZoneInfo(zone),
+            )
+            after = local.astimezone(UTC)
+            assert trigger._next_fire(after, fast=True) == trigger._next_fire(after, fast=False), (
+                expr,
+                zone,
+                after,
+            )
 
 
 @pytest.mark.parametrize(
