@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import lru_cache
 
 # croniter's field order: minute, hour, day of month, month, day of week, second;
@@ -139,6 +139,8 @@ def _mask(values: tuple[int, ...]) -> int:
 # bits, so shifting it right by the weekday of the 1st lines it up with any month.
 _WEEKS = sum(1 << (7 * week) for week in range(6))
 _ALL_DAYS = _mask(tuple(range(1, 32)))
+_MONTHS = range(1, 13)
+_LONGEST = (0, *(_mask(tuple(range(1, 30 if m == 2 else _DAYS_IN_MONTH[m] + 1))) for m in _MONTHS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,21 +156,30 @@ class PlainCron:
     with_seconds: bool
 
     def ever_fires(self) -> bool:
-        """Whether croniter finds a fire from 2000-01-01 (CronTrigger's check)."""
-        return self.next_after(datetime(2000, 1, 1)) is not None
+        """Whether croniter finds a fire from 2000-01-01 (CronTrigger's check).
+
+        A weekday always recurs, and so does a day of month in a month that has
+        it (Feb 29 within 8 years); a month that never has the day never fires.
+        """
+        if self.weekdays:
+            return True
+        return any(self.months >> month & 1 and self.days & _LONGEST[month] for month in _MONTHS)
 
     def next_after(self, start: datetime) -> datetime | None:
         """The first matching wall time after the naive `start`, croniter's get_next.
 
         Like croniter, the search starts at the next whole minute (second with a
-        seconds field) and gives up after 50 years.
+        seconds field) and gives up after 50 years (which never decides for an
+        expression that fires: its gaps are at most 8 years, Feb 29 alone).
         """
-        if self.with_seconds:
-            first = (start + timedelta(seconds=1)).replace(microsecond=0)
-        else:
-            first = (start + timedelta(minutes=1)).replace(second=0, microsecond=0)
-        year, month, day = first.year, first.month, first.day
-        floor: tuple[int, int, int] | None = (first.hour, first.minute, first.second)
+        year, month, day = start.year, start.month, start.day
+        # From the next whole minute (or second) on; a minute or second of 60 has
+        # no match, so the search moves on to the next hour (or minute) by itself.
+        floor: tuple[int, int, int] | None = (
+            (start.hour, start.minute, start.second + 1)
+            if self.with_seconds
+            else (start.hour, start.minute + 1, 0)
+        )
         last_year = year + HORIZON_YEARS
         while year <= last_year:
             if self.months >> month & 1:

@@ -117,6 +117,8 @@ _FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
 )
 _SECOND = ("second", 0, 59, ())
 _PLAIN = re.compile(r"\d+|[A-Za-z]+")
+_ALL_SPECS = (*_FIELDS, _SECOND)  # indexes keep _field_problem's cache keys small
+_SPECS = {5: (0, 1, 2, 3, 4), 6: (5, 0, 1, 2, 3, 4)}
 
 
 def _fields_problem(fields: list[str]) -> str | None:
@@ -125,7 +127,7 @@ def _fields_problem(fields: list[str]) -> str | None:
     Only plain numbers, names, ranges and steps are judged here; the extensions
     croniter knows (L, W, #, ?) are left to it.
     """
-    specs = (_SECOND, *_FIELDS) if len(fields) == 6 else _FIELDS
+    specs = _SPECS[6] if len(fields) == 6 else _SPECS[5]
     for text, spec in zip(fields, specs, strict=True):
         problem = _field_problem(text, spec)
         if problem:
@@ -134,10 +136,10 @@ def _fields_problem(fields: list[str]) -> str | None:
 
 
 @lru_cache(maxsize=4096)
-def _field_problem(text: str, spec: tuple[str, int, int, tuple[str, ...]]) -> str | None:
+def _field_problem(text: str, spec: int) -> str | None:
     """Cached: thousands of schedules share a few field texts ("*", "0", "MON-FRI")."""
     for item in text.split(","):
-        problem = _item_problem(item, *spec)
+        problem = _item_problem(item, *_ALL_SPECS[spec])
         if problem:
             return problem
     return None
