@@ -3,8 +3,9 @@
 Building a croniter costs about half a millisecond (it re-parses the
 expression every time), which made listing 10,000 stored schedules take
 seconds. Most expressions are plain: numbers, names, ranges and steps. For
-those this module expands each field once (cached by expression) and finds the
-next matching wall time with a short loop over days.
+those this module expands each field once (cached by field text and by
+expression) and finds the next matching wall time from bit masks of the days
+a month allows, then the sorted hours, minutes and seconds.
 
 Every result must equal croniter's, quirks included (tests/test_triggers_fast.py
 compares both on thousands of random expressions):
