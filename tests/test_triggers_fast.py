@@ -253,3 +253,12 @@ def test_errors_at_construction_are_unchanged(expr: str, message: str) -> None:
     with pytest.raises(TriggerError) as caught:
         CronTrigger(expr)
     assert str(caught.value).startswith(message)
+
+
+def test_every_day_of_every_month_fires_or_not_as_croniter() -> None:
+    """'it never fires' comes from the masks on the fast path: each (day, month)
+    pair, and each day with a list of months, gets croniter's verdict."""
+    for day in range(1, 32):
+        for months in [*map(str, range(1, 13)), "2,4", "4,6,9,11", "2-4/2", "*"]:
+            expr = f"0 0 {day} {months} *"
+            assert verdict(expr, "UTC", fast=True) == verdict(expr, "UTC", fast=False), expr
