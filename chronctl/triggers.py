@@ -18,12 +18,15 @@ from __future__ import annotations
 import difflib
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
 
+from .cron_plain import FIRST_YEAR, LAST_YEAR, as_croniter_reads, plain_cron
 from .durations import format_duration
 from .errors import TriggerError
 
@@ -114,6 +117,8 @@ _FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
 )
 _SECOND = ("second", 0, 59, ())
 _PLAIN = re.compile(r"\d+|[A-Za-z]+")
+_ALL_SPECS = (*_FIELDS, _SECOND)  # indexes keep _field_problem's cache keys small
+_SPECS = {5: (0, 1, 2, 3, 4), 6: (5, 0, 1, 2, 3, 4)}
 
 
 def _fields_problem(fields: list[str]) -> str | None:
@@ -122,12 +127,21 @@ def _fields_problem(fields: list[str]) -> str | None:
     Only plain numbers, names, ranges and steps are judged here; the extensions
     croniter knows (L, W, #, ?) are left to it.
     """
-    specs = (_SECOND, *_FIELDS) if len(fields) == 6 else _FIELDS
+    specs = _SPECS[6] if len(fields) == 6 else _SPECS[5]
     for text, spec in zip(fields, specs, strict=True):
-        for item in text.split(","):
-            problem = _item_problem(item, *spec)
-            if problem:
-                return problem
+        problem = _field_problem(text, spec)
+        if problem:
+            return problem
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _field_problem(text: str, spec: int) -> str | None:
+    """Cached: thousands of schedules share a few field texts ("*", "0", "MON-FRI")."""
+    for item in text.split(","):
+        problem = _item_problem(item, *_ALL_SPECS[spec])
+        if problem:
+            return problem
     return None
 
 
@@ -163,7 +177,8 @@ class CronTrigger(Trigger):
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
-        fields = self._normalized().split()
+        expr = self._normalized()
+        fields = expr.split()
         if len(fields) not in (5, 6):
             raise TriggerError(
                 f"bad cron '{self.expression}': expected 5 fields (6 with seconds first) "
@@ -173,6 +188,17 @@ class CronTrigger(Trigger):
         problem = _fields_problem(fields)
         if problem:
             raise TriggerError(f"bad cron '{self.expression}': {problem}")
+        plain = plain_cron(expr)
+        if plain is not None:
+            if not plain.ever_fires():
+                raise TriggerError(f"bad cron '{self.expression}': it never fires")
+            return
+        error = self._croniter_error()
+        if error is not None:
+            raise error
+
+    def _croniter_error(self) -> TriggerError | None:
+        """croniter's verdict: the expression must yield a fire after 2000-01-01."""
         try:
             itr = self._iter(datetime(2000, 1, 1))
             itr.get_next(datetime)
@@ -187,7 +213,10 @@ class CronTrigger(Trigger):
             reason = str(exc).split("\n")[0] or type(exc).__name__
             if isinstance(exc, CroniterBadDateError):
                 reason = "it never fires"
-            raise TriggerError(f"bad cron '{self.expression}': {reason}") from exc
+            error = TriggerError(f"bad cron '{self.expression}': {reason}")
+            error.__cause__ = exc
+            return error
+        return None
 
     def _normalized(self) -> str:
         expr = " ".join(self.expression.split())
@@ -203,14 +232,40 @@ class CronTrigger(Trigger):
             max_years_between_matches=50,
         )
 
+    def _wall_times(self, start: datetime, *, fast: bool) -> Iterator[datetime]:
+        """Matching wall times after the naive `start`, in order, until none is left.
+
+        A plain expression is searched by cron_plain (a croniter costs half a
+        millisecond to build); croniter gives the same times, and still serves
+        every other expression.
+        """
+        plain = plain_cron(self._normalized()) if fast else None
+        if plain is not None and FIRST_YEAR <= start.year <= LAST_YEAR:
+            current: datetime | None = as_croniter_reads(start)
+            while current is not None:
+                current = plain.next_after(current)
+                if current is not None:
+                    yield current
+            return
+        itr = self._iter(start)
+        while True:
+            try:
+                yield itr.get_next(datetime)
+            except CroniterBadDateError:
+                return
+
     def next_fire(self, after: datetime) -> datetime | None:
+        return self._next_fire(after, fast=True)
+
+    def _next_fire(self, after: datetime, *, fast: bool) -> datetime | None:
+        """`next_fire`; `fast=False` asks croniter even for a plain expression (tests
+        compare the two)."""
         tz = get_timezone(self.timezone)
         local = after.astimezone(tz)
-        itr = self._iter(local.replace(tzinfo=None, fold=0))
+        candidates = self._wall_times(local.replace(tzinfo=None, fold=0), fast=fast)
         for _ in range(10_000):
-            try:
-                candidate = itr.get_next(datetime)
-            except CroniterBadDateError:
+            candidate = next(candidates, None)
+            if candidate is None:
                 return None
             instant = resolve_wall_time(candidate, tz)
             if instant > after:
