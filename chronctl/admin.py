@@ -36,6 +36,7 @@ from .errors import (
     TaskNotFoundError,
     UnknownJobError,
     UnknownQueueError,
+    Unsupported,
     UsageError,
 )
 from .jobs import JobSpec, build_task
@@ -60,6 +61,7 @@ from .models import (
     iso,
 )
 from .retention import RetentionPolicy, RetentionReport, last_report
+from .schedules import Schedule, effective_spec
 from .triggers import get_timezone
 
 Progress = Callable[[int], None]  # called with how many more items are done
@@ -125,6 +127,8 @@ class StoredStates:
 
     states: dict[str, JobState] = field(default_factory=dict)
     unread: str | None = None  # why the backend could not be read; next fires assume no state
+    #: Stored schedules and trigger overrides, by name (none on a backend without them).
+    schedules: dict[str, Schedule] = field(default_factory=dict)
 
 
 async def stored_states(manifest: Manifest, backend_url: str | None = None) -> StoredStates:
@@ -140,7 +144,8 @@ async def stored_states(manifest: Manifest, backend_url: str | None = None) -> S
     try:
         async with asyncio.timeout(STATE_READ_TIMEOUT):
             async with backend:
-                return StoredStates(await job_states(backend))
+                states = await job_states(backend)
+                return StoredStates(states, None, await schedules_by_name(backend))
     except TimeoutError:
         return StoredStates(
             unread=f"{backend.display_url} gave no answer within {STATE_READ_TIMEOUT:.0f}s"
@@ -151,6 +156,46 @@ async def stored_states(manifest: Manifest, backend_url: str | None = None) -> S
 
 async def job_states(backend: QueueBackend) -> dict[str, JobState]:
     return {state.name: state for state in await backend.list_job_states()}
+
+
+async def schedules_by_name(backend: QueueBackend) -> dict[str, Schedule]:
+    """Every stored schedule and override; none on a backend that cannot store them."""
+    try:
+        return {s.name: s for s in await backend.list_schedules()}
+    except Unsupported:
+        return {}
+
+
+def fired_spec(
+    jobs: Mapping[str, JobSpec], name: str, schedules: Mapping[str, Schedule]
+) -> JobSpec:
+    """What fires under the fire name `name`: a manifest job (as its stored override
+    reschedules it), or a runtime schedule's job with the schedule's trigger and
+    arguments. Unknown names are UnknownJobError, with the closest job or schedule."""
+    spec = jobs.get(name)
+    stored = schedules.get(name)
+    if spec is not None:
+        return effective_spec(stored, spec) if stored and stored.override else spec
+    if stored is None or stored.override:
+        raise UnknownJobError(name, closest(name, [*jobs, *schedules]))
+    job = jobs.get(stored.job)
+    if job is None:
+        raise ChronctlError(
+            f"schedule '{name}' is orphaned: its job '{stored.job}' is not in the manifest"
+        )
+    return effective_spec(stored, job)
+
+
+def fire_state(
+    name: str, states: Mapping[str, JobState], schedules: Mapping[str, Schedule]
+) -> JobState | None:
+    """The state a fire name's next fires count from: a stored schedule never fired
+    counts from when it was stored."""
+    state = states.get(name)
+    stored = schedules.get(name)
+    if state is None and stored is not None:
+        return JobState(name, first_seen=stored.created)
+    return state
 
 
 def next_fires(
@@ -228,10 +273,13 @@ def job_next_fires(
     count: int = 5,
     states: Mapping[str, JobState] | None = None,
     now: float | None = None,
+    schedules: Mapping[str, Schedule] | None = None,
 ) -> list[datetime]:
-    """`jobs next NAME -n COUNT`."""
-    spec = job_named(manifest.jobs, name)
-    return next_fires(spec, (states or {}).get(name), count, now)
+    """`jobs next NAME -n COUNT`: NAME a job (as its override reschedules it) or a
+    runtime schedule (`schedules` as stored)."""
+    schedules = schedules or {}
+    spec = fired_spec(manifest.jobs, name, schedules)
+    return next_fires(spec, fire_state(name, states or {}, schedules), count, now)
 
 
 @dataclass
@@ -243,6 +291,7 @@ class JobOverview:
     last_status: str | None
     last_run: float | None
     timezone: str = "UTC"
+    overridden: bool = False  # the trigger is a stored override's (`jobs reschedule`)
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -253,18 +302,24 @@ class JobOverview:
             "paused": self.paused,
             "last_status": self.last_status,
             "last_run": iso(self.last_run),
+            "overridden": self.overridden,
         }
 
 
 async def jobs_overview(
     backend: QueueBackend, jobs: Iterable[JobSpec], now: float | None = None
 ) -> list[JobOverview]:
-    """`jobs list`: each job with its next fire, paused state and last run."""
+    """`jobs list`: each job with its next fire, paused state and last run; a job whose
+    trigger is overridden (`jobs reschedule`) with the override's trigger."""
     states = await job_states(backend)
+    stored = await schedules_by_name(backend)
     now = time.time() if now is None else now
     out = []
-    for spec in jobs:
-        state = states.get(spec.name)
+    for job in jobs:
+        override = stored.get(job.name)
+        overridden = override is not None and override.override
+        spec = effective_spec(override, job) if override and overridden else job
+        state = fire_state(spec.name, states, stored) if overridden else states.get(spec.name)
         runs = await backend.history(spec.name, limit=1)
         last = runs[0] if runs else None
         out.append(
@@ -276,6 +331,7 @@ async def jobs_overview(
                 last.status.value if last else None,
                 last.finished_at if last else None,
                 spec.timezone,
+                overridden,
             )
         )
     return out
@@ -284,8 +340,15 @@ async def jobs_overview(
 async def set_job_paused(
     backend: QueueBackend, jobs: Mapping[str, JobSpec], name: str, paused: bool
 ) -> None:
-    """`pause JOB` / `resume JOB`: the job must be defined, or a typo pauses nothing."""
-    job_named(jobs, name)
+    """`pause NAME` / `resume NAME`: a manifest job or a runtime schedule (each pauses
+    under its fire name); any other name is a typo that must pause nothing."""
+    if name not in jobs:
+        try:
+            stored = await backend.get_schedule(name)
+        except Unsupported:
+            stored = None
+        if stored is None or stored.override:
+            job_named(jobs, name)
     await backend.set_job_paused(name, paused)
 
 
@@ -753,6 +816,8 @@ class MigrationReport:
     runs: int = 0
     jobs: int = 0
     skipped_tasks: int = 0
+    schedules: int = 0  # stored schedules and trigger overrides copied
+    skipped_schedules: int = 0  # ones the target already had by name (left as they are)
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -760,6 +825,8 @@ class MigrationReport:
             "runs": self.runs,
             "jobs": self.jobs,
             "already_there": self.skipped_tasks,
+            "schedules": self.schedules,
+            "schedules_already_there": self.skipped_schedules,
         }
 
 
@@ -772,19 +839,22 @@ async def migrate(
     progress: Progress = _noop,
     on_total: Callable[[int], None] = _noop,
 ) -> MigrationReport:
-    """Copy pending tasks, dead letters, job state and history; safe to run twice.
+    """Copy pending tasks, dead letters, job state, history and stored schedules
+    (trigger overrides too); safe to run twice.
 
     Running tasks are copied as pending: their run belongs to the source, and
     a copy must not look claimed by a worker that will never renew it.
     Target rows are matched by task id and, for history, by (task, attempt,
-    finish time), so a second run copies nothing new.
+    finish time), so a second run copies nothing new. A schedule whose name the
+    target already stores is left as the target has it (and counted).
     """
     if source.display_url == target.display_url:
         raise UsageError("the migration target is the current backend")
     tasks = await source.list_tasks(status=list(MIGRATED_STATUSES), limit=None)
     runs = await source.history(None, limit=None)
     jobs = await source.list_job_states()
-    on_total(len(tasks) + len(runs) + len(jobs))
+    schedules = list((await schedules_by_name(source)).values())
+    on_total(len(tasks) + len(runs) + len(jobs) + len(schedules))
     report = MigrationReport()
     for task in tasks:
         if task.status is TaskStatus.RUNNING:
@@ -804,6 +874,12 @@ async def migrate(
         progress(len(some_runs))
     report.jobs = await target.import_job_states(jobs)
     progress(len(jobs))
+    for schedule in schedules:
+        if await target.put_schedule(schedule, create=True):
+            report.schedules += 1
+        else:
+            report.skipped_schedules += 1
+        progress(1)
     return report
 
 
@@ -847,6 +923,8 @@ __all__ = [
     "daemon_state",
     "dead_letters",
     "enqueue_tasks",
+    "fire_state",
+    "fired_spec",
     "get_dead",
     "get_task",
     "job_named",
@@ -870,6 +948,7 @@ __all__ = [
     "read_bulk",
     "retention_policy",
     "retry_dead",
+    "schedules_by_name",
     "set_job_paused",
     "status",
     "stored_states",

@@ -157,10 +157,11 @@ def setup_logging(verbosity: int) -> None:
 
 
 def _register() -> None:
-    from . import crontab, dlq, jobs, maintenance, run, tasks
+    from . import crontab, dlq, jobs, maintenance, run, schedules, tasks
 
     run.register(app)
     jobs.register(app)
+    schedules.register(app)
     tasks.register(app)
     dlq.register(app)
     maintenance.register(app)

@@ -1,4 +1,4 @@
-"""Shell completion of job names, queue names and task ids (`chronctl --install-completion`).
+"""Shell completion of job, schedule and queue names and task ids (`chronctl --install-completion`).
 
 A completion runs on every Tab press, so it must be quick and silent: names come
 from the manifest (a file read), ids from the backend only when it answers within
@@ -37,6 +37,28 @@ DEFAULT_PORTS = {
 def job_names(ctx: typer.Context, incomplete: str) -> list[str]:
     manifest = _manifest(ctx)
     return sorted(n for n in manifest.jobs if n.startswith(incomplete)) if manifest else []
+
+
+def schedule_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Stored schedules and overrides, from the backend."""
+
+    async def stored(backend: QueueBackend) -> list[str]:
+        return [s.name for s in await backend.list_schedules()]
+
+    found = _from_backend(ctx, _manifest(ctx), stored)
+    return sorted(n for n in found if n.startswith(incomplete))
+
+
+def job_or_schedule_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    """What `pause`, `resume`, `trigger`, `jobs next` take: jobs and runtime schedules."""
+    manifest = _manifest(ctx)
+    names = set(manifest.jobs) if manifest else set()
+
+    async def stored(backend: QueueBackend) -> list[str]:
+        return [s.name for s in await backend.list_schedules() if not s.override]
+
+    names.update(_from_backend(ctx, manifest, stored))
+    return sorted(n for n in names if n.startswith(incomplete))
 
 
 def queue_names(ctx: typer.Context, incomplete: str) -> list[str]:

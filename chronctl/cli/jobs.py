@@ -1,4 +1,4 @@
-"""`chronctl jobs list` and `chronctl jobs next`.
+"""`chronctl jobs list` and `chronctl jobs next` (`jobs reschedule`: cli/schedules.py).
 
 Library imports sit inside the commands (here and in every command module):
 the CLI imports this module to build its help, and the engine behind it
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..text import safe
 from . import Options, complete, run_async
 from .output import note, print_json, relative, status_text, table
 
@@ -30,24 +31,30 @@ def register(app: typer.Typer) -> None:
 @jobs_app.command("next")
 def next_fires(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Job name.", autocompletion=complete.job_names)],
+    name: Annotated[
+        str,
+        typer.Argument(help="Job or schedule name.", autocompletion=complete.job_or_schedule_names),
+    ],
     count: Annotated[
         int, typer.Option("-n", "--count", min=1, max=10_000, help="How many fire times.")
     ] = 5,
 ) -> None:
-    """The next N fire times of a job (in the job's timezone)."""
-    from ..admin import job_named, job_next_fires
+    """The next N fire times of a job or schedule (in its timezone)."""
+    from ..admin import job_next_fires
+    from ..admin import stored_states as read
 
     opts: Options = ctx.obj
     manifest = opts.load_manifest()
-    job_named(manifest.jobs, name)  # a typo fails before the backend is asked
-    stored = stored_states(opts, manifest)
-    fires = job_next_fires(manifest, name, count, stored.states)
+    stored = run_async(read(manifest, opts.backend))
+    fires = job_next_fires(manifest, name, count, stored.states, schedules=stored.schedules)
+    if stored.unread:
+        note(f"note: next fires assume no stored job state ({stored.unread})")
     if opts.json:
         print_json([f.isoformat() for f in fires])
         return
     if not fires:
-        typer.echo(f"job '{name}' has no upcoming fires")
+        what = "job" if name in manifest.jobs else "schedule"
+        typer.echo(f"{what} {safe(repr(name))} has no upcoming fires")
         return
     table(
         ["#", "FIRE TIME", ""], [(i + 1, f.isoformat(), relative(f)) for i, f in enumerate(fires)]
@@ -77,7 +84,7 @@ def list_jobs(ctx: typer.Context) -> None:
         [
             (
                 r.name,
-                r.trigger or "-",
+                (r.trigger or "-") + (" (override)" if r.overridden else ""),
                 r.timezone,
                 relative(r.next_fire) if r.next_fire else "-",
                 "yes" if r.paused else "no",

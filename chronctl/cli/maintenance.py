@@ -61,7 +61,7 @@ def migrate(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="Target backend URL.")],
 ) -> None:
-    """Copy pending tasks, dead letters, job state and history to another backend.
+    """Copy pending tasks, dead letters, job state, history and schedules to another backend.
 
     Safe to run twice: what is already there is not copied again. Stop the
     schedulers first, then point them at the new backend.
@@ -88,10 +88,17 @@ def migrate(
     else:
         typer.echo(
             f"copied {public['tasks']} task(s), {public['runs']} history row(s), "
-            f"{public['jobs']} job state(s) to {target.display_url}"
+            f"{public['jobs']} job state(s), {public['schedules']} schedule(s) "
+            f"to {target.display_url}"
             + (
                 f"; {public['already_there']} task(s) were already there"
                 if public["already_there"]
+                else ""
+            )
+            + (
+                f"; {public['schedules_already_there']} schedule(s) were already there "
+                "(left as they are)"
+                if public["schedules_already_there"]
                 else ""
             )
         )

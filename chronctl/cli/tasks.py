@@ -228,18 +228,30 @@ def trigger(
     ctx: typer.Context,
     job: Annotated[
         str,
-        typer.Argument(help="Job name.", show_default=False, autocompletion=complete.job_names),
+        typer.Argument(
+            help="Job or schedule name.",
+            show_default=False,
+            autocompletion=complete.job_or_schedule_names,
+        ),
     ],
 ) -> None:
-    """Run a job now, outside its schedule."""
+    """Run a job now, outside its schedule; a schedule's name runs its job now with the
+    schedule's arguments, queue and priority."""
     from ..admin import EnqueueRequest, enqueue_tasks, make_task
 
     opts: Options = ctx.obj
     manifest = opts.load_manifest()
-    task = make_task(manifest, EnqueueRequest(job=job))
-    [(task_id, created)] = opts.call(
-        "trigger", lambda b: enqueue_tasks(b, [task], limits=manifest.limits), manifest
-    )
+
+    async def run_now(backend: QueueBackend) -> list[tuple[str, bool]]:
+        from ..schedule_admin import schedule_task
+
+        if job in manifest.jobs:
+            task = make_task(manifest, EnqueueRequest(job=job))
+        else:
+            task = await schedule_task(backend, manifest.jobs, job)
+        return await enqueue_tasks(backend, [task], limits=manifest.limits)
+
+    [(task_id, created)] = opts.call("trigger", run_now, manifest)
     if opts.json:
         print_json({"id": task_id, "created": created})
     else:
@@ -247,7 +259,7 @@ def trigger(
 
 
 def _pause(ctx: typer.Context, job: str | None, queue: str | None, paused: bool) -> None:
-    from ..admin import job_named, set_job_paused
+    from ..admin import set_job_paused
 
     opts: Options = ctx.obj
     verb = "pause" if paused else "resume"
@@ -255,17 +267,17 @@ def _pause(ctx: typer.Context, job: str | None, queue: str | None, paused: bool)
         raise UsageError(f"give a JOB or --queue NAME to {verb}")
     if job is not None:
         manifest = opts.load_manifest()
-        job_named(manifest.jobs, job)  # a typo fails before the backend is asked
         opts.call(verb, lambda b: set_job_paused(b, manifest.jobs, job, paused), manifest)
-        subject: dict[str, Any] = {"job": job}
+        kind = "job" if job in manifest.jobs else "schedule"
+        subject: dict[str, Any] = {kind: job}
     else:
         assert queue is not None
         opts.call(verb, lambda b: _pause_queue(b, opts, queue, paused))
-        subject = {"queue": queue}
+        kind, subject = "queue", {"queue": queue}
     if opts.json:
         print_json({**subject, "paused": paused})
     else:
-        what = f"job '{job}'" if job else f"queue '{queue}'"
+        what = f"{kind} '{job if job is not None else queue}'"
         typer.echo(f"{'paused' if paused else 'resumed'} {safe(what)}")
 
 
@@ -283,7 +295,9 @@ def pause(
     job: Annotated[
         str | None,
         typer.Argument(
-            help="Job to stop firing.", show_default=False, autocompletion=complete.job_names
+            help="Job or schedule to stop firing.",
+            show_default=False,
+            autocompletion=complete.job_or_schedule_names,
         ),
     ] = None,
     queue: Annotated[
@@ -293,7 +307,8 @@ def pause(
         ),
     ] = None,
 ) -> None:
-    """Stop firing a job's trigger (pending tasks stay), or stop a queue being worked."""
+    """Stop firing a job's trigger or a schedule (pending tasks stay), or stop a queue
+    being worked."""
     _pause(ctx, job, queue, True)
 
 
@@ -302,7 +317,9 @@ def resume(
     job: Annotated[
         str | None,
         typer.Argument(
-            help="Job to fire again.", show_default=False, autocompletion=complete.job_names
+            help="Job or schedule to fire again.",
+            show_default=False,
+            autocompletion=complete.job_or_schedule_names,
         ),
     ] = None,
     queue: Annotated[
@@ -312,7 +329,7 @@ def resume(
         ),
     ] = None,
 ) -> None:
-    """Restart firing a paused job, or working a paused queue."""
+    """Restart firing a paused job or schedule, or working a paused queue."""
     _pause(ctx, job, queue, False)
 
 

@@ -250,9 +250,10 @@ def test_migrate_copies_everything_once(project: Path, tmp_path: Path) -> None:
     ok(project, "pause", "nightly")
     target = f"sqlite:///{tmp_path / 'new.db'}"
     first = ok(project, "migrate", "--to", target)
-    assert first == {"tasks": 2, "runs": 2, "jobs": 1, "already_there": 0}
+    none = {"schedules": 0, "schedules_already_there": 0}
+    assert first == {"tasks": 2, "runs": 2, "jobs": 1, "already_there": 0, **none}
     second = ok(project, "migrate", "--to", target)
-    assert second == {"tasks": 0, "runs": 0, "jobs": 1, "already_there": 2}
+    assert second == {"tasks": 0, "runs": 0, "jobs": 1, "already_there": 2, **none}
     moved = ok(project, "--backend", target, "tasks", "show", pending)
     assert (moved["args"], moved["status"]) == ([7], "pending")
     assert len(ok(project, "--backend", target, "dlq", "list")) == 1

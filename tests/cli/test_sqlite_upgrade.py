@@ -106,7 +106,14 @@ def test_migrate_copies_a_version_1_file(tmp_path: Path) -> None:
     target = f"sqlite:///{tmp_path / 'new.db'}"
     result = chronctl("--json", "migrate", "--to", target, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"tasks": 3, "runs": 1, "jobs": 1, "already_there": 0}
+    assert json.loads(result.stdout) == {
+        "tasks": 3,
+        "runs": 1,
+        "jobs": 1,
+        "already_there": 0,
+        "schedules": 0,
+        "schedules_already_there": 0,
+    }
     shown = chronctl("--json", "--backend", target, "tasks", "show", B, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     moved = json.loads(shown.stdout)

@@ -149,6 +149,7 @@ def test_jobs_list_json_shape(tmp_path: Path) -> None:
         "paused",
         "last_status",
         "last_run",
+        "overridden",
     }
     assert rows["heartbeat"]["trigger"] == "every 10s"
     assert rows["cleanup_logs"]["trigger"] == "cron 0 2 * * *"
