@@ -17,7 +17,8 @@ bench/harness.py):
    `--seconds` as % of one core (target: below 1%) and its RSS.
 3. `chronctl -f manifest.toml schedules list` (and with `--json`), wall time of a
    subprocess, one untimed warm-up then the median of `--repeat` (target: below
-   1 s); "not measured" when this chronctl has no `schedules` command.
+   1 s), and its CPU time (user + sys, less at the mercy of a loaded machine);
+   "not measured" when this chronctl has no `schedules` command.
 4. propagation: with the run process idle, another schedule `every 1s` is stored
    from this process; the time from `put_schedule` returning to the first task of
    that schedule being in the store (polled every 10 ms), median of `--repeat`
@@ -41,6 +42,7 @@ import asyncio
 import collections
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -162,15 +164,18 @@ def time_list(manifest: Path, count: int, repeat: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label, extra in (("list", []), ("list_json", ["--json"])):
         argv = [*chronctl_argv(), "-f", str(manifest), *extra, "schedules", "list"]
-        times = []
+        times, cpu = [], []
         for i in range(repeat + 1):
+            usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             result = subprocess.run(argv, cwd=manifest.parent, capture_output=True, check=False)
             elapsed = time.perf_counter() - t0
+            usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             if result.returncode != 0:
                 raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.decode()[-500:]}")
             if i:
                 times.append(elapsed)
+                cpu.append(usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime)
             if extra and i == 0:
                 listed = json.loads(result.stdout)
                 if len(listed) != count:
@@ -178,6 +183,7 @@ def time_list(manifest: Path, count: int, repeat: int) -> dict[str, Any]:
         out[f"{label}_ms"] = 1000 * statistics.median(times)
         out[f"{label}_min_ms"] = 1000 * min(times)
         out[f"{label}_max_ms"] = 1000 * max(times)
+        out[f"{label}_cpu_ms"] = 1000 * statistics.median(cpu)  # less at the mercy of load
     return out
 
 
@@ -304,6 +310,8 @@ def table(results: list[dict[str, Any]]) -> str:
         ("RSS, MB", "rss_mb", ".1f"),
         ("`schedules list`, ms", "list_ms", ".0f"),
         ("`schedules list --json`, ms", "list_json_ms", ".0f"),
+        ("`schedules list` CPU (user+sys), ms", "list_cpu_ms", ".0f"),
+        ("`schedules list --json` CPU (user+sys), ms", "list_json_cpu_ms", ".0f"),
         ("propagation, ms (median)", "propagation_ms", ".0f"),
         ("propagation min / max, ms", None, ""),
         ("run-process CPU per change, s", "cpu_per_change_s", ".3f"),
