@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import QueueBackend, QueueInfo
-from .backpressure import UNLIMITED, QueueLimits, check_room
+from .backpressure import UNLIMITED, QueueLimits, SkippedFire, check_room, last_skip
 from .daemon import daemon_pid, pid_alive, process_started, read_pid
 from .durations import parse_duration
 from .errors import (
@@ -131,8 +131,11 @@ class StoredStates:
     schedules: dict[str, Schedule] = field(default_factory=dict)
 
 
-async def stored_states(manifest: Manifest, backend_url: str | None = None) -> StoredStates:
-    """Job state for `validate` and `jobs next`, which show the fires `run` will fire.
+async def stored_states(
+    manifest: Manifest, backend_url: str | None = None, schedule: str | None = None
+) -> StoredStates:
+    """Job state for `validate` and `jobs next`, which show the fires `run` will fire;
+    with `schedule`, that name's stored schedule or override too (`jobs next NAME`).
 
     Read-only and best effort: a store that does not exist yet is not created
     (it holds no state), a memory backend has none outside its process, and an
@@ -145,7 +148,8 @@ async def stored_states(manifest: Manifest, backend_url: str | None = None) -> S
         async with asyncio.timeout(STATE_READ_TIMEOUT):
             async with backend:
                 states = await job_states(backend)
-                return StoredStates(states, None, await schedules_by_name(backend))
+                stored = await stored_schedule(backend, schedule) if schedule else None
+                return StoredStates(states, None, {stored.name: stored} if stored else {})
     except TimeoutError:
         return StoredStates(
             unread=f"{backend.display_url} gave no answer within {STATE_READ_TIMEOUT:.0f}s"
@@ -156,6 +160,14 @@ async def stored_states(manifest: Manifest, backend_url: str | None = None) -> S
 
 async def job_states(backend: QueueBackend) -> dict[str, JobState]:
     return {state.name: state for state in await backend.list_job_states()}
+
+
+async def stored_schedule(backend: QueueBackend, name: str) -> Schedule | None:
+    """The stored schedule or override `name`; None also on a backend that stores none."""
+    try:
+        return await backend.get_schedule(name)
+    except Unsupported:
+        return None
 
 
 async def schedules_by_name(backend: QueueBackend) -> dict[str, Schedule]:
@@ -189,11 +201,12 @@ def fired_spec(
 def fire_state(
     name: str, states: Mapping[str, JobState], schedules: Mapping[str, Schedule]
 ) -> JobState | None:
-    """The state a fire name's next fires count from: a stored schedule never fired
-    counts from when it was stored."""
+    """The state a fire name's next fires count from, as the fire loop places it: a
+    runtime schedule never fired counts from when it was stored; a job (overridden
+    or not) without state from now, when a scheduler would first see it."""
     state = states.get(name)
     stored = schedules.get(name)
-    if state is None and stored is not None:
+    if state is None and stored is not None and not stored.override:
         return JobState(name, first_seen=stored.created)
     return state
 
@@ -292,6 +305,8 @@ class JobOverview:
     last_run: float | None
     timezone: str = "UTC"
     overridden: bool = False  # the trigger is a stored override's (`jobs reschedule`)
+    #: The last fire that stored no task (queue full, max_instances), from any process.
+    last_skip: SkippedFire | None = None
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -303,23 +318,25 @@ class JobOverview:
             "last_status": self.last_status,
             "last_run": iso(self.last_run),
             "overridden": self.overridden,
+            "last_skip": self.last_skip.to_public() if self.last_skip else None,
         }
 
 
 async def jobs_overview(
     backend: QueueBackend, jobs: Iterable[JobSpec], now: float | None = None
 ) -> list[JobOverview]:
-    """`jobs list`: each job with its next fire, paused state and last run; a job whose
-    trigger is overridden (`jobs reschedule`) with the override's trigger."""
+    """`jobs list`: each job with its next fire, paused state, last run and last skip; a
+    job whose trigger is overridden (`jobs reschedule`) with the override's trigger."""
     states = await job_states(backend)
-    stored = await schedules_by_name(backend)
     now = time.time() if now is None else now
     out = []
     for job in jobs:
-        override = stored.get(job.name)
+        # One read per job, as for its last run: the listing does not grow with the
+        # number of runtime schedules.
+        override = await stored_schedule(backend, job.name)
         overridden = override is not None and override.override
         spec = effective_spec(override, job) if override and overridden else job
-        state = fire_state(spec.name, states, stored) if overridden else states.get(spec.name)
+        state = states.get(spec.name)
         runs = await backend.history(spec.name, limit=1)
         last = runs[0] if runs else None
         out.append(
@@ -332,6 +349,7 @@ async def jobs_overview(
                 last.finished_at if last else None,
                 spec.timezone,
                 overridden,
+                await last_skip(backend, spec.name) if spec.trigger else None,
             )
         )
     return out
@@ -343,10 +361,7 @@ async def set_job_paused(
     """`pause NAME` / `resume NAME`: a manifest job or a runtime schedule (each pauses
     under its fire name); any other name is a typo that must pause nothing."""
     if name not in jobs:
-        try:
-            stored = await backend.get_schedule(name)
-        except Unsupported:
-            stored = None
+        stored = await stored_schedule(backend, name)
         if stored is None or stored.override:
             job_named(jobs, name)
     await backend.set_job_paused(name, paused)
@@ -802,9 +817,10 @@ async def status(
 
 
 def retention_policy(manifest: Manifest) -> RetentionPolicy:
-    """The manifest's `keep_history`, `keep_dead`, `max_dead`."""
+    """The manifest's `keep_history`, `keep_dead`, `max_dead`, and its jobs' own."""
     cfg = manifest.config
-    return RetentionPolicy(cfg.keep_history, cfg.keep_dead, cfg.max_dead)
+    policy = RetentionPolicy(cfg.keep_history, cfg.keep_dead, cfg.max_dead)
+    return policy.with_jobs(manifest.jobs.values())
 
 
 # -- migrate ---------------------------------------------------------------------
@@ -951,6 +967,7 @@ __all__ = [
     "schedules_by_name",
     "set_job_paused",
     "status",
+    "stored_schedule",
     "stored_states",
     "validate_manifest",
 ]

@@ -76,6 +76,10 @@ class JobSpec:
     catchup: str | None = None  # skip | once | all (misfire policy alias)
     user: str | None = None  # shell jobs: run as this user (chronctl must be root)
     shell: str = DEFAULT_SHELL  # runs a string command, as cron's SHELL does
+    # Retention of this job's rows (chronctl/retention.py): seconds, None for "forever",
+    # or "default" for the [scheduler] setting.
+    keep_history: float | Literal["default"] | None = "default"
+    keep_dead: float | Literal["default"] | None = "default"
 
     @property
     def is_shell(self) -> bool:

@@ -27,6 +27,9 @@ Decisions (also the user-visible rules):
   host, and `import-crontab` writes the host's zone for that reason).
 - `on_failure` from `[defaults]` skips the job it names (an alert is not its
   own alert); `on_failure = ""` opts a job out.
+- `keep_history`/`keep_dead` in `[jobs.NAME]` override `[scheduler]`'s for that
+  job ("forever" keeps all). `[defaults]` refuses them: `[scheduler]` already is
+  the default, and it also covers rows of jobs no longer in the manifest.
 - `timeout = 0` means no limit (JobSpec.timeout is None); the built-in
   default is 10 minutes. Durations go through parse_duration, so NaN and
   infinity are refused.
@@ -177,7 +180,19 @@ DEFAULT_KEYS = (
     "shell",
 )
 TRIGGER_KEYS = ("cron", "every", "at")
-JOB_KEYS = ("entrypoint", "command", "env", "cwd", *TRIGGER_KEYS, "args", "kwargs", *DEFAULT_KEYS)
+#: A job's own retention (chronctl/retention.py); the default is [scheduler]'s, not [defaults]'.
+JOB_KEEP_KEYS = ("keep_history", "keep_dead")
+JOB_KEYS = (
+    "entrypoint",
+    "command",
+    "env",
+    "cwd",
+    *TRIGGER_KEYS,
+    "args",
+    "kwargs",
+    *DEFAULT_KEYS,
+    *JOB_KEEP_KEYS,
+)
 
 JOB_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 ENTRYPOINT = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -553,7 +568,12 @@ class _Parser:
             if key in valid:
                 continue
             message = "unknown key" if job else f"unknown key in {where}"
-            if where == "[defaults]" and key in JOB_KEYS:
+            if where == "[defaults]" and key in JOB_KEEP_KEYS:
+                message = (
+                    "the default is [scheduler]'s: set it there (it covers every job, "
+                    "those no longer in the manifest too) or in [jobs.NAME]"
+                )
+            elif where == "[defaults]" and key in JOB_KEYS:
                 message = "cannot be a default: set it in each [jobs.NAME]"
             self.fail(message, table=table, key=key, job=job, hint=closest(key, valid))
 
@@ -719,6 +739,7 @@ class _Parser:
         if "on_failure" not in data and on_failure == name:
             on_failure = None  # the [defaults] alert job is not its own alert
         timeout = settings.get("timeout", DEFAULT_TIMEOUT)
+        keep = {key: self.job_value(name, data, key, _keep) for key in JOB_KEEP_KEYS if key in data}
         return JobSpec(
             name=name,
             entrypoint=run.entrypoint,
@@ -750,6 +771,8 @@ class _Parser:
             catchup=settings.get("catchup"),
             user=settings.get("user") if run.command is not None else None,
             shell=settings.get("shell", DEFAULT_SHELL),
+            keep_history=keep.get("keep_history", "default"),
+            keep_dead=keep.get("keep_dead", "default"),
         )
 
     def job_table(self, name: str, data: Any) -> None:
@@ -908,6 +931,12 @@ def _setting(key: str, value: Any) -> Any:
     if key == "user":
         return _user(value)
     raise AssertionError(key)  # pragma: no cover - DEFAULT_KEYS and this list agree
+
+
+def _keep(value: Any) -> float | None:
+    """A job's `keep_history`/`keep_dead`: a duration, or "forever" (None)."""
+    result: float | None = _forever_or(value, lambda d: _duration(d, positive=True))
+    return result
 
 
 def _queue(value: Any) -> str:

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from .backpressure import last_skip
 from .errors import UsageError
 from .retention import last_report
 
@@ -67,8 +68,14 @@ class Metrics:
         )
         self.skipped = prom.Counter(
             "chronctl_fires_skipped",
-            "Fires skipped (paused, max_instances, or the queue at max_pending)",
+            "Fires skipped: reason paused, max_instances reached or queue full (max_pending)",
             ["job", "reason"],
+            registry=r,
+        )
+        self.last_skip = prom.Gauge(
+            "chronctl_job_last_skip_timestamp_seconds",
+            "Fire time of the job's last skipped fire (queue full or max_instances; any process)",
+            ["job"],
             registry=r,
         )
         self.pending = prom.Gauge("chronctl_queue_pending", "Pending tasks", ["queue"], registry=r)
@@ -125,7 +132,11 @@ class Metrics:
 
     def _skipped(self, event: Event) -> None:
         if event.job:
-            self.skipped.labels(event.job, event.data.get("reason", "")).inc()
+            reason = event.data.get("reason", "")
+            # A full queue's reason names its pending count: one label value, not one per count.
+            if reason not in ("paused", "max_instances reached"):
+                reason = "queue full"
+            self.skipped.labels(event.job, reason).inc()
 
     async def update_gauges(self) -> None:
         backend = self.scheduler.backend
@@ -139,6 +150,11 @@ class Metrics:
             if limit is not None:
                 self.max_pending.labels(name).set(limit)
         self.dead.set(await backend.count_dead())
+        for spec in list(self.scheduler.jobs.values()):
+            if spec.trigger is not None:
+                skip = await last_skip(backend, spec.name)
+                if skip is not None:
+                    self.last_skip.labels(spec.name).set(skip.fire_time)
         report = await last_report(backend)
         if report is not None:
             self.retention_last.set(report.at)

@@ -11,10 +11,19 @@ operator runs `chronctl cleanup`. A running scheduler (role `all` or
 - `max_dead`: past this many dead letters, the oldest go.
 
 Each is None ("forever" in the manifest) to keep everything. Pending and
-running tasks are never touched. The work is done in small steps (the
-backends' `cleanup`/`purge_dead` with a `limit`: no long SQLite transaction,
-no long Redis script) and one pass stops after `PASS_BUDGET` seconds, leaving
-the rest to the next.
+running tasks are never touched.
+
+A job may set its own `keep_history` and `keep_dead` (`[jobs.NAME]`): the
+default's steps leave that job's rows alone (`exclude_jobs`) and the job's own
+steps (`job=`) apply its setting, so a job kept a year loses nothing to the
+30-day default, and a noisy job kept a day is trimmed daily. Every backend
+reads those rows through a per-job index, so the default's steps never re-read
+a kept job's rows. `max_dead` is a cap on the whole backend's dead letters
+(what protects the store), so it counts and may remove every job's.
+
+The work is done in small steps (the backends' `cleanup`/`purge_dead` with a
+`limit`: no long SQLite transaction, no long Redis script) and one pass stops
+after `PASS_BUDGET` seconds, leaving the rest to the next.
 
 Only one process per backend runs a pass per slot: the lease is a fire of the
 reserved pseudo-job `chronctl:retention` recorded through `record_fire`, the
@@ -30,8 +39,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import Unsupported
@@ -39,6 +48,7 @@ from .models import FireOutcome, TaskStatus, iso
 
 if TYPE_CHECKING:
     from .backends.base import QueueBackend
+    from .jobs import JobSpec
 
 log = logging.getLogger("chronctl.retention")
 
@@ -60,29 +70,55 @@ HISTORY_STATUSES = (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED, TaskStatus.FAILE
 
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
-    """`[scheduler] keep_history`, `keep_dead`, `max_dead` (None: keep forever)."""
+    """`[scheduler] keep_history`, `keep_dead`, `max_dead` (None: keep forever), and
+    the jobs that set their own `keep_history` / `keep_dead` (job -> seconds or None)."""
 
     keep_history: float | None = 30 * DAY
     keep_dead: float | None = 180 * DAY
     max_dead: int | None = 10_000
+    job_history: Mapping[str, float | None] = field(default_factory=dict)
+    job_dead: Mapping[str, float | None] = field(default_factory=dict)
+
+    def with_jobs(self, jobs: Iterable[JobSpec]) -> RetentionPolicy:
+        """This policy plus the `keep_history`/`keep_dead` the jobs set themselves (a
+        job the policy already names keeps the policy's value)."""
+        history = {j.name: j.keep_history for j in jobs if not isinstance(j.keep_history, str)}
+        dead = {j.name: j.keep_dead for j in jobs if not isinstance(j.keep_dead, str)}
+        history.update(self.job_history)
+        dead.update(self.job_dead)
+        return replace(self, job_history=history, job_dead=dead)
+
+    def _keeps(self) -> list[float | None]:
+        return [
+            self.keep_history,
+            self.keep_dead,
+            *self.job_history.values(),
+            *self.job_dead.values(),
+        ]
 
     @property
     def active(self) -> bool:
-        return any(v is not None for v in (self.keep_history, self.keep_dead, self.max_dead))
+        return self.max_dead is not None or any(k is not None for k in self._keeps())
 
     @property
     def interval(self) -> float:
         """Seconds between passes: a minute, or half the shortest keep (at least 1 s) so
         that `keep_history = "2s"` (tests, soaks) is applied within seconds."""
-        keeps = [k for k in (self.keep_history, self.keep_dead) if k is not None]
+        keeps = [k for k in self._keeps() if k is not None]
         return max(1.0, min([INTERVAL, *(k / 2 for k in keeps)]))
 
     def to_public(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "keep_history": self.keep_history,
             "keep_dead": self.keep_dead,
             "max_dead": self.max_dead,
         }
+        jobs: dict[str, dict[str, float | None]] = {}
+        for key, table in (("keep_history", self.job_history), ("keep_dead", self.job_dead)):
+            for name, keep in table.items():
+                jobs.setdefault(name, {})[key] = keep
+        out["jobs"] = {name: jobs[name] for name in sorted(jobs)}
+        return out
 
 
 FOREVER = RetentionPolicy(None, None, None)
@@ -141,6 +177,25 @@ async def _drain(step: Callable[[], Any], deadline: float) -> tuple[int, bool]:
         await asyncio.sleep(0)  # let the worker's claims and acks in between
 
 
+Scope = tuple[float, str | None, tuple[str, ...]]
+
+
+def _scopes(default: float | None, jobs: Mapping[str, float | None]) -> list[Scope]:
+    """(keep, job, exclude_jobs) per step loop: the default for every job without a
+    setting of its own, then each job that has one (none for "forever")."""
+    own = tuple(sorted(jobs))
+    out: list[Scope] = [] if default is None else [(default, None, own)]
+    return out + [(keep, name, ()) for name, keep in sorted(jobs.items()) if keep is not None]
+
+
+def _history_scopes(policy: RetentionPolicy) -> list[Scope]:
+    return _scopes(policy.keep_history, policy.job_history)
+
+
+def _dead_scopes(policy: RetentionPolicy) -> list[Scope]:
+    return _scopes(policy.keep_dead, policy.job_dead)
+
+
 async def apply(
     backend: QueueBackend,
     policy: RetentionPolicy,
@@ -155,16 +210,26 @@ async def apply(
     deadline = started + budget
     finished = dead = 0
     complete = True
-    if policy.keep_history is not None:
-        cutoff = now - policy.keep_history
-        count, done = await _drain(
-            lambda: backend.cleanup(cutoff, HISTORY_STATUSES, limit=STEP), deadline
-        )
+    for keep, job, own in _history_scopes(policy):
+        history_cutoff = now - keep
+
+        def history_step(
+            cutoff: float = history_cutoff, job: str | None = job, own: tuple[str, ...] = own
+        ) -> Any:
+            return backend.cleanup(cutoff, HISTORY_STATUSES, limit=STEP, job=job, exclude_jobs=own)
+
+        count, done = await _drain(history_step, deadline)
         finished += count
         complete &= done
-    if policy.keep_dead is not None:
-        cutoff = now - policy.keep_dead
-        count, done = await _drain(lambda: backend.purge_dead(cutoff, limit=STEP), deadline)
+    for keep, job, own in _dead_scopes(policy):
+        dead_cutoff = now - keep
+
+        def dead_step(
+            cutoff: float = dead_cutoff, job: str | None = job, own: tuple[str, ...] = own
+        ) -> Any:
+            return backend.purge_dead(cutoff, limit=STEP, job=job, exclude_jobs=own)
+
+        count, done = await _drain(dead_step, deadline)
         dead += count
         complete &= done
     if policy.max_dead is not None:

@@ -52,12 +52,7 @@ def _not_found(name: str, jobs: Mapping[str, JobSpec], hint: str = "") -> Schedu
     return exc
 
 
-async def stored_or_none(backend: QueueBackend, name: str) -> Schedule | None:
-    """The stored schedule `name`, or None (also on a backend that stores none)."""
-    try:
-        return await backend.get_schedule(name)
-    except Unsupported:
-        return None
+stored_or_none = admin.stored_schedule
 
 
 async def add_schedule(
@@ -88,7 +83,11 @@ async def edit_schedule(
             f"'{name}' is the trigger override of job '{name}': change it with "
             f"`jobs reschedule {name}`"
         )
+    if not any(v is not None for v in fields.values()):
+        raise UsageError(f"nothing to change in schedule '{name}': give the options to change")
     job = fields.pop("job", None) or stored.job
+    if job not in jobs and job == stored.job:
+        raise ChronctlError(orphan_text(stored))
     schedule = build(name, job, jobs, base=stored, **fields)
     if not await backend.put_schedule(schedule, create=False):
         raise _not_found(name, jobs, "it was removed meanwhile")
@@ -123,6 +122,11 @@ async def reschedule_job(
             raise UnknownJobError(name, closest(name, names))
         return await edit_schedule(backend, jobs, name, **given)
     existing = await stored_or_none(backend, name)
+    if existing is not None and not existing.override:
+        raise UsageError(
+            f"a runtime schedule named '{name}' is stored, which the manifest job of that "
+            f"name now shadows: `schedules remove {name}` first"
+        )
     if not any(k in given for k in TRIGGER_FIELDS) and existing is None:
         raise UsageError(f"give --cron, --every or --at: the new trigger of job '{name}'")
     schedule = build(name, name, jobs, override=True, base=existing, **given)
@@ -212,7 +216,7 @@ class ScheduleView:
     paused: bool
     last_fire: float | None
     last_result: str | None
-    orphaned: bool = False
+    orphaned: bool = False  # never fires: its job left the manifest, or a job took its name
     schedule: Schedule | None = None  # what is stored (None for "manifest")
 
     def to_public(self) -> dict[str, Any]:
@@ -318,7 +322,6 @@ def build_views(
             trigger, zone = spec.trigger, spec.timezone
         else:
             trigger, zone = fires.trigger(override, spec)
-            state = state or JobState(spec.name, first_seen=override.created)
         views.append(
             ScheduleView(
                 spec.name,
@@ -338,7 +341,8 @@ def build_views(
             continue  # shown above, as its job's line
         state = states.get(schedule.name)
         job = jobs.get(schedule.job)
-        if job is None:
+        # Never fired: its job left the manifest, or (runtime) a manifest job took its name.
+        if job is None or (not schedule.override and schedule.name in jobs):
             views.append(
                 ScheduleView(
                     schedule.name,
@@ -356,7 +360,8 @@ def build_views(
             )
             continue
         trigger, zone = fires.trigger(schedule, job)
-        state = state or JobState(schedule.name, first_seen=schedule.created)
+        # Never fired: it counts from when it was stored, as the fire loop places it.
+        state = state or JobState(schedule.name, first_seen=schedule.created or now)
         views.append(
             ScheduleView(
                 schedule.name,

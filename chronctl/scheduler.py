@@ -24,10 +24,10 @@ from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from . import admin
+from . import admin, schedule_admin
 from .backends import QueueBackend, QueueInfo
 from .backends.memory import MemoryBackend
-from .backpressure import QueueLimits, check_room, full_reason
+from .backpressure import QueueLimits, check_room, full_reason, record_skip
 from .durations import parse_duration
 from .errors import ChronctlError, Unsupported, UsageError
 from .events import Event, EventBus, Handler
@@ -224,8 +224,9 @@ class Scheduler:
         self._forget_fires(spec.name)
         return spec
 
-    def remove_job(self, name: str) -> None:
-        """Stop firing and accepting tasks of a job; its stored tasks stay."""
+    def unregister_job(self, name: str) -> None:
+        """Stop firing and accepting tasks of a job in this process (a manifest reload
+        that drops it); its stored tasks and schedules stay."""
         self.jobs.pop(name, None)
         self._forget_fires(name)
 
@@ -320,7 +321,12 @@ class Scheduler:
             self._beat_task = asyncio.create_task(self._beat_loop(), name="chronctl-heartbeat")
         if self.role in ("all", "scheduler"):
             self._retention_task = asyncio.create_task(
-                run_retention(self.backend, self.retention, by=process.id, clock=self.clock),
+                run_retention(
+                    self.backend,
+                    self.retention.with_jobs(self.jobs.values()),
+                    by=process.id,
+                    clock=self.clock,
+                ),
                 name="chronctl-retention",
             )
 
@@ -678,6 +684,8 @@ class Scheduler:
                 fire.isoformat(),
                 reason,
             )
+            if outcome is FireOutcome.SKIPPED:  # a paused job says so in `jobs list` already
+                await record_skip(self.backend, name, fire_ts, reason)
             await self.events.emit("job_skipped", job=spec.name, fire_time=fire, reason=reason)
 
     async def _skip_full(self, name: str, spec: JobSpec, fire: datetime, reason: str) -> None:
@@ -688,6 +696,7 @@ class Scheduler:
         log.warning(
             "skipped job=%s fire_time=%s reason=%s", _fired_as(name, spec), fire.isoformat(), reason
         )
+        await record_skip(self.backend, name, fire.timestamp(), reason)
         await self.events.emit("job_skipped", job=spec.name, fire_time=fire, reason=reason)
 
     async def _replace_older(self, spec: JobSpec, newest: Task) -> None:
@@ -739,7 +748,8 @@ class Scheduler:
         first seen now), as `validate` does for a new backend.
         """
         now = (after or datetime.now(UTC)).timestamp()
-        return admin.next_fires(self._job(name), self._states.get(name), count, now)
+        spec = self._firing.get(name) or self._job(name)
+        return admin.next_fires(spec, self._states.get(name), count, now)
 
     # -- tasks -------------------------------------------------------------
     def _new_task(self, spec: JobSpec, **fields: Any) -> Task:
@@ -858,6 +868,51 @@ class Scheduler:
         await admin.set_job_paused(self.backend, self.jobs, name, False)
         self._wake.set()
 
+    # -- stored schedules: persisted, shared by every scheduler on the backend ------
+    async def add_schedule(
+        self,
+        name: str,
+        job: str,
+        *,
+        cron: str | None = None,
+        every: float | str | None = None,
+        at: str | datetime | None = None,
+        timezone: str | None = None,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        jitter: float | str | None = None,
+    ) -> Schedule:
+        """Store a schedule of a registered job (one of cron=, every=, at=), as
+        `schedules add` does: every scheduler on the backend fires it within about a
+        second, and it survives restarts. The job's code is not stored, only when and
+        with what arguments it runs. Raises UnknownJobError for an unknown job and
+        UsageError for a bad field or a name already taken (nothing is stored)."""
+        await self._connect()
+        return await schedule_admin.add_schedule(
+            self.backend,
+            self.jobs,
+            name,
+            job,
+            cron=cron,
+            every=every,
+            at=at,
+            timezone=timezone,
+            args=args,
+            kwargs=kwargs,
+            queue=queue,
+            priority=priority,
+            jitter=jitter,
+        )
+
+    async def modify_schedule(self, name: str, **fields: Any) -> Schedule:
+        """Change fields of a stored schedule (`schedules edit`): one of cron=, every=,
+        at= replaces its trigger; timezone, args, kwargs, queue, priority, jitter as in
+        `add_schedule`. Raises ScheduleNotFound for an unknown name."""
+        await self._connect()
+        return await schedule_admin.edit_schedule(self.backend, self.jobs, name, **fields)
+
     async def reschedule_job(
         self,
         name: str,
@@ -866,14 +921,61 @@ class Scheduler:
         every: float | str | None = None,
         at: str | datetime | None = None,
         timezone: str | None = None,
-    ) -> None:
-        """Give a job another trigger (one of cron=, every=, at=) in this process."""
-        spec = self._job(name)
-        spec.timezone = timezone or spec.timezone
-        spec.trigger = _make_trigger(cron, every, at, spec.timezone)
-        if spec.trigger is None:
-            raise UsageError("reschedule_job needs cron=, every= or at=")
-        self.add_job(spec)
+        jitter: float | str | None = None,
+        reset: bool = False,
+    ) -> Schedule | None:
+        """Give a job another trigger on every scheduler of the backend, until
+        `reset=True` puts its own back (`jobs reschedule`); for a stored schedule's
+        name, change that schedule's trigger. Returns the stored override (None after
+        a reset)."""
+        await self._connect()
+        return await schedule_admin.reschedule_job(
+            self.backend,
+            self.jobs,
+            name,
+            reset=reset,
+            cron=cron,
+            every=every,
+            at=at,
+            timezone=timezone,
+            jitter=jitter,
+        )
+
+    async def remove_schedule(self, name: str) -> Schedule:
+        """Delete a stored schedule everywhere (`schedules remove`); returns it.
+        Raises ScheduleNotFound for an unknown name."""
+        await self._connect()
+        return await schedule_admin.remove_schedule(self.backend, name)
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        """The stored schedule or override named `name`, or None."""
+        await self._connect()
+        return await self.backend.get_schedule(name)
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every stored schedule and override, by name (manifest triggers are `jobs`)."""
+        await self._connect()
+        return await self.backend.list_schedules()
+
+    # The names of the job stores we come from (APScheduler), as aliases.
+    async def add_cron_job(self, name: str, job: str, cron: str, **fields: Any) -> Schedule:
+        """Alias: `add_schedule(name, job, cron=cron, ...)`."""
+        return await self.add_schedule(name, job, cron=cron, **fields)
+
+    async def add_interval_job(
+        self, name: str, job: str, every: float | str, **fields: Any
+    ) -> Schedule:
+        """Alias: `add_schedule(name, job, every=every, ...)`."""
+        return await self.add_schedule(name, job, every=every, **fields)
+
+    async def modify_job(self, name: str, **fields: Any) -> Schedule:
+        """Alias: `modify_schedule`."""
+        return await self.modify_schedule(name, **fields)
+
+    async def remove_job(self, name: str) -> Schedule:
+        """Alias: `remove_schedule` (to stop running a registered job in this process
+        only, `unregister_job`)."""
+        return await self.remove_schedule(name)
 
     async def dead_letters(self, limit: int | None = 100) -> list[Task]:
         """Tasks out of retries, newest first (`dlq list`)."""

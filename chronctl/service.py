@@ -42,7 +42,7 @@ def apply_manifest(scheduler: Scheduler, old: Manifest, new: Manifest) -> Reload
     """Make the scheduler run `new`'s jobs; report what changed."""
     result = ReloadResult()
     for name in old.jobs.keys() - new.jobs.keys():
-        scheduler.remove_job(name)
+        scheduler.unregister_job(name)
         result.removed.append(name)
     for name, spec in new.jobs.items():
         current = scheduler.jobs.get(name)

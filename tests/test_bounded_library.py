@@ -118,3 +118,84 @@ def test_manifest_limits_and_retention_keys() -> None:
         parse_manifest("[queues.mail]\nmax_pending = -1\n")
     with pytest.raises(ManifestError, match="key 'keep_history'"):
         parse_manifest('[scheduler]\nkeep_history = "soon"\n')
+
+
+def test_manifest_per_job_retention_keys() -> None:
+    """`[jobs.NAME] keep_history`/`keep_dead` override [scheduler]'s for that job only;
+    [defaults] refuses them (the default is [scheduler]'s, which covers every job)."""
+    from chronctl.admin import retention_policy
+    from chronctl.errors import ManifestError
+    from chronctl.manifest import parse_manifest
+
+    m = parse_manifest(
+        '[scheduler]\nkeep_history = "1d"\n\n'
+        '[jobs.audit]\ncommand = "true"\nkeep_history = "365d"\nkeep_dead = "forever"\n\n'
+        '[jobs.noisy]\ncommand = "true"\nkeep_history = "1h"\n\n'
+        '[jobs.plain]\ncommand = "true"\n'
+    )
+    assert (m.jobs["audit"].keep_history, m.jobs["audit"].keep_dead) == (365 * 86400.0, None)
+    assert (m.jobs["plain"].keep_history, m.jobs["plain"].keep_dead) == ("default", "default")
+    policy = retention_policy(m)
+    assert policy.job_history == {"audit": 365 * 86400.0, "noisy": 3600.0}
+    assert policy.job_dead == {"audit": None}
+    assert policy.to_public()["jobs"] == {
+        "audit": {"keep_history": 365 * 86400.0, "keep_dead": None},
+        "noisy": {"keep_history": 3600.0},
+    }
+    # Only forever by default, but one job kept a minute: the pass runs every 30 s.
+    quiet = RetentionPolicy(None, None, None, job_history={"x": 60.0})
+    assert (quiet.active, quiet.interval) == (True, 30.0)
+    assert not RetentionPolicy(None, None, None, job_history={"x": None}).active
+    with pytest.raises(ManifestError, match=r"key 'keep_history': the default is \[scheduler\]"):
+        parse_manifest('[defaults]\nkeep_history = "1d"\n\n[jobs.a]\ncommand = "true"\n')
+    with pytest.raises(ManifestError, match=r"job 'a'.*key 'keep_dead'"):
+        parse_manifest('[jobs.a]\ncommand = "true"\nkeep_dead = "0s"\n')
+
+
+async def test_a_library_job_keeps_its_own_history() -> None:
+    """JobSpec.keep_history (library use) is applied by a running Scheduler: the
+    default pass (2 s) spares the job kept an hour."""
+    from chronctl.jobs import JobSpec
+
+    backend = MemoryBackend()
+    s = Scheduler(backend, workers=1, retention=RetentionPolicy(2.0, None, None))
+    s.add_job(JobSpec(name="kept", func=lambda: 1, keep_history=3600.0))
+    old = time.time() - 60
+    rows = [Task(job=job, created_at=old, finished_at=old) for job in ("kept", "gone")]
+    for t in rows:
+        t.status = TaskStatus.SUCCEEDED
+    await backend.import_tasks(rows)
+    async with s:
+        await until(lambda: last_report(backend), "a retention pass")
+    assert await backend.get_task(rows[1].id) is None
+    assert await backend.get_task(rows[0].id) is not None
+
+
+async def test_a_skipped_fire_is_stored_for_every_process_and_in_the_metrics() -> None:
+    """A fire into a full queue: the backend note `skip:<job>` (what `jobs list` reads),
+    the gauge of its fire time, and one counter label however many are pending."""
+    from chronctl.admin import jobs_overview
+    from chronctl.backpressure import last_skip
+
+    backend = MemoryBackend()
+    s = Scheduler(backend, workers=0, queue_max_pending={"default": 0})
+    s.job(name="tick", every=1)(lambda: None)
+    skipped = asyncio.Event()
+    s.events.on("job_skipped", lambda _: skipped.set())
+    metrics = Metrics(s, refresh=3600)
+    async with s, metrics.serving(0) as port:
+        await asyncio.wait_for(skipped.wait(), 10)
+        await metrics.update_gauges()
+        text = await asyncio.to_thread(scrape, port)
+        skip = await last_skip(backend, "tick")
+        [row] = await jobs_overview(backend, s.jobs.values())
+    assert skip is not None
+    assert skip.reason == "queue 'default' is full: 0 pending (max_pending 0)"
+    assert row.last_skip == skip
+    assert 'chronctl_fires_skipped_total{job="tick",reason="queue full"}' in text
+    [gauge] = [
+        line.split()[-1]
+        for line in text.splitlines()
+        if line.startswith('chronctl_job_last_skip_timestamp_seconds{job="tick"}')
+    ]
+    assert float(gauge) == skip.fire_time

@@ -62,6 +62,30 @@ async def test_a_newer_schema_version_is_refused(url: str) -> None:
         await PostgresBackend(url).connect()
 
 
+@pytest.mark.parametrize("old", ["1", "2"])
+async def test_an_older_schema_gets_the_per_job_retention_indexes_in_place(
+    url: str, old: str
+) -> None:
+    """Schema 3 adds tasks_job_done and runs_job_finished: a schema 1 or 2 is brought up
+    to date when a process connects, its rows untouched."""
+    async with PostgresBackend(url) as backend:
+        task_id, _ = await backend.enqueue(Task(job="j"))
+        await backend._execute("DROP INDEX {s}.tasks_job_done")
+        await backend._execute("DROP INDEX {s}.runs_job_finished")
+        await backend._execute("UPDATE {s}.meta SET value = $1 WHERE key = 'schema_version'", old)
+    async with PostgresBackend(url) as again:
+        names = {
+            r["indexname"]
+            for r in await again._fetch(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = $1", again.schema
+            )
+        }
+        assert {"tasks_job_done", "runs_job_finished"} <= names
+        version = await again._fetchval("SELECT value FROM {s}.meta WHERE key = 'schema_version'")
+        assert version == "3"
+        assert (await again.get_task(task_id)) is not None
+
+
 async def test_an_enqueue_in_another_process_wakes_an_idle_worker(url: str) -> None:
     """Two backends are two clients, as two processes would be: the NOTIFY sent in the
     enqueue's statement reaches a listener of the other (an event, not a time bound:

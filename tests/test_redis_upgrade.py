@@ -134,7 +134,7 @@ async def test_layout_1_data_is_upgraded_on_connect_and_runs(
     caplog.set_level(logging.INFO, "chronctl.redis")
     async with backend:
         assert "upgraded 1505 task(s) to storage layout 2" in caplog.text
-        assert db.get(f"{p}layout") == "2"
+        assert db.get(f"{p}layout") == "3"
         assert list(db.scan_iter(match=f"{p}t:*")) == []
         for gone in ("st:pending", "st:running", "active:j"):
             assert not db.exists(p + gone)
@@ -189,9 +189,47 @@ async def test_layout_1_data_is_upgraded_on_connect_and_runs(
         [retried] = await backend.dequeue(5, queues=["q"], worker="w3")
         assert retried.id == dead["id"] and retried.attempt == 0
         assert {r.task_id for r in await backend.history()} == {ready["id"], running["id"]}
-    # a second connect finds layout 2 and changes nothing
+    # a second connect finds layout 3 and changes nothing
     caplog.clear()
     async with RedisBackend(redis_url) as second:
-        assert "upgraded" not in caplog.text
+        assert "upgraded" not in caplog.text and "filed" not in caplog.text
         assert await second.count_active("j") == 2
         assert json.loads(db.hget(f"{p}tp:{later['id'][-3:]}", later["id"]))["j"] == "j"
+
+
+async def test_layout_2_finished_tasks_are_filed_per_job_on_connect(
+    store: tuple[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Layout 2 had no done:<status>:<job> sets: a layout 3 process files every finished
+    task (several ZSCAN pages) and every job with history, so job-scoped retention
+    finds rows stored before the upgrade."""
+    redis_url, db = store
+    now = time.time()
+    backend = RedisBackend(redis_url)
+    p = backend.prefix
+    async with backend:
+        tasks = [
+            Task(job="a" if n % 2 else "b", created_at=now - 900 + n, scheduled_at=now - 1)
+            for n in range(1200)
+        ]
+        await backend.enqueue_many(tasks)
+        claimed = await backend.dequeue(1200, worker="w")
+        for t in claimed:
+            t.finished_at = now - 600
+            assert await backend.acknowledge(t)
+    # What layout 2 stored: the same, without the per-job sets.
+    for key in db.scan_iter(match="{" + p[1:-2] + "}:done*"):
+        db.delete(key)
+    assert list(db.scan_iter(match="{" + p[1:-2] + "}:done*")) == []
+    db.set(f"{p}layout", "2")
+    caplog.set_level(logging.INFO, "chronctl.redis")
+    async with RedisBackend(redis_url) as again:
+        assert "filed 1202 finished task(s) and job(s) per job: storage layout 3" in caplog.text
+        assert db.get(f"{p}layout") == "3"
+        assert db.smembers(f"{p}donejobs") == {"a", "b"}
+        assert db.zcard(f"{p}done:succeeded:a") == 600
+        removed = await again.cleanup(now - 60, [TaskStatus.SUCCEEDED], job="a")
+        assert removed == 600
+        left = await again.list_tasks(status=TaskStatus.SUCCEEDED, limit=None)
+        assert {t.job for t in left} == {"b"} and len(left) == 600
+        assert {r.job for r in await again.history(limit=None)} == {"b"}

@@ -29,10 +29,12 @@ class Clock:
         return self.now
 
 
-def make(backend: QueueBackend, clock: Clock, *, trigger: bool = False) -> Scheduler:
+def make(
+    backend: QueueBackend, clock: Clock, *, trigger: bool = False, instances: int = 1
+) -> Scheduler:
     s = Scheduler(backend, clock=clock, misfire_grace_time=30, role="scheduler")
     if trigger:
-        s.job(name="report", every="1h")(lambda **kw: kw)
+        s.job(name="report", every="1h", max_instances=instances)(lambda **kw: kw)
     else:
         s.job(name="report")(lambda **kw: kw)
     return s
@@ -178,3 +180,62 @@ async def test_a_change_from_another_process_reaches_a_running_loop(tmp_path: Pa
     finally:
         await other.disconnect()
         await s.stop()
+
+
+async def test_the_api_stores_schedules_every_scheduler_of_the_backend_fires(
+    tmp_path: Path,
+) -> None:
+    """add_schedule / modify_schedule / reschedule_job / remove_schedule persist: a
+    second scheduler on the file (another process, a restart) fires what the first
+    stored, and the seed names are aliases of the same calls."""
+    db = tmp_path / "shared.db"
+    clock = Clock(T0 + 61)
+    # No worker runs here: the manifest trigger's max_instances counts every active task
+    # of the job, the runtime schedules' ones too.
+    producer = make(SQLiteBackend(db), clock, trigger=True, instances=10)
+    stored = await producer.add_schedule("acme", "report", every="1m", kwargs={"c": "acme"})
+    assert (stored.every, stored.kwargs, stored.override) == (60.0, {"c": "acme"}, False)
+    await producer.add_interval_job("globex", "report", "1m", kwargs={"c": "globex"})
+    await producer.add_cron_job("initech", "report", "0 * * * *")
+    await producer.modify_job("initech", kwargs={"c": "initech"})
+    await producer.reschedule_job("report", every="2m")  # an override of the manifest trigger
+    assert [s.name for s in await producer.list_schedules()] == [
+        "acme",
+        "globex",
+        "initech",
+        "report",
+    ]
+    assert (await producer.get_schedule("report")) is not None
+    await producer.remove_job("globex")  # alias of remove_schedule
+    assert await producer.get_schedule("globex") is None
+    await producer.stop()
+
+    backend = SQLiteBackend(db)
+    worker = make(backend, clock, trigger=True, instances=10)  # a restart: nothing in memory
+    await worker.fire_due()
+    fires = {t.key.split("@")[0]: t for t in await fired(backend) if t.key}
+    assert sorted(fires) == ["acme"]  # initech waits for the hour; report for T0 + 120
+    assert fires["acme"].kwargs == {"c": "acme"}
+    clock.now = HOUR + 1
+    await worker.fire_due()
+    fires = {t.key.split("@")[0] for t in await fired(backend) if t.key}
+    assert fires == {"acme", "initech", "report"}
+    await worker.reschedule_job("report", reset=True)
+    assert await worker.get_schedule("report") is None
+    await worker.stop()
+
+
+async def test_api_refusals_store_nothing(backend: QueueBackend) -> None:
+    from chronctl.errors import TriggerError, UnknownJobError, UsageError
+
+    s = make(backend, Clock(T0))
+    with pytest.raises(UnknownJobError):
+        await s.add_schedule("acme", "nope", every=60)
+    with pytest.raises(TriggerError, match="61"):
+        await s.add_schedule("acme", "report", cron="61 * * * *")
+    with pytest.raises(UsageError, match="report"):
+        await s.add_schedule("report", "report", every=60)  # a manifest job's name
+    await s.add_schedule("acme", "report", every=60)
+    with pytest.raises(UsageError, match="already"):
+        await s.add_schedule("acme", "report", cron="0 9 * * *")
+    assert [(x.name, x.every) for x in await s.list_schedules()] == [("acme", 60.0)]

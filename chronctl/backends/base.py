@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -287,11 +287,19 @@ class QueueBackend(ABC):
         """Dead tasks (all when None) -> pending, attempt 0; how many."""
         raise Unsupported(self.label, DEAD_LETTERS)
 
-    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
+    async def purge_dead(
+        self,
+        older_than: float | None = None,
+        *,
+        limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
+    ) -> int:
         """Delete dead tasks finished before `older_than` (epoch; None = all); how many.
 
         With `limit`, one short step (retention runs it in a loop beside live
-        traffic): at most `limit` dead tasks, the oldest first.
+        traffic): at most `limit` dead tasks, the oldest first. `job` and
+        `exclude_jobs` scope it as in `cleanup`.
         """
         raise Unsupported(self.label, DEAD_LETTERS)
 
@@ -301,12 +309,21 @@ class QueueBackend(ABC):
         statuses: Sequence[TaskStatus] | None = None,
         *,
         limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
     ) -> int:
         """Delete finished tasks and history rows older than `older_than`; tasks deleted.
 
         With `limit`, one short step (no long lock, no long script): at most
         `limit` tasks and `limit` history rows, the oldest first, and the result
         is the rows deleted (tasks plus history), so 0 means nothing older is left.
+
+        `job` limits it to that job's rows; `exclude_jobs` leaves those jobs' rows
+        alone (per-job retention: a job kept longer or shorter than the default is
+        cleaned by its own calls). Either way a step reads only rows of the jobs it
+        may delete, through a per-job index: rows of a job kept for a year are never
+        re-read by the default's steps, which would otherwise stall behind them.
+        With `exclude_jobs`, "oldest first" holds within each job.
         """
         raise Unsupported(self.label, CLEANUP)
 

@@ -12,7 +12,7 @@ too (RabbitMQ republishes after `retry_dead`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from ..errors import BackendError
 from ..models import JobState, Process, Run, Task, TaskStatus
@@ -95,8 +95,17 @@ class BrokerBackend(QueueBackend):
     async def retry_dead(self, task_ids: Sequence[str] | None = None) -> int:
         return await self.state.retry_dead(task_ids)
 
-    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
-        return await self.state.purge_dead(older_than, limit=limit)
+    async def purge_dead(
+        self,
+        older_than: float | None = None,
+        *,
+        limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
+    ) -> int:
+        return await self.state.purge_dead(
+            older_than, limit=limit, job=job, exclude_jobs=exclude_jobs
+        )
 
     async def cleanup(
         self,
@@ -104,8 +113,12 @@ class BrokerBackend(QueueBackend):
         statuses: Sequence[TaskStatus] | None = None,
         *,
         limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
     ) -> int:
-        return await self.state.cleanup(older_than, statuses, limit=limit)
+        return await self.state.cleanup(
+            older_than, statuses, limit=limit, job=job, exclude_jobs=exclude_jobs
+        )
 
     async def count_dead(self) -> int:
         return await self.state.count_dead()

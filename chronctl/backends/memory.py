@@ -21,7 +21,7 @@ import heapq
 import itertools
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from ..models import (
     ACTIVE,
@@ -394,12 +394,20 @@ class MemoryBackend(QueueBackend):
         self.notify()
         return count
 
-    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
+    async def purge_dead(
+        self,
+        older_than: float | None = None,
+        *,
+        limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
+    ) -> int:
         dead = [
             t
             for t in self._tasks.values()
             if t.status is TaskStatus.DEAD
             and (older_than is None or (t.finished_at or 0) < older_than)
+            and _in_scope(t.job, job, exclude_jobs)
         ]
         if limit is not None:
             dead = heapq.nsmallest(limit, dead, key=lambda t: t.finished_at or t.created_at)
@@ -413,17 +421,27 @@ class MemoryBackend(QueueBackend):
         statuses: Sequence[TaskStatus] | None = None,
         *,
         limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
     ) -> int:
         wanted = set(statuses) if statuses else set(FINISHED)
         doomed: list[str] = []
         for t in self._tasks.values():  # oldest first: tasks are stored in creation order
             if limit is not None and (len(doomed) >= limit or t.created_at >= older_than):
                 break
-            if t.status in wanted and (t.finished_at or t.created_at) < older_than:
+            if (
+                t.status in wanted
+                and (t.finished_at or t.created_at) < older_than
+                and _in_scope(t.job, job, exclude_jobs)
+            ):
                 doomed.append(t.id)
         for task_id in doomed:
             del self._tasks[task_id]
-        old = [r for r in self._runs if r.finished_at < older_than]  # runs: oldest first
+        old = [  # runs: oldest first
+            r
+            for r in self._runs
+            if r.finished_at < older_than and _in_scope(r.job, job, exclude_jobs)
+        ]
         runs = [r for r in old if self._run_matches(r, wanted)][:limit]
         if runs:
             gone = {id(r) for r in runs}
@@ -572,3 +590,8 @@ class MemoryBackend(QueueBackend):
 
     async def count_active(self, job: str) -> int:
         return self._active_by_job[job]
+
+
+def _in_scope(name: str, job: str | None, exclude_jobs: Collection[str]) -> bool:
+    """Whether a row of job `name` is one a job-scoped cleanup may delete."""
+    return (job is None or name == job) and name not in exclude_jobs

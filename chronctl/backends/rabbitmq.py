@@ -83,7 +83,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
@@ -894,9 +894,18 @@ class RabbitMQBackend(BrokerBackend):
             self.notify()
         return count
 
-    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
-        count = await self.state.purge_dead(older_than, limit=limit)
-        if older_than is None and limit is None:
+    async def purge_dead(
+        self,
+        older_than: float | None = None,
+        *,
+        limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
+    ) -> int:
+        count = await self.state.purge_dead(
+            older_than, limit=limit, job=job, exclude_jobs=exclude_jobs
+        )
+        if older_than is None and limit is None and job is None and not exclude_jobs:
             await self._ensure()
             async with self._broker():
                 assert self._chan is not None

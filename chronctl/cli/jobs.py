@@ -45,7 +45,7 @@ def next_fires(
 
     opts: Options = ctx.obj
     manifest = opts.load_manifest()
-    stored = run_async(read(manifest, opts.backend))
+    stored = run_async(read(manifest, opts.backend, name))
     fires = job_next_fires(manifest, name, count, stored.states, schedules=stored.schedules)
     if stored.unread:
         note(f"note: next fires assume no stored job state ({stored.unread})")
@@ -63,7 +63,7 @@ def next_fires(
 
 @jobs_app.command("list")
 def list_jobs(ctx: typer.Context) -> None:
-    """Jobs with trigger, next fire, paused state and last run."""
+    """Jobs with trigger, next fire, paused state, last run and last skipped fire."""
     from ..admin import jobs_overview
     from ..manifest import resolve_backend
 
@@ -80,7 +80,7 @@ def list_jobs(ctx: typer.Context) -> None:
         print_json([r.to_public() for r in rows])
         return
     table(
-        ["JOB", "TRIGGER", "ZONE", "NEXT FIRE", "PAUSED", "LAST RUN", "LAST STATUS"],
+        ["JOB", "TRIGGER", "ZONE", "NEXT FIRE", "PAUSED", "LAST RUN", "LAST STATUS", "LAST SKIP"],
         [
             (
                 r.name,
@@ -90,6 +90,7 @@ def list_jobs(ctx: typer.Context) -> None:
                 "yes" if r.paused else "no",
                 relative(r.last_run) if r.last_run else "-",
                 status_text(r.last_status),
+                f"{relative(r.last_skip.fire_time)}: {r.last_skip.reason}" if r.last_skip else "-",
             )
             for r in rows
         ],

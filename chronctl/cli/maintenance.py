@@ -126,6 +126,9 @@ def _retention_line(report: StatusReport) -> str:
             f"keep_dead {_keep(policy.keep_dead, format_duration)}",
             f"max_dead {'forever' if policy.max_dead is None else policy.max_dead}",
         ]
+        own = sorted(set(policy.job_history) | set(policy.job_dead))
+        if own:
+            keep.append(f"job(s) with their own: {', '.join(own)}")
         text += "; " + ", ".join(keep)
     return text
 

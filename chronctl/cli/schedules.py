@@ -188,7 +188,8 @@ def show(ctx: typer.Context, name: Name) -> None:
     details(
         [
             ("name", schedule.name),
-            ("job", schedule.job + (" (not in the manifest: orphaned)" if view.orphaned else "")),
+            ("job", schedule.job),
+            ("orphaned", "yes: it never fires" if view.orphaned else "no"),
             ("source", view.source),
             ("trigger", view.trigger),
             ("timezone", view.timezone),
@@ -223,8 +224,10 @@ def list_schedules(ctx: typer.Context) -> None:
     orphans = [v for v in views if v.orphaned]
     if orphans:
         note(
-            f"warning: {len(orphans)} schedule(s) name a job the manifest does not define "
-            "and never fire: " + ", ".join(v.name for v in orphans[:5])
+            f"warning: {len(orphans)} orphaned schedule(s) never fire (their job is not in "
+            "the manifest, or a manifest job took their name): "
+            + ", ".join(safe(v.name) for v in orphans[:5])
+            + (" ..." if len(orphans) > 5 else "")
         )
     if opts.json:
         print_json([v.to_public() for v in views])

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,19 @@ def test_a_fire_into_a_full_queue_is_recorded_as_skipped(tmp_path: Path, store: 
     assert "WARNING" in line
     assert pending(tmp_path) == {}
     assert ok(tmp_path, "history") == []
+    # `jobs list`, a process of its own, shows the last skip the scheduler stored.
+    jobs = {j["name"]: j for j in ok(tmp_path, "jobs", "list")}
+    skip = jobs["tick"]["last_skip"]
+    assert skip["reason"] == "queue 'mail' is full: 0 pending (max_pending 0)"
+    fire_time = line.split("fire_time=")[1].split()[0]
+    assert datetime.fromisoformat(skip["fire_time"]) >= datetime.fromisoformat(fire_time)
+    assert jobs["tick"]["last_run"] is None
+    assert jobs["echo"]["last_skip"] is None  # no trigger: never skipped
+    table = chronctl("jobs", "list", cwd=tmp_path, extra_env={"COLUMNS": "250"})
+    assert table.returncode == 0, table.stderr
+    assert "LAST SKIP" in table.stdout.splitlines()[0]
+    [row] = [ln for ln in table.stdout.splitlines() if ln.startswith("tick ")]
+    assert row.rstrip().endswith("ago: queue 'mail' is full: 0 pending (max_pending 0)")
 
 
 # -- retention ---------------------------------------------------------------------
@@ -173,3 +187,43 @@ def test_a_running_scheduler_applies_retention_by_itself(tmp_path: Path, store: 
     assert report["total_finished"] == 10  # 3 tasks + 7 history rows
     assert report["total_dead"] == 2
     assert "chronctl.retention: removed" in log.read_text()
+
+
+def test_a_job_kept_longer_or_forever_keeps_its_rows(tmp_path: Path, store: str) -> None:
+    """keep_history = "2s" for the backend; `kept` sets "1h" and `fail` keeps its dead
+    letters and history forever: the running scheduler removes echo's rows only."""
+    write_manifest(
+        tmp_path,
+        store,
+        'workers = 1\nkeep_history = "2s"\nkeep_dead = "2s"\nmax_dead = "forever"\n',
+        '[jobs.kept]\nentrypoint = "tests.cli.jobs_for_cli:echo"\nkeep_history = "1h"\n\n'
+        '[jobs.fail]\nentrypoint = "tests.cli.jobs_for_cli:fail"\nmax_retries = 0\n'
+        'keep_history = "forever"\nkeep_dead = "forever"\n',
+    )
+    for job in ("echo", "echo", "kept", "kept", "fail"):
+        ok(tmp_path, "enqueue", job, "--args", '["x"]')
+    result = chronctl("run", "jobs.toml", "--once", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(ok(tmp_path, "history")) == 5
+    proc = spawn("run", "jobs.toml", cwd=tmp_path, log=tmp_path / "run.log")
+    try:
+        report = poll(
+            lambda: (
+                (r := ok(tmp_path, "status")["retention"]["last_pass"])
+                and r["total_finished"] >= 4
+                and r
+            ),
+            what="retention to remove echo's two tasks and two history rows",
+        )
+        status = ok(tmp_path, "status")
+    finally:
+        stop(proc)
+    assert report["total_finished"] == 4 and report["total_dead"] == 0
+    assert sorted(r["job"] for r in ok(tmp_path, "history")) == ["fail", "kept", "kept"]
+    left = ok(tmp_path, "tasks", "list", "--status", "succeeded")
+    assert sorted(t["job"] for t in left) == ["kept", "kept"]
+    assert [t["job"] for t in ok(tmp_path, "dlq", "list")] == ["fail"]
+    assert status["retention"]["policy"]["jobs"] == {
+        "fail": {"keep_history": None, "keep_dead": None},
+        "kept": {"keep_history": 3600.0},
+    }

@@ -103,15 +103,20 @@ def test_pause_and_resume_a_queue_and_a_job(tmp_path: Path, pg_url: str) -> None
     assert echo["paused"] is True
 
 
-def test_migrate_sqlite_to_postgres_to_redis_keeps_tasks(tmp_path: Path, pg_url: str) -> None:
+def test_migrate_sqlite_to_postgres_to_redis_keeps_tasks_and_schedules(
+    tmp_path: Path, pg_url: str
+) -> None:
     path = project(tmp_path, "sqlite:///state.db")
     pending = ok(path, "enqueue", "echo", "--args", "[7]", "--in", "1h")["id"]
     ok(path, "enqueue", "fail")
     assert chronctl("run", "--once", "-f", str(path), cwd=tmp_path).returncode == 0  # now dead
     ok(path, "pause", "echo")
+    ok(path, "schedules", "add", "acme", "--job", "echo", "--cron", "0 9 * * *", "--args", "[42]")
+    ok(path, "jobs", "reschedule", "record", "--every", "2h")
     first = ok(path, "migrate", "--to", pg_url)
-    assert (first["tasks"], first["runs"], first["jobs"]) == (2, 1, 1)
-    assert ok(path, "migrate", "--to", pg_url)["already_there"] == 2
+    assert (first["tasks"], first["runs"], first["jobs"], first["schedules"]) == (2, 1, 1, 2)
+    again_pg = ok(path, "migrate", "--to", pg_url)
+    assert (again_pg["already_there"], again_pg["schedules_already_there"]) == (2, 2)
     moved = ok(path, "--backend", pg_url, "tasks", "show", pending)
     assert (moved["args"], moved["status"]) == ([7], "pending")
     assert len(ok(path, "--backend", pg_url, "dlq", "list")) == 1
@@ -122,7 +127,16 @@ def test_migrate_sqlite_to_postgres_to_redis_keeps_tasks(tmp_path: Path, pg_url:
     redis_url = with_query(REDIS_URL, prefix=prefix)
     try:
         second = ok(path, "--backend", pg_url, "migrate", "--to", redis_url)
-        assert (second["tasks"], second["runs"], second["jobs"]) == (2, 1, 1)
+        assert (second["tasks"], second["runs"], second["jobs"], second["schedules"]) == (
+            2,
+            1,
+            1,
+            2,
+        )
+        rows = {r["name"]: r for r in ok(path, "--backend", redis_url, "schedules", "list")}
+        assert (rows["acme"]["source"], rows["acme"]["trigger"]) == ("runtime", "cron 0 9 * * *")
+        assert (rows["record"]["source"], rows["record"]["trigger"]) == ("override", "every 2h")
+        assert ok(path, "--backend", redis_url, "schedules", "show", "acme")["args"] == [42]
         again = ok(path, "--backend", redis_url, "tasks", "show", pending)
         assert (again["args"], again["status"]) == ([7], "pending")
         assert len(ok(path, "--backend", redis_url, "dlq", "list")) == 1

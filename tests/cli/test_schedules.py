@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .helpers import ROOT, chronctl, one_error_line
+from .test_arguments import complete
 
 MANIFEST = f"""
 [scheduler]
@@ -148,6 +149,7 @@ def test_add_list_show_edit_remove_round_trip(project: Path) -> None:
     assert edited["kwargs"] == {"value": {"customer": 42}}  # fields not given are kept
     assert edited["created"] == added["created"] and edited["updated"] >= added["updated"]
     assert listed(project)["acme-report"]["trigger"] == "every 2h"
+    assert "nothing to change" in fails(project, 2, "schedules", "edit", "acme-report")
 
     removed = ok(project, "schedules", "remove", "acme-report")
     assert removed["name"] == "acme-report"
@@ -195,6 +197,7 @@ ADD = ["schedules", "add", "s1"]
             "schedule 'nightly' already exists",
         ),
         (["schedules", "show", "nope"], 1, "no schedule named 'nope'"),
+        (["schedules", "edit", "nope", "--every", "1h"], 1, "no schedule named 'nope'"),
         (["schedules", "edit", "nightly", "--every", "1h"], 1, "jobs reschedule nightly"),
         (["jobs", "reschedule", "nope", "--every", "1h"], 1, "unknown job 'nope'"),
         (["jobs", "reschedule", "nightly"], 2, "give --cron, --every or --at"),
@@ -333,6 +336,22 @@ def test_last_result_is_the_newest_task_the_schedule_fired(project: Path) -> Non
     assert ok(project, "schedules", "show", "r")["last_result"] == "succeeded"
 
 
+def test_run_fires_a_due_schedule_with_its_arguments_unless_paused(project: Path) -> None:
+    out = project / "out.txt"
+    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    kwargs = json.dumps({"path": str(out), "token": "fired"})
+    for name in ("due", "held"):
+        ok(project, "schedules", "add", name, "--job", "record", "--at", past, "--kwargs", kwargs)
+    ok(project, "pause", "held")
+    result = chronctl("run", "--once", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == "fired\n"  # once: the paused schedule did not fire
+    rows = listed(project)
+    assert (rows["due"]["last_result"], rows["due"]["next_fire"]) == ("succeeded", None)
+    assert rows["due"]["last_fire"] is not None
+    assert rows["held"]["last_result"] is None and rows["held"]["paused"] is True
+
+
 def test_a_schedule_whose_job_left_the_manifest_is_orphaned(project: Path) -> None:
     ok(project, "schedules", "add", "r", "--job", "echo", "--every", "1h")
     (project / "jobs.toml").write_text(MANIFEST.replace("[jobs.echo]", "[jobs.echo2]"))
@@ -344,6 +363,7 @@ def test_a_schedule_whose_job_left_the_manifest_is_orphaned(project: Path) -> No
     assert "(orphaned)" in chronctl("schedules", "list", cwd=project).stdout
     assert "orphaned" in fails(project, 1, "trigger", "r")
     assert "orphaned" in fails(project, 1, "jobs", "next", "r")
+    assert "edit it with --job" in fails(project, 1, "schedules", "edit", "r", "--every", "2h")
     # Still stored: it can be moved to a job the manifest has, or removed.
     moved = ok(project, "schedules", "edit", "r", "--job", "echo2")
     assert moved["job"] == "echo2"
@@ -382,3 +402,11 @@ def test_schedule_data_is_printed_safely(project: Path) -> None:
     )
     shown = chronctl("schedules", "show", "r", cwd=project)
     assert shown.returncode == 0 and "\x1b" not in shown.stdout and "owned" in shown.stdout
+
+
+def test_completion_offers_schedule_names(project: Path) -> None:
+    ok(project, "schedules", "add", "acme", "--job", "echo", "--every", "1h")
+    ok(project, "jobs", "reschedule", "nightly", "--every", "2h")
+    assert complete(project, "chronctl schedules show ") == ["acme", "nightly"]
+    assert complete(project, "chronctl pause ") == ["acme", "echo", "nightly", "record"]
+    assert complete(project, "chronctl jobs next ac") == ["acme"]

@@ -92,6 +92,7 @@ def test_a_version_1_file_is_upgraded_on_open_and_reads_back(tmp_path: Path) -> 
     version, indexes = layout(db)
     assert version == str(SCHEMA_VERSION) == "2"
     assert {"tasks_next", "tasks_job", "tasks_done", "tasks_key", "tasks_lease"} <= indexes
+    assert {"tasks_job_done", "runs_job_finished"} <= indexes  # per-job retention
     assert not indexes & {"tasks_claim", "tasks_pending", "tasks_created", "tasks_publish"}
 
 

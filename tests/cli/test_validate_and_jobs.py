@@ -149,8 +149,10 @@ def test_jobs_list_json_shape(tmp_path: Path) -> None:
         "paused",
         "last_status",
         "last_run",
+        "last_skip",
         "overridden",
     }
+    assert rows["heartbeat"]["last_skip"] is None
     assert rows["heartbeat"]["trigger"] == "every 10s"
     assert rows["cleanup_logs"]["trigger"] == "cron 0 2 * * *"
     assert rows["send_email"]["trigger"] is None and rows["send_email"]["next_fire"] is None

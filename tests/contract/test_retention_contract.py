@@ -134,3 +134,107 @@ async def test_a_late_finishing_old_task_does_not_block_older_finished_ones(
     assert await backend.cleanup(now - 7 * DAY, HISTORY_STATUSES, limit=1) == 2
     assert await backend.get_task(early.id) is None
     assert await backend.get_task(late.id) is not None
+
+
+# -- per-job retention: job= and exclude_jobs= ---------------------------------------
+
+
+async def finished_of(backend: QueueBackend, job: str, count: int, age: float, *, ok: bool):  # type: ignore[no-untyped-def]
+    """`count` tasks of `job` finished `age` seconds ago (dead letters unless `ok`)."""
+    now = time.time()
+    tasks = [
+        Task(job=job, created_at=now - age - 60 + i, scheduled_at=now - 1, max_retries=0)
+        for i in range(count)
+    ]
+    await finish(backend, tasks, [now - age + i for i in range(count)], ok=ok)
+    return tasks
+
+
+async def jobs_left(backend: QueueBackend) -> dict[str, int]:
+    """Tasks stored per job (history rows are checked apart)."""
+    out: dict[str, int] = {}
+    for t in await backend.list_tasks(limit=None):
+        out[t.job] = out.get(t.job, 0) + 1
+    return out
+
+
+async def runs_left(backend: QueueBackend) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in await backend.history(limit=None):
+        out[r.job] = out.get(r.job, 0) + 1
+    return out
+
+
+async def test_cleanup_scoped_to_one_job_or_all_but_some(backend: QueueBackend) -> None:
+    """The default's steps (exclude_jobs) leave kept jobs' old rows alone, even when
+    those are the oldest, and a job's own steps (job=) touch nothing else."""
+    now = time.time()
+    # The kept job's rows are the oldest and many: a step that read the oldest rows
+    # first and skipped kept ones would spend itself on them.
+    await finished_of(backend, "kept", 12, 20 * DAY, ok=True)
+    await finished_of(backend, "short", 3, 10 * DAY, ok=True)
+    await finished_of(backend, "other", 4, 10 * DAY, ok=True)
+    await finished_of(backend, "other", 2, 60, ok=True)  # recent: stays
+
+    step = lambda: backend.cleanup(  # noqa: E731
+        now - 7 * DAY, HISTORY_STATUSES, limit=2, exclude_jobs=("kept", "short")
+    )
+    first = await step()
+    assert first > 0  # the first step already reaches `other`, past the kept rows
+    assert first + await drain(step, limit=2) == 8  # other's 4 old tasks + 4 history rows
+    assert await jobs_left(backend) == {"kept": 12, "short": 3, "other": 2}
+    assert await runs_left(backend) == {"kept": 12, "short": 3, "other": 2}
+
+    removed = await drain(
+        lambda: backend.cleanup(now - 7 * DAY, HISTORY_STATUSES, limit=2, job="short"), 2
+    )
+    assert removed == 6
+    assert await jobs_left(backend) == {"kept": 12, "other": 2}
+    assert await runs_left(backend) == {"kept": 12, "other": 2}
+    # A job-scoped call with a cutoff that keeps everything of that job removes nothing.
+    assert await backend.cleanup(now - 30 * DAY, HISTORY_STATUSES, limit=2, job="kept") == 0
+    assert await backend.cleanup(now - 7 * DAY, HISTORY_STATUSES, job="kept") == 12
+    assert await jobs_left(backend) == {"other": 2}
+    assert await runs_left(backend) == {"other": 2}
+
+
+async def test_purge_dead_scoped_to_one_job_or_all_but_some(backend: QueueBackend) -> None:
+    now = time.time()
+    kept = await finished_of(backend, "kept", 6, 20 * DAY, ok=False)
+    await finished_of(backend, "other", 3, 10 * DAY, ok=False)
+    recent = await finished_of(backend, "other", 1, 60, ok=False)
+    step = lambda: backend.purge_dead(  # noqa: E731
+        now - 7 * DAY, limit=2, exclude_jobs=("kept",)
+    )
+    assert await step() == 2
+    assert await drain(step, limit=2) == 1
+    dead = {t.id for t in await backend.list_tasks(status=TaskStatus.DEAD, limit=None)}
+    assert dead == {t.id for t in kept + recent}
+    assert await backend.purge_dead(now - 30 * DAY, limit=10, job="kept") == 0
+    assert await backend.purge_dead(now - 7 * DAY, limit=4, job="kept") == 4
+    assert await backend.purge_dead(now - 7 * DAY, job="other") == 0  # recent only
+    assert await backend.count_dead() == 3
+
+
+async def test_a_retention_pass_applies_each_jobs_own_keep(backend: QueueBackend) -> None:
+    """keep_history 1 day by default; `long` keeps 30 days, `short` an hour, `always`
+    forever; dead letters: `long` keeps them forever against a 1-day default."""
+    for job in ("plain", "long", "short", "always"):
+        await finished_of(backend, job, 2, 5 * DAY, ok=True)
+        await finished_of(backend, job, 1, 2 * 3600, ok=True)
+        await finished_of(backend, job, 1, 5 * DAY, ok=False)
+    policy = RetentionPolicy(
+        keep_history=DAY,
+        keep_dead=DAY,
+        max_dead=None,
+        job_history={"long": 30 * DAY, "short": 3600.0, "always": None},
+        job_dead={"long": None},
+    )
+    report = await apply(backend, policy, by="me")
+    assert report.complete
+    assert await jobs_left(backend) == {"plain": 1, "long": 4, "always": 3}
+    # History rows: plain keeps its recent run and its dead letter's (5 days) is gone;
+    # long and always keep all three runs of theirs plus the dead letter's.
+    assert await runs_left(backend) == {"plain": 1, "long": 4, "always": 4}
+    again = await apply(backend, policy, by="me")
+    assert (again.finished, again.dead) == (0, 0)

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ...errors import BackendError, BackendUnavailableError
@@ -61,6 +61,37 @@ _RECOVER_EVERY = 1.0  # seconds between scans for expired leases on the claim pa
 SAFETY_RECHECK = 5.0
 _UNLISTENED_RECHECK = 1.0  # ...and while the LISTEN connection is down
 _FINISHED_AT = "COALESCE(finished_at, created_at)"  # the tasks_done index's expression
+# Every job with tasks or history rows but those in $1, one index probe per job (a loose
+# index scan of tasks_job and runs_job: PostgreSQL has no skip scan of its own).
+_JOBS_WALK = " UNION ".join(
+    f"""(WITH RECURSIVE walk(job) AS (
+        (SELECT job FROM {{s}}.{table} ORDER BY job LIMIT 1)
+        UNION ALL
+        SELECT (SELECT t.job FROM {{s}}.{table} t WHERE t.job > walk.job ORDER BY t.job LIMIT 1)
+        FROM walk WHERE walk.job IS NOT NULL
+    ) SELECT job FROM walk WHERE job IS NOT NULL)"""
+    for table in ("tasks", "runs")
+)
+_JOBS_WALK = (
+    f"SELECT COALESCE(array_agg(job ORDER BY job), '{{}}') FROM ({_JOBS_WALK}) AS j "
+    "WHERE job <> ALL($1::text[])"
+)
+# The oldest finished tasks of jobs $1 with statuses $2 before $3, at most $4 (NULL: all):
+# per job and status, an ordered range of tasks_job_done (the ORDER BY is its last column,
+# so the planner reads it there and stops, whatever its statistics say; a plain
+# `job = ANY(...)` may be read from tasks_job, every row of a kept job filtered).
+_SCOPED_TASKS = (
+    "SELECT x.id FROM unnest($1::text[]) AS j(job) CROSS JOIN unnest($2::text[]) AS s(status) "
+    "CROSS JOIN LATERAL (SELECT t.id FROM {s}.tasks t WHERE t.job = j.job "
+    f"AND t.status = s.status AND t.status NOT IN {ACTIVE} AND {_FINISHED_AT} < $3 "
+    f"ORDER BY {_FINISHED_AT} LIMIT $4) AS x LIMIT $4"
+)
+# The same for history rows, from runs_job_finished.
+_SCOPED_RUNS = (
+    "SELECT x.id FROM unnest($1::text[]) AS j(job) CROSS JOIN LATERAL (SELECT r.id "
+    "FROM {s}.runs r WHERE r.job = j.job AND r.status = ANY($2::text[]) "
+    "AND r.finished_at < $3 ORDER BY r.finished_at LIMIT $4) AS x LIMIT $4"
+)
 # A claim reads the due tasks of one priority level (of one queue, for a worker of named
 # queues) at a time: each level is a range of tasks_next (tasks_queue) from its first row
 # to the first not yet due, so neither tasks scheduled later nor other queues' tasks are
@@ -678,8 +709,19 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
         self.notify()
         return count
 
-    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
+    async def purge_dead(
+        self,
+        older_than: float | None = None,
+        *,
+        limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
+    ) -> int:
         cutoff = older_than if older_than is not None else float("inf")
+        if job is not None or exclude_jobs:
+            return await self._tx(
+                lambda conn: self._purge_scoped(conn, cutoff, limit, job, exclude_jobs)
+            )
         where = f"status = 'dead' AND {_FINISHED_AT} < $1"
         if limit is None:
             return await self._execute(f"DELETE FROM {{s}}.tasks WHERE {where}", cutoff)
@@ -688,6 +730,36 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
             f"AND status NOT IN {ACTIVE} ORDER BY {_FINISHED_AT} LIMIT $2)",
             cutoff,
             limit,
+        )
+
+    async def _scope(self, conn: Any, job: str | None, exclude_jobs: Collection[str]) -> list[str]:
+        """The jobs a scoped step may delete rows of: `job`, or every job with tasks or
+        history rows but `exclude_jobs`, walked one index probe per job (tasks_job,
+        runs_job), never reading the rows themselves."""
+        if job is not None:
+            return [] if job in exclude_jobs else [job]
+        names: list[str] = await conn.fetchval(self._q(_JOBS_WALK), list(exclude_jobs))
+        return names
+
+    async def _purge_scoped(
+        self,
+        conn: Any,
+        cutoff: float,
+        limit: int | None,
+        job: str | None,
+        exclude_jobs: Collection[str],
+    ) -> int:
+        jobs = await self._scope(conn, job, exclude_jobs)
+        if not jobs:
+            return 0
+        return _count(
+            await conn.execute(
+                self._q(f"DELETE FROM {{s}}.tasks WHERE id IN ({_SCOPED_TASKS})"),
+                jobs,
+                ["dead"],
+                cutoff,
+                limit,
+            )
         )
 
     async def count_dead(self) -> int:
@@ -703,6 +775,8 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
         statuses: Sequence[TaskStatus] | None = None,
         *,
         limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
     ) -> int:
         wanted = (
             [TaskStatus(s).value for s in statuses]
@@ -710,6 +784,12 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
             else ["succeeded", "dead", "cancelled"]
         )
         run_statuses = [*wanted, "failed"] if "dead" in wanted else wanted
+        if job is not None or exclude_jobs:
+            return await self._tx(
+                lambda conn: self._clean_scoped(
+                    conn, older_than, wanted, run_statuses, limit, job, exclude_jobs
+                )
+            )
         tasks = f"status = ANY($1::text[]) AND status NOT IN {ACTIVE} AND {_FINISHED_AT} < $2"
         runs = "status = ANY($1::text[]) AND finished_at < $2"
         more: tuple[int, ...] = ()
@@ -737,6 +817,41 @@ class PostgresBackend(BrokerStateStore, SharedRateLimit):
             return count if limit is None else count + history
 
         return await self._tx(clean)
+
+    async def _clean_scoped(
+        self,
+        conn: Any,
+        older_than: float,
+        wanted: list[str],
+        run_statuses: list[str],
+        limit: int | None,
+        job: str | None,
+        exclude_jobs: Collection[str],
+    ) -> int:
+        """`cleanup` of some jobs only: tasks_job_done and runs_job_finished give each
+        job's oldest rows as one range, so a kept job's rows are never read."""
+        jobs = await self._scope(conn, job, exclude_jobs)
+        if not jobs:
+            return 0
+        count = _count(
+            await conn.execute(
+                self._q(f"DELETE FROM {{s}}.tasks WHERE id IN ({_SCOPED_TASKS})"),
+                jobs,
+                wanted,
+                older_than,
+                limit,
+            )
+        )
+        history = _count(
+            await conn.execute(
+                self._q(f"DELETE FROM {{s}}.runs WHERE id IN ({_SCOPED_RUNS})"),
+                jobs,
+                run_statuses,
+                older_than,
+                limit,
+            )
+        )
+        return count if limit is None else count + history
 
     async def get_note(self, name: str) -> str | None:
         value = await self._fetchval("SELECT value FROM {s}.meta WHERE key = $1", f"note:{name}")

@@ -12,7 +12,9 @@ from __future__ import annotations
 #    written by the first change. A schema of an older version is upgraded in place by
 #    running DDL again in the opening transaction: every statement is IF NOT EXISTS, so
 #    what is there is kept, what is missing is added.
-SCHEMA_VERSION = 2
+# 3: tasks_job_done and runs_job_finished (per-job retention, issue 20), added the same
+#    way to a schema 1 or 2.
+SCHEMA_VERSION = 3
 
 # Each statement is run on its own (asyncpg's simple query protocol takes several, but a
 # failing one is easier to name this way). `{s}` is the quoted schema.
@@ -57,6 +59,10 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS tasks_lease ON {s}.tasks (lease_until) WHERE status = 'running'",
     "CREATE INDEX IF NOT EXISTS tasks_done ON {s}.tasks ((COALESCE(finished_at, created_at))) "
     "WHERE status NOT IN ('pending', 'running')",
+    # Per-job retention reads one job's oldest finished rows from here (a range per job).
+    "CREATE INDEX IF NOT EXISTS tasks_job_done ON {s}.tasks "
+    "(job, status, (COALESCE(finished_at, created_at))) "
+    "WHERE status NOT IN ('pending', 'running')",
     "CREATE INDEX IF NOT EXISTS tasks_created ON {s}.tasks (created_at, seq)",
     "CREATE UNIQUE INDEX IF NOT EXISTS tasks_key ON {s}.tasks (key) "
     "WHERE key IS NOT NULL AND status IN ('pending', 'running')",
@@ -81,6 +87,7 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS runs_job ON {s}.runs (job, id)",
     "CREATE INDEX IF NOT EXISTS runs_task ON {s}.runs (task_id)",
     "CREATE INDEX IF NOT EXISTS runs_finished ON {s}.runs (finished_at)",
+    "CREATE INDEX IF NOT EXISTS runs_job_finished ON {s}.runs (job, finished_at)",
     """CREATE TABLE IF NOT EXISTS {s}.jobs (
         name TEXT PRIMARY KEY,
         first_seen DOUBLE PRECISION NOT NULL,

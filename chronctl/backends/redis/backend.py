@@ -15,14 +15,18 @@ ever touches one slot):
 | `lease:<queue>` | zset | running tasks scored by lease expiry (also the list of running tasks) |
 | `st:<status>` | zset | finished task ids per status scored by created_at, for listings |
 |  |  | newest first (pending tasks are listed from ready/sched, running from lease) |
+| `done:<status>:<job>` | zset | the job's finished tasks of that status (succeeded, cancelled, |
+|  |  | dead) scored by finish time: per-job retention reads one job's oldest only |
+| `donejobs` | set | jobs with finished tasks or history rows (dropped when none are left) |
 | `active` | hash | job -> its pending + running tasks (max_instances) |
 | `keys` | hash | idempotency key -> task id, while that task is active |
 | `queues`, `paused` | sets | known queues, paused queues |
-| `layout`, `seq` | strings | the storage layout (2; see `_upgrade`), the enqueue sequence |
+| `layout`, `seq` | strings | the storage layout (3; see `_upgrade`), the enqueue sequence |
 | `job:<name>`, `jobs` | hash, set | first_seen, last_fire, paused |
 | `runs`, `runs:<job>` | zsets | history: one JSON row per finished run, scored by finish time |
 | `procs` | hash | process id -> heartbeat JSON |
-| `notes` | hash | name -> small JSON a process reports to all (the last retention pass) |
+| `notes` | hash | name -> small JSON a process reports to all (the last retention pass, |
+|  |  | `skip:<job>`: the job's last skipped fire) |
 | `rate:<job>` | zset | start times within the rate-limit window (shared by all workers) |
 | `schedules`, `schedver` | hash, string | stored schedules: name -> `Schedule.dumps()` JSON; |
 |  |  | the version every put or delete of one bumps (`schedules_version`) |
@@ -49,7 +53,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from ...errors import BackendError, BackendUnavailableError
@@ -173,26 +177,43 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         await self._upgrade()
 
     async def _upgrade(self) -> None:
-        """Convert data an older chronctl stored under this prefix (layout 1: a hash per
-        task) to this layout, in steps of one SCAN page, each one atomic script; every
-        process that connects meanwhile helps, and none works before it is done."""
+        """Bring data an older chronctl stored under this prefix to this layout, in
+        atomic steps; every process that connects meanwhile helps, and none works
+        before it is done. Layout 1 (a hash per task) -> 2: one SCAN page per step.
+        Layout 2 -> 3: finished tasks filed per job (`done:<status>:<job>`, `donejobs`),
+        one ZSCAN page of 500 per step."""
         layout = self._k("layout")
-        if await self._do(self._redis.get, layout) != LAYOUT:
+        stored = await self._do(self._redis.get, layout)
+        if stored != LAYOUT:
             if not await self._do(self._redis.exists, self._k("seq")):
                 await self._do(self._redis.set, layout, LAYOUT, nx=True)  # nothing stored yet
             else:
-                cursor, converted = "0", 0
-                while True:
-                    cursor, count = await self._do(
-                        self._script, keys=[self.prefix], args=["upgrade", cursor, LAYOUT]
+                if stored in (None, "1"):
+                    cursor, converted = "0", 0
+                    while True:
+                        cursor, count = await self._do(
+                            self._script, keys=[self.prefix], args=["upgrade", cursor, "2"]
+                        )
+                        converted += int(count)
+                        if str(cursor) == "0":
+                            break
+                    log.info(
+                        "redis %s: upgraded %d task(s) to storage layout 2",
+                        self.display_url,
+                        converted,
                     )
-                    converted += int(count)
-                    if str(cursor) == "0":
-                        break
+                phase, cursor, indexed = "runs", "0", 0
+                while phase != "end":
+                    phase, cursor, count = await self._do(
+                        self._script,
+                        keys=[self.prefix],
+                        args=["index_done", phase, cursor, LAYOUT],
+                    )
+                    indexed += int(count)
                 log.info(
-                    "redis %s: upgraded %d task(s) to storage layout %s",
+                    "redis %s: filed %d finished task(s) and job(s) per job: storage layout %s",
                     self.display_url,
-                    converted,
+                    indexed,
                     LAYOUT,
                 )
         self._layout_ok = True
@@ -699,7 +720,17 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
             return 0
         return int(await self._call("delete", status.value, *doomed[:limit]))
 
-    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
+    async def purge_dead(
+        self,
+        older_than: float | None = None,
+        *,
+        limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
+    ) -> int:
+        if job is not None or exclude_jobs:
+            jobs = await self._scope(job, exclude_jobs)
+            return await self._trim_done(jobs, [TaskStatus.DEAD], older_than, limit)
         return await self._delete(
             TaskStatus.DEAD,
             lambda t: older_than is not None and (t.finished_at or 0) >= older_than,
@@ -716,8 +747,16 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         statuses: Sequence[TaskStatus] | None = None,
         *,
         limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
     ) -> int:
         wanted = set(statuses) if statuses else set(FINISHED)
+        if job is not None or exclude_jobs:
+            jobs = await self._scope(job, exclude_jobs)
+            finished = [s for s in FINISHED if s in wanted]
+            count = await self._trim_done(jobs, finished, older_than, limit)
+            history = await self._trim_runs(jobs, wanted, older_than, limit)
+            return count if limit is None else count + history
         count = 0
         for status in wanted:
             count += await self._delete(
@@ -736,6 +775,61 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
                 pipe.zrem(self._k(f"runs:{json.loads(row)['job']}"), row)
             await self._do(pipe.execute)
         return count if limit is None else count + len(doomed)
+
+    async def _scope(self, job: str | None, exclude_jobs: Collection[str]) -> list[str]:
+        """The jobs a scoped step may delete rows of: `job`, or every job in `donejobs`
+        (those with finished tasks or history rows) but `exclude_jobs`."""
+        if job is not None:
+            return [] if job in exclude_jobs else [job]
+        names = await self._do(self._redis.smembers, self._k("donejobs"))
+        return sorted(set(names) - set(exclude_jobs))
+
+    async def _trim(self, op: str, args: Sequence[Any], limit: int | None) -> int:
+        """Run a trim script (`args` its arguments after the row count) until `limit`
+        rows were read (None: until none is left), at most `_TRIM_ROWS` per script so
+        that no script holds the server long; returns the rows deleted."""
+        budget = limit
+        total = 0
+        while True:
+            rows = _TRIM_ROWS if budget is None else min(_TRIM_ROWS, budget)
+            deleted, read = await self._call(op, args[0], rows, *args[1:])
+            total += int(deleted)
+            if budget is not None:
+                budget -= int(read)
+            if int(read) < rows or budget == 0:
+                return total
+
+    async def _trim_done(
+        self,
+        jobs: Sequence[str],
+        statuses: Sequence[TaskStatus],
+        older_than: float | None,
+        limit: int | None,
+    ) -> int:
+        """Delete the jobs' finished tasks of `statuses` finished before `older_than`
+        (None: all), from done:<status>:<job>, oldest first in each job."""
+        if not jobs or not statuses:
+            return 0
+        cutoff = "+inf" if older_than is None else f"({older_than!r}"
+        names = [s.value for s in statuses]
+        return await self._trim("trim_done", [cutoff, len(names), *names, *jobs], limit)
+
+    async def _trim_runs(
+        self, jobs: Sequence[str], wanted: set[TaskStatus], older_than: float, limit: int | None
+    ) -> int:
+        """Delete the jobs' history rows finished before `older_than` from runs:<job>
+        (and runs), oldest first in each job, as `_trim_done` does tasks."""
+        if not jobs:
+            return 0
+        every = {TaskStatus.SUCCEEDED, TaskStatus.FAILED} <= wanted or {
+            TaskStatus.SUCCEEDED,
+            TaskStatus.DEAD,
+        } <= wanted
+        names = sorted(
+            {s.value for s in wanted} | ({"failed"} if TaskStatus.DEAD in wanted else set())
+        )
+        args = [f"({older_than!r}", "1" if every else "0", len(names), *names, *jobs]
+        return await self._trim("trim_runs", args, limit)
 
     async def get_note(self, name: str) -> str | None:
         return await self._do(self._redis.hget, self._k("notes"), name)
@@ -968,6 +1062,7 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
             row = run_to_json(run)
             pipe.zadd(self._k("runs"), {row: run.finished_at}, nx=True)
             pipe.zadd(self._k(f"runs:{run.job}"), {row: run.finished_at}, nx=True)
+            pipe.sadd(self._k("donejobs"), run.job)
         replies = await self._do(pipe.execute)
         return sum(int(r) for r in replies[::2])
 
@@ -1001,6 +1096,11 @@ class RedisBackend(BrokerStateStore, SharedRateLimit):
         ):
             count += int(await self._redis.delete(key))
         return count
+
+
+#: Rows one trim script reads at most: a retention step of 500 is two scripts, each
+#: a few milliseconds (see README, "Per-job retention").
+_TRIM_ROWS = 250
 
 
 def _newest(task: Task) -> tuple[float, str]:

@@ -46,8 +46,9 @@ DEFAULTS = {
     "A": "[]",
     "K": "{}",
 }
-#: The storage layout this code reads and writes (`<prefix>layout`); 1 was a hash per task.
-LAYOUT = "2"
+#: The storage layout this code reads and writes (`<prefix>layout`); 1 was a hash per task,
+#: 2 had no per-job index of finished tasks (`done:<status>:<job>`, `donejobs`).
+LAYOUT = "3"
 
 #: The script, from `state.lua` (a file of its own, so luacheck reads it), with the
 #: record's keys and defaults filled in from the tables above: one source for both sides.

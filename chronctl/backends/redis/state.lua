@@ -100,12 +100,28 @@ local function make_ready(id, r)
              seq_member(r.i, id))
 end
 
+-- Finished tasks per job and status, scored by finish time (done:<status>:<job>), and
+-- the jobs that have any or have history rows (donejobs): per-job retention reads one
+-- job's oldest rows without reading any other job's (layout 3).
+local function done_key(st, job) return P .. 'done:' .. st .. ':' .. job end
+
+local function index_done(id, r, st)
+  redis.call('ZADD', done_key(st, r.j), r.f or created(r) or '0', id)
+  redis.call('SADD', P .. 'donejobs', r.j)
+end
+
 -- Only finished tasks have a st:<status> set: pending ones are in ready/sched,
 -- running ones in lease:<queue>.
 local function set_status(id, r, new)
   local old = get(r, 's')
-  if FINISHED[old] then redis.call('ZREM', P .. 'st:' .. old, id) end
-  if FINISHED[new] then redis.call('ZADD', P .. 'st:' .. new, created(r) or '0', id) end
+  if FINISHED[old] then
+    redis.call('ZREM', P .. 'st:' .. old, id)
+    redis.call('ZREM', done_key(old, r.j), id)
+  end
+  if FINISHED[new] then
+    redis.call('ZADD', P .. 'st:' .. new, created(r) or '0', id)
+    index_done(id, r, new)
+  end
   set(r, 's', new)
 end
 
@@ -163,6 +179,7 @@ local function push_run(id, r, status, finished_at)
   local member = cjson.encode(run)
   redis.call('ZADD', P .. 'runs', finished_at, member)
   redis.call('ZADD', P .. 'runs:' .. r.j, finished_at, member)
+  redis.call('SADD', P .. 'donejobs', r.j)
 end
 
 local KNOWN_QUEUES = {}
@@ -200,6 +217,7 @@ local function put(r, as_status, now)
     if key then redis.call('HSET', P .. 'keys', key, id) end
   else
     redis.call('ZADD', P .. 'st:' .. as_status, created(r) or '0', id)
+    index_done(id, r, as_status)
   end
   return {id, 1}
 end
@@ -433,6 +451,7 @@ elseif op == 'ack' then
       save(id, r)
       redis.call('ZREM', P .. 'lease:' .. q, id)
       redis.call('ZADD', P .. 'st:succeeded', created(r) or '0', id)
+      index_done(id, r, 'succeeded')
       active(r.j, -1)
       if r.k and redis.call('HGET', P .. 'keys', r.k) == id then
         redis.call('HDEL', P .. 'keys', r.k)
@@ -531,6 +550,7 @@ elseif op == 'clear' then
         if r then
           finish(id, r, 'cancelled')
           redis.call('ZREM', P .. 'st:cancelled', id)
+          redis.call('ZREM', done_key('cancelled', r.j), id)
           delete(id)
         end
         n = n + 1
@@ -568,11 +588,70 @@ elseif op == 'delete' then
     local r = load(id, true)
     if r and get(r, 's') == st then
       redis.call('ZREM', P .. 'st:' .. st, id)
+      redis.call('ZREM', done_key(st, r.j), id)
       delete(id)
       n = n + 1
     end
   end
   return n
+
+elseif op == 'trim_done' then
+  -- cutoff ('+inf' or '(<t>'), limit, nst, statuses..., jobs...: delete up to `limit`
+  -- of the given jobs' finished tasks of those statuses finished before cutoff, each
+  -- job's oldest first (per-job retention). Returns {deleted, entries read}.
+  local cutoff, limit, nst = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+  local n, read = 0, 0
+  for j = 5 + nst, #ARGV do
+    local job = ARGV[j]
+    for s = 5, 4 + nst do
+      local st = ARGV[s]
+      if read >= limit then break end
+      local key = done_key(st, job)
+      for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', cutoff, 'LIMIT', 0,
+                                     limit - read)) do
+        read = read + 1
+        redis.call('ZREM', key, id)
+        local r = load(id, true)
+        if r and get(r, 's') == st and r.j == job then
+          redis.call('ZREM', P .. 'st:' .. st, id)
+          delete(id)
+          n = n + 1
+        end
+      end
+    end
+    if read >= limit then break end
+  end
+  return {n, read}
+
+elseif op == 'trim_runs' then
+  -- cutoff, limit, all ('1': every status; else the statuses), nst, statuses..., jobs...:
+  -- delete up to `limit` of the given jobs' history rows finished before cutoff.
+  -- Returns {deleted, rows read}; a job with no rows or finished tasks left is
+  -- dropped from donejobs.
+  local cutoff, limit, all, nst = ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1', tonumber(ARGV[5])
+  local wanted = {}
+  for s = 6, 5 + nst do wanted[ARGV[s]] = true end
+  local n, read = 0, 0
+  for j = 6 + nst, #ARGV do
+    local job = ARGV[j]
+    local key = P .. 'runs:' .. job
+    if read < limit then
+      for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', cutoff, 'LIMIT', 0,
+                                         limit - read)) do
+        read = read + 1
+        if all or wanted[cjson.decode(member).status] then
+          redis.call('ZREM', key, member)
+          redis.call('ZREM', P .. 'runs', member)
+          n = n + 1
+        end
+      end
+    end
+    if redis.call('EXISTS', key, done_key('succeeded', job), done_key('cancelled', job),
+                  done_key('dead', job)) == 0 then
+      redis.call('SREM', P .. 'donejobs', job)
+    end
+  end
+  return {n, read}
 
 elseif op == 'fire' then
   -- job, fire_time, task json ('' = missed), max_instances ('' = none), now
@@ -765,6 +844,44 @@ elseif op == 'claim_ids' then
   return {claimed, dead}
 
 -- ---- storage layout upgrade ----
+elseif op == 'index_done' then
+  -- phase, cursor: one step of the layout 2 -> 3 upgrade. Phase 'runs' SCANs this
+  -- prefix's keys for runs:<job> (donejobs); then one ZSCAN page of st:<status> per
+  -- step for each finished status, filing each task in done:<status>:<job>. Returns
+  -- the next {phase, cursor, count}; phase 'end' after the last step, which writes the
+  -- layout. Each step is atomic and idempotent: several processes may run it.
+  local phase, cursor = ARGV[2], ARGV[3]
+  local count = 0
+  local order = {'runs', 'succeeded', 'cancelled', 'dead', 'end'}
+  local nxt
+  if phase == 'runs' then
+    local pattern = string.gsub(P, '[%*%?%[%]\\]', '\\%0') .. 'runs:*'
+    local scan = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
+    for _, key in ipairs(scan[2]) do
+      redis.call('SADD', P .. 'donejobs', string.sub(key, #P + 6))
+      count = count + 1
+    end
+    nxt = scan[1]
+  else
+    local scan = redis.call('ZSCAN', P .. 'st:' .. phase, cursor, 'COUNT', 500)
+    for i = 1, #scan[2], 2 do
+      local id = scan[2][i]
+      local r = load(id, true)
+      if r and get(r, 's') == phase then
+        index_done(id, r, phase)
+        count = count + 1
+      end
+    end
+    nxt = scan[1]
+  end
+  if nxt == '0' then
+    for i, name in ipairs(order) do
+      if name == phase then phase = order[i + 1]; break end
+    end
+    if phase == 'end' then redis.call('SET', P .. 'layout', ARGV[4]) end
+  end
+  return {phase, nxt, count}
+
 elseif op == 'upgrade' then
   -- cursor: one SCAN step over this prefix's keys, converting layout 1 (a hash
   -- t:<id> per task, st:pending/st:running, a set active:<job> per job) to records;

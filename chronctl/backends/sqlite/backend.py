@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -57,6 +57,7 @@ from .rows import _row_run, _row_task, _task_row
 from .schema import (
     _ACTIVE,
     _CREATED,
+    _DONE_AT,
     _FINISHED,
     _FIRST_QUEUE,
     _INSERT_RUN,
@@ -880,15 +881,33 @@ class SQLiteBackend(BrokerStateStore):
         self.notify()
         return out
 
-    async def purge_dead(self, older_than: float | None = None, *, limit: int | None = None) -> int:
+    async def purge_dead(
+        self,
+        older_than: float | None = None,
+        *,
+        limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
+    ) -> int:
         cutoff = older_than if older_than is not None else float("inf")
-        where = f"status = 'dead' AND {_FINISHED} AND COALESCE(finished_at, {_CREATED}) < ?"
-        if limit is not None:  # one short transaction: at most `limit`, oldest rows first
-            where = f"rowid IN (SELECT rowid FROM tasks WHERE {where} LIMIT ?)"
-        params = (cutoff,) if limit is None else (cutoff, limit)
-        return await self._tx(
-            lambda db: db.execute(f"DELETE FROM tasks WHERE {where}", params).rowcount
-        )
+        scoped = job is not None or bool(exclude_jobs)
+
+        def purge(db: sqlite3.Connection) -> int:
+            jobs = _scope(db, job, exclude_jobs)
+            if scoped and not jobs:
+                return 0
+            # Scoped: tasks_job_done, one range per job (rows of other jobs never read).
+            where = f"status = 'dead' AND {_FINISHED} AND {_DONE_AT} < ?"
+            params: tuple[Any, ...] = (cutoff,)
+            if scoped:
+                where = f"job IN ({', '.join('?' for _ in jobs)}) AND {where}"
+                params = (*jobs, cutoff)
+            if limit is not None:  # one short transaction: at most `limit`, oldest rows first
+                where = f"rowid IN (SELECT rowid FROM tasks WHERE {where} LIMIT ?)"
+                params = (*params, limit)
+            return db.execute(f"DELETE FROM tasks WHERE {where}", params).rowcount
+
+        return await self._tx(purge)
 
     async def count_dead(self) -> int:
         return await self._call(
@@ -903,6 +922,8 @@ class SQLiteBackend(BrokerStateStore):
         statuses: Sequence[TaskStatus] | None = None,
         *,
         limit: int | None = None,
+        job: str | None = None,
+        exclude_jobs: Collection[str] = (),
     ) -> int:
         wanted = (
             [TaskStatus(s).value for s in statuses]
@@ -911,19 +932,35 @@ class SQLiteBackend(BrokerStateStore):
         )
         run_statuses = [*wanted, "failed"] if "dead" in wanted else wanted
         run_marks = ", ".join("?" for _ in run_statuses)
-        tasks = f"{_status_in(set(wanted))} AND COALESCE(finished_at, {_CREATED}) < ?"
-        runs = f"status IN ({run_marks}) AND finished_at < ?"
-        if limit is not None:
-            # One short transaction. The finished rows come from the tasks_done index in
-            # rowid order, oldest first, so the scan stops after `limit` old ones.
-            tasks = f"rowid IN (SELECT rowid FROM tasks WHERE {tasks} LIMIT ?)"
-            runs = f"id IN (SELECT id FROM runs WHERE {runs} ORDER BY finished_at LIMIT ?)"
-        more = () if limit is None else (limit,)
+        scoped = job is not None or bool(exclude_jobs)
 
         def clean(db: sqlite3.Connection) -> int:
-            count = db.execute(f"DELETE FROM tasks WHERE {tasks}", (older_than, *more)).rowcount
+            jobs = _scope(db, job, exclude_jobs)
+            if scoped and not jobs:
+                return 0
+            tasks = f"{_status_in(set(wanted))} AND {_DONE_AT} < ?"
+            runs = f"status IN ({run_marks}) AND finished_at < ?"
+            order = "ORDER BY finished_at"
+            first: tuple[str, ...] = ()
+            if scoped:
+                # One range of tasks_job_done / runs_job_finished per job: a kept job's
+                # rows are never read by the steps of the jobs around it.
+                marks = ", ".join("?" for _ in jobs)
+                tasks = f"job IN ({marks}) AND {tasks}"
+                runs = f"job IN ({marks}) AND {runs}"
+                order = ""  # per job, oldest first (the index's order)
+                first = tuple(jobs)
+            if limit is not None:
+                # One short transaction. The finished rows come from the tasks_done index in
+                # rowid order, oldest first, so the scan stops after `limit` old ones.
+                tasks = f"rowid IN (SELECT rowid FROM tasks WHERE {tasks} LIMIT ?)"
+                runs = f"id IN (SELECT id FROM runs WHERE {runs} {order} LIMIT ?)"
+            more = () if limit is None else (limit,)
+            count = db.execute(
+                f"DELETE FROM tasks WHERE {tasks}", (*first, older_than, *more)
+            ).rowcount
             history = db.execute(
-                f"DELETE FROM runs WHERE {runs}", (*run_statuses, older_than, *more)
+                f"DELETE FROM runs WHERE {runs}", (*first, *run_statuses, older_than, *more)
             ).rowcount
             return count if limit is None else count + history
 
@@ -1324,3 +1361,25 @@ class SQLiteBackend(BrokerStateStore):
         if not ids:
             return [], []
         return await self._tx(claim)
+
+
+def _scope(db: sqlite3.Connection, job: str | None, exclude_jobs: Collection[str]) -> list[str]:
+    """The jobs a scoped cleanup step may delete rows of: `job`, or every job with tasks
+    or history rows but those in `exclude_jobs` (read one index seek per job from
+    tasks_job and runs_job, never a scan of their rows). Empty when not scoped."""
+    if job is not None:
+        return [] if job in exclude_jobs else [job]
+    if not exclude_jobs:
+        return []
+    names: set[str] = set()
+    for table in ("tasks", "runs"):
+        last = ""
+        while True:
+            row = db.execute(
+                f"SELECT job FROM {table} WHERE job > ? ORDER BY job LIMIT 1", (last,)
+            ).fetchone()
+            if row is None:
+                break
+            last = row[0]
+            names.add(last)
+    return sorted(names - set(exclude_jobs))

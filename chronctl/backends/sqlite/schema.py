@@ -42,6 +42,9 @@ CREATE INDEX IF NOT EXISTS tasks_next ON tasks(priority, queue, scheduled_at)
 CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job, status);
 CREATE INDEX IF NOT EXISTS tasks_done ON tasks(status) WHERE status NOT IN ('pending', 'running');
 CREATE INDEX IF NOT EXISTS tasks_lease ON tasks(lease_until) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS tasks_job_done ON tasks(job, status,
+    COALESCE(finished_at, CASE created_at WHEN 0 THEN scheduled_at ELSE created_at END))
+    WHERE status NOT IN ('pending', 'running');
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_key ON tasks(key)
     WHERE key IS NOT NULL AND status IN ('pending', 'running');
 CREATE TABLE IF NOT EXISTS runs (
@@ -64,6 +67,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_job ON runs(job, id);
 CREATE INDEX IF NOT EXISTS runs_finished ON runs(finished_at);
+CREATE INDEX IF NOT EXISTS runs_job_finished ON runs(job, finished_at);
 CREATE TABLE IF NOT EXISTS jobs (
     name TEXT PRIMARY KEY,
     first_seen REAL NOT NULL,
@@ -140,6 +144,9 @@ _FINISHED = f"status NOT IN {_ACTIVE}"
 # per task); the UPDATEs that move scheduled_at write the real value first.
 _CREATED = "(CASE created_at WHEN 0 THEN scheduled_at ELSE created_at END)"
 _KEEP_CREATED = f"created_at = {_CREATED}"
+# When a finished task finished: the last column of tasks_job_done (per-job retention
+# reads one job's oldest rows from it, written exactly so for the planner to match).
+_DONE_AT = f"COALESCE(finished_at, {_CREATED})"
 # The pending tasks in claim order: each query below is one seek on it (INDEXED BY: the
 # planner may otherwise pick tasks_job and read every pending row).
 _NEXT = "tasks INDEXED BY tasks_next WHERE status = 'pending'"
