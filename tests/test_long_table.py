@@ -3,6 +3,8 @@ rich's Table (12.9 s for 10,000 rows): the same columns; only the last one is cu
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from chronctl.cli import output
@@ -56,3 +58,15 @@ def test_a_narrow_terminal_cuts_the_last_column_only(
         assert len(line) <= limit
         full = "ok " * (int(str(row[0]).split("-")[1]) % 40)
         assert line[start:] == full or line[start:].endswith("…")
+
+
+def test_a_long_json_list_is_the_same_value_one_item_per_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    value = [{"name": f"s{i}", "kwargs": {"t": "é\u2028<\x1b>"}, "n": i} for i in range(300)]
+    output.print_json(value)
+    text = capsys.readouterr().out
+    assert json.loads(text) == value
+    assert len(text.splitlines()) == len(value) + 2
+    output.print_json(value[:3])  # short: indented as ever
+    assert json.loads(capsys.readouterr().out) == value[:3]
