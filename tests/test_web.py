@@ -287,3 +287,19 @@ def test_web_without_the_extra_says_so(tmp_path: Path) -> None:
     assert result.stderr == (
         "chronctl: chronctl web needs the web extra: pip install 'chronctl[web]'\n"
     )
+
+
+def test_templates_and_static_files_ship_in_the_wheel() -> None:
+    """Every file the app reads is matched by pyproject's package data (so `pip install .`,
+    not only an editable install, has it)."""
+    import fnmatch
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = config["tool"]["setuptools"]["package-data"]["chronctl.web"]
+    package = ROOT / "chronctl" / "web"
+    shipped = [p for p in package.rglob("*") if p.is_file() and p.suffix != ".pyc"]
+    assets = [p.relative_to(package).as_posix() for p in shipped if p.suffix != ".py"]
+    assert {"templates/base.html", "static/live.js", "static/style.css"} <= set(assets)
+    for asset in assets:
+        assert any(fnmatch.fnmatch(asset, g) for g in globs), asset

@@ -51,7 +51,13 @@ from starlette.staticfiles import StaticFiles
 from .. import admin, schedule_admin
 from ..backends import QueueBackend
 from ..backpressure import UNLIMITED
-from ..errors import ChronctlError
+from ..errors import (
+    BackendError,
+    ChronctlError,
+    TaskNotFoundError,
+    UnknownJobError,
+    UnknownQueueError,
+)
 from ..manifest import Manifest
 from ..models import TaskStatus
 from ..overview import Overview, Throughput, read_overview
@@ -241,9 +247,18 @@ def page(dash: Dashboard, fn: Page) -> Callable[[Request], Awaitable[Response]]:
         try:
             return await fn(dash, request)
         except ChronctlError as exc:
-            return dash.render(request, "error.html", 404, message=str(exc))
+            return dash.render(request, "error.html", _status(exc), message=str(exc))
 
     return endpoint
+
+
+def _status(exc: ChronctlError) -> int:
+    """A name that is not there is a 404, a backend out of reach a 503, bad input a 400."""
+    if isinstance(exc, TaskNotFoundError | UnknownQueueError | UnknownJobError):
+        return 404
+    if isinstance(exc, BackendError):
+        return 503
+    return 400
 
 
 def action(dash: Dashboard, fn: Action) -> Callable[[Request], Awaitable[Response]]:
