@@ -74,14 +74,18 @@ def web(
     backend = open_backend(opts.manifest, opts.backend, "web", manifest)
     config = WebConfig(token=token, read_only=read_only, root_path=root_path)
     app = create_app(backend, manifest, config)
-    where = f"http://{'[' + host + ']' if ':' in host else host}:{port}{root_path}/"
+    where = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
     typer.echo(f"chronctl web: {where} ({backend.label})", err=True)
+    # Behind a proxy the browser reaches the pages (and the cookie's path) under the prefix.
+    login, via = (
+        (f"{root_path}/login", " (through the proxy)") if root_path else (where + "login", "")
+    )
     if read_only:
         typer.echo("read-only: no actions are served", err=True)
     elif token_file is None:
-        typer.echo(f"actions: log in at {where}login?token={token}", err=True)
+        typer.echo(f"actions: log in at {login}?token={token}{via}", err=True)
     else:
-        typer.echo(f"actions: log in at {where}login with the token in {token_file}", err=True)
+        typer.echo(f"actions: log in at {login}{via} with the token in {token_file}", err=True)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
