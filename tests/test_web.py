@@ -303,3 +303,17 @@ def test_templates_and_static_files_ship_in_the_wheel() -> None:
     assert {"templates/base.html", "static/live.js", "static/style.css"} <= set(assets)
     for asset in assets:
         assert any(fnmatch.fnmatch(asset, g) for g in globs), asset
+
+
+def test_web_refuses_bad_options_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "jobs.toml").write_text(manifest_text('backend = "sqlite:///state.db"'))
+    (tmp_path / "short").write_text("abc\n")
+    cases = {
+        ("--token-file", "short"): "the token in short is too short: 16 characters at least",
+        ("--token-file", "missing"): "cannot read --token-file missing: No such file or directory",
+        ("--root-path", "chronctl/"): "--root-path must start with / and not end with one",
+    }
+    for args, message in cases.items():
+        result = chronctl("web", *args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
