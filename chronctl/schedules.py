@@ -82,8 +82,10 @@ class Schedule:
 
     @classmethod
     def from_record(cls, data: Mapping[str, Any]) -> Schedule:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """A stored record; keys a newer chronctl added are ignored."""
+        if data.keys() <= _FIELD_NAMES:
+            return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_NAMES})
 
     @classmethod
     def loads(cls, text: str | bytes) -> Schedule:
@@ -100,6 +102,10 @@ class Schedule:
     def to_public(self) -> dict[str, Any]:
         """The JSON shape `schedules show --json` prints (all fields, None as null)."""
         return dataclasses.asdict(self)
+
+
+#: Read once: `from_record` runs for each of 10,000 schedules on every re-read.
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Schedule))
 
 
 def trigger_of(schedule: Schedule, timezone: str) -> Trigger:

@@ -140,3 +140,27 @@ async def test_amqp_floor_publishes_and_consumes_every_message() -> None:
     result = await asyncio.wait_for(measure(RABBITMQ_URL, 300), 60)
     assert (result["publish_per_s"] or 0) > 0 and (result["consume_ack_per_s"] or 0) > 0
     assert (result["publish_cpu_us"] or 0) > 0
+
+
+def test_schedules_at_scale_runs_end_to_end_on_sqlite(tmp_path: Path) -> None:
+    """bench.schedules at tiny sizes: stores the schedules, measures a real `chronctl run`
+    idle, and sees a schedule stored afterwards fire (a task of it in the store)."""
+    from bench import schedules as bench_schedules
+
+    out = tmp_path / "schedules.json"
+    code = bench_schedules.main(
+        [
+            *("--backends", "sqlite", "--count", "20", "--seconds", "1", "--repeat", "1"),
+            *("--out", str(out), "--tmpdir", str(tmp_path)),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    (result,) = report["results"]
+    assert result["count"] == 20 and result["store_s"] > 0
+    assert result["startup_settled"] and result["idle_seconds"] >= 1
+    assert result["cpu_percent"] >= 0 and result["rss_mb"] > 0
+    assert "list_ms" in result or result["list"] == "not measured: command not merged yet"
+    assert result["adds"] == 1 and result["propagation_ms"] > 0
+    assert result["exit_code"] == 0
+    assert report["uptime_start"] and report["machine"]["cpus"]
