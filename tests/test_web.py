@@ -317,3 +317,16 @@ def test_web_refuses_bad_options_in_one_line(tmp_path: Path) -> None:
         result = chronctl("web", *args, cwd=tmp_path)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_on_loopback_only_loopback_host_names_are_answered(project: Path) -> None:
+    """DNS rebinding: another site's name resolved to 127.0.0.1 gets no page."""
+    from chronctl.web.app import LOOPBACK_NAMES
+
+    with client_for(project, allowed_hosts=LOOPBACK_NAMES) as client:
+        for host in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"]:
+            assert client.get("/dlq", headers={"Host": host}).status_code == 200, host
+        for host in ["evil.example", "evil.example:8080", "127.0.0.1.evil.example"]:
+            response = client.get("/dlq", headers={"Host": host})
+            assert response.status_code == 421, host
+            assert "fail" not in response.text

@@ -62,7 +62,7 @@ def web(
     except ImportError:
         raise UsageError(MISSING_EXTRA) from None
     from ..admin import open_backend
-    from ..web.app import WebConfig, create_app
+    from ..web.app import LOOPBACK_NAMES, WebConfig, create_app
 
     opts: Options = ctx.obj
     if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
@@ -72,7 +72,10 @@ def web(
     if opts.manifest.exists() or not opts.backend:
         manifest = opts.load_manifest()
     backend = open_backend(opts.manifest, opts.backend, "web", manifest)
-    config = WebConfig(token=token, read_only=read_only, root_path=root_path)
+    # On loopback, only loopback names (DNS rebinding); bound wider, a proxy or the
+    # network decides which names reach it.
+    allowed = LOOPBACK_NAMES if host in LOOPBACK_NAMES else None
+    config = WebConfig(token, read_only, root_path, allowed)
     app = create_app(backend, manifest, config)
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
     typer.echo(f"chronctl web: {where} ({backend.label})", err=True)

@@ -91,6 +91,20 @@ class WebConfig:
     token: str
     read_only: bool = False
     root_path: str = ""  # the prefix a reverse proxy serves the app under, e.g. /chronctl
+    #: Host header names answered (None: any). Bound to a loopback address, only
+    #: loopback names: a page of another site whose name is made to resolve to
+    #: 127.0.0.1 (DNS rebinding) gets a 421, not the dashboard.
+    allowed_hosts: frozenset[str] | None = None
+
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port (`[::1]:8080` -> `::1`)."""
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
 
 
 def _shown(value: Any) -> Any:
@@ -520,15 +534,25 @@ SECURITY_HEADERS = {
 
 
 class SecurityHeaders:
-    """Adds SECURITY_HEADERS to every response (pages, errors, static files)."""
+    """Adds SECURITY_HEADERS to every response (pages, errors, static files), and
+    answers a request for a host name not allowed with 421 (WebConfig.allowed_hosts)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, allowed_hosts: frozenset[str] | None = None) -> None:
         self.app = app
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.allowed_hosts is not None:
+            headers = dict(scope.get("headers") or [])
+            name = host_name(headers.get(b"host", b"").decode("latin-1")).lower()
+            if name not in self.allowed_hosts:
+                await Response("misdirected request: unknown host name\n", 421)(
+                    scope, receive, send
+                )
+                return
 
         async def with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -574,6 +598,6 @@ def create_app(
             yield
 
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, allowed_hosts=config.allowed_hosts)
     app.state.dashboard = dash
     return app
