@@ -2,7 +2,8 @@
 against `chronctl web` and `chronctl run` started as an operator starts them, over a
 SQLite manifest. A task enqueued with the CLI appears without a reload; a dead letter
 retried with a click runs again and succeeds; a job is paused with a click; an action
-without the session or its CSRF token is refused; markup in task data shows as text
+without the session or its CSRF token is refused; with JavaScript off every page
+reads and a form still acts; markup in task data shows as text
 and never runs.
 
 Chromium: $CHRONCTL_CHROMIUM, else `chromium` on PATH (Debian's package), else the
@@ -179,6 +180,19 @@ def test_dashboard_in_a_browser(tmp_path: Path, browser: Any) -> None:
         assert "<script>alert(1)</script>" in page.locator("main").inner_text()
         assert dialogs == []
         context.close()
+
+        # JavaScript off: every page reads, and the forms still act (plain POSTs).
+        plain = browser.new_context(java_script_enabled=False)
+        page = plain.new_page()
+        for path in ["/", "/jobs", "/queues", "/tasks", "/dlq", "/history", f"/tasks/{nasty}"]:
+            response = page.goto(base + path)
+            assert response is not None and response.status == 200, path
+            assert page.locator("h2").count() >= 1, path
+        page.goto(f"{base}/login?token={TOKEN}")
+        page.goto(base + "/jobs")
+        page.locator("#job-tick button", has_text="Resume").click()
+        assert "resumed 'tick'" in page.locator(".flash").inner_text()
+        plain.close()
     finally:
         stop(worker)
         stop(web)
