@@ -34,7 +34,7 @@ from tests.conftest import (
 #: Markup a page would run and escapes a terminal would obey, in a task's args and error.
 NASTY = "\x1b[2J\x1b]0;pwned\x07<script>alert(1)</script><img src=x onerror=alert(2)>"
 TOKEN = "test-token-0123456789abcdef"
-PAGES = ["/", "/jobs", "/queues", "/tasks", "/dlq", "/history"]
+PAGES = ["/", "/jobs", "/queues", "/tasks", "/dlq", "/history", "/charts"]
 
 
 def manifest_text(backend_lines: str) -> str:
@@ -330,3 +330,27 @@ def test_on_loopback_only_loopback_host_names_are_answered(project: Path) -> Non
             response = client.get("/dlq", headers={"Host": host})
             assert response.status_code == 421, host
             assert "fail" not in response.text
+
+
+def test_charts_count_runs_per_minute_and_hour(client: TestClient) -> None:
+    from chronctl.models import Run
+    from chronctl.web.app import charts
+
+    page = client.get("/charts").text
+    assert "1 not succeeded" in page and "Last hour" in page and "Last day" in page
+    now = 1_000_000.0
+
+    def run(ago: float, status: TaskStatus) -> Run:
+        return Run("t", "j", "q", 0, status, now - ago - 1, now - ago)
+
+    runs = [
+        run(10, TaskStatus.SUCCEEDED),
+        run(30, TaskStatus.DEAD),
+        run(7300, TaskStatus.SUCCEEDED),
+    ]
+    hour, day = charts(runs, now, window=100)
+    assert (hour.ok[-1], hour.failed[-1], sum(hour.ok), hour.partial) == (1, 1, 1, False)
+    assert (day.ok[-1], day.failed[-1], day.ok[-3], sum(day.ok), day.peak) == (1, 1, 1, 2, 2)
+    # A full window whose oldest run is inside the day: the day's counts are lower bounds.
+    _, day = charts(runs, now, window=3)
+    assert day.partial

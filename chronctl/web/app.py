@@ -59,7 +59,7 @@ from ..errors import (
     UnknownQueueError,
 )
 from ..manifest import Manifest
-from ..models import TaskStatus
+from ..models import Run, TaskStatus
 from ..overview import Overview, Throughput, read_overview
 from ..text import safe
 
@@ -69,6 +69,9 @@ LIVE_SECONDS = 2
 PAGE_LIMIT = 100
 #: Runs of a task's job read to find the task's attempts (newest first).
 ATTEMPT_WINDOW = 1000
+#: Finished runs read for the charts (newest first): past that many in a day, the
+#: day's older bars are lower bounds, and say so.
+CHART_WINDOW = 5000
 #: Sessions kept in memory; the oldest is dropped past this.
 MAX_SESSIONS = 1000
 COOKIE = "chronctl_session"
@@ -382,6 +385,58 @@ async def history_page(dash: Dashboard, request: Request) -> Response:
     )
 
 
+@dataclass(slots=True)
+class Chart:
+    """Finished runs per bucket, oldest first, drawn as stacked bars (inline SVG)."""
+
+    title: str
+    bucket: str  # what one bar counts, e.g. "minute"
+    ok: list[int]
+    failed: list[int]  # failed, dead or cancelled
+    start: float
+    partial: bool  # the runs read reach back less far than the chart: counts are lower bounds
+
+    @property
+    def peak(self) -> int:
+        return max((a + b for a, b in zip(self.ok, self.failed, strict=True)), default=0)
+
+
+def charts(runs: list[Run], now: float, window: int) -> list[Chart]:
+    """The last hour by minute and the last day by hour, from the newest `window` runs."""
+    out = []
+    oldest = runs[-1].finished_at if runs else now
+    full = len(runs) >= window
+    for title, bucket, seconds, count in (
+        ("last hour", "minute", 60, 60),
+        ("last day", "hour", 3600, 24),
+    ):
+        start = now - seconds * count
+        ok, failed = [0] * count, [0] * count
+        for run in runs:
+            if run.finished_at < start:
+                continue
+            i = min(count - 1, int((run.finished_at - start) // seconds))
+            if run.status is TaskStatus.SUCCEEDED:
+                ok[i] += 1
+            else:
+                failed[i] += 1
+        out.append(Chart(title, bucket, ok, failed, start, full and oldest > start))
+    return out
+
+
+async def charts_page(dash: Dashboard, request: Request) -> Response:
+    job = request.query_params.get("job") or None
+    runs = await dash.backend.history(job, CHART_WINDOW)
+    return dash.render(
+        request,
+        "charts.html",
+        nav="charts",
+        charts=charts(runs, time.time(), CHART_WINDOW),
+        job=job or "",
+        window=CHART_WINDOW,
+    )
+
+
 async def login_page(dash: Dashboard, request: Request) -> Response:
     """The token form; `?token=` (the link `chronctl web` prints) logs in at once and
     sends the browser on without the token in its address bar."""
@@ -578,6 +633,7 @@ def create_app(
         Route("/tasks/{task_id:path}", page(dash, task_page)),
         Route("/dlq", page(dash, dlq_page)),
         Route("/history", page(dash, history_page)),
+        Route("/charts", page(dash, charts_page)),
         Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
     ]
     if not config.read_only:
