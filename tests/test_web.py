@@ -155,6 +155,13 @@ def test_actions_need_the_session_and_its_csrf_token(client: TestClient, project
         follow_redirects=False,
     )
     assert elsewhere.headers["location"] == "/"
+    for trick in ["/\t/evil.example/", "/\\evil.example/", "https://evil.example/"]:
+        response = client.post(
+            "/actions/job/resume",
+            data={"name": "tick", "csrf": csrf, "next": trick},
+            follow_redirects=False,
+        )
+        assert response.headers["location"] == "/", trick
 
 
 def test_job_and_queue_actions_use_the_library(client: TestClient, project: Path) -> None:

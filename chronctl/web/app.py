@@ -241,7 +241,10 @@ class Dashboard:
         """Where to go after an action: the page it was posted from, if it is one of ours."""
         target = str(form.get("next") or "")
         inside = target.startswith(self.base + "/") and not target.startswith("//")
-        return target if inside and "\\" not in target else self.base + "/"
+        # Browsers drop tabs and newlines from a URL and read a backslash as a slash:
+        # "/<tab>/evil.example" would leave the site. Only a plain path of ours is followed.
+        plain = target.isprintable() and not any(c in target for c in " \\")
+        return target if inside and plain else self.base + "/"
 
     # -- reads -----------------------------------------------------------------
 
