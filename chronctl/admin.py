@@ -703,6 +703,15 @@ async def known_queue(
     raise UnknownQueueError(name, names, closest(name, names))
 
 
+async def set_queue_paused(
+    backend: QueueBackend, known: Iterable[str], name: str, paused: bool
+) -> None:
+    """`pause --queue NAME` / `resume --queue NAME`: only a queue `queues list` shows, so
+    a typo does not pause nothing, silently."""
+    await known_queue(backend, known, name)
+    await backend.set_queue_paused(name, paused)
+
+
 async def purge_queue(backend: QueueBackend, known: Iterable[str], name: str) -> int:
     """`queues purge NAME`: drop its pending tasks (running ones finish)."""
     await known_queue(backend, known, name)

@@ -21,7 +21,7 @@ from . import admin
 from .backends import QueueBackend
 from .errors import ChronctlError, UnknownJobError, Unsupported, UsageError
 from .jobs import JobSpec, build_task
-from .manifest import closest
+from .manifest import Manifest, closest
 from .models import JobState, Task, iso
 from .schedules import (
     TRIGGER_FIELDS,
@@ -190,6 +190,17 @@ async def schedule_task(backend: QueueBackend, jobs: Mapping[str, JobSpec], name
     if spec is None:
         raise ChronctlError(orphan_text(stored))
     return build_task(effective_spec(stored, spec))
+
+
+async def trigger(backend: QueueBackend, manifest: Manifest, name: str) -> tuple[str, bool]:
+    """`trigger NAME`: a manifest job's task now, or a runtime schedule's (its job, with
+    its arguments, queue and priority); returns (task id, created)."""
+    if name in manifest.jobs:
+        task = admin.make_task(manifest, admin.EnqueueRequest(job=name))
+    else:
+        task = await schedule_task(backend, manifest.jobs, name)
+    [(task_id, created)] = await admin.enqueue_tasks(backend, [task], limits=manifest.limits)
+    return task_id, created
 
 
 def orphan_text(schedule: Schedule) -> str:

@@ -157,7 +157,7 @@ def setup_logging(verbosity: int) -> None:
 
 
 def _register() -> None:
-    from . import crontab, dlq, jobs, maintenance, run, schedules, tasks, top
+    from . import crontab, dlq, jobs, maintenance, run, schedules, tasks, top, web
 
     run.register(app)
     jobs.register(app)
@@ -167,6 +167,7 @@ def _register() -> None:
     maintenance.register(app)
     crontab.register(app)
     top.register(app)
+    web.register(app)
 
 
 _register()

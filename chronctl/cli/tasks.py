@@ -237,21 +237,11 @@ def trigger(
 ) -> None:
     """Run a job now, outside its schedule; a schedule's name runs its job now with the
     schedule's arguments, queue and priority."""
-    from ..admin import EnqueueRequest, enqueue_tasks, make_task
+    from ..schedule_admin import trigger as run_now
 
     opts: Options = ctx.obj
     manifest = opts.load_manifest()
-
-    async def run_now(backend: QueueBackend) -> list[tuple[str, bool]]:
-        from ..schedule_admin import schedule_task
-
-        if job in manifest.jobs:
-            task = make_task(manifest, EnqueueRequest(job=job))
-        else:
-            task = await schedule_task(backend, manifest.jobs, job)
-        return await enqueue_tasks(backend, [task], limits=manifest.limits)
-
-    [(task_id, created)] = opts.call("trigger", run_now, manifest)
+    task_id, created = opts.call("trigger", lambda b: run_now(b, manifest, job), manifest)
     if opts.json:
         print_json({"id": task_id, "created": created})
     else:
@@ -282,12 +272,10 @@ def _pause(ctx: typer.Context, job: str | None, queue: str | None, paused: bool)
 
 
 async def _pause_queue(backend: QueueBackend, opts: Options, queue: str, paused: bool) -> None:
-    """Pause or resume a queue `queues list` shows: a typo must not pause nothing, silently."""
-    from ..admin import known_queue, manifest_queues, optional_manifest
+    from ..admin import manifest_queues, optional_manifest, set_queue_paused
 
     known = manifest_queues(optional_manifest(opts.manifest, opts.backend))
-    await known_queue(backend, known, queue)
-    await backend.set_queue_paused(queue, paused)
+    await set_queue_paused(backend, known, queue, paused)
 
 
 def pause(
