@@ -1,4 +1,4 @@
-"""Issue 20, bounded by design, through the `chronctl` command on SQLite and Redis:
+"""Issue 20, bounded by design, through the `chronctl` command on SQLite, Redis and PostgreSQL:
 `max_pending` refuses instead of storing, and a running scheduler applies retention
 by itself (old rows go, recent and unfinished ones stay, the newest dead letters
 are kept)."""
@@ -17,16 +17,40 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REDIS_URL, need_service, redis_reachable, with_query
+from tests.conftest import (
+    POSTGRES_URL,
+    REDIS_URL,
+    need_service,
+    postgres_reachable,
+    postgres_schema,
+    redis_reachable,
+    with_query,
+)
 
 from .helpers import ROOT, chronctl, one_error_line, poll, spawn
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A backend URL for the manifest: a SQLite file, or a Redis prefix of this test."""
+    """A backend URL for the manifest: a SQLite file, a Redis prefix or a PostgreSQL
+    schema of this test (RabbitMQ keeps this state in one of those; the retention
+    contract suite covers it)."""
     if request.param == "sqlite":
         yield "sqlite:///state.db"
+        return
+    if request.param == "postgres":
+        ok, why = postgres_reachable()
+        need_service("PostgreSQL", ok, why)
+        schema = postgres_schema()
+        yield with_query(POSTGRES_URL, schema=schema)
+
+        async def drop_schema() -> None:
+            from chronctl.backends.postgres import PostgresBackend
+
+            async with PostgresBackend(POSTGRES_URL, schema=schema) as backend:
+                await backend.drop_schema()
+
+        asyncio.run(drop_schema())
         return
     ok, why = redis_reachable()
     need_service("Redis", ok, why)
